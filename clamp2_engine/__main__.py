@@ -1,0 +1,3 @@
+from clamp2_engine.cli import main
+
+main()

@@ -1,0 +1,95 @@
+"""Shared bookkeeping for batch commands: per-item error log, run summary, progress bars.
+
+Every batch command (embed, convert, ingest, summarize) reports a failed item as one JSON line
+``{"source", "stage", "reason"}`` in an ``errors.jsonl`` and goes on; the final summary counts
+done / skipped / failed items.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+class ErrorLog:
+    """Append-only JSONL error log; thread-safe; the file is created on the first error only."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.count = 0
+        self.reasons: Counter[str] = Counter()
+
+    def add(self, source: str | os.PathLike, stage: str, reason: str | BaseException, **extra: Any) -> None:
+        text = reason if isinstance(reason, str) else describe_error(reason)
+        record = {"source": os.fspath(source), "stage": stage, "reason": text, **extra}
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.count += 1
+            self.reasons[f"{stage}: {text[:80]}"] += 1
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line, human-readable reason for an exception."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+@dataclass
+class RunSummary:
+    """Counts for one batch run, printed as a Rich table at the end."""
+
+    title: str
+    counts: Counter = field(default_factory=Counter)
+    started: float = field(default_factory=time.perf_counter)
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] += n
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dict(self.counts), "seconds": round(self.elapsed, 3)}
+
+    def print(self, errors: ErrorLog | None = None, out: Console | None = None) -> None:
+        out = out or console
+        table = Table(title=self.title, show_header=True)
+        table.add_column("items")
+        table.add_column("count", justify="right")
+        for key, n in self.counts.items():
+            table.add_row(key, str(n))
+        table.add_row("seconds", f"{self.elapsed:.1f}")
+        out.print(table)
+        if errors is not None and errors.count:
+            out.print(f"[yellow]{errors.count} failed item(s); reasons in {errors.path}[/yellow]")
+            for reason, n in errors.reasons.most_common(5):
+                out.print(f"  {n} x {reason}")
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, enabled: bool = True):
+    """A Rich progress bar on stderr; yields ``advance(n=1)``. Disabled for short or quiet work."""
+    if not enabled:
+        yield lambda n=1: None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)

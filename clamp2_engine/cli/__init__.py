@@ -1,0 +1,56 @@
+"""The ``clamp2-engine`` command line: noun groups and verbs, each a thin layer over the library.
+
+Command modules are imported lazily, so ``clamp2-engine --help`` and light commands start fast and
+``clamp2_engine`` never imports ``ingest``, ``train`` or ``exporters`` unless a command needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute"
+COMMANDS: dict[str, str] = {
+    "embed": "clamp2_engine.cli.embed:embed",
+    "models": "clamp2_engine.cli.models:models",
+    "convert": "clamp2_engine.cli.convert:convert",
+    "summarize": "clamp2_engine.cli.summarize:summarize",
+    "ingest": "clamp2_engine.cli.index:ingest",
+    "search": "clamp2_engine.cli.index:search",
+    "shell": "clamp2_engine.cli.index:shell",
+    "collections": "clamp2_engine.cli.index:collections",
+    "migrate": "clamp2_engine.cli.index:migrate",
+    "export": "clamp2_engine.cli.export:export",
+    "train": "clamp2_engine.cli.train:train",
+    "eval": "clamp2_engine.cli.evaluate:eval_cmd",
+    "score": "clamp2_engine.cli.evaluate:score",
+    "classify": "clamp2_engine.cli.evaluate:classify",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module_name, attr = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="clamp2-engine")
+def main() -> None:
+    """CLaMP 2 music retrieval: embed, convert, index, search, evaluate, export and train."""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
