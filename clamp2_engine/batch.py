@@ -27,8 +27,11 @@ console = Console(stderr=True)
 class ErrorLog:
     """Append-only JSONL error log; thread-safe; the file is created on the first error only."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, reset: bool = False):
+        """``reset=True`` clears a previous run's log, so the file describes the latest run only."""
         self.path = Path(path)
+        if reset and self.path.exists():
+            self.path.unlink()
         self._lock = threading.Lock()
         self.count = 0
         self.reasons: Counter[str] = Counter()

@@ -1,0 +1,214 @@
+"""Checkpoints in the reference format: registry, hub download, loading, shape inference, saving.
+
+A reference checkpoint is ``{'model', 'optimizer', 'lr_sched', 'epoch', 'best_epoch', 'min_eval_loss'}``;
+CLaMP 2 model keys are ``text_model.* text_proj.* music_model.* music_proj.*``, M3 keys ``encoder.*
+decoder.*``. Sizes are read from tensor shapes, never assumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clamp2_engine.models.config import CLaMP2Config, M3Config, TextConfig
+
+DEFAULT_TEXT_MODEL = "FacebookAI/xlm-roberta-base"
+CLAMP2_PREFIX = "music_model."
+M3_PREFIX = "encoder."
+
+
+@dataclass(frozen=True)
+class KnownCheckpoint:
+    """A released checkpoint on the Hugging Face Hub."""
+
+    name: str
+    kind: str  # "clamp2" | "m3"
+    repo_id: str
+    filename: str
+    sha256: str | None = None
+    description: str = ""
+
+
+REGISTRY: dict[str, KnownCheckpoint] = {
+    "clamp2": KnownCheckpoint(
+        "clamp2", "clamp2", "sander-wood/clamp2",
+        "weights_clamp2_h_size_768_lr_5e-05_batch_128_scale_1_t_length_128_t_model_FacebookAI_xlm-roberta-base"
+        "_t_dropout_True_m3_True.pth",
+        description="CLaMP 2 (M3 music tower + XLM-R base text tower, 768-d joint space)",
+    ),
+    "m3": KnownCheckpoint(
+        "m3", "m3", "sander-wood/clamp2",
+        "weights_m3_p_size_64_p_length_512_t_layers_3_p_layers_12_h_size_768_lr_0.0001_batch_16_mask_0.45.pth",
+        description="M3 symbolic-music encoder (patch size 64, 512 patches, 12 layers, hidden 768)",
+    ),
+}
+
+
+class ModelNotFoundError(RuntimeError):
+    """A model could not be found locally nor fetched; the message is one line for the user."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, of an unknown layout, or does not fit the model."""
+
+
+def default_model() -> str:
+    return os.environ.get("CLAMP2_MODEL") or "clamp2"
+
+
+def default_text_model() -> str:
+    return os.environ.get("CLAMP2_TEXT_MODEL") or DEFAULT_TEXT_MODEL
+
+
+def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
+    """A local checkpoint path for ``spec``: a file path, or a registry name fetched from the Hub."""
+    spec = os.fspath(spec) if spec is not None else default_model()
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    known = REGISTRY.get(spec)
+    if known is None:
+        names = ", ".join(REGISTRY)
+        raise ModelNotFoundError(f"no checkpoint file at {spec!r} and no known model of that name ({names}); "
+                                 "pass --model PATH to a local checkpoint")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        local = Path(hf_hub_download(known.repo_id, known.filename))
+    except Exception as exc:  # offline, gated, renamed...: one line, no traceback
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(
+            f"could not fetch model {spec!r} ({known.repo_id}/{known.filename}) from the Hugging Face Hub "
+            f"({type(exc).__name__}: {reason}); download it elsewhere and pass --model PATH"
+        ) from None
+    if known.sha256 and sha256_file(local) != known.sha256:
+        raise ModelNotFoundError(f"checksum mismatch for {local}; delete it and retry, or pass --model PATH")
+    return local
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, cached per (path, size, mtime)."""
+    st = os.stat(path)
+    key = (os.fspath(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True`` (memory-mapped when possible).
+
+    A bare state dict is wrapped as ``{'model': state_dict}``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:  # legacy (non-zip) files cannot be memory-mapped
+            if "mmap" not in str(exc):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load {path} as a PyTorch checkpoint with weights_only=True: "
+                              f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+                              ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} does not hold a dict of tensors")
+    if "model" not in obj:
+        obj = {"model": obj}
+    if not isinstance(obj["model"], dict) or not all(isinstance(v, torch.Tensor) for v in obj["model"].values()):
+        raise CheckpointError(f"{path}: 'model' is not a state dict of tensors")
+    return obj
+
+
+def detect_kind(state_dict: dict[str, torch.Tensor]) -> str:
+    """``'clamp2'`` or ``'m3'`` from the state dict's keys."""
+    if any(k.startswith(CLAMP2_PREFIX + "patch_embedding.") for k in state_dict):
+        return "clamp2"
+    if any(k.startswith(M3_PREFIX + "patch_embedding.") for k in state_dict):
+        return "m3"
+    raise CheckpointError("unknown checkpoint layout: neither CLaMP 2 (music_model.*) nor M3 (encoder.*) keys")
+
+
+def _count_layers(state_dict: dict[str, torch.Tensor], prefix: str) -> int:
+    pat = re.compile(re.escape(prefix) + r"(\d+)\.")
+    idx = {int(m.group(1)) for k in state_dict if (m := pat.match(k))}
+    return max(idx) + 1 if idx else 0
+
+
+def _shape(state_dict: dict[str, torch.Tensor], key: str) -> tuple[int, ...]:
+    if key not in state_dict:
+        raise CheckpointError(f"checkpoint lacks {key}")
+    return tuple(state_dict[key].shape)
+
+
+def infer_m3_config(state_dict: dict[str, torch.Tensor], prefix: str = M3_PREFIX,
+                    decoder_prefix: str | None = "decoder.base.transformer.h.") -> M3Config:
+    """M3 sizes from tensor shapes under ``prefix`` (``encoder.`` or ``music_model.``)."""
+    hidden, features = _shape(state_dict, prefix + "patch_embedding.weight")
+    alphabet = 128
+    if features % alphabet:
+        raise CheckpointError(f"patch embedding width {features} is not a multiple of {alphabet}")
+    positions, _ = _shape(state_dict, prefix + "base.embeddings.position_embeddings.weight")
+    types = _shape(state_dict, prefix + "base.embeddings.token_type_embeddings.weight")[0]
+    layers = _count_layers(state_dict, prefix + "base.encoder.layer.")
+    dec = _count_layers(state_dict, decoder_prefix) if decoder_prefix else 0
+    return M3Config(hidden_size=hidden, num_layers=layers, patch_size=features // alphabet,
+                    patch_length=positions, decoder_layers=dec or 3, alphabet=alphabet, type_vocab_size=types)
+
+
+def infer_text_config(state_dict: dict[str, torch.Tensor], hf_config: Any = None,
+                      prefix: str = "text_model.") -> TextConfig:
+    """XLM-R sizes from tensor shapes; head count and pad id from ``hf_config`` when consistent."""
+    vocab, hidden = _shape(state_dict, prefix + "embeddings.word_embeddings.weight")
+    positions = _shape(state_dict, prefix + "embeddings.position_embeddings.weight")[0]
+    types = _shape(state_dict, prefix + "embeddings.token_type_embeddings.weight")[0]
+    inter = _shape(state_dict, prefix + "encoder.layer.0.intermediate.dense.weight")[0]
+    layers = _count_layers(state_dict, prefix + "encoder.layer.")
+    heads = getattr(hf_config, "num_attention_heads", None)
+    if not heads or getattr(hf_config, "hidden_size", None) != hidden or hidden % heads:
+        heads = max(1, hidden // 64)
+    pad = getattr(hf_config, "pad_token_id", 1)
+    eps = getattr(hf_config, "layer_norm_eps", 1e-5)
+    return TextConfig(vocab_size=vocab, hidden_size=hidden, num_layers=layers, num_heads=heads,
+                      intermediate_size=inter, max_position_embeddings=positions, type_vocab_size=types,
+                      pad_token_id=1 if pad is None else pad, layer_norm_eps=eps)
+
+
+def infer_clamp2_config(state_dict: dict[str, torch.Tensor], hf_text_config: Any = None,
+                        max_text_length: int = 128) -> CLaMP2Config:
+    music = infer_m3_config(state_dict, CLAMP2_PREFIX, decoder_prefix=None)
+    text = infer_text_config(state_dict, hf_text_config)
+    embed_dim = _shape(state_dict, "music_proj.weight")[0]
+    return CLaMP2Config(music=music, text=text, embed_dim=embed_dim, max_text_length=max_text_length)
+
+
+def save_checkpoint(path: str | os.PathLike, model_state: dict[str, torch.Tensor], optimizer: Any = None,
+                    lr_sched: Any = None, epoch: int = 0, best_epoch: int = 0,
+                    min_eval_loss: float = math.inf, **extra: Any) -> Path:
+    """Write a checkpoint in the reference layout, atomically (temporary file then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    obj = {"model": {k: v.detach().cpu() for k, v in model_state.items()}, "optimizer": optimizer or {},
+           "lr_sched": lr_sched or {}, "epoch": epoch, "best_epoch": best_epoch,
+           "min_eval_loss": min_eval_loss, **extra}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path

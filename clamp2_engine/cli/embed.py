@@ -1,0 +1,69 @@
+"""``clamp2-engine embed``: features for a folder of ABC / MTF / text files, as the reference extractors."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from clamp2_engine.cli.options import model_options, open_model, pop_model_options
+
+
+@click.command()
+@click.argument("src", type=click.Path(exists=True))
+@click.argument("dst", type=click.Path(file_okay=False))
+@model_options()
+@click.option("--kind", type=click.Choice(["clamp2", "m3"]), default=None,
+              help="Expected checkpoint kind (default: read from the checkpoint).")
+@click.option("--normalize/--raw", "normalize", default=False,
+              help="Pooled, projected [1, D] features (--normalize) or raw hidden states [1, len, H] (default, "
+                   "as the reference extractors without --get_normalized).")
+@click.option("--overwrite", is_flag=True, help="Recompute outputs that already exist.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar or summary table.")
+def embed(src: str, dst: str, kind: str | None, normalize: bool, overwrite: bool, as_json: bool, quiet: bool,
+          **kwargs) -> None:
+    """Embed SRC (a folder, walked recursively, or one file) into DST, one .npy per input.
+
+    Music: .abc (interleaved ABC) and .mtf; text: .txt (CLaMP 2 only). DST mirrors SRC's tree.
+    """
+    from clamp2_engine.extract import embed_tree
+
+    options = pop_model_options(kwargs)
+    loaded: dict = {}
+
+    def load(load_music: bool, load_text: bool):
+        model = open_model(options, load_music=load_music, load_text=load_text, kind=kind)
+        if model.kind == "m3" and normalize:
+            raise click.ClickException("M3 has no projection: its features are raw (drop --normalize)")
+        loaded["kind"] = model.kind
+        return model
+
+    effective_kind = kind or _peek_kind(options)
+    summary, errors = embed_tree(src, dst, load, kind=effective_kind, normalize=normalize, overwrite=overwrite,
+                                 progress=not quiet and not as_json)
+    if as_json:
+        click.echo(json.dumps({**summary.as_dict(), "errors": str(errors.path) if errors.count else None}))
+    elif not quiet:
+        summary.print(errors)
+    if summary.counts.get("failed") and not summary.counts.get("embedded") and not summary.counts.get(
+            "skipped (exists)"):
+        raise SystemExit(1)
+
+
+def _peek_kind(options: dict) -> str:
+    """The checkpoint's kind without building a model (cheap: key names only)."""
+    if options.get("backend") == "onnx":
+        return "clamp2"
+    from clamp2_engine.checkpoints import (
+        CheckpointError,
+        ModelNotFoundError,
+        detect_kind,
+        load_checkpoint,
+        resolve_checkpoint,
+    )
+
+    try:
+        return detect_kind(load_checkpoint(resolve_checkpoint(options.get("model")))["model"])
+    except (ModelNotFoundError, CheckpointError) as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,66 @@
+"""Options shared by every command that loads a model, and the one place that loads it for the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+BACKEND_CHOICES = ("torch", "onnx")
+DTYPE_CHOICES = ("fp32", "bf16", "fp16")
+
+
+def model_options(batch_size: int = 16) -> Callable:
+    """Decorator adding --model, --text-model, --device, --dtype, --backend, --onnx-dir, --batch-size."""
+
+    def decorate(f: Callable) -> Callable:
+        opts = [
+            click.option("--model", "model", envvar="CLAMP2_MODEL", default=None, metavar="PATH|NAME",
+                         help="Checkpoint file (reference format) or a known name; default: clamp2 "
+                              "(released weights from the Hugging Face Hub). Env: CLAMP2_MODEL."),
+            click.option("--text-model", envvar="CLAMP2_TEXT_MODEL", default=None, metavar="DIR|NAME",
+                         help="Folder (or Hub name) with the XLM-R config and tokenizer; default: "
+                              "FacebookAI/xlm-roberta-base. Env: CLAMP2_TEXT_MODEL."),
+            click.option("--device", default=None, metavar="cpu|cuda",
+                         help="Where to run; default: cuda when available, else cpu."),
+            click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="fp32", show_default=True,
+                         help="Compute precision (torch backend): bf16 on CPUs that have it, fp16/bf16 on GPUs."),
+            click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="torch", show_default=True,
+                         help="Inference runtime."),
+            click.option("--onnx-dir", type=click.Path(file_okay=False), default=None,
+                         help="Folder written by `export onnx` (with --backend onnx)."),
+            click.option("--batch-size", type=click.IntRange(1, 4096), default=batch_size, show_default=True,
+                         help="Windows per forward pass."),
+        ]
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return decorate
+
+
+MODEL_OPTION_NAMES = ("model", "text_model", "device", "dtype", "backend", "onnx_dir", "batch_size")
+
+
+def pop_model_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove the model options from a command's kwargs and return them."""
+    return {k: kwargs.pop(k) for k in MODEL_OPTION_NAMES if k in kwargs}
+
+
+def open_model(options: dict[str, Any], *, load_music: bool = True, load_text: bool = True,
+               kind: str | None = None):
+    """Load the model for a command; every expected failure becomes a one-line ``ClickException``."""
+    from clamp2_engine.api import CLaMP2
+    from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
+
+    if options.get("backend") == "onnx" and not options.get("onnx_dir"):
+        raise click.ClickException("--backend onnx needs --onnx-dir DIR (written by `clamp2-engine export onnx`)")
+    try:
+        return CLaMP2.from_pretrained(
+            options.get("model"), options.get("text_model"), device=options.get("device"),
+            backend=options.get("backend") or "torch", dtype=options.get("dtype") or "fp32",
+            onnx_dir=options.get("onnx_dir"), load_music=load_music, load_text=load_text,
+            batch_size=options.get("batch_size") or 16, kind=kind)
+    except (ModelNotFoundError, CheckpointError, ValueError, RuntimeError, OSError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None

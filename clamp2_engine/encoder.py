@@ -1,0 +1,161 @@
+"""Batched embedding: inputs -> ids -> windows -> length-sorted, dynamically padded batches -> features.
+
+The one path from text or music to a vector, shared by ``embed``, ``ingest``, ``search``, evaluation and
+every backend. Windowing and recombination follow the reference extractors exactly:
+
+- windows ``[0:S], [S:2S], ...`` with the last replaced by the last ``S`` positions;
+- pooled: the windows' pooled features averaged with weights ``[S]*full + [len % S]``;
+- raw: the windows' real hidden states concatenated, the last cut to its last ``len % S`` rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from clamp2_engine.batch import progress_bar
+from clamp2_engine.patches import PAD_ID, encode_patches, is_mtf
+from clamp2_engine.runtime.base import Runtime
+from clamp2_engine.text import join_for_tokenizer
+
+MUSIC_SUFFIXES = (".abc", ".mtf")
+TEXT_SUFFIXES = (".txt",)
+MAX_INPUT_BYTES = 32 * 1024 * 1024
+PROGRESS_MIN_WINDOWS = 256
+
+
+class InputError(ValueError):
+    """An input that cannot be turned into model input (unreadable, empty, binary, too large)."""
+
+
+def read_text_file(path: str | os.PathLike, max_bytes: int = MAX_INPUT_BYTES) -> str:
+    """Read a text input the way the reference does (UTF-8, universal newlines), with clear errors."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError("empty file")
+    if size > max_bytes:
+        raise InputError(f"file is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB input limit")
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise InputError("binary data (NUL bytes), not a text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start}); convert it to UTF-8 first") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _as_text(item: str | os.PathLike, suffixes: Sequence[str]) -> str:
+    """A path (``Path``, or a ``str`` naming an existing file with a known suffix) is read; else it is text."""
+    if isinstance(item, os.PathLike):
+        return read_text_file(item)
+    if isinstance(item, str):
+        if "\n" not in item and len(item) < 4096 and item.lower().endswith(tuple(suffixes)) and os.path.isfile(item):
+            return read_text_file(item)
+        return item
+    raise InputError(f"expected a path or a string, got {type(item).__name__}")
+
+
+def windows(length: int, size: int) -> list[tuple[int, int]]:
+    """Reference segmentation: consecutive windows of ``size``, the last one the final ``size`` positions."""
+    spans = [(s, min(s + size, length)) for s in range(0, length, size)]
+    spans[-1] = (max(0, length - size), length)
+    return spans
+
+
+def combine_pooled(vectors: np.ndarray, length: int, size: int) -> np.ndarray:
+    """Weighted mean of per-window pooled features, weights ``[size]*full + [remainder]``."""
+    full, rem = divmod(length, size)
+    weights = np.array([size] * full + ([rem] if rem else []), dtype=np.float64)
+    return (vectors.astype(np.float64) * weights[:, None]).sum(0).astype(np.float32) / np.float32(weights.sum())
+
+
+def combine_raw(hidden: list[np.ndarray], length: int, size: int) -> np.ndarray:
+    """Concatenate per-window hidden states, the last window cut to its last ``length % size`` rows."""
+    parts = list(hidden)
+    rem = length % size
+    if rem:
+        parts[-1] = parts[-1][-rem:]
+    return np.concatenate(parts, axis=0)
+
+
+class Encoder:
+    """Turns items into features with any :class:`Runtime`; sizes come from the loaded model."""
+
+    def __init__(self, runtime: Runtime, tokenizer=None, *, patch_size: int, patch_length: int,
+                 max_text_length: int = 128, strip_unit_length: bool = False, batch_size: int = 16):
+        self.runtime = runtime
+        self.tokenizer = tokenizer
+        self.patch_size = patch_size
+        self.patch_length = patch_length
+        self.max_text_length = max_text_length
+        self.strip_unit_length = strip_unit_length  # the M3 extractor drops "L:1/8\n" from ABC
+        self.batch_size = batch_size
+
+    # -- preparation (per item; raises InputError / ValueError for that item) --
+    def prepare_music(self, item: str | os.PathLike) -> np.ndarray:
+        text = _as_text(item, MUSIC_SUFFIXES)
+        if self.strip_unit_length and not is_mtf(text):
+            text = text.replace("L:1/8\n", "")
+        try:
+            return encode_patches(text, self.patch_size)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+
+    def prepare_text(self, item: str | os.PathLike) -> np.ndarray:
+        if self.tokenizer is None:
+            raise RuntimeError("this model has no text tower / tokenizer loaded")
+        text = _as_text(item, TEXT_SUFFIXES)
+        try:
+            joined = join_for_tokenizer(text, self.tokenizer.sep_token)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        return np.asarray(self.tokenizer(joined)["input_ids"], dtype=np.int64)
+
+    # -- batched forward --
+    def features(self, modality: str, prepared: Sequence[np.ndarray], normalize: bool = True,
+                 batch_size: int | None = None, show_progress: bool | None = None) -> list[np.ndarray]:
+        """Features for already-prepared id arrays, in input order (pooled ``[D]`` or raw ``[len, H]``)."""
+        if modality == "music":
+            size, pad, forward = self.patch_length, PAD_ID, self.runtime.music
+        elif modality == "text":
+            size, forward = self.max_text_length, self.runtime.text
+            pad = self.tokenizer.pad_token_id if self.tokenizer is not None else 1
+        else:
+            raise ValueError(f"unknown modality {modality!r}")
+        bs = max(1, batch_size or self.batch_size)
+        jobs = [(i, w, s, e) for i, ids in enumerate(prepared) for w, (s, e) in enumerate(windows(len(ids), size))]
+        jobs.sort(key=lambda j: j[3] - j[2], reverse=True)  # longest first: padding is minimal, OOM shows early
+        outputs: list[list[np.ndarray | None]] = [[None] * len(windows(len(ids), size)) for ids in prepared]
+        show = len(jobs) >= PROGRESS_MIN_WINDOWS if show_progress is None else show_progress
+        with progress_bar(f"embedding {modality}", len(jobs), enabled=show) as advance:
+            for start in range(0, len(jobs), bs):
+                chunk = jobs[start:start + bs]
+                longest = chunk[0][3] - chunk[0][2]
+                first = prepared[chunk[0][0]]
+                batch = np.full((len(chunk), longest, *first.shape[1:]), pad, dtype=np.int64)
+                masks = np.zeros((len(chunk), longest), dtype=np.int64)
+                for row, (i, _w, s, e) in enumerate(chunk):
+                    batch[row, :e - s] = prepared[i][s:e]
+                    masks[row, :e - s] = 1
+                out = forward(batch, masks, pooled=normalize)
+                for row, (i, w, s, e) in enumerate(chunk):
+                    outputs[i][w] = out[row] if normalize else out[row, :e - s]
+                advance(len(chunk))
+        results = []
+        for ids, parts in zip(prepared, outputs, strict=True):
+            if normalize:
+                results.append(combine_pooled(np.stack(parts), len(ids), size))
+            else:
+                results.append(combine_raw(parts, len(ids), size))
+        return results
+
+    def encode(self, modality: str, items: Iterable[str | os.PathLike], normalize: bool = True,
+               batch_size: int | None = None, show_progress: bool | None = None) -> list[np.ndarray]:
+        prepare = self.prepare_music if modality == "music" else self.prepare_text
+        prepared = [prepare(item) for item in items]
+        return self.features(modality, prepared, normalize, batch_size, show_progress)

@@ -1,0 +1,133 @@
+"""Feature extraction over a folder tree: SRC -> DST with one float32 ``.npy`` per input.
+
+Outputs mirror the reference extractors: pooled ``[1, D]`` (``normalize``) or raw ``[1, len, H]``,
+``stem + '.npy'`` in a tree that mirrors SRC. Existing outputs are skipped (unless ``overwrite``); every
+failed input is a line in ``DST/errors.jsonl`` and the run goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clamp2_engine.batch import ErrorLog, RunSummary, describe_error, progress_bar
+from clamp2_engine.encoder import MUSIC_SUFFIXES, TEXT_SUFFIXES
+from clamp2_engine.paths import atomic_write_bytes, iter_files, mirror_path
+
+CHUNK_FILES = 256
+
+
+@dataclass(frozen=True)
+class Task:
+    source: Path
+    output: Path
+    modality: str  # "music" | "text"
+
+
+def plan_tasks(src: Path, dst: Path, kind: str, overwrite: bool, errors: ErrorLog,
+               summary: RunSummary) -> list[Task]:
+    """Discover inputs, map them to outputs, drop existing outputs and name collisions."""
+    suffixes = MUSIC_SUFFIXES + (TEXT_SUFFIXES if kind == "clamp2" else ())
+    tasks: list[Task] = []
+    claimed: dict[Path, Path] = {}
+    for path in iter_files(src):
+        suffix = path.suffix.lower()
+        if suffix not in suffixes:
+            if suffix in TEXT_SUFFIXES:
+                errors.add(path, "plan", "M3 embeds music only; text files need a CLaMP 2 checkpoint")
+                summary.add("failed")
+            else:
+                summary.add("ignored (not .abc/.mtf/.txt)")
+            continue
+        out = mirror_path(src, path, dst, ".npy")
+        if out in claimed:
+            errors.add(path, "plan", f"output {out} is already claimed by {claimed[out]} (same stem)")
+            summary.add("failed")
+            continue
+        claimed[out] = path
+        if out.exists() and not overwrite:
+            summary.add("skipped (exists)")
+            continue
+        tasks.append(Task(path, out, "music" if suffix in MUSIC_SUFFIXES else "text"))
+    return tasks
+
+
+def save_feature(path: Path, feature: np.ndarray) -> None:
+    """Write a ``[1, ...]`` float32 ``.npy`` atomically."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(feature[None], dtype=np.float32))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def run_tasks(model, tasks: list[Task], normalize: bool, errors: ErrorLog, summary: RunSummary,
+              progress: bool = True) -> None:
+    """Prepare, embed (batched across files) and save; failures are isolated to their file."""
+    encoder = model.encoder
+    with progress_bar("embedding", len(tasks), enabled=progress and len(tasks) > 1) as advance:
+        for start in range(0, len(tasks), CHUNK_FILES):
+            chunk = tasks[start:start + CHUNK_FILES]
+            for modality in ("music", "text"):
+                group = [t for t in chunk if t.modality == modality]
+                ready: list[tuple[Task, np.ndarray]] = []
+                prepare = encoder.prepare_music if modality == "music" else encoder.prepare_text
+                for task in group:
+                    try:
+                        ready.append((task, prepare(task.source)))
+                    except Exception as exc:  # unreadable, empty, binary, undecodable...
+                        errors.add(task.source, "read", describe_error(exc))
+                        summary.add("failed")
+                _embed_group(encoder, modality, ready, normalize, errors, summary)
+            advance(len(chunk))
+
+
+def _embed_group(encoder, modality: str, ready: list[tuple[Task, np.ndarray]], normalize: bool,
+                 errors: ErrorLog, summary: RunSummary) -> None:
+    if not ready:
+        return
+    try:
+        feats = encoder.features(modality, [ids for _, ids in ready], normalize, show_progress=False)
+    except Exception:
+        if len(ready) == 1:
+            task = ready[0][0]
+            try:
+                encoder.features(modality, [ready[0][1]], normalize, show_progress=False)
+            except Exception as exc:
+                errors.add(task.source, "encode", describe_error(exc))
+                summary.add("failed")
+            return
+        for item in ready:  # isolate the failing file(s)
+            _embed_group(encoder, modality, [item], normalize, errors, summary)
+        return
+    for (task, _), feat in zip(ready, feats, strict=True):
+        try:
+            save_feature(task.output, feat)
+            summary.add("embedded")
+        except OSError as exc:
+            errors.add(task.source, "write", describe_error(exc))
+            summary.add("failed")
+
+
+def embed_tree(src: str | os.PathLike, dst: str | os.PathLike, load_model: Callable[..., object], *,
+               kind: str = "clamp2", normalize: bool = True, overwrite: bool = False,
+               progress: bool = True) -> tuple[RunSummary, ErrorLog]:
+    """Embed every ``.abc``/``.mtf``/``.txt`` under ``src`` into ``dst``.
+
+    ``load_model(load_music=..., load_text=...)`` is called only when there is work, with only the
+    towers the inputs need.
+    """
+    src_p, dst_p = Path(src), Path(dst)
+    if not src_p.exists():
+        raise FileNotFoundError(f"no such file or folder: {src_p}")
+    summary = RunSummary(f"embed {src_p} -> {dst_p}")
+    errors = ErrorLog(dst_p / "errors.jsonl", reset=True)
+    tasks = plan_tasks(src_p, dst_p, kind, overwrite, errors, summary)
+    if tasks:
+        needs = {t.modality for t in tasks}
+        model = load_model(load_music="music" in needs, load_text="text" in needs)
+        run_tasks(model, tasks, normalize, errors, summary, progress)
+    return summary, errors

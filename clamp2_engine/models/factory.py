@@ -1,0 +1,101 @@
+"""Build M3 / CLaMP 2 modules from a reference checkpoint and the XLM-R config + tokenizer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from clamp2_engine.checkpoints import (
+    CLAMP2_PREFIX,
+    CheckpointError,
+    ModelNotFoundError,
+    default_text_model,
+    infer_clamp2_config,
+    infer_m3_config,
+)
+from clamp2_engine.models.clamp2 import CLaMP2Model
+from clamp2_engine.models.config import CLaMP2Config, M3Config
+from clamp2_engine.models.m3 import M3Model, M3PatchEncoder
+
+IGNORABLE = (".pooler.",)  # reference checkpoints carry BERT/XLM-R poolers that inference never uses
+
+
+def load_text_assets(spec: str | os.PathLike | None = None) -> tuple[Any, Any]:
+    """The XLM-R ``(config, tokenizer)`` from a local folder or a Hub name (config and tokenizer only)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    spec = os.fspath(spec) if spec is not None else default_text_model()
+    local = Path(spec).expanduser()
+    if local.exists() and not local.is_dir():
+        raise ModelNotFoundError(f"--text-model {spec!r} is a file; pass the folder holding config.json and the "
+                                 "tokenizer files")
+    try:
+        config = AutoConfig.from_pretrained(spec)
+        tokenizer = AutoTokenizer.from_pretrained(spec)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(
+            f"could not load the text model config and tokenizer {spec!r} ({type(exc).__name__}: {reason}); "
+            "pass --text-model DIR to a local folder holding them (e.g. FacebookAI/xlm-roberta-base's config.json "
+            "and tokenizer files)"
+        ) from None
+    return config, tokenizer
+
+
+def load_weights(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str = "",
+                 ignore_unexpected: tuple[str, ...] = IGNORABLE) -> None:
+    """Copy ``state_dict`` (keys under ``prefix``) into ``module``; missing or misshapen keys are errors."""
+    own = module.state_dict()
+    sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    missing = sorted(k for k in own if k not in sub and not any(s in k for s in ignore_unexpected))
+    if missing:
+        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise CheckpointError(f"checkpoint lacks {len(missing)} weight(s) the model needs: "
+                              f"{', '.join(prefix + k for k in missing[:5])}{more}")
+    bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in sub.items() if k in own and v.shape != own[k].shape]
+    if bad:
+        k, got, want = bad[0]
+        raise CheckpointError(f"weight {prefix + k} has shape {got}, the model expects {want}"
+                              + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""))
+    module.load_state_dict({k: v for k, v in sub.items() if k in own}, strict=False)
+
+
+def build_clamp2(state_dict: dict[str, torch.Tensor], hf_text_config: Any = None, *, load_text: bool = True,
+                 load_music: bool = True, max_text_length: int = 128,
+                 attn_implementation: str | None = "sdpa") -> CLaMP2Model:
+    """A CLaMP 2 module (one or both towers) filled from a reference state dict."""
+    config = infer_clamp2_config(state_dict, hf_text_config if load_text else None, max_text_length)
+    if not load_text:
+        config = CLaMP2Config(music=config.music, text=config.text, embed_dim=config.embed_dim,
+                              max_text_length=max_text_length)
+    model = CLaMP2Model(config, load_text=load_text, load_music=load_music,
+                        attn_implementation=attn_implementation)
+    if load_text:
+        load_weights(model.text_model, state_dict, "text_model.")
+        load_weights(model.text_proj, state_dict, "text_proj.")
+    if load_music:
+        load_weights(model.music_model, state_dict, CLAMP2_PREFIX)
+        load_weights(model.music_proj, state_dict, "music_proj.")
+    return model.eval()
+
+
+def build_m3_encoder(state_dict: dict[str, torch.Tensor], attn_implementation: str | None = "sdpa") -> M3PatchEncoder:
+    """The M3 encoder alone (feature extraction) from an M3 state dict."""
+    config = infer_m3_config(state_dict)
+    encoder = M3PatchEncoder(config, attn_implementation)
+    load_weights(encoder, state_dict, "encoder.")
+    return encoder.eval()
+
+
+def build_m3(state_dict: dict[str, torch.Tensor] | None = None, config: M3Config | None = None,
+             attn_implementation: str | None = "sdpa") -> M3Model:
+    """The full M3 (encoder + decoder) for training, from a state dict or a fresh config."""
+    if state_dict is None:
+        return M3Model(config or M3Config(), attn_implementation)
+    model = M3Model(config or infer_m3_config(state_dict), attn_implementation)
+    load_weights(model, state_dict)
+    return model

@@ -1,0 +1,68 @@
+"""PyTorch backend: eager transformers modules with SDPA attention under ``torch.inference_mode``."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from clamp2_engine.models.clamp2 import CLaMP2Model, masked_mean
+from clamp2_engine.models.m3 import M3PatchEncoder
+from clamp2_engine.runtime.base import Runtime
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``device`` as given, else CUDA when available, else CPU."""
+    if device:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for but PyTorch sees no CUDA device")
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class TorchRuntime(Runtime):
+    """Runs a :class:`CLaMP2Model` (either tower) or a bare :class:`M3PatchEncoder`."""
+
+    def __init__(self, model: CLaMP2Model | M3PatchEncoder, device: str | torch.device | None = None,
+                 dtype: str = "fp32"):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+        self.device = pick_device(str(device) if device is not None else None)
+        if self.device.type == "cpu" and dtype == "fp16":
+            raise ValueError("fp16 is not supported on CPU; use bf16 or fp32")
+        self.dtype = DTYPES[dtype]
+        self.model = model.to(self.device, dtype=self.dtype).eval()
+        if isinstance(model, M3PatchEncoder):
+            self.kind, self.has_music, self.has_text = "m3", True, False
+        else:
+            self.kind = "clamp2"
+            self.has_music = hasattr(model, "music_model")
+            self.has_text = hasattr(model, "text_model")
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
+
+    @staticmethod
+    def _out(t: torch.Tensor) -> np.ndarray:
+        return t.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def music(self, patches: np.ndarray, masks: np.ndarray, pooled: bool) -> np.ndarray:
+        if not self.has_music:
+            raise RuntimeError("this model has no music tower loaded")
+        x, m = self._tensor(patches), self._tensor(masks)
+        if self.kind == "m3":
+            if pooled:
+                raise ValueError("M3 has no projection: its features are raw hidden states (normalize=False)")
+            return self._out(self.model(x, m))
+        return self._out(self.model.get_music_features(x, m, normalized=pooled))
+
+    @torch.inference_mode()
+    def text(self, ids: np.ndarray, masks: np.ndarray, pooled: bool) -> np.ndarray:
+        if not self.has_text:
+            raise RuntimeError("this model has no text tower loaded")
+        return self._out(self.model.get_text_features(self._tensor(ids), self._tensor(masks), normalized=pooled))
+
+
+__all__ = ["TorchRuntime", "pick_device", "masked_mean"]
