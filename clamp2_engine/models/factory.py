@@ -51,7 +51,7 @@ def load_weights(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix:
     """Copy ``state_dict`` (keys under ``prefix``) into ``module``; missing or misshapen keys are errors."""
     own = module.state_dict()
     sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    missing = sorted(k for k in own if k not in sub and not any(s in k for s in ignore_unexpected))
+    missing = sorted(k for k in own if k not in sub and not any(s in "." + k for s in ignore_unexpected))
     if missing:
         more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
         raise CheckpointError(f"checkpoint lacks {len(missing)} weight(s) the model needs: "

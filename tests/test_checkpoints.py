@@ -1,0 +1,106 @@
+"""Checkpoint loading: weights_only, shape-inferred sizes, clear errors, hub failure as one line."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from clamp2_engine.checkpoints import (
+    CheckpointError,
+    ModelNotFoundError,
+    detect_kind,
+    infer_clamp2_config,
+    infer_m3_config,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from clamp2_engine.cli import main
+from clamp2_engine.models.factory import build_clamp2, build_m3, load_text_assets
+
+
+@pytest.fixture(scope="module")
+def clamp2_ckpt(parity_dir):
+    return load_checkpoint(parity_dir / "checkpoints" / "clamp2.pth")
+
+
+def test_sizes_are_read_from_shapes(clamp2_ckpt, parity_dir):
+    cfg = infer_clamp2_config(clamp2_ckpt["model"])
+    assert (cfg.music.hidden_size, cfg.music.num_layers, cfg.music.patch_size, cfg.music.patch_length) == (
+        128, 2, 64, 512)
+    assert (cfg.text.hidden_size, cfg.text.num_layers, cfg.text.vocab_size, cfg.embed_dim) == (128, 2, 602, 128)
+    m3 = infer_m3_config(load_checkpoint(parity_dir / "checkpoints" / "m3.pth")["model"])
+    assert (m3.hidden_size, m3.num_layers, m3.decoder_layers) == (128, 2, 2)
+    assert detect_kind(clamp2_ckpt["model"]) == "clamp2"
+
+
+def test_unused_pooler_keys_are_accepted_and_missing_keys_refused(clamp2_ckpt, parity_dir):
+    hf_config, _ = load_text_assets(parity_dir / "text_model")
+    state = dict(clamp2_ckpt["model"])
+    build_clamp2(state, hf_config)  # poolers present in the checkpoint: fine
+    no_pooler = {k: v for k, v in state.items() if ".pooler." not in k}
+    build_clamp2(no_pooler, hf_config)  # and absent: fine too
+    broken = {k: v for k, v in state.items() if k != "music_proj.bias"}
+    with pytest.raises(CheckpointError, match="music_proj.bias"):
+        build_clamp2(broken, hf_config)
+    misshapen = dict(state)
+    misshapen["text_proj.bias"] = torch.zeros(7)
+    with pytest.raises(CheckpointError, match=r"text_proj.bias has shape \(7,\)"):
+        build_clamp2(misshapen, hf_config)
+
+
+def test_weights_only_refuses_pickled_objects(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as fh:
+        pickle.dump({"model": Evil()}, fh)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(path)
+
+
+def test_unknown_layout_and_bare_state_dict(tmp_path, parity_dir):
+    torch.save({"foo.weight": torch.zeros(2)}, tmp_path / "x.pth")
+    with pytest.raises(CheckpointError, match="unknown checkpoint layout"):
+        detect_kind(load_checkpoint(tmp_path / "x.pth")["model"])
+    m3_state = load_checkpoint(parity_dir / "checkpoints" / "m3.pth")["model"]
+    torch.save(m3_state, tmp_path / "bare.pth")
+    assert detect_kind(load_checkpoint(tmp_path / "bare.pth")["model"]) == "m3"
+
+
+def test_save_checkpoint_round_trips_in_reference_layout(tmp_path, parity_dir):
+    model = build_m3(load_checkpoint(parity_dir / "checkpoints" / "m3.pth")["model"])
+    path = save_checkpoint(tmp_path / "run" / "weights.pth", model.state_dict(), epoch=2, best_epoch=1,
+                           min_eval_loss=0.5)
+    obj = torch.load(path, weights_only=True)
+    assert set(obj) >= {"model", "optimizer", "lr_sched", "epoch", "best_epoch", "min_eval_loss"}
+    fresh = build_m3(obj["model"])
+    fresh.load_state_dict(obj["model"], strict=True)  # the reference loads strictly
+
+
+def test_offline_hub_failure_is_one_line_naming_model_path(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("CLAMP2_MODEL", raising=False)
+    with pytest.raises(ModelNotFoundError, match="--model PATH") as info:
+        resolve_checkpoint("clamp2")
+    assert "\n" not in str(info.value)
+    result = CliRunner().invoke(main, ["embed", "tests", "/tmp/unused-out", "--text-model", "x"])
+    assert result.exit_code != 0
+    assert "--model PATH" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_text_model_is_one_clear_line(parity_dir, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "q.txt").write_text("hello", encoding="utf-8")
+    result = CliRunner().invoke(main, ["embed", str(src), str(tmp_path / "out"), "--model",
+                                       str(parity_dir / "checkpoints" / "clamp2.pth"), "--text-model",
+                                       str(tmp_path / "nowhere")])
+    assert result.exit_code != 0
+    assert "--text-model DIR" in result.output and "Traceback" not in result.output
