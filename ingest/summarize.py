@@ -1,0 +1,260 @@
+"""Multilingual summaries of piece metadata from any OpenAI-compatible chat model (reference section 6).
+
+``summarize_items`` asks for an English summary and one in a language chosen deterministically from the
+item and the seed, with a bounded number of requests in flight, its own retry policy (exponential
+backoff with jitter on 429, 408/409, 5xx, timeouts and connection errors; ``Retry-After`` honoured and
+shared by all workers) and resumable, crash-safe output: every item ends once either in OUT or in
+``OUT.errors.jsonl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clamp2_engine.batch import ErrorLog, describe_error
+from clamp2_engine.paths import iter_files
+from ingest.llm_prompt import LANGUAGES, SUMMARY_KEYS, resolve_languages
+from ingest.summary_store import JsonlAppender, prune_jsonl, read_jsonl
+
+STAGE = "summarize"
+SOURCE_KEY, LOAD_ERROR_KEY = "__source__", "__error__"  # set by load_items; never sent nor written
+_NOT_METADATA = {*SUMMARY_KEYS, "filepaths", "nen_language", SOURCE_KEY, LOAD_ERROR_KEY}
+FINAL_KINDS = {"none"}  # answers kept across re-runs (while the metadata is unchanged) unless retry_none
+NO_KEY = "sk-no-key"
+
+
+class SummarizeError(RuntimeError):
+    """A problem that stops the whole run (bad key, unknown model, server unreachable, OUT locked)."""
+
+
+def errors_path_for(out_path: str | os.PathLike) -> Path:
+    """``items.jsonl`` -> ``items.errors.jsonl`` beside it."""
+    out = Path(out_path)
+    stem = out.stem if out.suffix == ".jsonl" else out.name
+    return out.with_name(f"{stem}.errors.jsonl")
+
+
+def load_items(src: str | os.PathLike) -> list[dict[str, Any]]:
+    """Items from a folder of per-piece ``.json`` files (walked recursively, sorted) or a ``.jsonl``.
+
+    Each item carries its origin under ``"__source__"``; a file or line that is not a JSON object
+    becomes ``{"__source__": ..., "__error__": reason}`` so that it is reported, not lost.
+    """
+    src_p = Path(src)
+    items: list[dict[str, Any]] = []
+    if src_p.is_file() and src_p.suffix.lower() == ".jsonl":
+        with open(src_p, encoding="utf-8", errors="replace") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    items.append(_load_one(line, f"{src_p.name}:{n}"))
+        return items
+    for f in iter_files(src_p, {".json"}):
+        rel = f.name if src_p.is_file() else f.relative_to(src_p).as_posix()
+        try:
+            items.append(_load_one(f.read_text(encoding="utf-8"), rel))
+        except (OSError, UnicodeDecodeError) as exc:
+            items.append({SOURCE_KEY: rel, LOAD_ERROR_KEY: describe_error(exc)})
+    return items
+
+
+def _load_one(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return {SOURCE_KEY: source, LOAD_ERROR_KEY: f"invalid JSON: {exc}"}
+    if not isinstance(data, dict):
+        return {SOURCE_KEY: source, LOAD_ERROR_KEY: f"expected a JSON object, got {type(data).__name__}"}
+    return {**data, SOURCE_KEY: source}
+
+
+def item_identity(item: dict[str, Any]) -> str:
+    """A stable key for an item, equal for the input item and its line in OUT: its ``filepaths`` when
+    it has any, else a hash of its metadata (null fields, summaries and ``nen_language`` left out)."""
+    if LOAD_ERROR_KEY in item:
+        return f"source:{item.get(SOURCE_KEY)}"
+    fps = item.get("filepaths")
+    if isinstance(fps, str):
+        fps = [fps]
+    if isinstance(fps, list) and fps:
+        return "filepaths:" + json.dumps(fps, ensure_ascii=False)
+    return "sha256:" + metadata_digest(item)
+
+
+def _digest(data: dict[str, Any]) -> str:
+    blob = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def metadata_digest(item: dict[str, Any]) -> str:
+    """A hash of what would be sent to the model for ``item`` (to notice edited metadata)."""
+    return _digest(metadata_of(item))
+
+
+def pick_language(identity: str, seed: int, languages: tuple[str, ...] = LANGUAGES) -> str:
+    """The non-English language for an item: a deterministic function of the seed and its identity."""
+    digest = hashlib.sha256(f"{seed}\x00{identity}".encode()).digest()
+    return languages[int.from_bytes(digest[:8], "big") % len(languages)]
+
+
+def metadata_of(item: dict[str, Any]) -> dict[str, Any]:
+    """The fields sent to the model (and kept in OUT): everything but summaries, filepaths, nulls."""
+    return {k: v for k, v in item.items() if v is not None and k not in _NOT_METADATA}
+
+
+def has_information(meta: dict[str, Any]) -> bool:
+    """Whether any metadata field holds something (a non-blank string, a non-empty list, a number...)."""
+    return any(v.strip() if isinstance(v, str) else v not in ([], {}) for v in meta.values())
+
+
+def output_record(item: dict[str, Any], summaries: dict[str, Any]) -> dict[str, Any]:
+    """The OUT line: the input fields, then ``summary_en`` and ``summary_nen``, ``filepaths`` last."""
+    rec = {**metadata_of(item), **summaries}
+    if item.get("filepaths") is not None:
+        rec["filepaths"] = item["filepaths"]
+    return rec
+
+
+@dataclass
+class SummaryReport:
+    """What a run did. ``done + skipped + failed + none`` is the number of items given."""
+
+    out_path: Path
+    errors_path: Path
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    none: int = 0
+    retries: int = 0
+    tokens: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    reasons: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out_path),
+            "errors": str(self.errors_path),
+            "total": self.total,
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "none": self.none,
+            "retries": self.retries,
+            "tokens": self.tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.seconds, 3),
+            "reasons": dict(self.reasons),
+        }
+
+
+def summarize_items(
+    items: Iterable[dict[str, Any]],
+    out_path: str | os.PathLike,
+    *,
+    base_url: str,
+    model: str,
+    api_key_env: str = "OPENAI_API_KEY",
+    concurrency: int = 8,
+    seed: int = 0,
+    languages: str | list[str] | None = None,
+    max_retries: int = 5,
+    timeout: float = 60.0,
+    progress: bool = True,
+    answer_retries: int = 1,
+    retry_none: bool = False,
+    backoff_base: float = 1.0,
+    backoff_max: float = 60.0,
+) -> SummaryReport:
+    """Summarize ``items`` into ``out_path`` (JSONL, appended), skipping those already there.
+
+    ``answer_retries`` re-asks an item whose answer is invalid (not JSON, wrong shape or language);
+    ``None`` answers are final and, unless ``retry_none``, not asked again on a re-run.
+    Raises :class:`SummarizeError` when the run cannot go on (401/403/404, server unreachable).
+    """
+    from ingest.summarize_run import Settings, run_pending
+
+    if concurrency < 1 or max_retries < 0 or answer_retries < 0 or timeout <= 0:
+        raise ValueError("concurrency >= 1, max_retries >= 0, answer_retries >= 0 and timeout > 0 required")
+    langs = resolve_languages(languages)
+    out = Path(out_path)
+    report = SummaryReport(out, errors_path_for(out))
+    started = time.perf_counter()
+    try:
+        writer = JsonlAppender(out)
+    except OSError as exc:
+        raise SummarizeError(str(exc)) from exc
+    with writer:
+        done_ids = {item_identity(rec) for rec in writer.read_existing()}
+        previous_final = _final_errors(report.errors_path) if not retry_none else {}
+        pending: list[tuple[dict[str, Any], str, str]] = []
+        seen: set[str] = set()
+        for item in items:
+            report.total += 1
+            ident = item_identity(item)
+            if ident in done_ids or ident in seen or previous_final.get(ident, "") == metadata_digest(item):
+                report.skipped += 1
+                continue
+            seen.add(ident)
+            pending.append((item, ident, pick_language(ident, seed, langs)))
+        # failures of earlier runs for items tried again now (or done meanwhile) leave the errors file
+        sources = {str(item[SOURCE_KEY]) for item, _, _ in pending if SOURCE_KEY in item}
+        prune_jsonl(
+            report.errors_path,
+            lambda r: (
+                r.get("identity") in seen
+                or r.get("identity") in done_ids
+                or (str(r.get("identity")).startswith("source:") and r.get("source") in sources)
+            ),
+        )
+        errors = ErrorLog(report.errors_path)
+        key = os.environ.get(api_key_env) or NO_KEY
+        settings = Settings(
+            base_url=base_url,
+            model=model,
+            api_key=key,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            answer_retries=answer_retries,
+            timeout=timeout,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            progress=progress,
+        )
+        try:
+            _run_sync(run_pending(pending, settings, writer, errors, report))
+        finally:
+            report.seconds = time.perf_counter() - started
+    return report
+
+
+def _final_errors(path: Path) -> dict[str, str]:
+    """identity -> metadata digest of the items an earlier run recorded with a final answer."""
+    records, _ = read_jsonl(path)
+    return {
+        r["identity"]: str(r.get("metadata_sha256"))
+        for r in records
+        if r.get("kind") in FINAL_KINDS and isinstance(r.get("identity"), str)
+    }
+
+
+def _run_sync(coro: Any) -> Any:
+    """``asyncio.run`` that also works when the caller already runs an event loop (in a thread then)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

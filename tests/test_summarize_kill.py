@@ -1,0 +1,88 @@
+"""A ``clamp2-engine summarize`` process killed with SIGKILL and resumed ends with the same OUT as an
+uninterrupted run, and loses at most the requests that were in flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ingest.summarize import errors_path_for, summarize_items
+from ingest.summary_store import read_jsonl
+
+try:
+    from tests.llm_server import ScriptedLLM
+except ModuleNotFoundError:  # pytest started without the repository root on sys.path
+    from llm_server import ScriptedLLM
+
+N, CONCURRENCY, LATENCY = 80, 4, 0.1
+SCRIPT = {"piece 7": ["none"], "piece 33": ["wrong_language"], "piece 61": ["none"]}
+
+
+def _lines(path: Path) -> list[str]:
+    return sorted(json.dumps(r, sort_keys=True, ensure_ascii=False) for r in read_jsonl(path)[0])
+
+
+def _errors(out: Path) -> list[tuple[str, str, str]]:
+    return sorted((e["identity"], e["kind"], e["language"]) for e in read_jsonl(errors_path_for(out))[0])
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
+    src = tmp_path / "meta.jsonl"
+    items = [
+        {"title": f"piece {i}", "composer": "C", "filepaths": [f"abc/{i}.abc", f"mtf/{i}.mtf"]}
+        for i in range(N)
+    ]
+    src.write_text("".join(json.dumps(it) + "\n" for it in items), encoding="utf-8")
+    opts = dict(model="m", concurrency=CONCURRENCY, seed=3, progress=False)
+
+    whole = tmp_path / "whole.jsonl"
+    with ScriptedLLM(SCRIPT) as llm:
+        summarize_items(items, whole, base_url=llm.base_url, **opts)
+
+    resumed = tmp_path / "resumed.jsonl"
+    with ScriptedLLM(SCRIPT, latency=LATENCY) as llm:
+        cmd = [
+            sys.executable,
+            "-m",
+            "clamp2_engine",
+            "summarize",
+            str(src),
+            str(resumed),
+            "--base-url",
+            llm.base_url,
+            "--llm",
+            "m",
+            "--concurrency",
+            str(CONCURRENCY),
+            "--seed",
+            "3",
+            "-q",
+        ]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                if resumed.exists() and resumed.read_bytes().count(b"\n") >= N // 4:
+                    break
+                time.sleep(0.01)
+            assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()!r}"
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=30)
+            proc.stderr.close()
+        assert proc.returncode == -signal.SIGKILL
+        kept = len(read_jsonl(resumed)[0])
+        assert N // 4 <= kept < N
+        report = summarize_items(items, resumed, base_url=llm.base_url, **opts)
+        asked_twice = [k for k in {e["key"] for e in llm.log} if k not in SCRIPT and llm.attempts(k) > 1]
+        assert len(asked_twice) <= CONCURRENCY  # only the requests in flight were lost
+
+    assert report.done + report.none + report.failed + report.skipped == N
+    assert _lines(resumed) == _lines(whole)
+    assert len(_lines(resumed)) == N - len(SCRIPT)
+    assert _errors(resumed) == _errors(whole)
