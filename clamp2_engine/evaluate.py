@@ -136,7 +136,9 @@ def load_features(folder: str | os.PathLike) -> FeatureSet:
         keep = [i for i, v in enumerate(vectors) if v.shape[0] == hidden]
         for i, v in enumerate(vectors):
             if v.shape[0] != hidden:
-                fs.errors.append((os.fspath(fs.paths[i]), f"hidden size {v.shape[0]} differs from the folder's {hidden}"))
+                fs.errors.append(
+                    (os.fspath(fs.paths[i]), f"hidden size {v.shape[0]} differs from the folder's {hidden}")
+                )
         fs.keys = [fs.keys[i] for i in keep]
         fs.paths = [fs.paths[i] for i in keep]
         fs.matrix = np.stack([vectors[i] for i in keep])
@@ -146,8 +148,10 @@ def load_features(folder: str | os.PathLike) -> FeatureSet:
 def pair_features(query: FeatureSet, reference: FeatureSet) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The common keys (sorted) and the query / reference rows for them, in the same order."""
     if len(query) and len(reference) and query.matrix.shape[1] != reference.matrix.shape[1]:
-        raise ValueError(f"query features have size {query.matrix.shape[1]}, "
-                         f"reference features {reference.matrix.shape[1]}")
+        raise ValueError(
+            f"query features have size {query.matrix.shape[1]}, "
+            f"reference features {reference.matrix.shape[1]}"
+        )
     q_index = {k: i for i, k in enumerate(query.keys)}
     r_index = {k: i for i, k in enumerate(reference.keys)}
     keys = sorted(q_index.keys() & r_index.keys())
@@ -172,8 +176,9 @@ class RankResult:
     top_similarity: np.ndarray  # float32 [n]
 
 
-def retrieval_ranks(query: np.ndarray, reference: np.ndarray, ties: Ties = "reference",
-                    block: int = 1024) -> RankResult:
+def retrieval_ranks(
+    query: np.ndarray, reference: np.ndarray, ties: Ties = "reference", block: int = 1024
+) -> RankResult:
     """Ranks of ``reference[i]`` among all rows of ``reference`` for ``query[i]`` (cosine similarity).
 
     ``query`` and ``reference`` are already paired ``[n, H]`` matrices. Computed in float32, ``block``
@@ -183,7 +188,9 @@ def retrieval_ranks(query: np.ndarray, reference: np.ndarray, ties: Ties = "refe
         raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
     query, reference = np.asarray(query), np.asarray(reference)
     if query.ndim != 2 or query.shape != reference.shape:
-        raise ValueError(f"query and reference must be paired [n, H] matrices, got {query.shape} and {reference.shape}")
+        raise ValueError(
+            f"query and reference must be paired [n, H] matrices, got {query.shape} and {reference.shape}"
+        )
     n = query.shape[0]
     qn, rn = _normalise(query), _normalise(reference)
     ranks = np.empty(n, np.int64)
@@ -225,7 +232,9 @@ def retrieval_metrics(query: np.ndarray, reference: np.ndarray, ties: Ties = "re
 
 def round_metrics(metrics: dict[str, Any], decimals: int = 4) -> dict[str, Any]:
     """Floats rounded as the reference prints them (``round(x, 4)``)."""
-    return {k: round(v, decimals) if isinstance(v, float) and math.isfinite(v) else v for k, v in metrics.items()}
+    return {
+        k: round(v, decimals) if isinstance(v, float) and math.isfinite(v) else v for k, v in metrics.items()
+    }
 
 
 @dataclass
@@ -250,12 +259,18 @@ class FolderEvaluation:
         """One record per pair: key, rank, similarity of the true item, best candidate and its similarity."""
         r = self.ranks
         for i, key in enumerate(self.keys):
-            yield {"key": key, "rank": int(r.ranks[i]), "similarity": float(r.true_similarity[i]),
-                   "top": self.keys[int(r.top_index[i])], "top_similarity": float(r.top_similarity[i])}
+            yield {
+                "key": key,
+                "rank": int(r.ranks[i]),
+                "similarity": float(r.true_similarity[i]),
+                "top": self.keys[int(r.top_index[i])],
+                "top_similarity": float(r.top_similarity[i]),
+            }
 
 
-def evaluate_folders(query_dir: str | os.PathLike, reference_dir: str | os.PathLike,
-                     ties: Ties = "reference") -> FolderEvaluation:
+def evaluate_folders(
+    query_dir: str | os.PathLike, reference_dir: str | os.PathLike, ties: Ties = "reference"
+) -> FolderEvaluation:
     """Load two feature folders, pair them by key and compute the retrieval metrics."""
     query, reference = load_features(query_dir), load_features(reference_dir)
     keys, q, r = pair_features(query, reference)
@@ -270,15 +285,22 @@ def clamp2_score(reference_dir: str | os.PathLike, test_dir: str | os.PathLike) 
         if not len(fs):
             raise ValueError(f"no usable features in {fs.root}")
     if ref.matrix.shape[1] != test.matrix.shape[1]:
-        raise ValueError(f"reference features have size {ref.matrix.shape[1]}, test features {test.matrix.shape[1]}")
+        raise ValueError(
+            f"reference features have size {ref.matrix.shape[1]}, test features {test.matrix.shape[1]}"
+        )
     a = ref.matrix.astype(np.float64).mean(axis=0)
     b = test.matrix.astype(np.float64).mean(axis=0)
     score = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), EPS))
-    return {"clamp2_score": score, "reference": len(ref), "test": len(test),
-            "errors": [*ref.errors, *test.errors]}
+    return {
+        "clamp2_score": score,
+        "reference": len(ref),
+        "test": len(test),
+        "errors": [*ref.errors, *test.errors],
+    }
 
 
 # --- collection-level evaluation (text-to-music through a search function) ---------------------------
+
 
 def item_text(item: dict[str, Any], field: str) -> str | None:
     """The query text of ``item[field]``: a string, the first string of a list, or the ``summary`` of a
@@ -328,10 +350,15 @@ class CollectionEvaluation:
             yield {"id": answer, "query": query, "rank": rank}
 
 
-def evaluate_collection(search_fn: Callable[[list[str]], Sequence[Sequence[Hashable]]],
-                        items: Sequence[dict[str, Any]], field: str = "summary_en",
-                        id_fn: Callable[[dict[str, Any]], Hashable] | None = None, k: int = 100,
-                        batch_size: int = 64, progress: Callable[[int], None] | None = None) -> CollectionEvaluation:
+def evaluate_collection(
+    search_fn: Callable[[list[str]], Sequence[Sequence[Hashable]]],
+    items: Sequence[dict[str, Any]],
+    field: str = "summary_en",
+    id_fn: Callable[[dict[str, Any]], Hashable] | None = None,
+    k: int = 100,
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> CollectionEvaluation:
     """Text-to-music retrieval through a search engine: each item's ``field`` text is a query whose
     answer is the item's own point.
 
@@ -360,11 +387,11 @@ def evaluate_collection(search_fn: Callable[[list[str]], Sequence[Sequence[Hasha
         answers.append(answer)
     ranks: list[int | None] = []
     for start in range(0, len(queries), batch_size):
-        texts = queries[start:start + batch_size]
+        texts = queries[start : start + batch_size]
         hits = search_fn(texts)
         if len(hits) != len(texts):
             raise ValueError(f"search_fn returned {len(hits)} hit lists for {len(texts)} queries")
-        for answer, ids in zip(answers[start:start + batch_size], hits, strict=True):
+        for answer, ids in zip(answers[start : start + batch_size], hits, strict=True):
             ids = list(ids)[:k]
             ranks.append(ids.index(answer) + 1 if answer in ids else None)
         if progress:

@@ -2,8 +2,9 @@
 
 Model: raw features ``[L, H]`` -> ``Linear(H, H)`` -> ReLU -> mean over L -> ``Linear(H, C)``;
 cross-entropy on the logits (the reference applies a softmax first; argmax predictions are the same);
-AdamW (1e-5 default) with the reference's one-epoch linear warm-up; the state of the epoch with the best
-evaluation accuracy is kept and training stops after ``patience`` epochs without improvement. Labels
+AdamW at a constant learning rate (1e-5 default; the reference builds a warm-up schedule but then
+re-creates its optimizer, so its training runs at a constant rate too); the state of the epoch with the
+best evaluation accuracy is kept and training stops after ``patience`` epochs without improvement. Labels
 come from file names ``label_rest.npy``. Batches of variable-length features are zero-padded and
 averaged with a mask, so a batch gives the same outputs as one item at a time.
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import io
-import math
 import os
 import random
 from collections import Counter, defaultdict
@@ -59,6 +59,7 @@ class LinearProbe(nn.Module):
 
 
 # --- feature files ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FeatureFile:
@@ -109,8 +110,12 @@ def load_feature(path: str | os.PathLike, hidden: int | None = None) -> np.ndarr
     return arr
 
 
-def scan_features(dirs: Iterable[str | os.PathLike], labelled: bool = True, hidden: int | None = None,
-                  check_values: bool = True) -> tuple[list[FeatureFile], list[tuple[str, str]]]:
+def scan_features(
+    dirs: Iterable[str | os.PathLike],
+    labelled: bool = True,
+    hidden: int | None = None,
+    check_values: bool = True,
+) -> tuple[list[FeatureFile], list[tuple[str, str]]]:
     """Every ``.npy`` under ``dirs`` with its label and shape; ``(path, reason)`` for unusable ones.
 
     Files are memory-mapped, not kept. Files whose hidden size differs from ``hidden`` (default: the
@@ -131,14 +136,18 @@ def scan_features(dirs: Iterable[str | os.PathLike], labelled: bool = True, hidd
             files.append(FeatureFile(path, label, length, h))
     if files:
         want = hidden or Counter(f.hidden for f in files).most_common(1)[0][0]
-        errors += [(os.fspath(f.path), f"feature size {f.hidden} does not match the expected {want}")
-                   for f in files if f.hidden != want]
+        errors += [
+            (os.fspath(f.path), f"feature size {f.hidden} does not match the expected {want}")
+            for f in files
+            if f.hidden != want
+        ]
         files = [f for f in files if f.hidden == want]
     return files, errors
 
 
-def split_eval(files: Sequence[FeatureFile], fraction: float = 0.2,
-               seed: int = 42) -> tuple[list[FeatureFile], list[FeatureFile]]:
+def split_eval(
+    files: Sequence[FeatureFile], fraction: float = 0.2, seed: int = 42
+) -> tuple[list[FeatureFile], list[FeatureFile]]:
     """Stratified split: about ``fraction`` of every label goes to evaluation, never a label's last file."""
     by_label: dict[str, list[FeatureFile]] = defaultdict(list)
     for f in files:
@@ -184,7 +193,10 @@ def _batch(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 
 # --- metrics ----------------------------------------------------------------------------------------
 
-def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+
+def classification_report(
+    y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]
+) -> dict[str, Any]:
     """Accuracy, macro F1 (over the labels present in truth or predictions, as scikit-learn) and the
     confusion matrix (rows: true label, columns: predicted)."""
     c = len(labels)
@@ -197,19 +209,24 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
     f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
     present = denom > 0
     n = int(cm.sum())
-    return {"accuracy": float(tp.sum() / n) if n else float("nan"),
-            "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
-            "per_label_f1": {labels[i]: float(f1[i]) for i in range(c)},
-            "confusion": cm.tolist(), "labels": list(labels), "n": n}
+    return {
+        "accuracy": float(tp.sum() / n) if n else float("nan"),
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "per_label_f1": {labels[i]: float(f1[i]) for i in range(c)},
+        "confusion": cm.tolist(),
+        "labels": list(labels),
+        "n": n,
+    }
 
 
 # --- training ---------------------------------------------------------------------------------------
+
 
 @dataclass
 class ProbeConfig:
     lr: float = 1e-5
     epochs: int = 1000
-    patience: int = 10
+    patience: int = 20
     batch_size: int = 1
     balanced: bool = False
     eval_split: float = 0.2
@@ -235,7 +252,13 @@ class Probe:
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested, but CUDA is not available here")
+    return dev
 
 
 def _argmax(model: LinearProbe, tensors: Sequence[torch.Tensor], device: torch.device) -> list[int]:
@@ -245,17 +268,21 @@ def _argmax(model: LinearProbe, tensors: Sequence[torch.Tensor], device: torch.d
         return model(x.to(device), mask.to(device)).argmax(dim=1).tolist()
 
 
-def _predict_batches(model: LinearProbe, paths: Sequence[Path], cache: _Cache, batch_size: int,
-                     device: torch.device) -> list[int]:
+def _predict_batches(
+    model: LinearProbe, paths: Sequence[Path], cache: _Cache, batch_size: int, device: torch.device
+) -> list[int]:
     out: list[int] = []
     for start in range(0, len(paths), batch_size):
-        out += _argmax(model, [cache.get(p) for p in paths[start:start + batch_size]], device)
+        out += _argmax(model, [cache.get(p) for p in paths[start : start + batch_size]], device)
     return out
 
 
-def train_probe(train_files: Sequence[FeatureFile], eval_files: Sequence[FeatureFile] | None = None,
-                config: ProbeConfig | None = None,
-                on_epoch: Callable[[int, float, float, bool], None] | None = None) -> Probe:
+def train_probe(
+    train_files: Sequence[FeatureFile],
+    eval_files: Sequence[FeatureFile] | None = None,
+    config: ProbeConfig | None = None,
+    on_epoch: Callable[[int, float, float, bool], None] | None = None,
+) -> Probe:
     """Train a probe; ``eval_files=None`` holds out ``config.eval_split`` of ``train_files``.
 
     ``on_epoch(epoch, train_acc, eval_acc, improved)`` is called after every epoch. The returned probe
@@ -285,9 +312,6 @@ def train_probe(train_files: Sequence[FeatureFile], eval_files: Sequence[Feature
     for f in train_files:
         by_label[f.label].append(f)
     per_class = min(len(v) for v in by_label.values())
-    epoch_size = per_class * len(labels) if cfg.balanced else len(train_files)
-    warmup = max(1, math.ceil(epoch_size / cfg.batch_size))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, step / warmup))
     loss_fn = nn.CrossEntropyLoss()
     eval_paths = [f.path for f in eval_files]
     eval_true = [index[f.label] for f in eval_files]
@@ -302,7 +326,7 @@ def train_probe(train_files: Sequence[FeatureFile], eval_files: Sequence[Feature
         model.train()
         correct = 0
         for start in range(0, len(order), cfg.batch_size):
-            chunk = order[start:start + cfg.batch_size]
+            chunk = order[start : start + cfg.batch_size]
             x, mask = _batch([cache.get(f.path) for f in chunk])
             y = torch.tensor([index[f.label] for f in chunk], device=device)
             logits = model(x.to(device), mask.to(device))
@@ -310,7 +334,6 @@ def train_probe(train_files: Sequence[FeatureFile], eval_files: Sequence[Feature
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
             correct += int((logits.argmax(dim=1) == y).sum())
         pred = _predict_batches(model, eval_paths, cache, max(cfg.batch_size, 32), device)
         eval_acc = sum(p == t for p, t in zip(pred, eval_true, strict=True)) / len(eval_true)
@@ -326,20 +349,31 @@ def train_probe(train_files: Sequence[FeatureFile], eval_files: Sequence[Feature
     model.load_state_dict(best_state)
     model.to("cpu").eval()
     metrics = classification_report(eval_true, best_pred, labels)
-    metrics.update(best_epoch=best_epoch, epochs_run=epoch, train_files=len(train_files),
-                   eval_files=len(eval_files))
-    conf = {**asdict(cfg), "input_size": hidden, "hidden_size": model.fc1.out_features, "num_classes": len(labels)}
+    metrics.update(
+        best_epoch=best_epoch, epochs_run=epoch, train_files=len(train_files), eval_files=len(eval_files)
+    )
+    conf = {
+        **asdict(cfg),
+        "input_size": hidden,
+        "hidden_size": model.fc1.out_features,
+        "num_classes": len(labels),
+    }
     return Probe(model, labels, conf, metrics)
 
 
 # --- save / load / predict --------------------------------------------------------------------------
 
+
 def save_probe(probe: Probe, path: str | os.PathLike) -> None:
     """``torch.save`` of a plain dict, written atomically."""
-    payload = {"format": FORMAT, "version": VERSION,
-               "state_dict": {k: v.detach().cpu() for k, v in probe.model.state_dict().items()},
-               "labels": list(probe.labels), "config": copy.deepcopy(probe.config),
-               "metrics": copy.deepcopy(probe.metrics)}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "state_dict": {k: v.detach().cpu() for k, v in probe.model.state_dict().items()},
+        "labels": list(probe.labels),
+        "config": copy.deepcopy(probe.config),
+        "metrics": copy.deepcopy(probe.metrics),
+    }
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -352,7 +386,9 @@ def load_probe(path: str | os.PathLike) -> Probe:
     except FileNotFoundError:
         raise
     except Exception as exc:
-        raise ValueError(f"{path}: not a loadable probe file ({type(exc).__name__}: {str(exc)[:200]})") from exc
+        raise ValueError(
+            f"{path}: not a loadable probe file ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a probe file")
     if data.get("format") == FORMAT:
@@ -373,8 +409,13 @@ def load_probe(path: str | os.PathLike) -> Probe:
     return Probe(model.eval(), labels, config, metrics)
 
 
-def predict(probe: Probe, files: Sequence[str | os.PathLike], batch_size: int = 32,
-            device: str = "auto") -> tuple[dict[str, str], list[tuple[str, str]]]:
+def predict(
+    probe: Probe,
+    files: Sequence[str | os.PathLike],
+    batch_size: int = 32,
+    device: str = "auto",
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """``{path: label}`` for every usable file and ``(path, reason)`` for the others."""
     errors: list[tuple[str, str]] = []
     loaded: list[tuple[Path, torch.Tensor]] = []
@@ -385,12 +426,16 @@ def predict(probe: Probe, files: Sequence[str | os.PathLike], batch_size: int = 
     def flush() -> None:
         pred = _argmax(model, [t for _, t in loaded], dev)
         out.update({os.fspath(p): probe.labels[i] for (p, _), i in zip(loaded, pred, strict=True)})
+        if progress:
+            progress(len(loaded))
         loaded.clear()
 
     for p in files:
         try:
             if (h := _shape(p)[1]) != probe.input_size:
-                raise FeatureError(f"feature size {h} does not match the probe's input size {probe.input_size}")
+                raise FeatureError(
+                    f"feature size {h} does not match the probe's input size {probe.input_size}"
+                )
             loaded.append((Path(p), torch.from_numpy(load_feature(p))))
         except FeatureError as exc:
             errors.append((os.fspath(p), str(exc)))

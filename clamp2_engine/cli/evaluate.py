@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clamp2_engine.batch import ErrorLog, console, progress_bar
@@ -31,11 +32,11 @@ def _show_errors(errors: Sequence[tuple[str, str]], log: ErrorLog | None = None,
         if log is not None:
             log.add(source, stage, reason)
     for source, reason in errors[:10]:
-        console.print(f"[yellow]skipped[/yellow] {source}: {reason}", highlight=False, markup=True)
+        console.print(f"[yellow]skipped[/yellow] {escape(source)}: {escape(reason)}", highlight=False)
     if len(errors) > 10:
         console.print(f"[yellow]... and {len(errors) - 10} more[/yellow]")
     if log is not None and errors:
-        console.print(f"[yellow]{len(errors)} skipped file(s); reasons in {log.path}[/yellow]")
+        console.print(f"[yellow]{len(errors)} skipped file(s); reasons in {escape(str(log.path))}[/yellow]")
 
 
 def _error_dicts(errors: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
@@ -104,26 +105,62 @@ def _write_jsonl(path: Path, records) -> None:
 
 # --- eval -------------------------------------------------------------------------------------------
 
+
 @click.command("eval")
 @click.argument("query_dir", required=False, type=DIR)
 @click.argument("ref_dir", required=False, type=DIR)
-@click.option("--ties", type=click.Choice(["reference", "pessimistic"]), default="reference", show_default=True,
-              help="reference: ties go to the true item (as CLaMP 2); pessimistic: ties count against it.")
+@click.option(
+    "--ties",
+    type=click.Choice(["reference", "pessimistic"]),
+    default="reference",
+    show_default=True,
+    help="reference: ties go to the true item (as CLaMP 2); pessimistic: ties count against it.",
+)
 @click.option("--ranks", "ranks_out", type=OUT_FILE, help="Write one JSON line per query with its rank.")
 @click.option("--collection", help="Evaluate text-to-music retrieval through this Qdrant collection.")
-@click.option("--queries", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="items.jsonl whose texts are the queries (with --collection).")
+@click.option(
+    "--queries",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="items.jsonl whose texts are the queries (with --collection).",
+)
 @click.option("--field", default="summary_en", show_default=True, help="Item field used as the query text.")
-@click.option("--modality", type=click.Choice(["abc", "mtf"]), default="abc", show_default=True,
-              help="Which music vectors of the collection answer the queries.")
-@click.option("-k", "--top-k", "k", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Hits fetched per query (with --collection).")
+@click.option(
+    "--modality",
+    type=click.Choice(["abc", "mtf"]),
+    default="abc",
+    show_default=True,
+    help="Which music vectors of the collection answer the queries.",
+)
+@click.option(
+    "-k",
+    "--top-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Hits fetched per query (with --collection).",
+)
+@click.option(
+    "--corpus", help="Corpus name the items were ingested under; default: the folder of items.jsonl."
+)
 @click.option("--plot", type=OUT_FILE, help="Save a histogram of the ranks (PNG; needs matplotlib).")
 @click.option("--decimals", type=click.IntRange(0, 12), default=4, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def eval_cmd(query_dir: Path | None, ref_dir: Path | None, ties: str, ranks_out: Path | None,
-             collection: str | None, queries: Path | None, field: str, modality: str, k: int,
-             plot: Path | None, decimals: int, as_json: bool) -> None:
+def eval_cmd(
+    query_dir: Path | None,
+    ref_dir: Path | None,
+    ties: str,
+    ranks_out: Path | None,
+    collection: str | None,
+    queries: Path | None,
+    field: str,
+    modality: str,
+    k: int,
+    corpus: str | None,
+    plot: Path | None,
+    decimals: int,
+    as_json: bool,
+) -> None:
     """Retrieval metrics (MRR, Hit@1/10/100) of QUERY_DIR features against REF_DIR features.
 
     Files are paired by key (the file name up to its first '.'); cosine similarity. With
@@ -135,7 +172,7 @@ def eval_cmd(query_dir: Path | None, ref_dir: Path | None, ties: str, ranks_out:
             raise click.UsageError("give either QUERY_DIR REF_DIR or --collection, not both")
         if queries is None:
             raise click.UsageError("--collection needs --queries items.jsonl")
-        _eval_collection(collection, queries, field, modality, k, ranks_out, plot, decimals, as_json)
+        _eval_collection(collection, queries, field, modality, k, corpus, ranks_out, plot, decimals, as_json)
         return
     if query_dir is None or ref_dir is None:
         raise click.UsageError("give QUERY_DIR and REF_DIR (or --collection NAME --queries items.jsonl)")
@@ -158,42 +195,64 @@ def eval_cmd(query_dir: Path | None, ref_dir: Path | None, ties: str, ranks_out:
     if plot:
         _plot_ranks(plot, result.ranks.ranks.tolist(), f"{query_dir.name} vs {ref_dir.name}")
     metrics = round_metrics(result.metrics, decimals)
-    extra = {"ties": ties, "query_only": result.unmatched_query, "reference_only": result.unmatched_reference,
-             "mean_pooled": result.query.mean_pooled + result.reference.mean_pooled}
+    extra = {
+        "ties": ties,
+        "query_only": result.unmatched_query,
+        "reference_only": result.unmatched_reference,
+        "mean_pooled": result.query.mean_pooled + result.reference.mean_pooled,
+    }
     if as_json:
         click.echo(json.dumps({**metrics, **extra, "errors": _error_dicts(errors)}))
         return
     out = _stdout()
-    out.print(_metrics_table(f"Retrieval: {query_dir} -> {ref_dir}", metrics, decimals))
+    out.print(_metrics_table(f"Retrieval ({ties} ties)", metrics, decimals))
     if extra["query_only"] or extra["reference_only"]:
         out.print(f"unpaired: {extra['query_only']} query and {extra['reference_only']} reference file(s)")
     if extra["mean_pooled"]:
         out.print(f"{extra['mean_pooled']} raw [L, H] feature(s) were mean-pooled over L")
 
 
-def _eval_collection(collection: str, queries: Path, field: str, modality: str, k: int, ranks_out: Path | None,
-                     plot: Path | None, decimals: int, as_json: bool) -> None:
+def _eval_collection(
+    collection: str,
+    queries: Path,
+    field: str,
+    modality: str,
+    k: int,
+    corpus: str | None,
+    ranks_out: Path | None,
+    plot: Path | None,
+    decimals: int,
+    as_json: bool,
+) -> None:
     from clamp2_engine.evaluate import evaluate_collection, read_jsonl, round_metrics
 
     try:
         from clamp2_engine import index
     except ImportError as exc:
-        raise click.ClickException(f"eval --collection needs clamp2_engine.index, which is not available ({exc})")
+        raise click.ClickException(
+            f"eval --collection needs clamp2_engine.index, which is not available ({exc})"
+        ) from exc
     if not all(hasattr(index, name) for name in ("text_search_fn", "item_point_id")):
-        raise click.ClickException("eval --collection: clamp2_engine.index lacks text_search_fn / item_point_id")
+        raise click.ClickException(
+            "eval --collection: clamp2_engine.index lacks text_search_fn / item_point_id"
+        )
     items, bad_lines = read_jsonl(queries)
     _show_errors(bad_lines)
-    try:
-        search_fn = index.text_search_fn(collection, modality=modality, limit=k)
-    except (ValueError, LookupError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
     root = queries.resolve().parent
 
     def id_fn(item: dict[str, Any]):
-        return index.item_point_id(item, modality=modality, root=root)
+        return index.item_point_id(item, modality=modality, root=root, corpus=corpus)
 
-    with progress_bar("queries", total=len(items), enabled=not as_json) as advance:
-        result = evaluate_collection(search_fn, items, field=field, id_fn=id_fn, k=k, progress=advance)
+    search_fn = None
+    try:
+        search_fn = index.text_search_fn(collection, modality=modality, limit=k)
+        with progress_bar("queries", total=len(items), enabled=not as_json) as advance:
+            result = evaluate_collection(search_fn, items, field=field, id_fn=id_fn, k=k, progress=advance)
+    except (ValueError, LookupError, OSError, RuntimeError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+    finally:
+        if search_fn is not None and callable(getattr(search_fn, "close", None)):
+            search_fn.close()
     _show_errors(result.skipped)
     if not result.queries:
         raise click.ClickException(f"no item of {queries} has text in field {field!r}")
@@ -203,13 +262,24 @@ def _eval_collection(collection: str, queries: Path, field: str, modality: str, 
         _plot_ranks(plot, result.ranks, f"{collection}: {field} -> {modality}")
     metrics = round_metrics(result.metrics, decimals)
     if as_json:
-        click.echo(json.dumps({**metrics, "collection": collection, "field": field, "modality": modality,
-                               "skipped": len(result.skipped), "errors": _error_dicts([*bad_lines, *result.skipped])}))
+        click.echo(
+            json.dumps(
+                {
+                    **metrics,
+                    "collection": collection,
+                    "field": field,
+                    "modality": modality,
+                    "skipped": len(result.skipped),
+                    "errors": _error_dicts([*bad_lines, *result.skipped]),
+                }
+            )
+        )
         return
-    _stdout().print(_metrics_table(f"Text-to-music retrieval: {collection} ({field} -> {modality})", metrics, decimals))
+    _stdout().print(_metrics_table(f"Text-to-music retrieval ({field} -> {modality})", metrics, decimals))
 
 
 # --- score ------------------------------------------------------------------------------------------
+
 
 @click.command()
 @click.argument("ref_dir", type=DIR)
@@ -230,10 +300,11 @@ def score(ref_dir: Path, test_dir: Path, decimals: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({**result, "errors": _error_dicts(errors)}))
         return
-    _stdout().print(_metrics_table(f"CLaMP 2 score: {ref_dir} vs {test_dir}", result, decimals))
+    _stdout().print(_metrics_table("CLaMP 2 score", result, decimals))
 
 
 # --- classify ---------------------------------------------------------------------------------------
+
 
 @click.group()
 def classify() -> None:
@@ -242,35 +313,70 @@ def classify() -> None:
 
 def _confusion_table(metrics: dict[str, Any]) -> Table:
     labels = metrics["labels"]
-    table = Table(title="Confusion matrix (rows: true, columns: predicted)")
-    table.add_column("")
+    table = Table(title="Confusion matrix")
+    table.add_column("true \\ predicted")
     for lab in labels:
-        table.add_column(lab, justify="right")
-    for lab, row in zip(labels, metrics["confusion"], strict=True):
-        table.add_row(lab, *(f"[bold]{n}[/bold]" if i == labels.index(lab) else str(n) for i, n in enumerate(row)))
+        table.add_column(escape(lab), justify="right")
+    for r, (lab, row) in enumerate(zip(labels, metrics["confusion"], strict=True)):
+        table.add_row(escape(lab), *(f"[bold]{n}[/bold]" if c == r else str(n) for c, n in enumerate(row)))
     return table
 
 
 @classify.command("train")
 @click.argument("features_dirs", nargs=-1, required=True, type=DIR)
 @click.option("--out", required=True, type=OUT_FILE, help="Where to save the probe (.pt).")
-@click.option("--eval-dir", "eval_dirs", multiple=True, type=DIR,
-              help="Evaluation features (repeatable); default: hold out --eval-split of the training files.")
+@click.option(
+    "--eval-dir",
+    "eval_dirs",
+    multiple=True,
+    type=DIR,
+    help="Evaluation features (repeatable); default: hold out --eval-split of the training files.",
+)
 @click.option("--balanced", is_flag=True, help="Undersample every label to the rarest one, anew each epoch.")
 @click.option("--epochs", type=click.IntRange(min=1), default=1000, show_default=True, help="Maximum epochs.")
-@click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Stop after this many epochs without a better evaluation accuracy.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--eval-split", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
-              show_default=True)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Stop after this many epochs without a better evaluation accuracy.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-5,
+    show_default=True,
+    help="AdamW learning rate (the reference's).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Files per step (the reference uses 1; larger is faster, may need a larger --lr).",
+)
+@click.option(
+    "--eval-split", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True
+)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--plot", type=OUT_FILE, help="Save the confusion matrix (PNG; needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def classify_train(features_dirs: tuple[Path, ...], out: Path, eval_dirs: tuple[Path, ...], balanced: bool,
-                   epochs: int, patience: int, lr: float, batch_size: int, eval_split: float, seed: int,
-                   device: str, plot: Path | None, as_json: bool) -> None:
+def classify_train(
+    features_dirs: tuple[Path, ...],
+    out: Path,
+    eval_dirs: tuple[Path, ...],
+    balanced: bool,
+    epochs: int,
+    patience: int,
+    lr: float,
+    batch_size: int,
+    eval_split: float,
+    seed: int,
+    device: str,
+    plot: Path | None,
+    as_json: bool,
+) -> None:
     """Train a linear probe on FEATURES_DIR... and report accuracy, macro F1 and a confusion matrix."""
     from clamp2_engine import probe as P
 
@@ -283,41 +389,63 @@ def classify_train(features_dirs: tuple[Path, ...], out: Path, eval_dirs: tuple[
     if eval_dirs:
         eval_files, eval_errors = P.scan_features(eval_dirs, hidden=train_files[0].hidden)
         known = {f.label for f in train_files}
-        errors += eval_errors + [(str(f.path), f"label {f.label!r} is not among the training labels")
-                                 for f in eval_files if f.label not in known]
+        errors += eval_errors + [
+            (str(f.path), f"label {f.label!r} is not among the training labels")
+            for f in eval_files
+            if f.label not in known
+        ]
         eval_files = [f for f in eval_files if f.label in known]
     _show_errors(errors, log)
-    config = P.ProbeConfig(lr=lr, epochs=epochs, patience=patience, batch_size=batch_size, balanced=balanced,
-                           eval_split=eval_split, seed=seed, device=device)
+    config = P.ProbeConfig(
+        lr=lr,
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        balanced=balanced,
+        eval_split=eval_split,
+        seed=seed,
+        device=device,
+    )
     with progress_bar("epochs", total=epochs, enabled=not as_json) as advance:
         try:
             result = P.train_probe(train_files, eval_files, config, on_epoch=lambda *_: advance())
-        except (ValueError, P.FeatureError) as exc:
-            raise click.ClickException(str(exc)) from exc
+        except (ValueError, RuntimeError) as exc:  # FeatureError is a ValueError; bad --device a RuntimeError
+            raise click.ClickException(str(exc).splitlines()[0]) from exc
     P.save_probe(result, out)
     m = result.metrics
     if plot:
         _plot_confusion(plot, m["confusion"], m["labels"], f"probe {out.name}: accuracy {m['accuracy']:.3f}")
     if as_json:
-        click.echo(json.dumps({"probe": str(out), **m, "skipped": len(errors), "errors": _error_dicts(errors)}))
+        click.echo(
+            json.dumps({"probe": str(out), **m, "skipped": len(errors), "errors": _error_dicts(errors)})
+        )
         return
     con = _stdout()
-    summary = {"accuracy": m["accuracy"], "macro F1": m["macro_f1"], "best epoch": m["best_epoch"],
-               "epochs run": m["epochs_run"], "train files": m["train_files"], "eval files": m["eval_files"],
-               "labels": len(m["labels"])}
-    con.print(_metrics_table(f"Linear probe -> {out}", summary, 4))
+    summary = {
+        "accuracy": m["accuracy"],
+        "macro F1": m["macro_f1"],
+        "best epoch": m["best_epoch"],
+        "epochs run": m["epochs_run"],
+        "train files": m["train_files"],
+        "eval files": m["eval_files"],
+        "labels": len(m["labels"]),
+    }
+    con.print(_metrics_table("Linear probe", summary, 4))
     con.print(_confusion_table(m))
 
 
 @classify.command("predict")
 @click.argument("features_dir", type=DIR)
-@click.option("--probe", "probe_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--probe", "probe_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("--out", required=True, type=OUT_FILE, help="predictions.json: {path: label}.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print label counts as JSON.")
-def classify_predict(features_dir: Path, probe_path: Path, out: Path, batch_size: int, device: str,
-                     as_json: bool) -> None:
+def classify_predict(
+    features_dir: Path, probe_path: Path, out: Path, batch_size: int, device: str, as_json: bool
+) -> None:
     """Label every feature file under FEATURES_DIR with a trained probe; write {path: label} to --out."""
     from clamp2_engine import probe as P
     from clamp2_engine.paths import atomic_write_text, iter_files
@@ -327,18 +455,33 @@ def classify_predict(features_dir: Path, probe_path: Path, out: Path, batch_size
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     files = list(iter_files(features_dir, {".npy"}))
-    with progress_bar("predict", total=None, enabled=False):
-        predictions, errors = P.predict(probe, files, batch_size=batch_size, device=device)
+    with progress_bar(
+        "predict", total=len(files), enabled=not as_json and len(files) > batch_size
+    ) as advance:
+        try:
+            predictions, errors = P.predict(
+                probe, files, batch_size=batch_size, device=device, progress=advance
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise click.ClickException(str(exc).splitlines()[0]) from exc
     _show_errors(errors, ErrorLog(out.with_name(out.name + ".errors.jsonl")))
     atomic_write_text(out, json.dumps(predictions, ensure_ascii=False, indent=1))
     counts = Counter(predictions.values())
     if as_json:
-        click.echo(json.dumps({"predictions": len(predictions), "out": str(out), "labels": dict(counts),
-                               "errors": _error_dicts(errors)}))
+        click.echo(
+            json.dumps(
+                {
+                    "predictions": len(predictions),
+                    "out": str(out),
+                    "labels": dict(counts),
+                    "errors": _error_dicts(errors),
+                }
+            )
+        )
         return
-    table = Table(title=f"Predictions -> {out}")
+    table = Table(title="Predictions")
     table.add_column("label")
     table.add_column("files", justify="right")
     for lab in probe.labels:
-        table.add_row(lab, str(counts.get(lab, 0)))
+        table.add_row(escape(lab), str(counts.get(lab, 0)))
     _stdout().print(table)
