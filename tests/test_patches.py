@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from clamp2_engine.encoder import combine_pooled, combine_raw, windows
-from clamp2_engine.patches import encode_patches, ids_to_patch, is_mtf, patch_to_ids, split_bars, split_patches
+from clamp2_engine.patches import (
+    encode_patches,
+    ids_to_patch,
+    is_mtf,
+    patch_to_ids,
+    split_bars,
+    split_patches,
+)
 from clamp2_engine.text import dedupe_lines, join_for_tokenizer
 
 
