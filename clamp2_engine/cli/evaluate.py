@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clamp2_engine.batch import ErrorLog, console, progress_bar
+from clamp2_engine.cli import plots
 
 DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 OUT_FILE = click.Path(dir_okay=False, writable=True, path_type=Path)
@@ -50,51 +51,6 @@ def _metrics_table(title: str, metrics: dict[str, Any], decimals: int) -> Table:
     for key, value in metrics.items():
         table.add_row(key, f"{value:.{decimals}f}" if isinstance(value, float) else str(value))
     return table
-
-
-def _figure(plot: Path):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise click.ClickException(
-            "--plot needs matplotlib: pip install 'clamp2-engine[plot]' (or pip install matplotlib)"
-        ) from exc
-    plot.parent.mkdir(parents=True, exist_ok=True)
-    return Figure(figsize=(7, 5), layout="constrained")
-
-
-def _plot_ranks(plot: Path, ranks: Sequence[float], title: str) -> None:
-    import numpy as np
-
-    fig = _figure(plot)
-    ax = fig.subplots()
-    r = np.asarray([x for x in ranks if x is not None and np.isfinite(x)], dtype=float)
-    top = max(2.0, float(r.max()) if r.size else 2.0)
-    ax.hist(r, bins=np.unique(np.logspace(0, np.log10(top + 1), 40).astype(int)), color="#4c72b0")
-    ax.set_xscale("log")
-    ax.set_xlabel("rank of the true item")
-    ax.set_ylabel("queries")
-    ax.set_title(title)
-    fig.savefig(plot, dpi=120)
-
-
-def _plot_confusion(plot: Path, confusion: list[list[int]], labels: Sequence[str], title: str) -> None:
-    import numpy as np
-
-    cm = np.asarray(confusion)
-    fig = _figure(plot)
-    ax = fig.subplots()
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            color = "white" if cm[i, j] > cm.max() / 2 else "black"
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color=color, fontsize=8)
-    ax.set_title(title)
-    fig.savefig(plot, dpi=120)
 
 
 def _write_jsonl(path: Path, records) -> None:
@@ -193,7 +149,7 @@ def eval_cmd(
     if ranks_out:
         _write_jsonl(ranks_out, result.rank_records())
     if plot:
-        _plot_ranks(plot, result.ranks.ranks.tolist(), f"{query_dir.name} vs {ref_dir.name}")
+        plots.plot_ranks(plot, result.ranks.ranks.tolist(), f"{query_dir.name} vs {ref_dir.name}")
     metrics = round_metrics(result.metrics, decimals)
     extra = {
         "ties": ties,
@@ -259,7 +215,7 @@ def _eval_collection(
     if ranks_out:
         _write_jsonl(ranks_out, result.rank_records())
     if plot:
-        _plot_ranks(plot, result.ranks, f"{collection}: {field} -> {modality}")
+        plots.plot_ranks(plot, result.ranks, f"{collection}: {field} -> {modality}")
     metrics = round_metrics(result.metrics, decimals)
     if as_json:
         click.echo(
@@ -414,7 +370,7 @@ def classify_train(
     P.save_probe(result, out)
     m = result.metrics
     if plot:
-        _plot_confusion(plot, m["confusion"], m["labels"], f"probe {out.name}: accuracy {m['accuracy']:.3f}")
+        plots.plot_confusion(plot, m["confusion"], m["labels"], f"probe {out.name}: accuracy {m['accuracy']:.3f}")
     if as_json:
         click.echo(
             json.dumps({"probe": str(out), **m, "skipped": len(errors), "errors": _error_dicts(errors)})
