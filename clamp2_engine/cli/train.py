@@ -1,0 +1,285 @@
+"""``clamp2-engine train m3|clamp2``: pre-train M3 or train / fine-tune CLaMP 2, one process or DDP.
+
+The same commands run under ``torchrun --nproc_per_node N -m train ...``; ``train`` (the package) is
+imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def loop_options(batch_size: int, lr: float) -> Callable:
+    """Options every training command shares (the run folder, length, optimisation, evaluation, hardware)."""
+
+    def decorate(f: Callable) -> Callable:
+        opts = [
+            click.option(
+                "--out",
+                "out",
+                required=True,
+                type=click.Path(file_okay=False, path_type=Path),
+                metavar="RUN_DIR",
+                help="Run folder: best.pth, latest.pth, metrics.jsonl, config.json.",
+            ),
+            click.option(
+                "--resume",
+                is_flag=True,
+                help="Continue RUN_DIR from latest.pth (optimizer, scheduler, "
+                "step and position in the epoch).",
+            ),
+            click.option("--epochs", type=click.IntRange(1), default=100, show_default=True),
+            click.option(
+                "--max-steps",
+                type=click.IntRange(1),
+                default=None,
+                help="Stop after this many optimizer steps in total (a resumed run counts earlier ones).",
+            ),
+            click.option(
+                "--batch-size",
+                type=click.IntRange(1),
+                default=batch_size,
+                show_default=True,
+                help="Per process; the global batch is this x processes x --grad-accum.",
+            ),
+            click.option(
+                "--grad-accum",
+                type=click.IntRange(1),
+                default=1,
+                show_default=True,
+                help="Micro-batches per optimizer step.",
+            ),
+            click.option("--lr", type=click.FloatRange(0, min_open=True), default=lr, show_default=True),
+            click.option("--weight-decay", type=click.FloatRange(0), default=0.01, show_default=True),
+            click.option(
+                "--warmup-steps",
+                type=click.IntRange(0),
+                default=1000,
+                show_default=True,
+                help="Linear warm-up, then a constant learning rate.",
+            ),
+            click.option(
+                "--max-grad-norm",
+                type=click.FloatRange(0, min_open=True),
+                default=None,
+                help="Clip gradients to this norm (default: no clipping, as the reference).",
+            ),
+            click.option(
+                "--eval-every",
+                type=click.IntRange(1),
+                default=None,
+                help="Evaluate and checkpoint every N steps (default: at the end of every epoch).",
+            ),
+            click.option(
+                "--save-every",
+                type=click.IntRange(1),
+                default=None,
+                help="Also write latest.pth every N steps.",
+            ),
+            click.option(
+                "--log-every",
+                type=click.IntRange(1),
+                default=10,
+                show_default=True,
+                help="Steps per metrics.jsonl line.",
+            ),
+            click.option(
+                "--eval-split",
+                type=click.FloatRange(0, 1, max_open=True),
+                default=0.01,
+                show_default=True,
+                help="Fraction held out for evaluation when no eval set is given.",
+            ),
+            click.option(
+                "--precision",
+                type=click.Choice(PRECISIONS),
+                default="auto",
+                show_default=True,
+                help="auto: bf16 (or fp16 with loss scaling) autocast on CUDA, fp32 on CPU.",
+            ),
+            click.option("--device", default=None, metavar="cpu|cuda", help="Default: cuda when available."),
+            click.option(
+                "--workers",
+                type=click.IntRange(0),
+                default=0,
+                show_default=True,
+                help="Data-loading worker processes per training process.",
+            ),
+            click.option("--seed", type=int, default=0, show_default=True),
+            click.option(
+                "--dropout",
+                type=click.FloatRange(0, 1, max_open=True),
+                default=None,
+                help="Set every dropout probability (default: the models' 0.1).",
+            ),
+            click.option("--quiet", is_flag=True, help="No progress display or summary table."),
+            click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON."),
+        ]
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return decorate
+
+
+LOOP_KEYS = (
+    "out",
+    "resume",
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "grad_accum",
+    "lr",
+    "weight_decay",
+    "warmup_steps",
+    "max_grad_norm",
+    "eval_every",
+    "save_every",
+    "log_every",
+    "eval_split",
+    "precision",
+    "device",
+    "workers",
+    "seed",
+    "dropout",
+)
+
+
+def _run(kind: str, kwargs: dict[str, Any], make_options: Callable[[dict[str, Any]], Any]) -> None:
+    from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
+    from train.config import LoopConfig
+    from train.loop import TrainingError
+    from train.run import run_clamp2, run_m3
+
+    quiet, as_json = kwargs.pop("quiet"), kwargs.pop("as_json")
+    try:
+        loop = LoopConfig(**{k: kwargs.pop(k) for k in LOOP_KEYS}, progress=not quiet and not as_json)
+        options = make_options(kwargs)
+        summary = (run_m3 if kind == "m3" else run_clamp2)(loop, options)
+    except (TrainingError, CheckpointError, ModelNotFoundError, ValueError, OSError) as exc:
+        raise click.ClickException(
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        ) from None
+    if os.environ.get("RANK", "0") != "0":
+        return
+    if as_json:
+        click.echo(json.dumps(summary))
+    elif not quiet:
+        from rich.table import Table
+
+        from clamp2_engine.batch import console
+
+        table = Table(title=f"train {kind}", show_header=False)
+        for key, value in summary.items():
+            table.add_row(key, "-" if value is None else str(value))
+        console.print(table)
+
+
+@click.group()
+def train() -> None:
+    """Pre-train M3 or train / fine-tune CLaMP 2 (one process, or many with torchrun -m train)."""
+
+
+@train.command("m3")
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@loop_options(batch_size=16, lr=1e-4)
+@click.option(
+    "--eval-dir",
+    "eval_data",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Evaluation .abc/.mtf tree (repeatable); default: --eval-split of DATA.",
+)
+@click.option(
+    "--init",
+    default=None,
+    metavar="CKPT|NAME",
+    help="Start from M3 weights (a path, or 'm3' for the released ones).",
+)
+@click.option(
+    "--hidden", "hidden_size", type=click.IntRange(1), default=None, help="Hidden size (fresh: 768)."
+)
+@click.option(
+    "--layers", "num_layers", type=click.IntRange(1), default=None, help="Encoder layers (fresh: 12)."
+)
+@click.option("--decoder-layers", type=click.IntRange(1), default=None, help="Decoder layers (fresh: 3).")
+@click.option("--patch-size", type=click.IntRange(3), default=None, help="Characters per patch (fresh: 64).")
+@click.option("--patch-length", type=click.IntRange(2), default=None, help="Patches per window (fresh: 512).")
+@click.option("--mask-ratio", type=click.FloatRange(0, 1, min_open=True), default=0.45, show_default=True)
+def m3(**kwargs: Any) -> None:
+    """Pre-train M3 on DATA (.abc / .mtf files or folders) with the masked-patch objective."""
+    from train.config import M3Options
+
+    _run(
+        "m3",
+        kwargs,
+        lambda kw: M3Options(data=list(kw.pop("data")), eval_data=list(kw.pop("eval_data")), **kw),
+    )
+
+
+@train.command("clamp2")
+@click.argument("items", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@loop_options(batch_size=128, lr=5e-5)
+@click.option(
+    "--eval-items",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Evaluation JSONL (paths relative to its folder); default: --eval-split of ITEMS.",
+)
+@click.option(
+    "--init",
+    default=None,
+    metavar="CKPT|NAME",
+    help="Start from a full CLaMP 2 checkpoint ('clamp2': the released one).",
+)
+@click.option(
+    "--m3", default=None, metavar="CKPT|NAME", help="Load M3 weights into the music tower ('m3': released)."
+)
+@click.option(
+    "--text-model",
+    envvar="CLAMP2_TEXT_MODEL",
+    default=None,
+    metavar="DIR|NAME",
+    help="XLM-R config + tokenizer (+ weights, loaded when present); default FacebookAI/xlm-roberta-base.",
+)
+@click.option(
+    "--hidden", "hidden_size", type=click.IntRange(1), default=None, help="Music hidden size (fresh: 768)."
+)
+@click.option(
+    "--layers", "num_layers", type=click.IntRange(1), default=None, help="Music layers (fresh: 12)."
+)
+@click.option("--patch-size", type=click.IntRange(3), default=None, help="Characters per patch (fresh: 64).")
+@click.option("--patch-length", type=click.IntRange(2), default=None, help="Patches per window (fresh: 512).")
+@click.option(
+    "--text-hidden",
+    "text_hidden_size",
+    type=click.IntRange(1),
+    default=None,
+    help="Text hidden size; any text size option makes a random text tower.",
+)
+@click.option("--text-layers", type=click.IntRange(1), default=None)
+@click.option("--text-intermediate", type=click.IntRange(1), default=None, help="Default: 4 x text hidden.")
+@click.option("--embed-dim", type=click.IntRange(1), default=None, help="Joint space size (fresh: 768).")
+@click.option("--max-text-length", type=click.IntRange(2), default=128, show_default=True)
+@click.option(
+    "--text-dropout/--no-text-dropout",
+    default=True,
+    show_default=True,
+    help="Random metadata subsets and summaries in other languages as training text.",
+)
+@click.option("--logit-scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
+def clamp2(**kwargs: Any) -> None:
+    """Train CLaMP 2 on ITEMS (seed JSONL: metadata, summary_en, summary_nen, filepaths)."""
+    from train.config import CLaMP2Options
+
+    if kwargs.get("init") and kwargs.get("m3"):
+        raise click.UsageError("--init (a whole CLaMP 2) and --m3 (its music tower) exclude each other")
+    _run("clamp2", kwargs, lambda kw: CLaMP2Options(**kw))
