@@ -1,0 +1,777 @@
+"""``ingest``, ``search``, ``shell``, ``collections`` and ``migrate``: music collections in Qdrant.
+
+Light at import time: Qdrant, torch and ``ingest`` are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clamp2_engine.cli.options import model_options, pop_model_options
+
+MODALITY_CHOICES = ("abc", "mtf", "text", "any")
+STORE_OPTION_NAMES = ("qdrant_path", "qdrant_url", "qdrant_api_key_env")
+
+
+def store_options(f: Callable) -> Callable:
+    """--qdrant-path / --qdrant-url / --qdrant-api-key-env (env CLAMP2_QDRANT_PATH, CLAMP2_QDRANT_URL)."""
+    opts = [
+        click.option(
+            "--qdrant-path",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Embedded Qdrant folder (one process at a time). Default: $CLAMP2_QDRANT_PATH, "
+            "else <data dir>/qdrant.",
+        ),
+        click.option(
+            "--qdrant-url",
+            default=None,
+            metavar="URL",
+            help="Qdrant server or cluster, e.g. http://localhost:6333. Env: CLAMP2_QDRANT_URL.",
+        ),
+        click.option(
+            "--qdrant-api-key-env",
+            default="QDRANT_API_KEY",
+            show_default=True,
+            metavar="VAR",
+            help="Environment variable holding the server's API key (never printed).",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _open_store(kwargs: dict[str, Any]):
+    """Pop the store options from ``kwargs``; return ``(client, spec)`` or raise a one-line error."""
+    from clamp2_engine.store import StoreError, open_client, resolve_store
+
+    path, url, key_env = (kwargs.pop(k, None) for k in STORE_OPTION_NAMES)
+    try:
+        spec = resolve_store(path, url, key_env)
+        return open_client(spec), spec
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _file_name(name: str) -> str:
+    """``name`` made safe as a file name."""
+    return re.sub(r"[^\w.-]", "_", name).lstrip(".") or "collection"
+
+
+def _fail(exc: BaseException) -> click.ClickException:
+    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _warn_size(client, collection: str) -> None:
+    from clamp2_engine.batch import console
+    from clamp2_engine.store import local_size_warning
+
+    msg = local_size_warning(client, collection)
+    if msg:
+        console.print(f"[yellow]warning:[/yellow] {msg}", highlight=False)
+
+
+# --- ingest -------------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("corpus", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-c", "--collection", required=True, help="Collection to create or update.")
+@click.option(
+    "--metadata",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="items.jsonl (or a folder of .json items) whose `filepaths` name files of CORPUS; default: "
+    "the JSONL beside CORPUS/abc and CORPUS/mtf (seed layout), else every music file of CORPUS.",
+)
+@click.option(
+    "--corpus-name",
+    default=None,
+    help="Name of this corpus in the collection (default: the folder name); part of every point id.",
+)
+@click.option(
+    "--render/--no-render",
+    default=True,
+    show_default=True,
+    help="Also render scores to MIDI for an `mtf` vector (music21; slow for long scores).",
+)
+@click.option(
+    "--write-batch",
+    type=click.IntRange(1, 100_000),
+    default=32,
+    show_default=True,
+    help="Pieces embedded and written per batch (a killed run redoes at most one batch).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(0, 1024),
+    default=None,
+    help="Worker processes converting scores (default: CPU count; 0: in this process, no time limit).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=180.0,
+    show_default=True,
+    help="Seconds one score may take to convert in a worker before it is given up (logged).",
+)
+@click.option(
+    "--summarize",
+    is_flag=True,
+    help="Summarize the metadata with an LLM first (issue 5); the summaries become `text` vectors.",
+)
+@click.option(
+    "--base-url", envvar="OPENAI_BASE_URL", default=None, help="With --summarize: OpenAI-compatible API root."
+)
+@click.option("--llm", default=None, help="With --summarize: the chat model name.")
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    help="With --summarize: variable holding the LLM API key (never printed).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=8,
+    show_default=True,
+    help="With --summarize: requests in flight.",
+)
+@click.option(
+    "--summaries",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --summarize: where the summaries are kept (default: <data dir>/summaries/COLLECTION.jsonl).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run's counts as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@store_options
+@model_options()
+def ingest(
+    corpus: Path,
+    collection: str,
+    metadata: Path | None,
+    corpus_name: str | None,
+    render: bool,
+    write_batch: int,
+    jobs: int | None,
+    timeout: float,
+    summarize: bool,
+    base_url: str | None,
+    llm: str | None,
+    api_key_env: str,
+    concurrency: int,
+    summaries: Path | None,
+    as_json: bool,
+    quiet: bool,
+    **kwargs: Any,
+) -> None:
+    """Index the music of CORPUS into a Qdrant collection (re-runs embed only what changed).
+
+    CORPUS is a folder of scores (.xml .mxl .abc .krn ...), MIDI and .mtf files, or the seed layout
+    (abc/, mtf/ and a JSONL of items with `filepaths` and `summary_en`).
+    """
+    from clamp2_engine.batch import ErrorLog, RunSummary, console
+    from clamp2_engine.checkpoints import default_model
+    from clamp2_engine.cli.options import open_model
+    from clamp2_engine.index import CollectionError, model_source
+    from clamp2_engine.paths import data_dir
+    from clamp2_engine.store import client_close
+    from ingest.corpus import CorpusError, discover, find_metadata, load_metadata
+    from ingest.pipeline import ingest_corpus
+
+    options = pop_model_options(kwargs)
+    errors = ErrorLog(data_dir() / "ingest" / f"{_file_name(collection)}.errors.jsonl", reset=True)
+    client, spec = _open_store(kwargs)
+    try:
+        items = None
+        try:
+            if summarize:
+                meta_path = metadata or find_metadata(corpus.resolve())
+                if meta_path is None:
+                    raise click.UsageError(
+                        "--summarize needs metadata: --metadata items.jsonl, or a corpus in the seed layout"
+                    )
+                items = _summarize(
+                    load_metadata(Path(meta_path)),
+                    collection,
+                    summaries,
+                    base_url,
+                    llm,
+                    api_key_env,
+                    concurrency,
+                    quiet or as_json,
+                )
+            found = discover(corpus, metadata=metadata, items=items, name=corpus_name, errors=errors)
+        except CorpusError as exc:
+            raise _fail(exc) from None
+        if not found.units:  # never mirror an empty (unmounted? mistyped?) folder into the collection
+            hint = f"; problems: {errors.path}" if errors.count else ""
+            raise click.ClickException(f"no music found in {corpus} ({found.layout} layout){hint}")
+        need_text = any(u.summary for u in found.units)
+        model = open_model(options, load_music=True, load_text=need_text)
+        source = model_source(
+            options.get("model") or default_model(),
+            options.get("text_model") if (need_text or options.get("text_model")) else None,
+        )
+        if need_text and source["text_model"] is None:
+            from clamp2_engine.checkpoints import default_text_model
+
+            source["text_model"] = default_text_model()
+        try:
+            report = ingest_corpus(
+                client,
+                collection,
+                found,
+                model,
+                source=source,
+                render=render,
+                write_batch=write_batch,
+                errors=errors,
+                progress=not (quiet or as_json),
+                jobs=(os.cpu_count() or 1) if jobs is None else jobs,
+                timeout=timeout,
+            )
+        except CollectionError as exc:
+            raise _fail(exc) from None
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted; what was written is kept: re-run to finish") from None
+        if as_json:
+            click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        else:
+            console.print(
+                f"{found.name} ({found.layout} layout) -> collection {collection} on {spec.describe()}",
+                highlight=False,
+            )
+            summary = RunSummary("ingest")
+            for key in ("units", "skipped", "embedded", "failed", "points", "removed"):
+                summary.add(key, report.counts[key])
+            summary.started = time.perf_counter() - report.seconds
+            summary.print(errors)
+        _warn_size(client, collection)
+        if errors.count and as_json:
+            console.print(f"{errors.count} failed item(s); reasons in {errors.path}", highlight=False)
+    finally:
+        client_close(client)
+
+
+def _summarize(
+    items: list[dict[str, Any]],
+    collection: str,
+    out: Path | None,
+    base_url: str | None,
+    llm: str | None,
+    api_key_env: str,
+    concurrency: int,
+    quiet: bool,
+) -> list[dict[str, Any]]:
+    """Items with summaries from the LLM (items that have ``summary_en`` already are not sent)."""
+    from clamp2_engine.batch import console
+    from clamp2_engine.paths import data_dir
+    from ingest.summarize import SummarizeError, item_identity, summarize_items
+    from ingest.summary_store import read_jsonl
+
+    if not base_url or not llm:
+        raise click.UsageError("--summarize needs --base-url URL and --llm MODEL")
+    out = out or data_dir() / "summaries" / f"{_file_name(collection)}.jsonl"
+    todo = [i for i in items if "__error__" not in i and not i.get("summary_en")]
+    if todo:
+        try:
+            report = summarize_items(
+                todo,
+                out,
+                base_url=base_url,
+                model=llm,
+                api_key_env=api_key_env,
+                concurrency=concurrency,
+                progress=not quiet,
+            )
+        except SummarizeError as exc:
+            raise click.ClickException(f"summarize: {exc} (finished summaries are kept in {out})") from None
+        if report.failed or report.none:
+            console.print(
+                f"[yellow]{report.failed + report.none} item(s) got no summary; reasons in "
+                f"{report.errors_path}[/yellow]",
+                highlight=False,
+            )
+    records, _ = read_jsonl(out) if out.exists() else ([], 0)
+    done = {item_identity(r): r for r in records}
+    merged = []
+    for item in items:
+        rec = done.get(item_identity(item)) if "__error__" not in item else None
+        if rec and not item.get("summary_en"):
+            item = {**item, "summary_en": rec.get("summary_en"), "summary_nen": rec.get("summary_nen")}
+        merged.append(item)
+    return merged
+
+
+# --- search -------------------------------------------------------------------------------------------
+
+
+def _search_options(f: Callable) -> Callable:
+    opts = [
+        click.option("-c", "--collection", required=True, help="Collection to search."),
+        click.option(
+            "--modality",
+            type=click.Choice(MODALITY_CHOICES),
+            default="any",
+            show_default=True,
+            help="Vectors searched: abc, mtf, text (the pieces' summaries), or any (abc and mtf, "
+            "each piece scored by its best).",
+        ),
+        click.option("-k", "--top-k", type=click.IntRange(1, 10_000), default=10, show_default=True),
+        click.option(
+            "--filter",
+            "filters",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Payload filter, repeatable (all must hold): composer=Bach, genres=Folk,Jazz, "
+            "corpus!=drafts.",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+class Searcher:
+    """A store, a collection and a model, loaded once; the towers are loaded when first needed."""
+
+    def __init__(self, client, collection: str, options: dict[str, Any]):
+        from clamp2_engine.index import read_record
+
+        self.client, self.collection, self.options = client, collection, options
+        try:
+            self.record = read_record(client, collection)
+        except ValueError as exc:
+            raise _fail(exc) from None
+        self.models: dict[str, Any] = {}
+
+    def model(self, tower: str):
+        """The model with the ``text`` or ``music`` tower, as the collection's record says to load it."""
+        from clamp2_engine.cli.options import open_model
+        from clamp2_engine.index import ModelMismatchError, check_model
+
+        if tower not in self.models:
+            opts = dict(self.options)
+            opts["model"] = opts.get("model") or self.record.model_source.get("model")
+            opts["text_model"] = opts.get("text_model") or self.record.model_source.get("text_model")
+            model = open_model(opts, load_music=tower == "music", load_text=tower == "text")
+            try:
+                check_model(self.record, model.identity, self.collection)
+            except ModelMismatchError as exc:
+                raise _fail(exc) from None
+            self.models[tower] = model
+        return self.models[tower]
+
+    def vector(self, text: str | None = None, music: Path | None = None):
+        if music is not None:
+            from ingest.corpus import music_query_input
+
+            try:
+                _modality, data = music_query_input(music)
+                return self.model("music").encode_music(data)
+            except ValueError as exc:
+                raise _fail(exc) from None
+        if not text or not text.strip():
+            raise click.UsageError("give a QUERY text or --music FILE")
+        model = self.model("text")
+        with _torch_threads(_query_threads()):
+            return model.encode_text(text)
+
+    def search(self, vector, modality: str, top_k: int, filters: tuple[str, ...] | list[str]):
+        from clamp2_engine.index import parse_filters, search
+
+        try:
+            return search(
+                self.client,
+                self.collection,
+                vector,
+                modality=modality,
+                limit=top_k,
+                query_filter=parse_filters(filters),
+            )
+        except ValueError as exc:
+            raise _fail(exc) from None
+
+
+def _query_threads() -> int:
+    """Intra-op threads for one short text query: $CLAMP2_QUERY_THREADS, default 1. A query of a few
+    tokens gains little from more threads, and loses a lot to them on a busy machine."""
+    try:
+        return max(1, int(os.environ.get("CLAMP2_QUERY_THREADS", "1")))
+    except ValueError:
+        raise click.ClickException("CLAMP2_QUERY_THREADS must be a number of threads") from None
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    import torch
+
+    old = torch.get_num_threads()
+    if n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _print_hits(hits, as_json: bool, title: str = "") -> None:
+    if as_json:
+        for h in hits:
+            click.echo(json.dumps(h.as_dict(), ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None)
+    for col, kw in (
+        ("rank", {"justify": "right"}),
+        ("score", {"justify": "right"}),
+        ("title", {}),
+        ("composer", {}),
+        ("path", {"overflow": "fold"}),
+        ("modality", {}),
+    ):
+        table.add_column(col, **kw)
+    for h in hits:
+        p = h.payload
+        path = str(p.get("source", "")) + (f"#{p['part']}" if p.get("part") else "")
+        table.add_row(
+            str(h.rank),
+            f"{h.score:.4f}",
+            str(p.get("title") or ""),
+            str(p.get("composer") or ""),
+            path,
+            h.modality,
+        )
+    Console().print(table)
+    if not hits:
+        click.echo("no hits")
+
+
+@click.command()
+@click.argument("query", required=False)
+@click.option(
+    "--music",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Query by example: a score, MIDI or .mtf file (instead of QUERY).",
+)
+@_search_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit (JSON Lines).")
+@store_options
+@model_options()
+def search(
+    query: str | None,
+    music: Path | None,
+    collection: str,
+    modality: str,
+    top_k: int,
+    filters: tuple[str, ...],
+    as_json: bool,
+    **kwargs: Any,
+) -> None:
+    """Search a collection by text in any language (QUERY) or by a piece of music (--music FILE).
+
+    A text query loads only the text tower; --music only the music tower.
+    """
+    from clamp2_engine.store import client_close
+
+    if (query is None) == (music is None):
+        raise click.UsageError("give either a QUERY text or --music FILE")
+    options = pop_model_options(kwargs)
+    client, _spec = _open_store(kwargs)
+    try:
+        searcher = Searcher(client, collection, options)
+        _warn_size(client, collection)
+        vector = searcher.vector(query, music)
+        hits = searcher.search(vector, modality, top_k, filters)
+        _print_hits(hits, as_json, title=f"{collection}: {query if music is None else music.name}")
+    finally:
+        client_close(client)
+
+
+SHELL_HELP = """\
+type a text to search; commands:
+  :music PATH       search by a piece of music (score, MIDI, .mtf)
+  :k N              hits per query            :modality abc|mtf|text|any
+  :filter KEY=VAL   add a filter              :filter        show filters     :clear   drop filters
+  :json             toggle JSON output        :help          this text        :quit    leave (or Ctrl-D)"""
+
+
+@click.command()
+@_search_options
+@click.option("--json", "as_json", is_flag=True, help="Print hits as JSON Lines.")
+@store_options
+@model_options()
+def shell(
+    collection: str, modality: str, top_k: int, filters: tuple[str, ...], as_json: bool, **kwargs: Any
+) -> None:
+    """An interactive search session: the model and the store are opened once."""
+    from clamp2_engine.store import client_close
+
+    options = pop_model_options(kwargs)
+    client, spec = _open_store(kwargs)
+    try:
+        searcher = Searcher(client, collection, options)
+        searcher.model("text")
+        state = {"k": top_k, "modality": modality, "filters": list(filters), "json": as_json}
+        click.echo(f"{collection} on {spec.describe()}; :help for commands", err=True)
+        _warn_size(client, collection)
+        interactive = sys.stdin.isatty()
+        if interactive:
+            import readline  # noqa: F401 - line editing and history for input()
+        while True:
+            try:
+                line = (input("search> ") if interactive else sys.stdin.readline() or _eof()).strip()
+            except EOFError:
+                break
+            if not line:
+                continue
+            if line in (":q", ":quit", ":exit", "exit", "quit"):
+                break
+            try:
+                _shell_line(searcher, line, state)
+            except click.ClickException as exc:
+                click.echo(f"error: {exc.format_message()}", err=True)
+    finally:
+        client_close(client)
+
+
+def _eof() -> str:
+    raise EOFError
+
+
+def _shell_line(searcher: Searcher, line: str, state: dict[str, Any]) -> None:
+    cmd, _, arg = line.partition(" ")
+    arg = arg.strip()
+    if cmd == ":help":
+        click.echo(SHELL_HELP)
+    elif cmd == ":k":
+        if not arg.isdigit() or int(arg) < 1:
+            raise click.ClickException(":k needs a positive number")
+        state["k"] = int(arg)
+    elif cmd == ":modality":
+        if arg not in MODALITY_CHOICES:
+            raise click.ClickException(f":modality takes one of {', '.join(MODALITY_CHOICES)}")
+        state["modality"] = arg
+    elif cmd == ":filter":
+        if arg:
+            from clamp2_engine.index import parse_filters
+
+            try:
+                parse_filters([arg])
+            except ValueError as exc:
+                raise _fail(exc) from None
+            state["filters"].append(arg)
+        click.echo("filters: " + (", ".join(state["filters"]) or "none"))
+    elif cmd == ":clear":
+        state["filters"] = []
+    elif cmd == ":json":
+        state["json"] = not state["json"]
+    elif cmd == ":music":
+        path = Path(arg).expanduser()
+        if not path.is_file():
+            raise click.ClickException(f"no file {arg!r}")
+        _shell_search(searcher, state, arg, music=path)
+    elif cmd.startswith(":"):
+        raise click.ClickException(f"unknown command {cmd} (:help lists them)")
+    else:
+        _shell_search(searcher, state, line, text=line)
+
+
+def _shell_search(
+    searcher: Searcher, state: dict[str, Any], label: str, text: str | None = None, music: Path | None = None
+) -> None:
+    started = time.perf_counter()
+    vector = searcher.vector(text, music)
+    hits = searcher.search(vector, state["modality"], state["k"], state["filters"])
+    ms = (time.perf_counter() - started) * 1000
+    _print_hits(hits, state["json"], title=f"{label} ({ms:.0f} ms)")
+
+
+# --- collections --------------------------------------------------------------------------------------
+
+
+@click.group()
+def collections() -> None:
+    """List, inspect and drop collections."""
+
+
+@collections.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@store_options
+def collections_list(as_json: bool, **kwargs: Any) -> None:
+    """Collections in the store, with their sizes and models."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from clamp2_engine.index import list_collections
+    from clamp2_engine.store import client_close
+
+    client, spec = _open_store(kwargs)
+    try:
+        rows = list_collections(client)
+    finally:
+        client_close(client)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table(title=f"collections ({spec.describe()})")
+    for col in ("name", "points", "model", "dim", "created"):
+        table.add_column(col, justify="right" if col in ("points", "dim") else "left")
+    for r in rows:
+        table.add_row(
+            r["name"], str(r["points"]), str(r["model"] or "-"), str(r["dim"] or "-"), r["created"] or ""
+        )
+    Console().print(table)
+
+
+@collections.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@store_options
+def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
+    """The layout, model and counts of collection NAME."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from clamp2_engine.index import collection_info
+    from clamp2_engine.store import client_close
+
+    client, spec = _open_store(kwargs)
+    try:
+        info = collection_info(client, name)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    finally:
+        client_close(client)
+    info["store"] = spec.describe()
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+        return
+    table = Table(title=f"collection {name}", show_header=False)
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    model = info["model"]
+    rows = [
+        ("store", info["store"]),
+        ("points", str(info["points"])),
+        (
+            "vectors",
+            ", ".join(f"{k}: {v}" for k, v in info["vectors"].items()) + f" ({info['dim']}-d, cosine)",
+        ),
+        ("model", f"{model.get('name')} ({model.get('kind')}, sha256 {model.get('checkpoint_sha256')})"),
+        ("model source", json.dumps(info["model_source"])),
+        ("created", info["created"]),
+        ("payload indexes", ", ".join(info["payload_indexes"]) or "none (the embedded store has none)"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
+
+
+@collections.command("drop")
+@click.argument("name")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@store_options
+def collections_drop(name: str, yes: bool, **kwargs: Any) -> None:
+    """Delete collection NAME and all its points."""
+    from clamp2_engine.index import drop_collection, piece_count
+    from clamp2_engine.store import client_close
+
+    client, _spec = _open_store(kwargs)
+    try:
+        if not client.collection_exists(name):
+            raise click.ClickException(f"no collection {name!r}")
+        if not yes:
+            click.confirm(f"drop collection {name!r} and its {piece_count(client, name)} points?", abort=True)
+        drop_collection(client, name)
+    finally:
+        client_close(client)
+    click.echo(f"dropped {name}", err=True)
+
+
+# --- migrate ------------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("-c", "--collection", required=True, help="Collection to copy.")
+@click.option("--to-url", default=None, metavar="URL", help="Target Qdrant server or cluster.")
+@click.option(
+    "--to-path",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Target embedded store folder.",
+)
+@click.option(
+    "--to-api-key-env",
+    default="QDRANT_API_KEY",
+    show_default=True,
+    metavar="VAR",
+    help="Variable holding the target server's API key.",
+)
+@click.option("--to-collection", default=None, help="Name in the target (default: the same).")
+@click.option("--json", "as_json", is_flag=True)
+@store_options
+def migrate(
+    collection: str,
+    to_url: str | None,
+    to_path: Path | None,
+    to_api_key_env: str,
+    to_collection: str | None,
+    as_json: bool,
+    **kwargs: Any,
+) -> None:
+    """Copy a collection (model record, vectors, payloads, indexes) to another store, e.g. from the
+    embedded store to a Qdrant server. Safe to re-run: points keep their ids."""
+    from clamp2_engine.batch import progress_bar
+    from clamp2_engine.index import copy_collection
+    from clamp2_engine.store import StoreError, client_close, open_client, resolve_store
+
+    if (to_url is None) == (to_path is None):
+        raise click.UsageError("give the target: --to-url URL or --to-path DIR")
+    src, src_spec = _open_store(kwargs)
+    try:
+        try:
+            dst_spec = resolve_store(to_path, to_url, to_api_key_env)
+            if dst_spec == src_spec:
+                raise click.UsageError("the target is the source store")
+            dst = open_client(dst_spec)
+        except StoreError as exc:
+            raise _fail(exc) from None
+        try:
+            total = src.count(collection, exact=True).count if src.collection_exists(collection) else 0
+            with progress_bar("migrate", total, enabled=not as_json and total > 0) as advance:
+                n = copy_collection(src, dst, collection, to_collection, progress=advance)
+        except ValueError as exc:
+            raise _fail(exc) from None
+        finally:
+            client_close(dst)
+    finally:
+        client_close(src)
+    result = {
+        "collection": collection,
+        "to": dst_spec.describe(),
+        "target": to_collection or collection,
+        "points": n,
+    }
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"copied {n} points of {collection} to {result['target']} on {result['to']}", err=True)

@@ -1,0 +1,396 @@
+"""Finding the pieces of a corpus and turning each into model input (interleaved ABC, MTF, summary).
+
+Two layouts:
+
+- a plain folder: every file ``convert`` accepts is a unit (a score gives ABC and, rendered to MIDI,
+  MTF; a MIDI file gives MTF; ``.mtf`` is used as it is); a file holding several pieces (an ABC tune
+  book, an opus) gives one piece per tune;
+- the seed layout: ``abc/``, ``mtf/`` and a JSONL (or ``--metadata``) whose items name their files in
+  ``filepaths`` (relative to the corpus root, or to ``abc/`` / ``mtf/``); each item is one piece,
+  its ``.abc`` / ``.mtf`` files are model input as they are, other files are converted, and its
+  ``summary_en`` becomes the ``text`` vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from clamp2_engine.batch import ErrorLog
+from clamp2_engine.index import item_filepaths, item_unit
+from clamp2_engine.paths import UnsafePathError, iter_files, safe_join
+
+PIPELINE_VERSION = 1  # bump when the same files would now give other model input
+SUMMARY_KEYS = ("summary_en", "summary_nen")
+NOT_METADATA = {*SUMMARY_KEYS, "filepaths", "nen_language", "__source__", "__error__"}
+MTF_SUFFIXES = (".mtf",)
+MIDI_SUFFIXES = (".mid", ".midi")
+ABC_SUFFIXES = (".abc",)
+
+
+def score_suffixes() -> frozenset[str]:
+    """Score formats the converter accepts (MusicXML, ABC, Humdrum...)."""
+    from ingest.convert import SCORE_SUFFIXES
+
+    return frozenset(SCORE_SUFFIXES)
+
+
+def accepted_suffixes() -> frozenset[str]:
+    return score_suffixes() | set(MIDI_SUFFIXES) | set(MTF_SUFFIXES)
+
+
+class CorpusError(ValueError):
+    """The corpus as a whole cannot be read (not a folder, ambiguous metadata)."""
+
+
+@dataclass
+class Unit:
+    """What one point (or, for a multi-piece file, several) is made from; ``key`` is stable."""
+
+    key: str
+    files: list[tuple[str, Path]]  # (path relative to the corpus root, absolute path)
+    item: dict[str, Any] | None = None  # the metadata item (seed layout)
+    ready: bool = False  # .abc/.mtf files are model input as they are (seed layout)
+    content_hash: str = ""
+    label: str = ""  # for messages: the file or the item's first file
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {k: v for k, v in (self.item or {}).items() if k not in NOT_METADATA and v is not None}
+
+    @property
+    def summary(self) -> str | None:
+        """The English summary embedded as the ``text`` vector (the first one of a list)."""
+        value = (self.item or {}).get("summary_en")
+        if isinstance(value, list):
+            value = next((v for v in value if isinstance(v, str) and v.strip()), None)
+        return value if isinstance(value, str) and value.strip() else None
+
+
+@dataclass
+class Corpus:
+    root: Path
+    name: str
+    layout: str  # "plain" | "seed"
+    units: list[Unit] = field(default_factory=list)
+    metadata_path: Path | None = None
+
+
+def find_metadata(root: Path) -> Path | None:
+    """The seed layout's JSONL: the only ``*.jsonl`` at the top of a corpus with ``abc/`` or ``mtf/``."""
+    if not ((root / "abc").is_dir() or (root / "mtf").is_dir()):
+        return None
+    found = sorted(p for p in root.glob("*.jsonl") if p.is_file() and not p.name.startswith("."))
+    found = [p for p in found if not p.name.endswith(".errors.jsonl")]
+    if len(found) > 1:
+        raise CorpusError(
+            f"{root} holds several JSONL files ({', '.join(p.name for p in found)}): pick one with --metadata"
+        )
+    return found[0] if found else None
+
+
+def discover(
+    root: str | os.PathLike,
+    *,
+    metadata: str | os.PathLike | None = None,
+    items: list[dict[str, Any]] | None = None,
+    name: str | None = None,
+    errors: ErrorLog | None = None,
+) -> Corpus:
+    """The units of the corpus at ``root``; bad items and missing files are logged and skipped."""
+    root_p = Path(root).expanduser().resolve()
+    if not root_p.is_dir():
+        raise CorpusError(f"{root}: not a folder")
+    corpus = Corpus(root_p, name or root_p.name, "plain")
+    meta_path = Path(metadata).expanduser().resolve() if metadata is not None else None
+    if items is None and meta_path is None:
+        meta_path = find_metadata(root_p)
+    if items is None and meta_path is not None:
+        items = load_metadata(meta_path)
+    if items is None:
+        corpus.units = [
+            Unit(
+                p.relative_to(root_p).as_posix(),
+                [(p.relative_to(root_p).as_posix(), p)],
+                label=p.relative_to(root_p).as_posix(),
+            )
+            for p in iter_files(root_p, accepted_suffixes())
+        ]
+        return corpus
+    corpus.layout, corpus.metadata_path = "seed", meta_path
+    seen: set[str] = set()
+    for n, item in enumerate(items, 1):
+        where = str(item.get("__source__") or f"item {n}")
+        if "__error__" in item:
+            _log(errors, where, "metadata", str(item["__error__"]))
+            continue
+        unit = _item_unit(root_p, item, where, errors)
+        if unit is None:
+            continue
+        if unit.key in seen:
+            _log(
+                errors, where, "metadata", f"duplicate item: another item has the same filepaths {unit.label}"
+            )
+            continue
+        seen.add(unit.key)
+        corpus.units.append(unit)
+    return corpus
+
+
+def load_metadata(path: Path) -> list[dict[str, Any]]:
+    """Items of a ``.jsonl`` file or of a folder of per-piece ``.json`` files."""
+    from ingest.summarize import load_items
+
+    if not path.exists():
+        raise CorpusError(f"metadata {path} not found")
+    if path.is_file() and path.suffix.lower() not in (".jsonl", ".json"):
+        raise CorpusError(f"metadata {path}: expected a .jsonl file or a folder of .json files")
+    return load_items(path)
+
+
+def _item_unit(root: Path, item: dict[str, Any], where: str, errors: ErrorLog | None) -> Unit | None:
+    fps = item_filepaths(item)
+    if not fps:
+        _log(errors, where, "metadata", "item has no filepaths")
+        return None
+    files: list[tuple[str, Path]] = []
+    for fp in fps:
+        try:
+            path = resolve_item_file(root, fp)
+        except (UnsafePathError, FileNotFoundError) as exc:
+            _log(errors, f"{where} ({fp})", "metadata", str(exc))
+            continue
+        files.append((path.relative_to(root).as_posix(), path))
+    if not files:
+        return None
+    return Unit(item_unit(item), files, item=item, ready=True, label=fps[0])
+
+
+def resolve_item_file(root: Path, rel: str) -> Path:
+    """An item's file: under the corpus root, else under its ``abc/`` / ``mtf/`` root by suffix."""
+    candidates = [safe_join(root, rel)]
+    sub = {".abc": "abc", ".mtf": "mtf"}.get(PurePosixPath(rel).suffix.lower())
+    if sub and not rel.startswith(f"{sub}/"):
+        candidates.append(safe_join(root / sub, rel))
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"file {rel} not found under {root}")
+
+
+def _log(errors: ErrorLog | None, source: str, stage: str, reason: str) -> None:
+    if errors is not None:
+        errors.add(source, stage, reason)
+
+
+# --- content hash -----------------------------------------------------------------------------------
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def unit_hash(unit: Unit, render: bool) -> str:
+    """A hash of everything a unit's points are made from: its files, its item, the pipeline."""
+    item = {k: v for k, v in (unit.item or {}).items() if k != "__source__"}
+    blob = json.dumps(
+        {
+            "v": PIPELINE_VERSION,
+            "render": render and needs_converter(unit),  # matters for scores only
+            "item": item,
+            "files": [[rel, file_sha256(p)] for rel, p in unit.files],
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# --- titles -----------------------------------------------------------------------------------------
+
+_ABC_FIELD = {k: re.compile(rf"^{k}:[ \t]*(.+?)[ \t]*$", re.M) for k in ("T", "C")}
+_XML_TITLE = re.compile(rb"<(?:work-title|movement-title)>([^<]{1,300})</")
+_XML_COMPOSER = re.compile(rb"<creator[^>]*type=\"composer\"[^>]*>([^<]{1,300})</")
+
+
+def score_title(path: Path, part: str = "") -> tuple[str | None, str | None]:
+    """Title and composer written in an ABC (of tune ``part`` in a book) or MusicXML file; cheap,
+    ``None`` when absent."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in ABC_SUFFIXES:
+            from ingest.convert.abctools import split_tunes
+
+            text = path.read_bytes()[: 1 << 20].decode("utf-8", errors="replace")
+            tunes = split_tunes(text)
+            tune = next((t for sfx, t in tunes if sfx.lstrip("_") == part), tunes[0][1] if tunes else "")
+            t, c = (_ABC_FIELD[k].search(tune) for k in ("T", "C"))
+            return (t.group(1) if t else None), (c.group(1) if c else None)
+        if suffix in (".xml", ".musicxml", ".mxl"):
+            from ingest.convert.score import read_musicxml
+
+            xml, _ = read_musicxml(path.read_bytes())
+            t, c = _XML_TITLE.search(xml), _XML_COMPOSER.search(xml)
+            dec = lambda m: m.group(1).decode("utf-8", errors="replace").strip() or None  # noqa: E731
+            return (dec(t) if t else None), (dec(c) if c else None)
+    except Exception:  # a title is a nicety: a file we cannot read fails later, with its reason
+        return None, None
+    return None, None
+
+
+def first_string(value: Any) -> str | None:
+    if isinstance(value, list):
+        value = next((v for v in value if isinstance(v, str) and v.strip()), None)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+# --- model input ------------------------------------------------------------------------------------
+
+Problem = tuple[str, str, str]  # (source, stage, reason) for the error log
+
+
+@dataclass
+class PieceInput:
+    """Model input for one piece: interleaved ABC and/or MTF text, and where each came from."""
+
+    part: str = ""  # "" for a unit's only piece, else the converter's tune/score suffix
+    abc: str | None = None
+    mtf: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)  # modality -> file (relative to the root)
+
+
+def _read_ready(path: Path) -> str:
+    from clamp2_engine.encoder import read_text_file
+
+    return read_text_file(path)
+
+
+def _score_pieces(path: Path, to: str) -> list[tuple[str, str]]:
+    """``(part, text)`` for every piece of a score: interleaved ABC, or MTF rendered through MIDI."""
+    from ingest.convert import midi_to_mtf, score_to_interleaved_abc, score_to_midis
+
+    if to == "abc":
+        return [(sfx.lstrip("_"), text) for sfx, text in score_to_interleaved_abc(path)]
+    return [(sfx.lstrip("_"), midi_to_mtf(mid)) for sfx, mid in score_to_midis(path)]
+
+
+def _midi_mtf(path: Path) -> str:
+    from ingest.convert import midi_to_mtf
+
+    return midi_to_mtf(path)
+
+
+def needs_converter(unit: Unit) -> bool:
+    """Whether preparing ``unit`` runs the score converter (slow: worth a worker process)."""
+    scores = score_suffixes()
+    return any(
+        p.suffix.lower() in scores and not (unit.ready and p.suffix.lower() in ABC_SUFFIXES)
+        for _, p in unit.files
+    )
+
+
+def prepare_unit(unit: Unit, render: bool, only: str | None = None) -> tuple[list[PieceInput], list[Problem]]:
+    """The pieces of ``unit`` as model input, and the problems met. A failed conversion leaves the
+    piece what did work (a score whose rendering fails still gives ABC); nothing is raised.
+    ``only`` (``"abc"`` or ``"mtf"``) makes just that modality, for conversions run apart."""
+    pieces: dict[str, PieceInput] = {}
+    problems: list[Problem] = []
+    scores = score_suffixes()
+
+    def piece(part: str) -> PieceInput:
+        part = "" if unit.ready else part  # an item is one piece: its first of each modality
+        return pieces.setdefault(part, PieceInput(part))
+
+    def attempt(path: Path, stage: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # every converter or reader failure is this item's, never the run's
+            problems.append((str(path), stage, _reason(exc)))
+            return None
+
+    for rel, path in unit.files:
+        suffix = path.suffix.lower()
+        have_abc = only == "mtf" or (unit.ready and any(p.abc for p in pieces.values()))
+        have_mtf = only == "abc" or (unit.ready and any(p.mtf for p in pieces.values()))
+        if suffix in MTF_SUFFIXES and not have_mtf:
+            text = attempt(path, "read", lambda p=path: _read_ready(p))
+            if text:
+                _set(piece(""), "mtf", text, rel)
+        elif suffix in ABC_SUFFIXES and unit.ready and not have_abc:
+            text = attempt(path, "read", lambda p=path: _read_ready(p))
+            if text:
+                _set(piece(""), "abc", text, rel)
+        elif suffix in MIDI_SUFFIXES and not have_mtf:
+            text = attempt(path, "convert", lambda p=path: _midi_mtf(p))
+            if text:
+                _set(piece(""), "mtf", text, rel)
+        elif suffix in scores and not (have_abc and (have_mtf or not render)):
+            if not have_abc:
+                for part, text in attempt(path, "convert", lambda p=path: _score_pieces(p, "abc")) or []:
+                    _set(piece(part), "abc", text, rel)
+            if render and not have_mtf:
+                for part, text in attempt(path, "render", lambda p=path: _score_pieces(p, "mtf")) or []:
+                    _set(piece(part), "mtf", text, rel)
+    return [p for p in pieces.values() if p.abc or p.mtf], problems
+
+
+def prepare_task(task: tuple[Unit, bool, str | None]) -> tuple[list[PieceInput], list[Problem]]:
+    """:func:`prepare_unit` for a worker process."""
+    return prepare_unit(*task)
+
+
+def merge_pieces(parts: list[list[PieceInput]]) -> list[PieceInput]:
+    """One list of pieces from the ABC-only and MTF-only results of the same unit, by piece."""
+    merged: dict[str, PieceInput] = {}
+    for pieces in parts:
+        for p in pieces:
+            into = merged.setdefault(p.part, PieceInput(p.part))
+            for modality in ("abc", "mtf"):
+                text = getattr(p, modality)
+                if text:
+                    _set(into, modality, text, p.sources[modality])
+    return list(merged.values())
+
+
+def _set(piece: PieceInput, modality: str, text: str, rel: str) -> None:
+    if getattr(piece, modality) is None:
+        setattr(piece, modality, text)
+        piece.sources[modality] = rel
+
+
+def _reason(exc: BaseException) -> str:
+    from clamp2_engine.batch import describe_error
+
+    stage = getattr(exc, "stage", None)
+    reason = getattr(exc, "reason", None)
+    if stage and reason:
+        return f"{stage}: {reason}"
+    return describe_error(exc)
+
+
+def music_query_input(path: str | os.PathLike) -> tuple[str, str]:
+    """``(modality, text)`` model input for a query-by-example file: MTF for MIDI and ``.mtf``,
+    interleaved ABC for a score (its first piece). Raises ``ValueError`` with the reason."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    try:
+        if suffix in MTF_SUFFIXES:
+            return "mtf", _read_ready(p)
+        if suffix in MIDI_SUFFIXES:
+            return "mtf", _midi_mtf(p)
+        if suffix in score_suffixes():
+            return "abc", _score_pieces(p, "abc")[0][1]
+    except Exception as exc:
+        raise ValueError(f"cannot read {p.name} as music: {_reason(exc)}") from None
+    raise ValueError(f"{p.name}: not a music file ({', '.join(sorted(accepted_suffixes()))})")

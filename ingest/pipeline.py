@@ -1,0 +1,296 @@
+"""Corpus -> Qdrant collection: hash, skip what is unchanged, convert, embed in batches, upsert, prune.
+
+Idempotent and resumable: a point's id derives from its piece's identity and its payload carries the
+hash of what it was made from, so a re-run embeds only new or changed pieces; points are written a
+batch at a time, so a killed run loses at most the batch in flight and the next run finishes the job
+without duplicates. Points whose source disappeared are deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clamp2_engine import index
+from clamp2_engine.batch import ErrorLog, progress_bar
+from clamp2_engine.encoder import InputError
+from ingest.corpus import (
+    Corpus,
+    PieceInput,
+    Problem,
+    Unit,
+    first_string,
+    merge_pieces,
+    needs_converter,
+    prepare_task,
+    prepare_unit,
+    score_title,
+    unit_hash,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from qdrant_client import QdrantClient
+
+    from clamp2_engine.api import CLaMP2
+
+DEFAULT_WRITE_BATCH = 32
+DEFAULT_TIMEOUT = 180.0  # seconds per score conversion in a worker process
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did; ``units`` = ``skipped`` + ``embedded`` + ``failed``."""
+
+    collection: str
+    corpus: str
+    layout: str
+    counts: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    errors_path: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "corpus": self.corpus,
+            "layout": self.layout,
+            **{k: self.counts[k] for k in ("units", "skipped", "embedded", "failed", "points", "removed")},
+            "vectors": {v: self.counts[f"vectors_{v}"] for v in index.VECTORS},
+            "seconds": round(self.seconds, 3),
+            "errors": self.errors_path,
+        }
+
+
+def _prepared(
+    units: Sequence[Unit], render: bool, jobs: int, timeout: float | None, errors: ErrorLog | None
+) -> Iterator[tuple[Unit, list[PieceInput]]]:
+    """Model input per unit: read in this process, or converted in worker processes (scores)."""
+    slow = [u for u in units if jobs > 0 and needs_converter(u)]
+    slow_keys = {u.key for u in slow}
+    for unit in units:
+        if unit.key not in slow_keys:
+            pieces, problems = prepare_unit(unit, render)
+            _log_problems(errors, problems)
+            yield unit, pieces
+    if not slow:
+        return
+    from ingest.convert.batch import PRELOAD, _quiet_worker
+    from ingest.convert.pool import run_tasks
+
+    # ABC and the rendered MTF are converted apart: a rendering that times out leaves the ABC
+    modalities = ("abc", "mtf") if render else ("abc",)
+    tasks = [(u, render, m) for u in slow for m in modalities]
+    results: dict[str, list[list[PieceInput]]] = {}
+    finished: Counter = Counter()
+    for o in run_tasks(
+        prepare_task, tasks, jobs=jobs, timeout=timeout, initializer=_quiet_worker, preload=PRELOAD
+    ):
+        unit, _render, only = o.task
+        if o.ok:
+            pieces, problems = o.result
+            _log_problems(errors, problems)
+            results.setdefault(unit.key, []).append(pieces)
+        else:
+            stage = "timeout" if "timed out" in o.error else "convert"
+            _log(errors, unit, stage, f"{'rendering' if only == 'mtf' else 'conversion'}: {o.error}")
+        finished[unit.key] += 1
+        if finished[unit.key] == len(modalities):
+            yield unit, merge_pieces(results.pop(unit.key, []))
+
+
+def _log_problems(errors: ErrorLog | None, problems: list[Problem]) -> None:
+    if errors is not None:
+        for source, stage, reason in problems:
+            errors.add(source, stage, reason)
+
+
+def ingest_corpus(
+    client: QdrantClient,
+    collection: str,
+    corpus: Corpus,
+    model: CLaMP2,
+    *,
+    source: dict[str, Any] | None = None,
+    render: bool = True,
+    write_batch: int = DEFAULT_WRITE_BATCH,
+    errors: ErrorLog | None = None,
+    progress: bool = True,
+    jobs: int = 0,
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> IngestReport:
+    """Bring ``collection`` in step with ``corpus`` (see the module docstring).
+
+    Scores are converted in ``jobs`` worker processes with ``timeout`` seconds each (``jobs=0``: in
+    this process, no time limit); everything else is prepared in this process.
+    """
+    started = time.perf_counter()
+    report = IngestReport(
+        collection, corpus.name, corpus.layout, errors_path=str(errors.path) if errors is not None else None
+    )
+    record = index.ensure_collection(client, collection, model.identity, source or {})
+    _complete_source(client, collection, record, source or {})
+    states = index.unit_states(client, collection, corpus.name)
+    report.counts["units"] = len(corpus.units)
+    present: set[str] = set()
+    pending: list[Unit] = []
+    for unit in corpus.units:
+        present.add(unit.key)
+        try:
+            unit.content_hash = unit_hash(unit, render)
+        except OSError as exc:
+            _log(errors, unit, "read", f"{type(exc).__name__}: {exc.strerror or exc}")
+            report.counts["failed"] += 1
+            continue
+        state = states.get(unit.key)
+        if state is not None and state.complete(unit.content_hash):
+            report.counts["skipped"] += 1
+        else:
+            pending.append(unit)
+    vanished = [pid for key, st in states.items() if key not in present for pid in st.ids]
+    report.counts["removed"] += index.delete_ids(client, collection, vanished)
+    with progress_bar(f"ingest {corpus.name}", len(pending), enabled=progress and bool(pending)) as advance:
+        batch: list[tuple[Unit, list[PieceInput]]] = []
+        for unit, pieces in _prepared(pending, render, jobs, timeout, errors):
+            batch.append((unit, pieces))
+            if len(batch) >= max(1, write_batch):
+                _ingest_batch(client, collection, corpus, batch, model, states, errors, report)
+                advance(len(batch))
+                batch = []
+        if batch:
+            _ingest_batch(client, collection, corpus, batch, model, states, errors, report)
+            advance(len(batch))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _complete_source(
+    client: QdrantClient, name: str, record: index.CollectionRecord, source: dict[str, Any]
+) -> None:
+    """Fill in how to load the model (e.g. the text model) when the collection did not know it yet."""
+    missing = {k: v for k, v in source.items() if v and not record.model_source.get(k)}
+    if missing:
+        record.model_source.update(missing)
+        index.write_record(client, name, record)
+
+
+def _log(errors: ErrorLog | None, unit: Unit, stage: str, reason: str) -> None:
+    if errors is not None:
+        where = unit.files[0][1] if unit.files and unit.item is None else (unit.item or {}).get("__source__")
+        errors.add(str(where or unit.label), stage, reason)
+
+
+def _ingest_batch(
+    client: QdrantClient,
+    collection: str,
+    corpus: Corpus,
+    prepared: Sequence[tuple[Unit, list[PieceInput]]],
+    model: CLaMP2,
+    states: dict[str, index.UnitState],
+    errors: ErrorLog | None,
+    report: IngestReport,
+) -> None:
+    vectors = _embed(model, prepared, errors)
+    points = []
+    stale: list[str] = []
+    for (unit, pieces), unit_vectors in zip(prepared, vectors, strict=True):
+        kept = [
+            (p, v)
+            for p, v in zip(pieces, unit_vectors, strict=True)
+            if any(k in v for k in index.MUSIC_VECTORS)
+        ]
+        ids = set()
+        for piece, vecs in kept:
+            pid = index.point_id(index.piece_identity(corpus.name, unit.key, piece.part))
+            ids.add(pid)
+            points.append(
+                index.make_point(
+                    pid,
+                    {k: a for k, (a, _n) in vecs.items()},
+                    _payload(corpus, unit, piece, vecs, len(kept), model),
+                )
+            )
+            for k in vecs:
+                report.counts[f"vectors_{k}"] += 1
+        old = states.get(unit.key)
+        stale += [pid for pid in (old.ids if old else []) if pid not in ids]
+        if kept:
+            report.counts["embedded"] += 1
+            report.counts["points"] += len(kept)
+        else:
+            report.counts["failed"] += 1
+            if not pieces:
+                _log(errors, unit, "convert", "no usable music in this item (see the reasons above)")
+    index.upsert(client, collection, points)
+    report.counts["removed"] += index.delete_ids(client, collection, stale)
+
+
+def _embed(
+    model: CLaMP2,
+    prepared: Sequence[tuple[Unit, list[PieceInput]]],
+    errors: ErrorLog | None,
+) -> list[list[dict[str, tuple[np.ndarray, int]]]]:
+    """Per unit, per piece: ``{vector name: (feature, input length)}``; bad inputs are logged and left out."""
+    enc = model.encoder
+    out: list[list[dict[str, tuple[np.ndarray, int]]]] = [[{} for _ in pieces] for _, pieces in prepared]
+    jobs: dict[str, list[tuple[int, int, str, np.ndarray]]] = {"music": [], "text": []}
+    for u, (unit, pieces) in enumerate(prepared):
+        summary = unit.summary
+        for p, piece in enumerate(pieces):
+            for modality in index.MUSIC_VECTORS:
+                text = getattr(piece, modality)
+                if text:
+                    try:
+                        jobs["music"].append((u, p, modality, enc.prepare_music(text)))
+                    except (InputError, ValueError) as exc:
+                        _log(errors, unit, f"prepare {modality}", str(exc))
+            if summary and enc.tokenizer is not None:
+                try:
+                    jobs["text"].append((u, p, "text", enc.prepare_text(summary)))
+                except (InputError, ValueError) as exc:
+                    _log(errors, unit, "prepare text", str(exc))
+    for tower, items in jobs.items():
+        if not items:
+            continue
+        feats = enc.features(tower, [ids for *_, ids in items], normalize=True, show_progress=False)
+        for (u, p, name, ids), feat in zip(items, feats, strict=True):
+            out[u][p][name] = (feat, len(ids))
+    return out
+
+
+def _payload(
+    corpus: Corpus,
+    unit: Unit,
+    piece: PieceInput,
+    vecs: dict[str, tuple[np.ndarray, int]],
+    parts: int,
+    model: CLaMP2,
+) -> dict[str, Any]:
+    meta = unit.metadata
+    title, composer = first_string(meta.get("title")), first_string(meta.get("composer"))
+    if title is None and composer is None and unit.item is None:
+        title, composer = score_title(unit.files[0][1], piece.part)
+    item = unit.item or {}
+    return {
+        "piece_id": index.piece_identity(corpus.name, unit.key, piece.part),
+        "corpus": corpus.name,
+        "unit": unit.key,
+        "unit_hash": unit.content_hash,
+        "unit_parts": parts,
+        "part": piece.part,
+        "title": title,
+        "composer": composer,
+        "source": unit.files[0][0],
+        "sources": dict(piece.sources),
+        "formats": sorted({rel.rsplit(".", 1)[-1].lower() for rel, _ in unit.files if "." in rel}),
+        "modalities": [k for k in index.VECTORS if k in vecs],
+        "lengths": {k: n for k, (_a, n) in vecs.items()},
+        "metadata": meta,
+        "summary_en": item.get("summary_en"),
+        "summary_nen": item.get("summary_nen"),
+        "model": {"name": model.identity.name, "checkpoint_sha256": model.identity.checkpoint_sha256},
+        "ingested_at": index.now_iso(),
+    }

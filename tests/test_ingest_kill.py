@@ -1,0 +1,111 @@
+"""A killed ingest (SIGKILL in the middle of writing a batch) is finished by the next run: every piece,
+no duplicate."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+from test_index_helpers import model_args
+
+from clamp2_engine.cli import main
+from clamp2_engine.store import StoreSpec, client_close, open_client
+
+BOOK = "".join(
+    f"X:{i}\nT:Tune {i}\nM:4/4\nL:1/8\nK:D\n|:DFAd fdA{'FGA'[i - 1]}|GBdg fdAF:|\n\n" for i in (1, 2, 3)
+)
+
+# Runs the real CLI; the second batch writes all its points but one, says so, and waits to be killed.
+DRIVER = textwrap.dedent(
+    """
+    import sys, time
+    from clamp2_engine import index
+    real, batches = index.upsert, []
+
+    def upsert(client, name, points):
+        batches.append(len(points))
+        if len(batches) == 2:
+            real(client, name, points[:-1])
+            print("killable", len(points) - 1, flush=True)
+            time.sleep(600)
+        real(client, name, points)
+
+    index.upsert = upsert
+    from clamp2_engine.cli import main
+    main(sys.argv[1:])
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_batch_then_rerun(tmp_path, parity_dir, bench_dir):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    mtfs = sorted((bench_dir / "mtf").glob("bach_*.mtf"))[:11]
+    for i, src in enumerate(mtfs[:7], 1):  # batch 1: a01-a04; batch 2: a05-a07 and the book
+        shutil.copy(src, corpus / f"a{i:02d}.mtf")
+    (corpus / "b_book.abc").write_text(BOOK)  # one unit, three pieces: the last one is not written
+    for i, src in enumerate(mtfs[7:], 1):  # batch 3, never reached
+        shutil.copy(src, corpus / f"c{i:02d}.mtf")
+    store = tmp_path / "qdrant"
+    args = [
+        "ingest",
+        str(corpus),
+        "-c",
+        "k",
+        "--qdrant-path",
+        str(store),
+        "--write-batch",
+        "4",
+        "--no-render",
+        "--jobs",
+        "0",
+        "-q",
+        *model_args(parity_dir),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("killable"):
+            proc.kill()
+            pytest.fail(f"the ingest did not reach its second batch: {line!r} {proc.stderr.read()[-2000:]}")
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    client = open_client(StoreSpec(path=store))
+    try:
+        assert client.count("k", exact=True).count == 4 + 5  # batch 1, and batch 2 less one piece
+    finally:
+        client_close(client)
+
+    res = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    # a01-a07 are complete and skipped; the half-written book and the three never reached are embedded
+    assert (report["units"], report["skipped"], report["embedded"], report["failed"]) == (12, 7, 5, 0)
+    client = open_client(StoreSpec(path=store))
+    try:
+        pts, _ = client.scroll("k", limit=100, with_payload=True)
+    finally:
+        client_close(client)
+    ids = [p.payload["piece_id"] for p in pts]
+    assert len(ids) == len(set(ids)) == 14
+    expected = {f"corpus:a{i:02d}.mtf" for i in range(1, 8)} | {f"corpus:c{i:02d}.mtf" for i in range(1, 5)}
+    assert set(ids) == expected | {f"corpus:b_book.abc#{i}" for i in (1, 2, 3)}
+    again = json.loads(CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False).stdout)
+    assert (again["skipped"], again["embedded"], again["removed"]) == (12, 0, 0)

@@ -1,0 +1,85 @@
+"""`ingest --summarize`: LLM summaries (a scripted local server) become the pieces' `text` vectors."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from test_index_helpers import build_seed, cos, load_model, model_args
+
+from clamp2_engine import index
+from clamp2_engine.cli import main
+from clamp2_engine.store import client_close, open_client
+
+try:
+    from tests.llm_server import ScriptedLLM
+except ImportError:  # tests/ on sys.path (pytest's rootdir-relative imports)
+    from llm_server import ScriptedLLM
+
+NAMES = ["bach_bwv253", "bach_bwv335", "bach_bwv387", "bach_bwv11_6"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_ingest_summarize(tmp_path, parity_dir, bench_dir, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    seed = tmp_path / "seed"
+    items = build_seed(seed, bench_dir, NAMES)
+    for item in items[1:]:  # the first item keeps its summary and is not sent
+        item.pop("summary_en")
+        item.pop("summary_nen")
+    (seed / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
+    with ScriptedLLM() as llm:
+        args = [
+            "ingest",
+            seed,
+            "-c",
+            "s",
+            "--summarize",
+            "--base-url",
+            llm.base_url,
+            "--llm",
+            "fake",
+            "--json",
+            *model_args(parity_dir),
+        ]
+        res = run(*args)
+        assert res.exit_code == 0, res.output
+        assert llm.requests() == 3 and llm.attempts(items[0]["title"]) == 0
+        report = json.loads(res.stdout)
+        assert report["vectors"]["text"] == 4 and report["points"] == 4
+        again = json.loads(run(*args).stdout)  # summaries are kept: nothing is asked or embedded again
+        assert llm.requests() == 3 and again["skipped"] == 4
+    model = load_model(parity_dir, load_music=False)
+    client = open_client()
+    try:
+        for item in items:
+            [p] = client.retrieve("s", [index.item_point_id(item, root=seed)], with_vectors=True)
+            summary = item.get("summary_en") or f"Summary of {item['title']}."
+            assert p.payload["summary_en"] == summary and p.payload["summary_nen"]["summary"]
+            assert cos(p.vector["text"], model.encode_text(summary)) > 0.99999
+    finally:
+        client_close(client)
+
+
+def test_summarize_needs_metadata_and_a_server(tmp_path, parity_dir, bench_dir, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    (tmp_path / "plain").mkdir()
+    res = run(
+        "ingest",
+        tmp_path / "plain",
+        "-c",
+        "x",
+        "--summarize",
+        "--base-url",
+        "http://127.0.0.1:1/v1",
+        "--llm",
+        "m",
+        *model_args(parity_dir),
+    )
+    assert res.exit_code == 2 and "--summarize needs metadata" in res.output
+    build_seed(tmp_path / "seed", bench_dir, NAMES[:1])
+    res = run("ingest", tmp_path / "seed", "-c", "x", "--summarize", *model_args(parity_dir))
+    assert res.exit_code == 2 and "--base-url" in res.output

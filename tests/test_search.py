@@ -1,0 +1,351 @@
+"""The command line end to end on the fixture model: ingest, search (text, MIDI, ABC), shell,
+collections, migrate, and the store's errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_index_helpers import cos, load_model, model_args
+
+from clamp2_engine.api import CLaMP2
+from clamp2_engine.cli import main
+from clamp2_engine.store import StoreSpec, client_close, open_client
+
+QUERY = "a solemn chorale for four voices"
+pytestmark = pytest.mark.slow  # one ~30 s ingest of the parity inputs, shared by the module
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, parity_dir):
+    """The parity inputs ingested through the CLI (no rendering: fast) into an embedded store."""
+    root = tmp_path_factory.mktemp("search")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLAMP2_HOME", str(root / "home"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.delenv("CLAMP2_QDRANT_URL", raising=False)
+        res = run(
+            "ingest",
+            parity_dir / "inputs",
+            "-c",
+            "music",
+            "--qdrant-path",
+            root / "qdrant",
+            "--no-render",
+            "--jobs",
+            "1",
+            "--json",
+            *model_args(parity_dir),
+        )
+    assert res.exit_code == 0, res.output
+    return root / "qdrant", json.loads(res.stdout)
+
+
+@pytest.fixture(scope="module")
+def text_model(parity_dir):
+    return load_model(parity_dir, load_music=False)
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Every model load: the towers asked for."""
+    calls: list[dict] = []
+    real = CLaMP2.from_pretrained.__func__
+
+    def spy(cls, *args, **kwargs):
+        calls.append({"music": kwargs.get("load_music", True), "text": kwargs.get("load_text", True)})
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(CLaMP2, "from_pretrained", classmethod(spy))
+    return calls
+
+
+def hits_of(res) -> list[dict]:
+    assert res.exit_code == 0, res.output
+    return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+
+
+def test_ingest_report(store):
+    _, report = store
+    assert report["units"] == report["points"] == 43 and report["failed"] == 0
+    assert report["vectors"] == {"abc": 22, "mtf": 21, "text": 0} and report["layout"] == "plain"
+
+
+def test_text_search_json_and_the_query_vector(store, text_model, loads):
+    path, _ = store
+    hits = hits_of(run("search", QUERY, "-c", "music", "--qdrant-path", path, "--json", "-k", "7"))
+    assert loads == [{"music": False, "text": True}]  # a one-shot text search loads the text tower only
+    assert [h["rank"] for h in hits] == list(range(1, 8))
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert {h["modality"] for h in hits} <= {"abc", "mtf"}
+    for h in hits:
+        assert set(h) >= {"id", "score", "title", "composer", "source", "modality", "payload"}
+        assert h["payload"]["source"] == h["source"] and h["payload"]["corpus"] == "inputs"
+    # the query's vector is encode_text(QUERY): every score is its cosine with the stored vector
+    query = text_model.encode_text(QUERY)
+    client = open_client(StoreSpec(path=path))
+    try:
+        stored = {
+            str(p.id): p.vector for p in client.retrieve("music", [h["id"] for h in hits], with_vectors=True)
+        }
+    finally:
+        client_close(client)
+    for h in hits:
+        assert cos(query, stored[h["id"]][h["modality"]]) == pytest.approx(h["score"], abs=1e-5)
+
+
+def test_text_search_table(store):
+    path, _ = store
+    res = run("search", QUERY, "-c", "music", "--qdrant-path", path, "--modality", "abc", "-k", "3")
+    assert res.exit_code == 0, res.output
+    for column in ("rank", "score", "title", "composer", "path", "modality"):
+        assert column in res.stdout
+    assert res.stdout.count("abc") >= 3
+
+
+@pytest.mark.parametrize(
+    ("query", "same"),
+    [
+        # a MIDI file and the MTF made from it are the same model input
+        (
+            "midi/render_bach_bwv66_6.mid",
+            {
+                "midi/render_bach_bwv66_6.mid",
+                "mtf/render_bach_bwv66_6.mtf",
+                "midi_roundtrip/render_bach_bwv66_6.mid",
+            },
+        ),
+        # an interleaved ABC file, the score it came from and its standard ABC give the same ABC
+        (
+            "abc/bach_bwv66_6.abc",
+            {"abc/bach_bwv66_6.abc", "xml/bach_bwv66_6.mxl", "abc_standard/bach_bwv66_6.abc"},
+        ),
+    ],
+)
+def test_search_by_example(store, parity_dir, loads, query, same):
+    path, _ = store
+    res = run(
+        "search", "--music", parity_dir / "inputs" / query, "-c", "music", "--qdrant-path", path, "--json"
+    )
+    hits = hits_of(res)
+    assert loads == [{"music": True, "text": False}]
+    top = hits[: len(same)]
+    assert {h["source"] for h in top} == same
+    assert all(h["score"] == pytest.approx(1.0, abs=1e-5) for h in top)
+
+
+def test_filters(store):
+    path, _ = store
+    hits = hits_of(
+        run("search", QUERY, "-c", "music", "--qdrant-path", path, "--json", "--filter", "formats=mid")
+    )
+    assert len(hits) == 10 and all(h["source"].endswith(".mid") for h in hits)
+    res = run("search", QUERY, "-c", "music", "--qdrant-path", path, "--filter", "corpus=elsewhere")
+    assert res.exit_code == 0 and "no hits" in res.stdout
+    res = run("search", QUERY, "-c", "music", "--qdrant-path", path, "--filter", "composer")
+    assert res.exit_code == 1 and "bad filter" in res.output
+
+
+def test_usage_errors(store, parity_dir):
+    path, _ = store
+    assert "either a QUERY" in run("search", "-c", "music", "--qdrant-path", path).output
+    res = run(
+        "search",
+        "x",
+        "--music",
+        parity_dir / "inputs" / "midi" / "primitive_test01.mid",
+        "-c",
+        "music",
+        "--qdrant-path",
+        path,
+    )
+    assert res.exit_code == 2
+    res = run("search", QUERY, "-c", "nothing", "--qdrant-path", path)
+    assert res.exit_code == 1 and "no collection 'nothing'" in res.output
+    res = run(
+        "search",
+        "--music",
+        parity_dir / "inputs" / "txt" / "en_jig.txt",
+        "-c",
+        "music",
+        "--qdrant-path",
+        path,
+    )
+    assert res.exit_code == 1 and "not a music file" in res.output
+
+
+def test_shell_loads_each_tower_once(store, parity_dir, loads):
+    path, _ = store
+    mid = parity_dir / "inputs" / "midi" / "primitive_test01.mid"
+    script = (
+        "\n".join(
+            [
+                QUERY,
+                ":k 2",
+                ":json",
+                f":music {mid}",
+                ":filter formats=mtf",
+                QUERY,
+                ":bogus",
+                ":filter nonsense",
+                ":modality abc",
+                QUERY,
+                ":quit",
+                "never reached",
+            ]
+        )
+        + "\n"
+    )
+    res = run("shell", "-c", "music", "--qdrant-path", path, input=script)
+    assert res.exit_code == 0, res.output
+    assert loads == [{"music": False, "text": True}, {"music": True, "text": False}]
+    lines = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    # the MIDI query's 2 hits (same MTF: score 1), then 2 .mtf files; .mtf files have no abc vector
+    assert len(lines) == 4
+    assert all(h["payload"]["piece_id"].split("/")[-1].startswith("primitive_test01.") for h in lines[:2])
+    assert all(h["score"] == pytest.approx(1.0, abs=1e-5) for h in lines[:2])
+    assert all(h["source"].endswith(".mtf") for h in lines[2:4])
+    assert "unknown command :bogus" in res.output and "bad filter" in res.output
+    assert "rank" in res.stdout  # the first search printed a table
+
+
+def test_collections_commands(store, tmp_path):
+    path, _ = store
+    rows = json.loads(run("collections", "list", "--qdrant-path", path, "--json").stdout)
+    assert [(r["name"], r["points"], r["model"], r["dim"]) for r in rows] == [
+        ("music", 43, "clamp2.pth", 128)
+    ]
+    info = json.loads(run("collections", "info", "music", "--qdrant-path", path, "--json").stdout)
+    assert info["vectors"] == {"abc": 22, "mtf": 21, "text": 0} and info["distance"] == "cosine"
+    assert info["model_source"]["model"].endswith("clamp2.pth")
+    assert "music" in run("collections", "list", "--qdrant-path", path).stdout
+    assert "clamp2.pth" in run("collections", "info", "music", "--qdrant-path", path).stdout
+    res = run("collections", "info", "nope", "--qdrant-path", path)
+    assert res.exit_code == 1 and "no collection" in res.output
+    # migrate to another store, then drop the copy there
+    other = tmp_path / "other"
+    res = run("migrate", "-c", "music", "--qdrant-path", path, "--to-path", other, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["points"] == 43
+    q = ["search", QUERY, "-c", "music", "--json", "-k", "5", "--qdrant-path"]
+    assert [h["id"] for h in hits_of(run(*q, other))] == [h["id"] for h in hits_of(run(*q, path))]
+    assert run("collections", "drop", "music", "--qdrant-path", other, input="n\n").exit_code == 1
+    assert run("collections", "drop", "music", "--qdrant-path", other, input="y\n").exit_code == 0
+    assert run("collections", "drop", "music", "--qdrant-path", other, "--yes").exit_code == 1
+    assert json.loads(run("collections", "list", "--qdrant-path", other, "--json").stdout) == []
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from clamp2_engine.store import StoreSpec, open_client
+    client = open_client(StoreSpec(path=sys.argv[1]))
+    print("ready", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_store_in_use_by_another_process(store, loads):
+    path, _ = store
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        for args in (["search", QUERY, "-c", "music"], ["collections", "list"], ["shell", "-c", "music"]):
+            res = run(*args, "--qdrant-path", path)
+            assert res.exit_code == 1 and "in use by another process" in res.output
+            assert "Traceback" not in res.output
+        assert loads == []  # refused before any model was loaded
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_bad_qdrant_url_fails_fast(parity_dir, tmp_path, loads, monkeypatch):
+    for args in (
+        ["collections", "list"],
+        ["search", QUERY, "-c", "music"],
+        ["ingest", parity_dir / "inputs" / "mtf", "-c", "music", *model_args(parity_dir)],
+    ):
+        res = run(*args, "--qdrant-url", "http://127.0.0.1:1")
+        assert res.exit_code == 1 and "cannot reach Qdrant server http://127.0.0.1:1" in res.output
+        assert "Traceback" not in res.output
+    monkeypatch.setenv("CLAMP2_QDRANT_URL", "not a url")
+    res = run("collections", "list")
+    assert res.exit_code == 1 and "not an http(s) URL" in res.output
+    assert loads == []
+
+
+def test_another_model_is_refused(store, parity_dir, tmp_path):
+    import torch
+
+    from clamp2_engine.checkpoints import load_checkpoint, save_checkpoint
+
+    path, _ = store
+    sd = load_checkpoint(parity_dir / "checkpoints" / "clamp2.pth")["model"]
+    sd["text_proj.bias"] = sd["text_proj.bias"] + 1
+    other = save_checkpoint(tmp_path / "other.pth", {k: torch.as_tensor(v) for k, v in sd.items()})
+    res = run("search", QUERY, "-c", "music", "--qdrant-path", path, "--model", other)
+    assert res.exit_code == 1 and "holds vectors of clamp2.pth" in res.output
+    res = run(
+        "ingest",
+        parity_dir / "inputs" / "mtf",
+        "-c",
+        "music",
+        "--qdrant-path",
+        path,
+        "--model",
+        other,
+        "--text-model",
+        parity_dir / "text_model",
+    )
+    assert res.exit_code == 1 and "holds vectors of clamp2.pth" in res.output and "--model" in res.output
+
+
+def test_a_music_only_collection_remembers_the_text_model(store):
+    """No --model / --text-model at search time: the collection's record says where they are."""
+    path, _ = store
+    info = json.loads(run("collections", "info", "music", "--qdrant-path", path, "--json").stdout)
+    assert Path(info["model_source"]["text_model"]).name == "text_model"
+
+
+def test_the_schema_doc_example_runs(store, capsys):
+    """docs/schema.md's example for other services, against the fixture collection."""
+    import re
+
+    path, _ = store
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "schema.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    code = code.replace('QdrantClient(url="http://localhost:6333", api_key=None)', "QdrantClient(path=STORE)")
+    code = code.replace('value="Chopin"', 'value="Arcangelo Corelli"')
+    namespace = {"STORE": str(path)}
+    try:
+        exec(compile(code, "schema.md", "exec"), namespace)
+        fused = namespace["fused"]
+    finally:
+        namespace["client"].close()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed and all("Sonata da Chiesa" in line for line in printed)
+    assert len(fused) == 10
+
+
+def test_an_empty_corpus_is_an_error_not_a_wipe(store, tmp_path, parity_dir):
+    path, _ = store
+    empty = tmp_path / "inputs"  # the same corpus name as the ingested one
+    (empty / "sub").mkdir(parents=True)
+    (empty / "readme.txt").write_text("no music here")
+    res = run("ingest", empty, "-c", "music", "--qdrant-path", path, *model_args(parity_dir))
+    assert res.exit_code == 1 and "no music found" in res.output
+    rows = json.loads(run("collections", "list", "--qdrant-path", path, "--json").stdout)
+    assert rows[0]["points"] == 43
