@@ -370,7 +370,7 @@ def test_cli_collection_with_fake_index(tmp_path, monkeypatch):
     seen = {}
     fake = types.ModuleType("clamp2_engine.index")
 
-    def text_search_fn(collection, *, modality, limit):
+    def text_search_fn(collection, *, modality, limit, store=None):
         seen.update(collection=collection, modality=modality, limit=limit)
 
         def fn(texts):

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from clamp2_engine.batch import ErrorLog, console, progress_bar
 from clamp2_engine.cli import plots
+from clamp2_engine.cli.index import STORE_OPTION_NAMES, store_options
 
 DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 OUT_FILE = click.Path(dir_okay=False, writable=True, path_type=Path)
@@ -102,6 +103,7 @@ def _write_jsonl(path: Path, records) -> None:
 @click.option("--plot", type=OUT_FILE, help="Save a histogram of the ranks (PNG; needs matplotlib).")
 @click.option("--decimals", type=click.IntRange(0, 12), default=4, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@store_options
 def eval_cmd(
     query_dir: Path | None,
     ref_dir: Path | None,
@@ -116,6 +118,7 @@ def eval_cmd(
     plot: Path | None,
     decimals: int,
     as_json: bool,
+    **store_kwargs: Any,
 ) -> None:
     """Retrieval metrics (MRR, Hit@1/10/100) of QUERY_DIR features against REF_DIR features.
 
@@ -128,7 +131,9 @@ def eval_cmd(
             raise click.UsageError("give either QUERY_DIR REF_DIR or --collection, not both")
         if queries is None:
             raise click.UsageError("--collection needs --queries items.jsonl")
-        _eval_collection(collection, queries, field, modality, k, corpus, ranks_out, plot, decimals, as_json)
+        store = _store_spec(store_kwargs)
+        _eval_collection(collection, queries, field, modality, k, corpus, ranks_out, plot, decimals, as_json,
+                         store)
         return
     if query_dir is None or ref_dir is None:
         raise click.UsageError("give QUERY_DIR and REF_DIR (or --collection NAME --queries items.jsonl)")
@@ -168,6 +173,17 @@ def eval_cmd(
         out.print(f"{extra['mean_pooled']} raw [L, H] feature(s) were mean-pooled over L")
 
 
+def _store_spec(store_kwargs: dict[str, Any]):
+    """The Qdrant store named by --qdrant-path / --qdrant-url (env defaults), or a one-line error."""
+    from clamp2_engine.store import StoreError, resolve_store
+
+    path, url, key_env = (store_kwargs.get(k) for k in STORE_OPTION_NAMES)
+    try:
+        return resolve_store(path, url, key_env)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _eval_collection(
     collection: str,
     queries: Path,
@@ -179,6 +195,7 @@ def _eval_collection(
     plot: Path | None,
     decimals: int,
     as_json: bool,
+    store: Any = None,
 ) -> None:
     from clamp2_engine.evaluate import evaluate_collection, read_jsonl, round_metrics
 
@@ -201,7 +218,7 @@ def _eval_collection(
 
     search_fn = None
     try:
-        search_fn = index.text_search_fn(collection, modality=modality, limit=k)
+        search_fn = index.text_search_fn(collection, modality=modality, limit=k, store=store)
         with progress_bar("queries", total=len(items), enabled=not as_json) as advance:
             result = evaluate_collection(search_fn, items, field=field, id_fn=id_fn, k=k, progress=advance)
     except (ValueError, LookupError, OSError, RuntimeError) as exc:
