@@ -1,0 +1,86 @@
+"""``clamp2-engine convert``: turn a folder of scores / MIDI / MTF / ABC into CLaMP 2 input formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("src", type=click.Path(exists=True, path_type=Path))
+@click.argument("dst", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Choice(["abc", "mtf", "midi", "xml"]),
+    help="abc: scores (MusicXML, ABC, Humdrum, ...) -> interleaved ABC; mtf: MIDI (and scores, "
+    "rendered) -> MTF; midi: MTF -> MIDI; xml: ABC -> MusicXML.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Worker processes [default: CPU count]. 0 converts in this process without a time limit.",
+)
+@click.option("--overwrite", is_flag=True, help="Convert again and replace outputs that exist.")
+@click.option("--full", is_flag=True, help="MTF: keep every MIDI message (default: M3-compatible).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=180.0,
+    show_default=True,
+    help="Seconds one item may take before its worker is killed and the item reported.",
+)
+@click.option(
+    "--max-size",
+    type=click.FloatRange(min=0, min_open=True),
+    default=64.0,
+    show_default=True,
+    help="Refuse input files larger than this many MiB.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def convert(
+    src: Path,
+    dst: Path,
+    to: str,
+    jobs: int | None,
+    overwrite: bool,
+    full: bool,
+    timeout: float,
+    max_size: float,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Convert SRC (a file or a folder tree) into DST, mirroring SRC's folders.
+
+    Tune books become one file per tune (NAME_<X>.abc). A second run skips outputs that exist. Every
+    failure is a line in DST/errors.jsonl (source, stage, reason); the batch always finishes.
+    """
+    from ingest.convert import convert_tree
+    from ingest.convert.batch import EXTENSION, SUFFIXES
+
+    src_r, dst_r = src.resolve(), dst.resolve()
+    if src_r.is_dir() and (dst_r == src_r or src_r in dst_r.parents) and EXTENSION[to] in SUFFIXES[to]:
+        raise click.ClickException(f"DST {dst} lies inside SRC {src}: outputs would be read as inputs")
+    if dst_r.exists() and not dst_r.is_dir():
+        raise click.ClickException(f"DST {dst} is not a folder")
+    report = convert_tree(
+        src,
+        dst,
+        to,
+        jobs=jobs,
+        overwrite=overwrite,
+        m3_compatible=not full,
+        timeout=timeout,
+        max_bytes=int(max_size * 1024 * 1024),
+        progress=not quiet and not as_json,
+    )
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        report.summary.print(report.errors)

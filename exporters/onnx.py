@@ -1,0 +1,410 @@
+"""Export the CLaMP 2 music and text towers (or an M3 encoder) to ONNX for ONNX Runtime.
+
+``export_onnx(model, out, text_model)`` writes ``music.onnx`` and ``text.onnx`` (dynamic batch and length
+axes; outputs ``pooled`` = masked mean + projection ``[B, D]`` and ``hidden`` ``[B, L, H]``), copies the
+tokenizer to ``tokenizer/`` so the folder is self-contained, stores the model's identity and its
+tokenizer / patch settings in each graph's metadata, and verifies the graphs against PyTorch.
+
+The music graph's patch embedding is a gather: 64 ``Gather`` + ``Add`` nodes, one per patch position,
+into the transposed ``Linear(P*128, H)`` weight (no 8192-wide one-hot, no ``[B, L, 64, H]`` intermediate).
+Transformer blocks are exported with eager attention, then fused by ONNX Runtime's transformer optimizer
+(``Attention``, ``SkipLayerNormalization``, ``BiasGelu``) unless ``fuse=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from clamp2_engine.models.clamp2 import CLaMP2Model, masked_mean
+from clamp2_engine.models.m3 import M3PatchEncoder
+from clamp2_engine.runtime.onnx_runtime import (
+    FORMAT_VERSION,
+    MANIFEST,
+    META,
+    MUSIC_FILE,
+    TEXT_FILE,
+    TOKENIZER_DIR,
+    tokenizer_fingerprint,
+)
+
+DEFAULT_OPSET = 17
+EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GiB limit: larger graphs keep weights beside them
+
+
+class MusicGraph(nn.Module):
+    """Patch ids ``[B, L, P]`` and masks ``[B, L]`` -> ``(pooled [B, D], hidden [B, L, H])`` (M3: ``hidden``)."""
+
+    def __init__(self, encoder: M3PatchEncoder, proj: nn.Linear | None = None):
+        super().__init__()
+        cfg = encoder.config
+        self.encoder, self.proj = encoder, proj
+        self.patch_size, self.alphabet = cfg.patch_size, cfg.alphabet
+        self.register_buffer(
+            "table", encoder.patch_embedding.weight.detach().t().contiguous(), persistent=False
+        )
+
+    def embed(self, patches: torch.Tensor) -> torch.Tensor:
+        """Sum of one gathered ``[H]`` row per patch position (equals the one-hot ``Linear``)."""
+        out = self.encoder.patch_embedding.bias
+        for p in range(self.patch_size):
+            out = out + nn.functional.embedding(patches[..., p] + p * self.alphabet, self.table)
+        return out
+
+    def forward(self, patches: torch.Tensor, masks: torch.Tensor):
+        hidden = self.encoder.base(inputs_embeds=self.embed(patches), attention_mask=masks).last_hidden_state
+        if self.proj is None:
+            return hidden
+        return self.proj(masked_mean(hidden, masks)), hidden
+
+
+class TextGraph(nn.Module):
+    """Token ids ``[B, L]`` and masks ``[B, L]`` -> ``(pooled [B, D], hidden [B, L, H])``."""
+
+    def __init__(self, model: CLaMP2Model):
+        super().__init__()
+        self.text_model, self.proj = model.text_model, model.text_proj
+
+    def forward(self, ids: torch.Tensor, masks: torch.Tensor):
+        hidden = self.text_model(input_ids=ids, attention_mask=masks).last_hidden_state
+        return self.proj(masked_mean(hidden, masks)), hidden
+
+
+@dataclass
+class Tower:
+    """One graph to export: its module, input names, example inputs and metadata."""
+
+    name: str  # "music" | "text"
+    module: nn.Module
+    inputs: tuple[str, str]
+    outputs: tuple[str, ...]
+    example: tuple[torch.Tensor, torch.Tensor]
+    num_heads: int
+    hidden_size: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    identity: dict[str, Any]
+    precision: str
+    opset: int
+    files: dict[str, Path]
+    verification: dict[str, float]  # "music.pooled" -> worst cosine against PyTorch fp32
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "identity": self.identity,
+            "precision": self.precision,
+            "opset": self.opset,
+            "files": {k: str(v) for k, v in self.files.items()},
+            "verification": self.verification,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def load_for_export(
+    model: str | os.PathLike | None,
+    text_model: str | os.PathLike | None = None,
+    attn_implementation: str = "eager",
+    max_text_length: int = 128,
+):
+    """``(module, identity dict, tokenizer)``: a CLaMP2Model (or M3PatchEncoder) built for tracing."""
+    from clamp2_engine.api import ModelIdentity
+    from clamp2_engine.checkpoints import default_text_model, detect_kind, load_checkpoint, resolve_checkpoint
+    from clamp2_engine.checkpoints import sha256_file as sha
+    from clamp2_engine.models.factory import build_clamp2, build_m3_encoder, load_text_assets
+
+    path = resolve_checkpoint(model)
+    state = load_checkpoint(path)["model"]
+    kind = detect_kind(state)
+    name = os.fspath(model) if model is not None and not Path(os.fspath(model)).is_file() else path.name
+    if kind == "m3":
+        module = build_m3_encoder(state, attn_implementation)
+        c = module.config
+        ident = ModelIdentity(
+            name,
+            "m3",
+            sha(path),
+            c.hidden_size,
+            c.hidden_size,
+            None,
+            c.patch_size,
+            c.patch_length,
+            None,
+            None,
+        )
+        return module, ident.as_dict(), None
+    text_spec = os.fspath(text_model) if text_model is not None else default_text_model()
+    hf_config, tokenizer = load_text_assets(text_spec)
+    module = build_clamp2(
+        state, hf_config, max_text_length=max_text_length, attn_implementation=attn_implementation
+    )
+    cfg = module.config
+    if len(tokenizer) > cfg.text.vocab_size:
+        raise ValueError(
+            f"tokenizer {text_spec!r} has {len(tokenizer)} tokens but the checkpoint's text tower has "
+            f"{cfg.text.vocab_size}: wrong --text-model?"
+        )
+    if max_text_length + 2 > cfg.text.max_position_embeddings:
+        raise ValueError(
+            f"max text length {max_text_length} does not fit {cfg.text.max_position_embeddings} "
+            "position embeddings"
+        )
+    ident = ModelIdentity(
+        name,
+        "clamp2",
+        sha(path),
+        cfg.embed_dim,
+        cfg.music.hidden_size,
+        cfg.text.hidden_size,
+        cfg.music.patch_size,
+        cfg.music.patch_length,
+        max_text_length,
+        os.path.basename(os.path.normpath(text_spec)),
+    )
+    return module, ident.as_dict(), tokenizer
+
+
+def towers_for(module: CLaMP2Model | M3PatchEncoder, identity: dict[str, Any], tokenizer=None) -> list[Tower]:
+    """The graphs of a loaded model: music (always) and text (CLaMP 2)."""
+    from clamp2_engine.patches import ALPHABET
+
+    common = {META + "format": FORMAT_VERSION, META + "identity": json.dumps(identity, sort_keys=True)}
+    p, n = identity["patch_size"], 3
+    patches = torch.randint(0, ALPHABET, (2, n, p))
+    masks = torch.ones(2, n, dtype=torch.long)
+    masks[1, -1] = 0
+    music_meta = {
+        **common,
+        META + "tower": "music",
+        META + "patch_size": str(p),
+        META + "patch_length": str(identity["patch_length"]),
+        META + "alphabet": str(ALPHABET),
+    }
+    if isinstance(module, M3PatchEncoder):
+        graph, outputs, heads = MusicGraph(module), ("hidden",), module.config.num_heads
+        return [
+            Tower(
+                "music",
+                graph.eval(),
+                ("patches", "masks"),
+                outputs,
+                (patches, masks),
+                heads,
+                module.config.hidden_size,
+                music_meta,
+            )
+        ]
+    cfg = module.config
+    towers = [
+        Tower(
+            "music",
+            MusicGraph(module.music_model, module.music_proj).eval(),
+            ("patches", "masks"),
+            ("pooled", "hidden"),
+            (patches, masks),
+            cfg.music.num_heads,
+            cfg.music.hidden_size,
+            music_meta,
+        )
+    ]
+    if hasattr(module, "text_model"):
+        ids = torch.randint(3, cfg.text.vocab_size, (2, 5))
+        tmask = torch.ones(2, 5, dtype=torch.long)
+        tmask[1, -2:] = 0
+        ids[1, -2:] = tokenizer.pad_token_id
+        text_meta = {
+            **common,
+            META + "tower": "text",
+            META + "max_text_length": str(identity["max_text_length"]),
+            META + "vocab_size": str(cfg.text.vocab_size),
+            **{META + k: v for k, v in tokenizer_fingerprint(tokenizer).items()},
+        }
+        towers.append(
+            Tower(
+                "text",
+                TextGraph(module).eval(),
+                ("ids", "masks"),
+                ("pooled", "hidden"),
+                (ids, tmask),
+                cfg.text.num_heads,
+                cfg.text.hidden_size,
+                text_meta,
+            )
+        )
+    return towers
+
+
+def trace(tower: Tower, path: Path, opset: int) -> None:
+    """``torch.onnx.export`` (TorchScript exporter) with dynamic batch and length axes."""
+    import warnings
+
+    axes = {
+        tower.inputs[0]: {0: "batch", 1: "length"},
+        tower.inputs[1]: {0: "batch", 1: "length"},
+        "hidden": {0: "batch", 1: "length"},
+        "pooled": {0: "batch"},
+    }
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter(
+            "ignore"
+        )  # tracer notes about Python conditionals on shapes (checked by verify)
+        torch.onnx.export(
+            tower.module,
+            tower.example,
+            os.fspath(path),
+            input_names=list(tower.inputs),
+            output_names=list(tower.outputs),
+            dynamic_axes={k: v for k, v in axes.items() if k in (*tower.inputs, *tower.outputs)},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def postprocess(tower: Tower, path: Path, fuse: bool, fp16: bool):
+    """Fused transformer ops (ONNX Runtime's optimizer), optional fp16 weights with fp32/int64 I/O."""
+    import onnx
+
+    proto = onnx.load(os.fspath(path))
+    if not fuse and not fp16:
+        return proto
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    opt = (
+        optimize_model(
+            proto,
+            model_type="bert",
+            num_heads=tower.num_heads,
+            hidden_size=tower.hidden_size,
+            opt_level=0,
+            only_onnxruntime=False,
+        )
+        if fuse
+        else None
+    )
+    if fp16:
+        if opt is None:
+            from onnxruntime.transformers.onnx_model import OnnxModel
+
+            opt = OnnxModel(proto)
+        opt.convert_float_to_float16(keep_io_types=True)
+    return opt.model
+
+
+def save_graph(proto, path: Path, metadata: dict[str, str]) -> None:
+    """Metadata into ``metadata_props``; written to a temporary name, then renamed into place."""
+    import onnx
+
+    del proto.metadata_props[:]
+    for key, value in sorted(metadata.items()):
+        proto.metadata_props.add(key=key, value=value)
+    proto.producer_name, proto.doc_string = (
+        "clamp2-engine",
+        "CLaMP 2 tower exported by clamp2-engine export onnx",
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    external = sum(t.ByteSize() for t in proto.graph.initializer) > EXTERNAL_DATA_BYTES
+    data = path.name + ".data"
+    if external and (path.parent / data).exists():
+        (path.parent / data).unlink()
+    try:
+        onnx.save_model(
+            proto,
+            os.fspath(tmp),
+            save_as_external_data=external,
+            all_tensors_to_one_file=True,
+            location=data if external else None,
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export_onnx(
+    model: str | os.PathLike | None,
+    out: str | os.PathLike,
+    text_model: str | os.PathLike | None = None,
+    *,
+    fp16: bool = False,
+    opset: int = DEFAULT_OPSET,
+    fuse: bool = True,
+    verify: bool = True,
+    overwrite: bool = False,
+    log: Callable[[str], None] = lambda _m: None,
+) -> ExportResult:
+    """Export ``model`` (checkpoint path or registry name) into the folder ``out``; see the module docs."""
+    import onnx
+    import onnxruntime
+
+    from clamp2_engine.paths import atomic_write_text
+
+    start = time.perf_counter()
+    out = Path(out).expanduser()
+    existing = [f for f in (MUSIC_FILE, TEXT_FILE) if (out / f).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{out} already holds {', '.join(existing)}; pass --overwrite to replace them")
+    if opset < 14:
+        raise ValueError(
+            f"opset {opset} is too old: 14 or newer is needed (LayerNormalization fusions, int64 ops)"
+        )
+    log("loading the checkpoint")
+    module, identity, tokenizer = load_for_export(model, text_model)
+    towers = towers_for(module, identity, tokenizer)
+    out.mkdir(parents=True, exist_ok=True)
+    precision = "fp16" if fp16 else "fp32"
+    files: dict[str, Path] = {}
+    for tower in towers:
+        log(f"exporting the {tower.name} tower")
+        target = out / (MUSIC_FILE if tower.name == "music" else TEXT_FILE)
+        raw = out / f".{tower.name}.{os.getpid()}.raw.onnx"
+        try:
+            trace(tower, raw, opset)
+            proto = postprocess(tower, raw, fuse, fp16)
+        finally:
+            raw.unlink(missing_ok=True)
+        meta = {
+            **tower.metadata,
+            META + "precision": precision,
+            META + "opset": str(opset),
+            META + "fused": str(fuse).lower(),
+            META + "exporter": f"torch {torch.__version__}, onnx "
+            f"{onnx.__version__}, onnxruntime {onnxruntime.__version__}",
+        }
+        save_graph(proto, target, meta)
+        files[tower.name] = target
+    if tokenizer is not None:
+        tokenizer.save_pretrained(os.fspath(out / TOKENIZER_DIR))
+        files["tokenizer"] = out / TOKENIZER_DIR
+    if "text" not in files:  # an M3 export replacing a CLaMP 2 one: no stale text graph
+        (out / TEXT_FILE).unlink(missing_ok=True)
+    verification: dict[str, float] = {}
+    if verify:
+        from exporters.verify import verify_export
+
+        log("verifying against PyTorch")
+        verification = verify_export(out, module)
+    result = ExportResult(out, identity, precision, opset, files, verification, time.perf_counter() - start)
+    manifest = {
+        "format": FORMAT_VERSION,
+        "identity": identity,
+        "precision": precision,
+        "opset": opset,
+        "fused": fuse,
+        "files": {k: v.name for k, v in files.items()},
+        "verification": verification,
+    }
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return result
