@@ -179,10 +179,22 @@ def test_one_tower_only_and_model_check(parity_dir, exports):
         CLaMP2.from_pretrained(
             parity_dir / "checkpoints" / "m3.pth", backend="onnx", onnx_dir=exports["clamp2"], device="cpu"
         )
-    with pytest.raises(OnnxExportMismatch, match="not 'clamp2'"):
-        CLaMP2.from_pretrained("clamp2", backend="onnx", onnx_dir=exports["clamp2"], device="cpu")
+    # a registry name is checked by its known sha256 (never downloaded); unknown sha: accepted, logged
+    registry = {"clamp2": ortmod_registry_entry("clamp2", "0" * 64)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("clamp2_engine.checkpoints.REGISTRY", registry)
+        with pytest.raises(OnnxExportMismatch, match="another checkpoint"):
+            CLaMP2.from_pretrained("clamp2", backend="onnx", onnx_dir=exports["clamp2"], device="cpu")
+        registry["clamp2"] = ortmod_registry_entry("clamp2", None)
+        assert CLaMP2.from_pretrained("clamp2", backend="onnx", onnx_dir=exports["clamp2"], device="cpu").kind
     with pytest.raises(OnnxExportMismatch, match="m3 export, not clamp2"):
         CLaMP2.from_pretrained(backend="onnx", onnx_dir=exports["m3"], device="cpu", kind="clamp2")
+
+
+def ortmod_registry_entry(name: str, sha256: str | None):
+    from clamp2_engine.checkpoints import KnownCheckpoint
+
+    return KnownCheckpoint(name, "clamp2", "example/repo", "weights.pth", sha256)
 
 
 def _rewrite_metadata(src: Path, dst: Path, **changes: str) -> None:
@@ -266,7 +278,6 @@ def test_cli_reports_mismatch_in_one_line(parity_dir, exports, tmp_path):
     assert "another checkpoint" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.slow
 def test_fp16_export_cosine(parity_dir, fp16_export, capsys):
     model = CLaMP2.from_pretrained(backend="onnx", onnx_dir=fp16_export, device="cpu")
     manifest = json.loads((fp16_export / "manifest.json").read_text())

@@ -232,23 +232,37 @@ def _check_tokenizer(tokenizer, meta: dict[str, str], path: Path, source: str) -
 def _check_requested(
     identity: dict[str, Any], model: str | os.PathLike | None, kind: str | None, onnx_dir: Path
 ) -> None:
+    """``kind`` must match; ``model``, when given, must be the exported checkpoint (by sha256).
+
+    A checkpoint file is hashed; a registry name is checked against the registry's sha256 when it has one
+    (a name is never downloaded just to check it); other names cannot be verified and are only logged.
+    """
     if kind and kind != identity["kind"]:
         raise OnnxExportMismatch(f"{onnx_dir} holds a {identity['kind']} export, not {kind}")
     if model is None:
         return
-    from clamp2_engine.checkpoints import sha256_file
+    from clamp2_engine.checkpoints import REGISTRY, sha256_file
 
     spec = os.fspath(model)
-    if Path(spec).expanduser().is_file():
-        if sha256_file(Path(spec).expanduser()) != identity["checkpoint_sha256"]:
-            raise OnnxExportMismatch(
-                f"{onnx_dir} was exported from another checkpoint than {spec} (sha256 "
-                f"{identity['checkpoint_sha256'][:12]}...); drop --model or export it again"
+    path = Path(spec).expanduser()
+    known = REGISTRY.get(spec)
+    if path.is_file():
+        found = sha256_file(path)
+    elif known is not None and known.sha256:
+        found = known.sha256
+    else:
+        if spec != identity["name"]:
+            log.info(
+                "--model %r cannot be checked against %s (exported from %r); using the export",
+                spec,
+                onnx_dir,
+                identity["name"],
             )
-    elif spec != identity["name"]:
+        return
+    if found != identity["checkpoint_sha256"]:
         raise OnnxExportMismatch(
-            f"{onnx_dir} was exported from {identity['name']!r}, not {spec!r}; drop --model "
-            "or export that model"
+            f"{onnx_dir} was exported from another checkpoint than {spec} (sha256 "
+            f"{identity['checkpoint_sha256'][:12]}...); drop --model or export it again"
         )
 
 
