@@ -11,6 +11,7 @@ strategy's pooled features and the reference strategy's. Writes its section of d
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -88,12 +89,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dtypes", default="fp32,bf16", help="engine precisions to measure")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--no-reference", action="store_true", help="skip the (slow) reference strategy")
+    ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime backend")
     ap.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = ap.parse_args(argv)
 
     files = {sub: sorted((BENCH / sub).glob(f"*.{sub}"))[: args.limit] for sub in MODALITIES}
     n_files = sum(len(v) for v in files.values())
     tmp = Path(tempfile.mkdtemp(prefix="bench-embed-"))
+    try:
+        run_all(args, files, n_files, tmp)
+    finally:  # the checkpoint and exports take a few GB
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, files: dict[str, list[Path]], n_files: int, tmp: Path) -> None:
     ckpt = full_size_checkpoint(tmp)
     print(f"checkpoint {ckpt} ({ckpt.stat().st_size / 2**20:.0f} MiB), {n_files} files", flush=True)
 
@@ -105,12 +114,10 @@ def main(argv: list[str] | None = None) -> None:
             continue
         runners[f"clamp2-engine torch {dtype} (batch {args.batch_size}, sorted, dynamic padding, SDPA)"] = \
             engine_runner(ckpt, dtype, args.batch_size)
-    try:  # the ONNX Runtime backend, when exporters are installed
+    if not args.no_onnx:  # the ONNX Runtime backend (exporters + onnxruntime)
         from benchmarks.bench_embed_onnx import onnx_runners
 
         runners.update(onnx_runners(ckpt, TEXT_MODEL, tmp, args.batch_size))
-    except ImportError:
-        pass
 
     results: dict[str, dict[str, tuple[float, list[np.ndarray]]]] = {}
     for name, run in runners.items():

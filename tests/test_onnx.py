@@ -19,32 +19,10 @@ from clamp2_engine.cli import main
 from clamp2_engine.runtime import onnx_runtime as ortmod
 from clamp2_engine.runtime.onnx_runtime import CPU, CUDA, OnnxExportMismatch, select_providers
 from exporters.onnx import export_onnx
+from tests.parity_helpers import CASES, cosine, expected_files
 
 MIN_COSINE = 0.99999
 MIN_COSINE_FP16 = 0.999
-CASES = [
-    ("clamp2_normalized", "abc"),
-    ("clamp2_normalized", "mtf"),
-    ("clamp2_normalized", "txt"),
-    ("clamp2_raw", "abc"),
-    ("clamp2_raw", "mtf"),
-    ("clamp2_raw", "txt"),
-    ("m3", "abc"),
-    ("m3", "mtf"),
-]
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
-def expected_files(parity_dir: Path, kind: str, sub: str) -> list[Path]:
-    files = sorted((parity_dir / "expected" / kind / sub).glob("*.npy"))
-    assert files, f"no expected files for {kind}/{sub}"
-    return files
-
-
 @pytest.fixture(scope="session")
 def exports(parity_dir, tmp_path_factory) -> dict[str, Path]:
     """The fixture's CLaMP 2 and M3 checkpoints exported once per session (fp32, verified)."""

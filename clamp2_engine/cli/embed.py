@@ -54,7 +54,9 @@ def embed(src: str, dst: str, kind: str | None, normalize: bool, overwrite: bool
 def _peek_kind(options: dict) -> str:
     """The checkpoint's kind without building a model (cheap: key names only)."""
     if options.get("backend") == "onnx":
-        return "clamp2"
+        from clamp2_engine.runtime.onnx_runtime import peek_identity
+
+        return (peek_identity(options.get("onnx_dir") or "") or {}).get("kind", "clamp2")
     from clamp2_engine.checkpoints import (
         CheckpointError,
         ModelNotFoundError,
