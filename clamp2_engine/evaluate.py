@@ -40,7 +40,7 @@ EPS = 1e-8
 
 
 class FeatureError(ValueError):
-    """A feature file that cannot be used (unreadable, wrong shape or dtype, not finite)."""
+    """A feature file that cannot be used (unreadable, wrong shape or dtype, not finite, no label)."""
 
 
 @dataclass
@@ -91,13 +91,20 @@ def load_vector(path: str | os.PathLike) -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(vec, dtype=np.float32), pooled
 
 
-def _load_array(path: str | os.PathLike) -> np.ndarray:
+def open_feature_array(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
+    """A ``.npy`` feature file as a floating-point array (memory-mapped when ``mmap``), or a
+    :class:`FeatureError` naming why it is unusable. Shared by retrieval evaluation and the probe."""
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except Exception as exc:  # unreadable, truncated, pickled object arrays, not .npy at all
         raise FeatureError(f"unreadable .npy file ({type(exc).__name__}: {str(exc)[:120]})") from exc
     if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.floating):
         raise FeatureError(f"expected a floating-point array, got dtype {getattr(arr, 'dtype', type(arr))}")
+    return arr
+
+
+def _load_array(path: str | os.PathLike) -> np.ndarray:
+    arr = open_feature_array(path)
     if not np.isfinite(arr).all():
         raise FeatureError("feature contains NaN or infinite values")
     return arr

@@ -28,14 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .evaluate import FeatureError, open_feature_array
 from .paths import atomic_write_bytes, iter_files
 
 FORMAT = "clamp2-engine/linear-probe"
 VERSION = 1
-
-
-class FeatureError(ValueError):
-    """A raw feature file that cannot be used: unreadable, wrong shape or dtype, no label."""
 
 
 class LinearProbe(nn.Module):
@@ -79,12 +76,7 @@ def label_of(path: str | os.PathLike) -> str:
 
 def _shape(path: str | os.PathLike, check_values: bool = False) -> tuple[int, int]:
     """``(L, H)`` of a raw feature file, from its header (and a finiteness check when ``check_values``)."""
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:
-        raise FeatureError(f"unreadable .npy file ({type(exc).__name__}: {str(exc)[:120]})") from exc
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise FeatureError(f"expected a floating-point array, got dtype {arr.dtype}")
+    arr = open_feature_array(path, mmap=True)
     shape = tuple(arr.shape)
     if len(shape) == 3 and shape[0] == 1:
         shape = shape[1:]
