@@ -3,7 +3,7 @@
     python benchmarks/bench_embed.py [--limit N] [--dtypes fp32,bf16] [--no-write]
 
 Builds a CLaMP 2 checkpoint of the released shape (M3 768/12, XLM-R base 768/12, 250002-token vocabulary)
-with random weights, embeds ../shared/bench-corpus (60 ABC, 60 MTF, 60 texts) with each strategy in one
+with random weights, embeds tests/fixtures/bench-corpus (60 ABC, 60 MTF, 60 texts) with each strategy in one
 run, and reports files/s, the speed-up over the reference strategy and the worst cosine between each
 strategy's pooled features and the reference strategy's. Writes its section of docs/benchmarks.md.
 """
@@ -31,9 +31,9 @@ from clamp2_engine.checkpoints import save_checkpoint  # noqa: E402
 from clamp2_engine.encoder import windows  # noqa: E402
 from clamp2_engine.models import CLaMP2Config, CLaMP2Model  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
-BENCH = SHARED / "bench-corpus"
-TEXT_MODEL = SHARED / "fixtures" / "clamp2-parity" / "text_model"
+FIXTURES = ROOT / "tests" / "fixtures"
+BENCH = FIXTURES / "bench-corpus"
+TEXT_MODEL = FIXTURES / "clamp2-parity" / "text_model"
 MODALITIES = {"abc": "music", "mtf": "music", "txt": "text"}
 
 Runner = Callable[[str, list[Path]], list[np.ndarray]]
@@ -144,7 +144,7 @@ def run_all(args: argparse.Namespace, files: dict[str, list[Path]], n_files: int
         "",
         f"Machine: {machine()}. Model: CLaMP 2 of the released shape (M3 768-d/12 layers, XLM-R base 768-d/12 "
         "layers, 250002-token vocabulary) with random weights; tokenizer: the parity fixture's (the XLM-R "
-        f"tokenizer cannot be downloaded here). Corpus: `shared/bench-corpus` ({n_files} files). Throughput is "
+        f"tokenizer cannot be downloaded here). Corpus: `tests/fixtures/bench-corpus` ({n_files} files). Throughput is "
         "end to end (read, patch/tokenize, forward, pool, recombine), one run, all strategies in the same process.",
         "",
         table(["strategy", "ABC files/s", "MTF files/s", "text files/s", "all files/s",

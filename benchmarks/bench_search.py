@@ -1,4 +1,4 @@
-"""Ingest throughput on ../shared/bench-corpus and warm search latency against 20,000 stored points.
+"""Ingest throughput on tests/fixtures/bench-corpus and warm search latency against 20,000 stored points.
 
 Run: ``python benchmarks/bench_search.py [--points 20000] [--queries 50] [--render] [--no-write]``.
 The model is a full-size CLaMP 2 (base M3 and XLM-R towers, 768-d) with random weights, built here;
@@ -30,9 +30,9 @@ from clamp2_engine import index  # noqa: E402
 from clamp2_engine.store import StoreSpec, client_close, open_client  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CLAMP2_SHARED", REPO.parent / "shared"))
-BENCH = SHARED / "bench-corpus"
-FIXTURE = SHARED / "fixtures" / "clamp2-parity"
+FIXTURES = REPO / "tests" / "fixtures"
+BENCH = FIXTURES / "bench-corpus"
+FIXTURE = FIXTURES / "clamp2-parity"
 QUERIES = [
     "a melancholic waltz for solo piano",
     "a four-part chorale in a minor key",
@@ -315,7 +315,7 @@ def main() -> None:
     if ingest_rows:
         md += [
             "",
-            f"**Ingest** of `../shared/bench-corpus` (60 pieces: interleaved ABC, MTF, one-line texts), "
+            f"**Ingest** of `tests/fixtures/bench-corpus` (60 pieces: interleaved ABC, MTF, one-line texts), "
             f"model already loaded, {os.cpu_count()} worker processes for conversion:",
             "",
             table(

@@ -30,8 +30,8 @@ from benchmarks._report import machine, table, write_section  # noqa: E402
 from train.config import CLaMP2Options, LoopConfig, M3Options  # noqa: E402
 from train.run import run_clamp2, run_m3  # noqa: E402
 
-SHARED = REPO.parent / "shared"
-BENCH, TEXT_MODEL = SHARED / "bench-corpus", SHARED / "fixtures" / "clamp2-parity" / "text_model"
+FIXTURES = REPO / "tests" / "fixtures"
+BENCH, TEXT_MODEL = FIXTURES / "bench-corpus", FIXTURES / "clamp2-parity" / "text_model"
 SMALL = {"hidden_size": 128, "num_layers": 2, "patch_length": 128}
 BASE = {"hidden_size": 768, "num_layers": 12, "patch_length": 512}
 EXAMPLE = {

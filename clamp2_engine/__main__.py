@@ -1,3 +1,6 @@
+"""``python -m clamp2_engine``: the same as the ``clamp2-engine`` command."""
+
 from clamp2_engine.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clamp2_engine.encoder import Encoder
+from clamp2_engine.identity import ModelIdentity
+
+__all__ = ["CLaMP2", "M3", "ModelIdentity"]
 
 Items = str | os.PathLike | Sequence[str | os.PathLike]
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """What a set of features was made with; stored with collections and ONNX exports."""
-
-    name: str  # registry name or checkpoint file name
-    kind: str  # "clamp2" | "m3"
-    checkpoint_sha256: str
-    embed_dim: int  # pooled feature size (clamp2), hidden size (m3)
-    music_hidden_size: int
-    text_hidden_size: int | None
-    patch_size: int
-    patch_length: int
-    max_text_length: int | None
-    text_model: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _is_single(items: Items) -> bool:
@@ -63,58 +45,34 @@ class CLaMP2:
                         *, device: str | None = None, backend: str = "torch", dtype: str = "fp32",
                         onnx_dir: str | os.PathLike | None = None, load_music: bool = True,
                         load_text: bool = True, batch_size: int = 16, kind: str | None = None,
-                        max_text_length: int = 128) -> CLaMP2:
-        """Load a checkpoint (path or registry name; default ``$CLAMP2_MODEL`` or ``clamp2``).
+                        max_text_length: int | None = None) -> CLaMP2:
+        """Load a checkpoint (path or known name: ``clamp2``, ``m3``, ``demo``; default ``$CLAMP2_MODEL`` or
+        ``clamp2``).
 
         ``load_music`` / ``load_text`` pick the towers (a text search needs only the text tower).
-        ``backend="onnx"`` serves graphs exported by ``clamp2-engine export onnx`` from ``onnx_dir``.
+        ``max_text_length``: text tokens per window (the reference's MAX_TEXT_LENGTH); default: what the
+        checkpoint records, else 128. ``backend="onnx"`` serves graphs exported by ``clamp2-engine export
+        onnx`` from ``onnx_dir``.
         """
         if backend == "onnx":
             from clamp2_engine.runtime.onnx_runtime import load_onnx_model
 
             return load_onnx_model(cls, onnx_dir, model=model, text_model=text_model, device=device,
-                                   load_music=load_music, load_text=load_text, batch_size=batch_size, kind=kind)
+                                   load_music=load_music, load_text=load_text, batch_size=batch_size, kind=kind,
+                                   max_text_length=max_text_length)
         if backend != "torch":
             raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
-        from clamp2_engine.checkpoints import detect_kind, load_checkpoint, resolve_checkpoint, sha256_file
-        from clamp2_engine.models.factory import build_clamp2, build_m3_encoder, load_text_assets
+        from clamp2_engine.loading import load_torch
         from clamp2_engine.runtime.torch_runtime import TorchRuntime
 
-        path = resolve_checkpoint(model)
-        state = load_checkpoint(path)["model"]
-        found = detect_kind(state)
-        if kind and kind != found:
-            raise ValueError(f"{path.name} is a {found} checkpoint, not {kind}")
-        name = os.fspath(model) if model is not None and not Path(os.fspath(model)).is_file() else path.name
-        if found == "m3":
-            module = build_m3_encoder(state)
-            cfg = module.config
-            runtime = TorchRuntime(module, device, dtype)
-            encoder = Encoder(runtime, None, patch_size=cfg.patch_size, patch_length=cfg.patch_length,
-                              strip_unit_length=True, batch_size=batch_size)
-            identity = ModelIdentity(name, "m3", sha256_file(path), cfg.hidden_size, cfg.hidden_size, None,
-                                     cfg.patch_size, cfg.patch_length, None, None)
-            return cls(encoder, identity)
-        tokenizer, hf_config, text_spec = None, None, None
-        if load_text:
-            from clamp2_engine.checkpoints import default_text_model
-
-            text_spec = os.fspath(text_model) if text_model is not None else default_text_model()
-            hf_config, tokenizer = load_text_assets(text_spec)
-        module = build_clamp2(state, hf_config, load_text=load_text, load_music=load_music,
-                              max_text_length=max_text_length)
-        del state
-        cfg = module.config
-        if tokenizer is not None and len(tokenizer) > cfg.text.vocab_size:
-            raise ValueError(f"tokenizer {text_spec!r} has {len(tokenizer)} tokens but the checkpoint's text "
-                             f"tower has {cfg.text.vocab_size}: wrong --text-model?")
-        runtime = TorchRuntime(module, device, dtype)
-        encoder = Encoder(runtime, tokenizer, patch_size=cfg.music.patch_size, patch_length=cfg.music.patch_length,
-                          max_text_length=max_text_length, batch_size=batch_size)
-        identity = ModelIdentity(name, "clamp2", sha256_file(path), cfg.embed_dim, cfg.music.hidden_size,
-                                 cfg.text.hidden_size, cfg.music.patch_size, cfg.music.patch_length,
-                                 max_text_length, os.path.basename(os.path.normpath(text_spec)) if text_spec else None)
-        return cls(encoder, identity)
+        loaded = load_torch(model, text_model, kind=kind, load_music=load_music, load_text=load_text,
+                            max_text_length=max_text_length)
+        ident = loaded.identity
+        encoder = Encoder(TorchRuntime(loaded.module, device, dtype), loaded.tokenizer,
+                          patch_size=ident.patch_size, patch_length=ident.patch_length,
+                          max_text_length=ident.max_text_length or 128, strip_unit_length=ident.kind == "m3",
+                          batch_size=batch_size)
+        return cls(encoder, ident)
 
     def _encode(self, modality: str, items: Items, normalize: bool, batch_size: int | None,
                 show_progress: bool | None) -> np.ndarray | list[np.ndarray]:

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +29,27 @@ class ErrorLog:
     """Append-only JSONL error log; thread-safe; the file is created on the first error only."""
 
     def __init__(self, path: str | os.PathLike, reset: bool = False):
-        """``reset=True`` clears a previous run's log, so the file describes the latest run only."""
+        """``reset=True`` clears a previous run's log, so the file describes the latest run only; the
+        previous run's records stay in ``previous`` (see :meth:`keep_previous`)."""
         self.path = Path(path)
+        self.previous: list[dict[str, Any]] = []
         if reset and self.path.exists():
+            self.previous = read_records(self.path)
             self.path.unlink()
         self._lock = threading.Lock()
         self.count = 0
         self.reasons: Counter[str] = Counter()
+        self.sources: set[str] = set()
+
+    def keep_previous(self, keep: Callable[[dict[str, Any]], bool]) -> int:
+        """Log again the previous run's records that ``keep`` accepts (e.g. those of items a re-run
+        skipped as unchanged, whose problems still stand); returns how many."""
+        kept = [r for r in self.previous if keep(r)]
+        for r in kept:
+            extra = {k: v for k, v in r.items() if k not in ("source", "stage", "reason")}
+            self.add(str(r.get("source", "")), str(r.get("stage", "")), str(r.get("reason", "")), **extra)
+        self.previous = []
+        return len(kept)
 
     def add(self, source: str | os.PathLike, stage: str, reason: str | BaseException, **extra: Any) -> None:
         text = reason if isinstance(reason, str) else describe_error(reason)
@@ -44,7 +59,22 @@ class ErrorLog:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             self.count += 1
+            self.sources.add(record["source"])
             self.reasons[f"{stage}: {text[:80]}"] += 1
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file; lines that are not objects are passed over."""
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+    return out
 
 
 def describe_error(exc: BaseException) -> str:
@@ -81,18 +111,25 @@ class RunSummary:
         table.add_row("seconds", f"{self.elapsed:.1f}")
         out.print(table)
         if errors is not None and errors.count:
-            out.print(f"[yellow]{errors.count} failed item(s); reasons in {errors.path}[/yellow]")
+            out.print(f"[yellow]{errors.count} problem(s) with {len(errors.sources)} input(s) logged in "
+                      f"{errors.path}[/yellow]")
             for reason, n in errors.reasons.most_common(5):
                 out.print(f"  {n} x {reason}")
 
 
 @contextmanager
 def progress_bar(description: str, total: int | None, enabled: bool = True):
-    """A Rich progress bar on stderr; yields ``advance(n=1)``. Disabled for short or quiet work."""
+    """A Rich progress bar on stderr; yields ``advance(n=1, note=None)``, where ``note`` (e.g. "1,200
+    pieces" while the bar counts files) is shown after the bar. Disabled for short or quiet work."""
     if not enabled:
-        yield lambda n=1: None
+        yield lambda n=1, note=None: None
         return
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
+                  TextColumn("{task.fields[note]}"), TimeRemainingColumn(), console=console,
+                  transient=True) as progress:
+        task = progress.add_task(description, total=total, note="")
+
+        def advance(n: int = 1, note: str | None = None) -> None:
+            progress.update(task, advance=n, **({"note": note} if note is not None else {}))
+
+        yield advance

@@ -20,20 +20,40 @@ import torch
 from clamp2_engine.models.config import CLaMP2Config, M3Config, TextConfig
 
 DEFAULT_TEXT_MODEL = "FacebookAI/xlm-roberta-base"
+DEMO_SHA256 = None  # filled in when the demo model is packaged
 CLAMP2_PREFIX = "music_model."
 M3_PREFIX = "encoder."
 
 
+ASSETS = Path(__file__).resolve().parent / "assets"
+HUB_HOST = "huggingface.co"
+
+
 @dataclass(frozen=True)
 class KnownCheckpoint:
-    """A released checkpoint on the Hugging Face Hub."""
+    """A known checkpoint: released weights on the Hugging Face Hub, or a file shipped in the package.
+
+    ``text_model`` is the config + tokenizer the checkpoint's text tower goes with (a Hub name, or a folder
+    of the package for shipped models); ``sha256`` is checked after every download and before first use.
+    """
 
     name: str
     kind: str  # "clamp2" | "m3"
-    repo_id: str
+    repo_id: str | None  # None: shipped in the package, ``filename`` relative to clamp2_engine/assets
     filename: str
     sha256: str | None = None
     description: str = ""
+    text_model: str | None = DEFAULT_TEXT_MODEL
+
+    @property
+    def packaged(self) -> bool:
+        return self.repo_id is None
+
+    def text_model_path(self) -> str | None:
+        """The text model spec: a package folder made absolute, or a Hub name as it is."""
+        if self.packaged and self.text_model:
+            return os.fspath(ASSETS / self.text_model)
+        return self.text_model
 
 
 REGISTRY: dict[str, KnownCheckpoint] = {
@@ -47,6 +67,13 @@ REGISTRY: dict[str, KnownCheckpoint] = {
         "m3", "m3", "sander-wood/clamp2",
         "weights_m3_p_size_64_p_length_512_t_layers_3_p_layers_12_h_size_768_lr_0.0001_batch_16_mask_0.45.pth",
         description="M3 symbolic-music encoder (patch size 64, 512 patches, 12 layers, hidden 768)",
+        text_model=None,
+    ),
+    "demo": KnownCheckpoint(
+        "demo", "clamp2", None, "demo/clamp2_demo.pth",
+        sha256=DEMO_SHA256,
+        description="a toy CLaMP 2 trained on music21's corpus, shipped in the package (see its model card)",
+        text_model="demo/text",
     ),
 }
 
@@ -63,12 +90,44 @@ def default_model() -> str:
     return os.environ.get("CLAMP2_MODEL") or "clamp2"
 
 
-def default_text_model() -> str:
-    return os.environ.get("CLAMP2_TEXT_MODEL") or DEFAULT_TEXT_MODEL
+def default_text_model(model: str | os.PathLike | None = None) -> str:
+    """``$CLAMP2_TEXT_MODEL``, else the text model a known ``model`` goes with, else XLM-R base."""
+    env = os.environ.get("CLAMP2_TEXT_MODEL")
+    if env:
+        return env
+    known = REGISTRY.get(os.fspath(model)) if model is not None else None
+    return (known.text_model_path() if known else None) or DEFAULT_TEXT_MODEL
+
+
+_OFFLINE: bool | None = None
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face Hub is out of reach: ``HF_HUB_OFFLINE`` set, or one quick connection test
+    (2 s, made once per process) to the Hub's host (``HF_ENDPOINT``'s when set) failed."""
+    global _OFFLINE
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if _OFFLINE is None:
+        import socket
+        from urllib.parse import urlsplit
+
+        url = urlsplit(os.environ.get("HF_ENDPOINT") or f"https://{HUB_HOST}")
+        port = url.port or (80 if url.scheme == "http" else 443)
+        try:
+            socket.create_connection((url.hostname or HUB_HOST, port), timeout=2).close()
+            _OFFLINE = False
+        except OSError:
+            _OFFLINE = True
+    return _OFFLINE
+
+
+OFFLINE_HINT = "pass --model PATH to a local checkpoint, or try `clamp2-engine demo` (a small model shipped with the package)"
 
 
 def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
-    """A local checkpoint path for ``spec``: a file path, or a registry name fetched from the Hub."""
+    """A local checkpoint path for ``spec``: a file path, a shipped model, or a registry name fetched from
+    the Hub (from its cache without any request when the Hub is out of reach)."""
     spec = os.fspath(spec) if spec is not None else default_model()
     path = Path(spec).expanduser()
     if path.is_file():
@@ -78,19 +137,40 @@ def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
         names = ", ".join(REGISTRY)
         raise ModelNotFoundError(f"no checkpoint file at {spec!r} and no known model of that name ({names}); "
                                  "pass --model PATH to a local checkpoint")
-    from huggingface_hub import hf_hub_download
-
-    try:
-        local = Path(hf_hub_download(known.repo_id, known.filename))
-    except Exception as exc:  # offline, gated, renamed...: one line, no traceback
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelNotFoundError(
-            f"could not fetch model {spec!r} ({known.repo_id}/{known.filename}) from the Hugging Face Hub "
-            f"({type(exc).__name__}: {reason}); download it elsewhere and pass --model PATH"
-        ) from None
+    if known.packaged:
+        local = ASSETS / known.filename
+        if not local.is_file():
+            raise ModelNotFoundError(f"the {spec!r} model is missing from this installation ({local}); "
+                                     "reinstall clamp2-engine")
+    else:
+        local = _hub_file(spec, known)
     if known.sha256 and sha256_file(local) != known.sha256:
         raise ModelNotFoundError(f"checksum mismatch for {local}; delete it and retry, or pass --model PATH")
     return local
+
+
+def _hub_file(spec: str, known: KnownCheckpoint) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    offline = hub_offline()
+    try:
+        return Path(hf_hub_download(known.repo_id, known.filename, local_files_only=offline))
+    except Exception as exc:  # offline, gated, renamed...: one line, no traceback
+        if offline:
+            raise ModelNotFoundError(
+                f"model {spec!r} is not in the local Hugging Face cache and the Hub is out of reach (offline); "
+                + OFFLINE_HINT
+            ) from None
+        raise ModelNotFoundError(
+            f"could not fetch model {spec!r} ({known.repo_id}/{known.filename}) from the Hugging Face Hub "
+            f"({type(exc).__name__}: {first_line(exc)}); download it elsewhere and pass --model PATH"
+        ) from None
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when it has none), cut to ``limit``."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}

@@ -26,7 +26,8 @@ from clamp2_engine.store import StoreSpec, tune_local
 if TYPE_CHECKING:  # pragma: no cover
     from qdrant_client import QdrantClient, models
 
-    from clamp2_engine.api import CLaMP2, ModelIdentity
+    from clamp2_engine.api import CLaMP2
+    from clamp2_engine.identity import ModelIdentity
 
 SCHEMA_VERSION = 1
 META_KEY = "clamp2_engine"
@@ -123,12 +124,20 @@ def item_unit(item: Mapping[str, Any]) -> str:
 
 
 def item_point_id(
-    item: Mapping[str, Any], *, modality: str = "any", root: str | os.PathLike, corpus: str | None = None
+    item: Mapping[str, Any],
+    *,
+    modality: str = "any",
+    root: str | os.PathLike,
+    corpus: str | None = None,
+    units: Mapping[str, UnitState] | None = None,
 ) -> str:
     """The point id of a metadata item ingested from the corpus at ``root`` (the JSONL's folder).
 
-    Raises ``ValueError`` when the item has no file that gives ``modality`` (no such vector): ABC comes
-    from scores, MTF from MIDI and ``.mtf`` files (and from scores rendered to MIDI).
+    With ``units`` (the collection's :func:`unit_states` for that corpus) the item is looked up as it was
+    ingested: as a metadata item (seed layout) or as its one file (a plain folder); an item whose piece is
+    not there raises ``ValueError`` saying so. Raises ``ValueError`` too when the item has no file that
+    gives ``modality`` (no such vector): ABC comes from scores, MTF from MIDI and ``.mtf`` files (and from
+    scores rendered to MIDI).
     """
     fps = item_filepaths(item)
     if modality == "abc" and all(fp.lower().endswith(MIDI_LIKE) for fp in fps):
@@ -139,7 +148,17 @@ def item_point_id(
         and all(fp.lower().endswith(".abc") for fp in fps)
     ):
         raise ValueError("item has no .mtf file (nor any MIDI file or score)")
-    return point_id(piece_identity(corpus or Path(root).resolve().name, item_unit(item)))
+    corpus = corpus or Path(root).resolve().name
+    key = item_unit(item)
+    if units is not None:
+        if key not in units and len(fps) == 1 and fps[0] in units:
+            key = fps[0]  # ingested as a plain folder: the unit is the file
+        if key not in units:
+            raise ValueError(f"not in the collection as part of corpus {corpus!r} (not ingested, or ingested "
+                             "from another folder: see --corpus)")
+        if units[key].parts > 1:
+            raise ValueError(f"{fps[0]} holds {units[key].parts} pieces: an item must name one piece")
+    return point_id(piece_identity(corpus, key))
 
 
 # --- the collection and its model record ------------------------------------------------------------
@@ -683,6 +702,7 @@ def load_query_model(
 
     model = model or os.environ.get("CLAMP2_MODEL") or record.model_source.get("model")
     text_model = text_model or os.environ.get("CLAMP2_TEXT_MODEL") or record.model_source.get("text_model")
+    kwargs.setdefault("max_text_length", record.model.get("max_text_length"))
     clamp = CLaMP2.from_pretrained(model, text_model, load_music=load_music, load_text=load_text, **kwargs)
     check_model(record, clamp.identity, name)
     return clamp

@@ -118,63 +118,13 @@ def load_for_export(
     model: str | os.PathLike | None,
     text_model: str | os.PathLike | None = None,
     attn_implementation: str = "eager",
-    max_text_length: int = 128,
+    max_text_length: int | None = None,
 ):
     """``(module, identity dict, tokenizer)``: a CLaMP2Model (or M3PatchEncoder) built for tracing."""
-    from clamp2_engine.api import ModelIdentity
-    from clamp2_engine.checkpoints import default_text_model, detect_kind, load_checkpoint, resolve_checkpoint
-    from clamp2_engine.checkpoints import sha256_file as sha
-    from clamp2_engine.models.factory import build_clamp2, build_m3_encoder, load_text_assets
+    from clamp2_engine.loading import load_torch
 
-    path = resolve_checkpoint(model)
-    state = load_checkpoint(path)["model"]
-    kind = detect_kind(state)
-    name = os.fspath(model) if model is not None and not Path(os.fspath(model)).is_file() else path.name
-    if kind == "m3":
-        module = build_m3_encoder(state, attn_implementation)
-        c = module.config
-        ident = ModelIdentity(
-            name,
-            "m3",
-            sha(path),
-            c.hidden_size,
-            c.hidden_size,
-            None,
-            c.patch_size,
-            c.patch_length,
-            None,
-            None,
-        )
-        return module, ident.as_dict(), None
-    text_spec = os.fspath(text_model) if text_model is not None else default_text_model()
-    hf_config, tokenizer = load_text_assets(text_spec)
-    module = build_clamp2(
-        state, hf_config, max_text_length=max_text_length, attn_implementation=attn_implementation
-    )
-    cfg = module.config
-    if len(tokenizer) > cfg.text.vocab_size:
-        raise ValueError(
-            f"tokenizer {text_spec!r} has {len(tokenizer)} tokens but the checkpoint's text tower has "
-            f"{cfg.text.vocab_size}: wrong --text-model?"
-        )
-    if max_text_length + 2 > cfg.text.max_position_embeddings:
-        raise ValueError(
-            f"max text length {max_text_length} does not fit {cfg.text.max_position_embeddings} "
-            "position embeddings"
-        )
-    ident = ModelIdentity(
-        name,
-        "clamp2",
-        sha(path),
-        cfg.embed_dim,
-        cfg.music.hidden_size,
-        cfg.text.hidden_size,
-        cfg.music.patch_size,
-        cfg.music.patch_length,
-        max_text_length,
-        os.path.basename(os.path.normpath(text_spec)),
-    )
-    return module, ident.as_dict(), tokenizer
+    loaded = load_torch(model, text_model, max_text_length=max_text_length, attn_implementation=attn_implementation)
+    return loaded.module, loaded.identity.as_dict(), loaded.tokenizer
 
 
 def towers_for(module: CLaMP2Model | M3PatchEncoder, identity: dict[str, Any], tokenizer=None) -> list[Tower]:
@@ -343,6 +293,7 @@ def export_onnx(
     fuse: bool = True,
     verify: bool = True,
     overwrite: bool = False,
+    max_text_length: int | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> ExportResult:
     """Export ``model`` (checkpoint path or registry name) into the folder ``out``; see the module docs."""
@@ -361,7 +312,7 @@ def export_onnx(
             f"opset {opset} is too old: 14 or newer is needed (LayerNormalization fusions, int64 ops)"
         )
     log("loading the checkpoint")
-    module, identity, tokenizer = load_for_export(model, text_model)
+    module, identity, tokenizer = load_for_export(model, text_model, max_text_length=max_text_length)
     towers = towers_for(module, identity, tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     precision = "fp16" if fp16 else "fp32"

@@ -276,13 +276,14 @@ def _read_ready(path: Path) -> str:
     return read_text_file(path)
 
 
-def _score_pieces(path: Path, to: str) -> list[tuple[str, str]]:
-    """``(part, text)`` for every piece of a score: interleaved ABC, or MTF rendered through MIDI."""
+def _score_pieces(path: Path, to: str, failed: list | None = None) -> list[tuple[str, str]]:
+    """``(part, text)`` for every piece of a score: interleaved ABC, or MTF rendered through MIDI. With
+    ``failed``, the tunes of a book that fail are collected there and the others kept."""
     from ingest.convert import midi_to_mtf, score_to_interleaved_abc, score_to_midis
 
     if to == "abc":
-        return [(sfx.lstrip("_"), text) for sfx, text in score_to_interleaved_abc(path)]
-    return [(sfx.lstrip("_"), midi_to_mtf(mid)) for sfx, mid in score_to_midis(path)]
+        return [(sfx.lstrip("_"), text) for sfx, text in score_to_interleaved_abc(path, failed=failed)]
+    return [(sfx.lstrip("_"), midi_to_mtf(mid)) for sfx, mid in score_to_midis(path, failed=failed)]
 
 
 def _midi_mtf(path: Path) -> str:
@@ -336,12 +337,13 @@ def prepare_unit(unit: Unit, render: bool, only: str | None = None) -> tuple[lis
             if text:
                 _set(piece(""), "mtf", text, rel)
         elif suffix in scores and not (have_abc and (have_mtf or not render)):
-            if not have_abc:
-                for part, text in attempt(path, "convert", lambda p=path: _score_pieces(p, "abc")) or []:
-                    _set(piece(part), "abc", text, rel)
-            if render and not have_mtf:
-                for part, text in attempt(path, "render", lambda p=path: _score_pieces(p, "mtf")) or []:
-                    _set(piece(part), "mtf", text, rel)
+            for stage, to, have in (("convert", "abc", have_abc), ("render", "mtf", have_mtf or not render)):
+                if have:
+                    continue
+                failed: list = []  # a tune of a book that fails is a problem of its own; the others go on
+                for part, text in attempt(path, stage, lambda p=path, t=to, f=failed: _score_pieces(p, t, f)) or []:
+                    _set(piece(part), to, text, rel)
+                problems.extend((str(path), stage, _reason(exc)) for _sfx, exc in failed)
     return [p for p in pieces.values() if p.abc or p.mtf], problems
 
 

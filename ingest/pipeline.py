@@ -74,7 +74,7 @@ def _prepared(
     for unit in units:
         if unit.key not in slow_keys:
             pieces, problems = prepare_unit(unit, render)
-            _log_problems(errors, problems)
+            _log_problems(errors, problems, unit)
             yield unit, pieces
     if not slow:
         return
@@ -92,7 +92,7 @@ def _prepared(
         unit, _render, only = o.task
         if o.ok:
             pieces, problems = o.result
-            _log_problems(errors, problems)
+            _log_problems(errors, problems, unit)
             results.setdefault(unit.key, []).append(pieces)
         else:
             stage = "timeout" if "timed out" in o.error else "convert"
@@ -102,10 +102,10 @@ def _prepared(
             yield unit, merge_pieces(results.pop(unit.key, []))
 
 
-def _log_problems(errors: ErrorLog | None, problems: list[Problem]) -> None:
+def _log_problems(errors: ErrorLog | None, problems: list[Problem], unit: Unit) -> None:
     if errors is not None:
         for source, stage, reason in problems:
-            errors.add(source, stage, reason)
+            errors.add(source, stage, reason, unit=unit.key)
 
 
 def ingest_corpus(
@@ -136,6 +136,7 @@ def ingest_corpus(
     states = index.unit_states(client, collection, corpus.name)
     report.counts["units"] = len(corpus.units)
     present: set[str] = set()
+    skipped: set[str] = set()
     pending: list[Unit] = []
     for unit in corpus.units:
         present.add(unit.key)
@@ -148,8 +149,11 @@ def ingest_corpus(
         state = states.get(unit.key)
         if state is not None and state.complete(unit.content_hash):
             report.counts["skipped"] += 1
+            skipped.add(unit.key)
         else:
             pending.append(unit)
+    if errors is not None:  # the problems of unchanged pieces still stand: keep them in the log
+        errors.keep_previous(lambda r: r.get("unit") in skipped)
     vanished = [pid for key, st in states.items() if key not in present for pid in st.ids]
     report.counts["removed"] += index.delete_ids(client, collection, vanished)
     with progress_bar(f"ingest {corpus.name}", len(pending), enabled=progress and bool(pending)) as advance:
@@ -158,11 +162,11 @@ def ingest_corpus(
             batch.append((unit, pieces))
             if len(batch) >= max(1, write_batch):
                 _ingest_batch(client, collection, corpus, batch, model, states, errors, report)
-                advance(len(batch))
+                advance(len(batch), note=f"{report.counts['points']} pieces")
                 batch = []
         if batch:
             _ingest_batch(client, collection, corpus, batch, model, states, errors, report)
-            advance(len(batch))
+            advance(len(batch), note=f"{report.counts['points']} pieces")
     report.seconds = time.perf_counter() - started
     return report
 
@@ -180,7 +184,7 @@ def _complete_source(
 def _log(errors: ErrorLog | None, unit: Unit, stage: str, reason: str) -> None:
     if errors is not None:
         where = unit.files[0][1] if unit.files and unit.item is None else (unit.item or {}).get("__source__")
-        errors.add(str(where or unit.label), stage, reason)
+        errors.add(str(where or unit.label), stage, reason, unit=unit.key)
 
 
 def _ingest_batch(

@@ -1,4 +1,4 @@
-"""Shared fixtures: the read-only parity fixture and bench corpus beside the checkout."""
+"""Shared fixtures: the parity fixture and bench corpus kept in tests/fixtures, and an isolated home."""
 
 from __future__ import annotations
 
@@ -10,23 +10,17 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CLAMP2_SHARED", REPO.parent / "shared"))
-PARITY = SHARED / "fixtures" / "clamp2-parity"
-BENCH = SHARED / "bench-corpus"
+from fixture_paths import BENCH, PARITY, require  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
-    if not PARITY.is_dir():
-        pytest.fail(f"parity fixture not found at {PARITY} (set CLAMP2_SHARED)")
-    return PARITY
+    return require(PARITY)
 
 
 @pytest.fixture(scope="session")
 def bench_dir() -> Path:
-    return BENCH
+    return require(BENCH)
 
 
 @pytest.fixture(autouse=True)

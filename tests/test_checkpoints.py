@@ -95,6 +95,45 @@ def test_offline_hub_failure_is_one_line_naming_model_path(monkeypatch):
     assert "Traceback" not in result.output
 
 
+def test_offline_message_names_the_way_out(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError) as info:
+        resolve_checkpoint("clamp2")
+    msg = str(info.value)
+    assert "offline" in msg and "--model PATH" in msg and "clamp2-engine demo" in msg
+
+
+def test_offline_text_model_from_the_hub_is_one_line(parity_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "q.txt").write_text("hello", encoding="utf-8")
+    result = CliRunner().invoke(main, ["embed", str(tmp_path / "in"), str(tmp_path / "out"), "--model",
+                                       str(parity_dir / "checkpoints" / "clamp2.pth"), "--normalize"])
+    assert result.exit_code == 1
+    assert "FacebookAI/xlm-roberta-base" in result.output and "--text-model DIR" in result.output
+    assert "offline" in result.output and "Traceback" not in result.output
+
+
+def test_unreachable_hub_is_detected_once_without_the_offline_flag(tmp_path):
+    """No HF_HUB_OFFLINE: the Hub endpoint is a closed loopback port. One connection test, one line."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"), CLAMP2_HOME=str(tmp_path / "home"))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "q.txt").write_text("hello", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "clamp2_engine", "embed", str(tmp_path / "in"), str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=120,  # a hang guard, not a speed check
+    )
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr  # no retry chatter from huggingface_hub
+    assert "offline" in lines[0] and "--model PATH" in lines[0] and "clamp2-engine demo" in lines[0]
+
+
 def test_missing_text_model_is_one_clear_line(parity_dir, tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from pathlib import Path
 
 import mido
 import pytest
+from fixture_paths import PARITY, names
 
 from ingest.convert import convert_file, midi_to_bytes, midi_to_mtf, mtf_to_midi, score_to_midi
 
-_SHARED = Path(os.environ.get("CLAMP2_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-_INPUTS = _SHARED / "fixtures" / "clamp2-parity" / "inputs"
+_INPUTS = PARITY / "inputs"
 
 
 def _names(folder: str, pattern: str) -> list[str]:
-    return sorted(p.name for p in (_INPUTS / folder).glob(pattern)) if (_INPUTS / folder).is_dir() else []
+    return names(_INPUTS / folder, pattern)
 
 
 def _abc_cases() -> list:
@@ -83,10 +82,7 @@ def _reference_failures(parity_dir: Path) -> list[str]:
     ]
 
 
-_MANIFEST = _SHARED / "fixtures" / "clamp2-parity" / "manifest.json"
-
-
-@pytest.mark.parametrize("name", _reference_failures(_MANIFEST.parent) if _MANIFEST.is_file() else [])
+@pytest.mark.parametrize("name", _reference_failures(PARITY))
 def test_reference_failures_are_converted(inputs: Path, name: str) -> None:
     """The pieces the reference dropped become interleaved ABC: one line per bar holding every voice,
     as many bars as music21 reads in the source, and abc2xml reads it back."""
@@ -112,7 +108,5 @@ def test_reference_failures_are_converted(inputs: Path, name: str) -> None:
 def test_score_render_matches_reference_mtf(inputs: Path) -> None:
     """One score yields both modalities: its music21 MIDI rendering gives the reference's MTF."""
     rendered = inputs / "mtf" / "render_bach_bwv66_6.mtf"
-    if not rendered.is_file():
-        pytest.skip("no rendered MTF in this fixture")
     mtf = midi_to_mtf(score_to_midi(inputs / "xml" / "bach_bwv66_6.mxl"))
     assert mtf == rendered.read_text(encoding="utf-8")

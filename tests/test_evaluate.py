@@ -352,19 +352,6 @@ def test_read_jsonl_reports_bad_lines(tmp_path):
     assert [e[0] for e in errors] == [f"{p}:2", f"{p}:4"]
 
 
-@pytest.fixture
-def no_index(monkeypatch):
-    monkeypatch.delattr(sys.modules["clamp2_engine"], "index", raising=False)
-    monkeypatch.setitem(sys.modules, "clamp2_engine.index", None)  # import fails, whatever exists on disk
-
-
-def test_cli_collection_without_index_is_a_clear_error(tmp_path, no_index):
-    q = tmp_path / "items.jsonl"
-    q.write_text(json.dumps(ITEMS[0]) + "\n")
-    res = run("eval", "--collection", "music", "--queries", str(q))
-    assert res.exit_code == 1 and "clamp2_engine.index" in res.output
-
-
 def test_cli_collection_with_fake_index(tmp_path, monkeypatch):
     """The interface `eval --collection` expects from clamp2_engine.index."""
     seen = {}
@@ -376,17 +363,21 @@ def test_cli_collection_with_fake_index(tmp_path, monkeypatch):
         def fn(texts):
             return [["A"] if t == "first piece" else ["x", "B"] for t in texts]
 
-        fn.close = close
+        fn.close, fn.client = close, "client"
         return fn
 
-    def item_point_id(item, *, modality, root, corpus=None):
+    def unit_states(client, collection, corpus):
+        return {"A": "state of A", "B": "state of B"}
+
+    def item_point_id(item, *, modality, root, corpus=None, units=None):
+        assert units == unit_states(None, None, None)
         seen.update(root=root, corpus=corpus)
         return item["title"]
 
     def close():
         seen["closed"] = True
 
-    fake.text_search_fn, fake.item_point_id = text_search_fn, item_point_id
+    fake.text_search_fn, fake.item_point_id, fake.unit_states = text_search_fn, item_point_id, unit_states
     monkeypatch.setitem(sys.modules, "clamp2_engine.index", fake)
     monkeypatch.setattr(sys.modules["clamp2_engine"], "index", fake, raising=False)
     q = tmp_path / "items.jsonl"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from clamp2_engine import index
-from clamp2_engine.api import ModelIdentity
+from clamp2_engine.identity import ModelIdentity
 from clamp2_engine.store import (
     StoreError,
     StoreInUseError,
@@ -31,7 +31,10 @@ DIM = 8
 
 
 def identity(sha: str = "a" * 64, dim: int = DIM, kind: str = "clamp2") -> ModelIdentity:
-    return ModelIdentity("test.pth", kind, sha, dim, dim, dim, 64, 512, 128, "text_model")
+    return ModelIdentity(
+        name="test.pth", kind=kind, checkpoint_sha256=sha, embed_dim=dim, music_hidden_size=dim,
+        text_hidden_size=dim, patch_size=64, patch_length=512, max_text_length=128, text_model="text_model",
+    )
 
 
 @pytest.fixture

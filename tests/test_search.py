@@ -218,6 +218,51 @@ def test_shell_loads_each_tower_once(store, parity_dir, loads):
     assert "rank" in res.stdout  # the first search printed a table
 
 
+def test_shell_in_a_terminal_survives_ctrl_c_and_confirms_settings(store):
+    """A real terminal (pty): Ctrl-C at the prompt clears the line instead of quitting; :k and :json say
+    what they set."""
+    import os
+    import pty
+    import select
+    import time
+
+    path, _ = store
+
+    def read_until(fd: int, marker: bytes, seen: bytearray, limit: float = 120.0) -> bytes:
+        deadline = time.monotonic() + limit
+        while marker not in seen:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {marker!r} in {bytes(seen)[-500:]!r}")
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+        return bytes(seen)
+
+    env = {**os.environ, "TERM": "dumb"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the shell on the pty, its controlling terminal
+        os.execve(sys.executable, [sys.executable, "-m", "clamp2_engine", "shell", "-c", "music",
+                                   "--qdrant-path", str(path)], env)
+    seen = bytearray()
+    try:
+        read_until(fd, b"search> ", seen)
+        time.sleep(1.0)  # readline discards what is typed while it sets the terminal up
+        os.write(fd, b"half a quer\x03")  # Ctrl-C: SIGINT to the shell, as a person would
+        read_until(fd, b"(:quit or Ctrl-D to leave)", seen)
+        os.write(fd, b":k 3\n")
+        read_until(fd, b"k = 3 hits per query", seen)
+        os.write(fd, b":json\n")
+        read_until(fd, b"JSON output on", seen)
+        os.write(fd, b":quit\n")
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, bytes(seen)[-800:]
+    assert b"Traceback" not in seen and b"Aborted" not in seen
+
+
 def test_collections_commands(store, tmp_path):
     path, _ = store
     rows = json.loads(run("collections", "list", "--qdrant-path", path, "--json").stdout)

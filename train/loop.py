@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -44,6 +44,7 @@ class Task:
     eval_set: Dataset | None
     collate: Callable[[list], dict]
     step: Step
+    record: dict[str, int] = field(default_factory=dict)  # settings written into every checkpoint
 
 
 @dataclass
@@ -184,6 +185,7 @@ class Trainer:
             scaler=self.scaler.state_dict(),
             rng=torch.get_rng_state(),
             kind=self.task.kind,
+            **self.task.record,
         )
 
     def checkpoint(self, display: Display, evaluate: bool = True) -> dict[str, float] | None:

@@ -122,6 +122,7 @@ def run_m3(cfg: LoopConfig, opts: M3Options) -> dict[str, Any]:
             M3Dataset(eval_files, train=False, **kw) if eval_files else None,
             collate_m3,
             M3Objective.step,
+            record={"patch_size": mc.patch_size, "patch_length": mc.patch_length},
         )
         write_config(
             cfg,
@@ -199,6 +200,13 @@ def run_clamp2(cfg: LoopConfig, opts: CLaMP2Options) -> dict[str, Any]:
             PairDataset(eval_items, tokenizer, train=False, **kw) if eval_items else None,
             PairCollate(tokenizer.pad_token_id),
             objective.step,
+            # read back by clamp2_engine.loading, so our checkpoints need no --max-text-length (the
+            # reference ignores extra keys)
+            record={
+                "max_text_length": opts.max_text_length,
+                "patch_size": mc.music.patch_size,
+                "patch_length": mc.music.patch_length,
+            },
         )
         write_config(
             cfg,

@@ -12,6 +12,7 @@ import click
 
 # name -> "module:attribute"
 COMMANDS: dict[str, str] = {
+    "demo": "clamp2_engine.cli.demo:demo",
     "embed": "clamp2_engine.cli.embed:embed",
     "models": "clamp2_engine.cli.models:models",
     "convert": "clamp2_engine.cli.convert:convert",

@@ -20,7 +20,7 @@ from clamp2_engine.cli.options import model_options, open_model, pop_model_optio
                    "as the reference extractors without --get_normalized).")
 @click.option("--overwrite", is_flag=True, help="Recompute outputs that already exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
-@click.option("--quiet", is_flag=True, help="No progress bar or summary table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary table.")
 def embed(src: str, dst: str, kind: str | None, normalize: bool, overwrite: bool, as_json: bool, quiet: bool,
           **kwargs) -> None:
     """Embed SRC (a folder, walked recursively, or one file) into DST, one .npy per input.

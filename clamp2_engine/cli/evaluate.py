@@ -199,26 +199,25 @@ def _eval_collection(
 ) -> None:
     from clamp2_engine.evaluate import evaluate_collection, read_jsonl, round_metrics
 
-    try:
-        from clamp2_engine import index
-    except ImportError as exc:
-        raise click.ClickException(
-            f"eval --collection needs clamp2_engine.index, which is not available ({exc})"
-        ) from exc
-    if not all(hasattr(index, name) for name in ("text_search_fn", "item_point_id")):
-        raise click.ClickException(
-            "eval --collection: clamp2_engine.index lacks text_search_fn / item_point_id"
-        )
+    from clamp2_engine import index
     items, bad_lines = read_jsonl(queries)
     _show_errors(bad_lines)
     root = queries.resolve().parent
 
-    def id_fn(item: dict[str, Any]):
-        return index.item_point_id(item, modality=modality, root=root, corpus=corpus)
-
+    corpus_name = corpus or root.name
     search_fn = None
     try:
         search_fn = index.text_search_fn(collection, modality=modality, limit=k, store=store)
+        units = index.unit_states(search_fn.client, collection, corpus_name)
+        if not units:
+            raise click.ClickException(
+                f"collection {collection!r} holds no piece of corpus {corpus_name!r}: pass --corpus NAME "
+                "(the name given to `ingest --corpus-name`, by default the ingested folder's name)"
+            )
+
+        def id_fn(item: dict[str, Any]):
+            return index.item_point_id(item, modality=modality, root=root, corpus=corpus_name, units=units)
+
         with progress_bar("queries", total=len(items), enabled=not as_json) as advance:
             result = evaluate_collection(search_fn, items, field=field, id_fn=id_fn, k=k, progress=advance)
     except (ValueError, LookupError, OSError, RuntimeError) as exc:

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from clamp2_engine.cli.options import max_text_length_option
+
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.99}  # below this the export is reported as failed
 
 
@@ -41,6 +43,7 @@ def export() -> None:
 @click.option("--no-verify", is_flag=True, help="Skip the comparison against PyTorch.")
 @click.option("--overwrite", is_flag=True, help="Replace graphs already in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@max_text_length_option
 def onnx(
     model: str | None,
     text_model: str | None,
@@ -51,6 +54,7 @@ def onnx(
     no_verify: bool,
     overwrite: bool,
     as_json: bool,
+    max_text_length: int | None,
 ) -> None:
     """Write music.onnx and text.onnx (CLaMP 2) or music.onnx (M3), plus the tokenizer, into --out.
 
@@ -73,6 +77,7 @@ def onnx(
             fuse=not no_fuse,
             verify=not no_verify,
             overwrite=overwrite,
+            max_text_length=max_text_length,
             log=log,
         )
     except (ModelNotFoundError, CheckpointError, FileExistsError, ValueError, OSError) as exc:

@@ -129,7 +129,7 @@ def _warn_size(client, collection: str) -> None:
 @click.option(
     "--summarize",
     is_flag=True,
-    help="Summarize the metadata with an LLM first (issue 5); the summaries become `text` vectors.",
+    help="Summarize the metadata with an LLM first; the summaries become `text` vectors.",
 )
 @click.option(
     "--base-url", envvar="OPENAI_BASE_URL", default=None, help="With --summarize: OpenAI-compatible API root."
@@ -183,18 +183,18 @@ def ingest(
     (abc/, mtf/ and a JSONL of items with `filepaths` and `summary_en`).
     """
     from clamp2_engine.batch import ErrorLog, RunSummary, console
-    from clamp2_engine.checkpoints import default_model
+    from clamp2_engine.checkpoints import REGISTRY, default_model, default_text_model
     from clamp2_engine.cli.options import open_model
     from clamp2_engine.index import CollectionError, model_source
-    from clamp2_engine.paths import data_dir
     from clamp2_engine.store import client_close
     from ingest.corpus import CorpusError, discover, find_metadata, load_metadata
     from ingest.pipeline import ingest_corpus
 
     options = pop_model_options(kwargs)
-    errors = ErrorLog(data_dir() / "ingest" / f"{_file_name(collection)}.errors.jsonl", reset=True)
-    client, spec = _open_store(kwargs)
+    client, spec = _open_store(kwargs)  # holds the store's lock: nothing is written before this
     try:
+        errors = ErrorLog(errors_path(collection), reset=True)
+        _recorded_model(client, collection, options)
         items = None
         try:
             if summarize:
@@ -225,10 +225,8 @@ def ingest(
             options.get("model") or default_model(),
             options.get("text_model") if (need_text or options.get("text_model")) else None,
         )
-        if need_text and source["text_model"] is None:
-            from clamp2_engine.checkpoints import default_text_model
-
-            source["text_model"] = default_text_model()
+        if need_text and source["text_model"] is None and source["model"] not in REGISTRY:
+            source["text_model"] = default_text_model()  # a known model's own text model is implied
         try:
             report = ingest_corpus(
                 client,
@@ -261,9 +259,40 @@ def ingest(
             summary.print(errors)
         _warn_size(client, collection)
         if errors.count and as_json:
-            console.print(f"{errors.count} failed item(s); reasons in {errors.path}", highlight=False)
+            console.print(
+                f"{errors.count} problem(s) with {len(errors.sources)} input(s) logged in {errors.path}",
+                highlight=False,
+            )
     finally:
         client_close(client)
+
+
+def errors_path(collection: str) -> Path:
+    """Where ``ingest`` lists the problems of COLLECTION's inputs."""
+    from clamp2_engine.paths import data_dir
+
+    return data_dir() / "ingest" / f"{_file_name(collection)}.errors.jsonl"
+
+
+def with_record(record, options: dict[str, Any]) -> dict[str, Any]:
+    """Model options with the unset ones taken from a collection's record (the model that made it)."""
+    opts = dict(options)
+    opts["model"] = opts.get("model") or record.model_source.get("model")
+    opts["text_model"] = opts.get("text_model") or record.model_source.get("text_model")
+    opts["max_text_length"] = opts.get("max_text_length") or record.model.get("max_text_length")
+    return opts
+
+
+def _recorded_model(client, collection: str, options: dict[str, Any]) -> None:
+    """Fill unset model options from COLLECTION's record when the collection exists."""
+    from clamp2_engine.index import CollectionError, CollectionNotFoundError, read_record
+
+    try:
+        options.update(with_record(read_record(client, collection), options))
+    except CollectionNotFoundError:
+        return
+    except CollectionError as exc:
+        raise _fail(exc) from None
 
 
 def _summarize(
@@ -364,10 +393,7 @@ class Searcher:
         from clamp2_engine.index import ModelMismatchError, check_model
 
         if tower not in self.models:
-            opts = dict(self.options)
-            opts["model"] = opts.get("model") or self.record.model_source.get("model")
-            opts["text_model"] = opts.get("text_model") or self.record.model_source.get("text_model")
-            model = open_model(opts, load_music=tower == "music", load_text=tower == "text")
+            model = open_model(with_record(self.record, self.options), load_music=tower == "music", load_text=tower == "text")
             try:
                 check_model(self.record, model.identity, self.collection)
             except ModelMismatchError as exc:
@@ -439,29 +465,42 @@ def _print_hits(hits, as_json: bool, title: str = "") -> None:
     from rich.table import Table
 
     table = Table(title=title or None)
-    for col, kw in (
+    abouts = [_about(h.payload) for h in hits]
+    columns = [
         ("rank", {"justify": "right"}),
         ("score", {"justify": "right"}),
         ("title", {}),
         ("composer", {}),
+        *([("about", {})] if any(abouts) else []),
         ("path", {"overflow": "fold"}),
         ("modality", {}),
-    ):
+    ]
+    for col, kw in columns:
         table.add_column(col, **kw)
-    for h in hits:
+    for h, about in zip(hits, abouts, strict=True):
         p = h.payload
         path = str(p.get("source", "")) + (f"#{p['part']}" if p.get("part") else "")
-        table.add_row(
-            str(h.rank),
-            f"{h.score:.4f}",
-            str(p.get("title") or ""),
-            str(p.get("composer") or ""),
-            path,
-            h.modality,
-        )
+        row = [str(h.rank), f"{h.score:.4f}", str(p.get("title") or ""), str(p.get("composer") or "")]
+        table.add_row(*row, *([about] if any(abouts) else []), path, h.modality)
     Console().print(table)
     if not hits:
         click.echo("no hits")
+
+
+ABOUT_FIELDS = ("genre", "genres", "meter", "voices")
+
+
+def _about(payload: dict[str, Any]) -> str:
+    """A few descriptive metadata fields of a hit (genre, meter, voices) when it has them."""
+    meta = payload.get("metadata") or {}
+    parts = []
+    for key in ABOUT_FIELDS:
+        value = meta.get(key)
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value[:3])
+        if value not in (None, ""):
+            parts.append(f"{value} voice{'s' * (value != 1)}" if key == "voices" else str(value))
+    return " · ".join(parts)
 
 
 @click.command()
@@ -541,6 +580,9 @@ def shell(
                 line = (input("search> ") if interactive else sys.stdin.readline() or _eof()).strip()
             except EOFError:
                 break
+            except KeyboardInterrupt:  # Ctrl-C clears the line, as in a shell; Ctrl-D or :quit leaves
+                click.echo("^C  (:quit or Ctrl-D to leave)", err=True)
+                continue
             if not line:
                 continue
             if line in (":q", ":quit", ":exit", "exit", "quit"):
@@ -549,6 +591,8 @@ def shell(
                 _shell_line(searcher, line, state)
             except click.ClickException as exc:
                 click.echo(f"error: {exc.format_message()}", err=True)
+            except KeyboardInterrupt:  # a search cut short; the session goes on
+                click.echo("interrupted", err=True)
     finally:
         client_close(client)
 
@@ -566,10 +610,12 @@ def _shell_line(searcher: Searcher, line: str, state: dict[str, Any]) -> None:
         if not arg.isdigit() or int(arg) < 1:
             raise click.ClickException(":k needs a positive number")
         state["k"] = int(arg)
+        click.echo(f"k = {state['k']} hits per query")
     elif cmd == ":modality":
         if arg not in MODALITY_CHOICES:
             raise click.ClickException(f":modality takes one of {', '.join(MODALITY_CHOICES)}")
         state["modality"] = arg
+        click.echo(f"modality = {arg}")
     elif cmd == ":filter":
         if arg:
             from clamp2_engine.index import parse_filters
@@ -582,8 +628,10 @@ def _shell_line(searcher: Searcher, line: str, state: dict[str, Any]) -> None:
         click.echo("filters: " + (", ".join(state["filters"]) or "none"))
     elif cmd == ":clear":
         state["filters"] = []
+        click.echo("filters: none")
     elif cmd == ":json":
         state["json"] = not state["json"]
+        click.echo(f"JSON output {'on' if state['json'] else 'off'}")
     elif cmd == ":music":
         path = Path(arg).expanduser()
         if not path.is_file():
@@ -704,6 +752,7 @@ def collections_drop(name: str, yes: bool, **kwargs: Any) -> None:
         drop_collection(client, name)
     finally:
         client_close(client)
+    errors_path(name).unlink(missing_ok=True)  # its problems list goes with it
     click.echo(f"dropped {name}", err=True)
 
 

@@ -9,22 +9,27 @@ import click
 
 @click.group()
 def models() -> None:
-    """Known checkpoints (released weights on the Hugging Face Hub)."""
+    """Known checkpoints: released weights on the Hugging Face Hub, and the `demo` model shipped here."""
 
 
 @models.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_models(as_json: bool) -> None:
-    """List the known checkpoints and whether they are in the local cache."""
+    """List the known checkpoints and where they are on this machine (shipped, cached, or not yet)."""
     from huggingface_hub import try_to_load_from_cache
 
-    from clamp2_engine.checkpoints import REGISTRY
+    from clamp2_engine.checkpoints import ASSETS, REGISTRY
 
     rows = []
     for k in REGISTRY.values():
-        cached = try_to_load_from_cache(k.repo_id, k.filename)
-        rows.append({"name": k.name, "kind": k.kind, "repo": k.repo_id, "file": k.filename,
-                     "cached": cached if isinstance(cached, str) else None, "description": k.description})
+        if k.packaged:
+            local = ASSETS / k.filename
+            cached = str(local) if local.is_file() else None
+        else:
+            found = try_to_load_from_cache(k.repo_id, k.filename)
+            cached = found if isinstance(found, str) else None
+        rows.append({"name": k.name, "kind": k.kind, "repo": k.repo_id or "shipped with clamp2-engine",
+                     "file": k.filename, "cached": cached, "sha256": k.sha256, "description": k.description})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

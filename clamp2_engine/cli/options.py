@@ -11,8 +11,15 @@ BACKEND_CHOICES = ("torch", "onnx")
 DTYPE_CHOICES = ("fp32", "bf16", "fp16")
 
 
+max_text_length_option = click.option(
+    "--max-text-length", type=click.IntRange(2, 8192), default=None, metavar="N",
+    help="Text tokens per window (the reference's MAX_TEXT_LENGTH). Default: what the checkpoint or "
+         "collection records, else 128.")
+
+
 def model_options(batch_size: int = 16) -> Callable:
-    """Decorator adding --model, --text-model, --device, --dtype, --backend, --onnx-dir, --batch-size."""
+    """Decorator adding --model, --text-model, --device, --dtype, --backend, --onnx-dir, --batch-size,
+    --max-text-length."""
 
     def decorate(f: Callable) -> Callable:
         opts = [
@@ -32,6 +39,7 @@ def model_options(batch_size: int = 16) -> Callable:
                          help="Folder written by `export onnx` (with --backend onnx)."),
             click.option("--batch-size", type=click.IntRange(1, 4096), default=batch_size, show_default=True,
                          help="Windows per forward pass."),
+            max_text_length_option,
         ]
         for opt in reversed(opts):
             f = opt(f)
@@ -40,7 +48,9 @@ def model_options(batch_size: int = 16) -> Callable:
     return decorate
 
 
-MODEL_OPTION_NAMES = ("model", "text_model", "device", "dtype", "backend", "onnx_dir", "batch_size")
+MODEL_OPTION_NAMES = (
+    "model", "text_model", "device", "dtype", "backend", "onnx_dir", "batch_size", "max_text_length",
+)
 
 
 def pop_model_options(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +71,7 @@ def open_model(options: dict[str, Any], *, load_music: bool = True, load_text: b
             options.get("model"), options.get("text_model"), device=options.get("device"),
             backend=options.get("backend") or "torch", dtype=options.get("dtype") or "fp32",
             onnx_dir=options.get("onnx_dir"), load_music=load_music, load_text=load_text,
-            batch_size=options.get("batch_size") or 16, kind=kind)
+            batch_size=options.get("batch_size") or 16, kind=kind,
+            max_text_length=options.get("max_text_length"))
     except (ModelNotFoundError, CheckpointError, ValueError, RuntimeError, OSError) as exc:
         raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None

@@ -120,7 +120,7 @@ def loop_options(batch_size: int, lr: float) -> Callable:
                 default=None,
                 help="Set every dropout probability (default: the models' 0.1).",
             ),
-            click.option("--quiet", is_flag=True, help="No progress display or summary table."),
+            click.option("-q", "--quiet", is_flag=True, help="No progress display or summary table."),
             click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON."),
         ]
         for opt in reversed(opts):

@@ -14,6 +14,8 @@ from clamp2_engine.checkpoints import (
     CheckpointError,
     ModelNotFoundError,
     default_text_model,
+    first_line,
+    hub_offline,
     infer_clamp2_config,
     infer_m3_config,
 )
@@ -25,7 +27,10 @@ IGNORABLE = (".pooler.",)  # reference checkpoints carry BERT/XLM-R poolers that
 
 
 def load_text_assets(spec: str | os.PathLike | None = None) -> tuple[Any, Any]:
-    """The XLM-R ``(config, tokenizer)`` from a local folder or a Hub name (config and tokenizer only)."""
+    """The XLM-R ``(config, tokenizer)`` from a local folder or a Hub name (config and tokenizer only).
+
+    A Hub name is read from the local cache without any request when the Hub is out of reach.
+    """
     from transformers import AutoConfig, AutoTokenizer
 
     spec = os.fspath(spec) if spec is not None else default_text_model()
@@ -33,15 +38,21 @@ def load_text_assets(spec: str | os.PathLike | None = None) -> tuple[Any, Any]:
     if local.exists() and not local.is_dir():
         raise ModelNotFoundError(f"--text-model {spec!r} is a file; pass the folder holding config.json and the "
                                  "tokenizer files")
+    offline = not local.is_dir() and hub_offline()
     try:
-        config = AutoConfig.from_pretrained(spec)
-        tokenizer = AutoTokenizer.from_pretrained(spec)
+        config = AutoConfig.from_pretrained(spec, local_files_only=offline)
+        tokenizer = AutoTokenizer.from_pretrained(spec, local_files_only=offline)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if offline:
+            raise ModelNotFoundError(
+                f"text model {spec!r} (config and tokenizer) is not in the local Hugging Face cache and the Hub "
+                "is out of reach (offline); pass --text-model DIR to a local folder holding them, or try "
+                "`clamp2-engine demo`"
+            ) from None
         raise ModelNotFoundError(
-            f"could not load the text model config and tokenizer {spec!r} ({type(exc).__name__}: {reason}); "
-            "pass --text-model DIR to a local folder holding them (e.g. FacebookAI/xlm-roberta-base's config.json "
-            "and tokenizer files)"
+            f"could not load the text model config and tokenizer {spec!r} ({type(exc).__name__}: "
+            f"{first_line(exc)}); pass --text-model DIR to a local folder holding them (e.g. "
+            "FacebookAI/xlm-roberta-base's config.json and tokenizer files)"
         ) from None
     return config, tokenizer
 

@@ -279,14 +279,17 @@ def load_onnx_model(
     kind: str | None = None,
     providers: Sequence[Provider] | None = None,
     threads: int | None = None,
+    max_text_length: int | None = None,
 ):
     """``cls(encoder, identity)`` served by ONNX Runtime from an export folder.
+
+    ``max_text_length`` defaults to the export's; a smaller one windows texts more finely.
 
     ``model`` (optional) must be the exported checkpoint; ``text_model`` (optional) a tokenizer folder that
     matches the export (default: the export's own ``tokenizer/``).
     """
-    from clamp2_engine.api import ModelIdentity
     from clamp2_engine.encoder import Encoder
+    from clamp2_engine.identity import ModelIdentity
 
     if onnx_dir is None:
         raise ValueError("the onnx backend needs onnx_dir (a folder written by `clamp2-engine export onnx`)")
@@ -326,6 +329,12 @@ def load_onnx_model(
                 f"({identity['checkpoint_sha256'][:12]} vs {other['checkpoint_sha256'][:12]})"
             )
     _check_requested(identity, model, kind, root)
+    if max_text_length and identity["kind"] == "clamp2":
+        exported = identity["max_text_length"] or 128
+        if max_text_length > exported:
+            raise ValueError(f"{root} was exported for texts of at most {exported} tokens per window; "
+                             f"re-export with --max-text-length {max_text_length}")
+        identity = {**identity, "max_text_length": max_text_length}
     runtime = OnnxRuntime(music_session, text_session, identity["kind"])
     encoder = Encoder(
         runtime,

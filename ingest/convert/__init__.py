@@ -57,23 +57,27 @@ __all__ = [
 def score_to_interleaved_abc(
     path: str | os.PathLike,
     max_bytes: int | None = DEFAULT_MAX_BYTES,
+    failed: list[tuple[str, ConversionError]] | None = None,
 ) -> list[tuple[str, str]]:
     """Interleaved ABC for a score file (MusicXML/.mxl, ABC, Humdrum, anything music21 reads):
     ``(name suffix, text)`` per piece, the suffix ``""`` for a file with one piece and e.g. ``"_12"`` for
-    tune X:12 of a tune book. Raises :class:`ConversionError` (with ``stage``) when a piece fails."""
-    return [(p.suffix, p.text) for p in file_to_pieces(path, "abc", max_bytes)]
+    tune X:12 of a tune book. Raises :class:`ConversionError` (with ``stage``) when a piece fails; pass a
+    ``failed`` list to collect the failed tunes of a book there and keep the others."""
+    return [(p.suffix, p.text) for p in file_to_pieces(path, "abc", max_bytes, failed)]
 
 
 def score_to_midis(
     path: str | os.PathLike,
     max_bytes: int | None = DEFAULT_MAX_BYTES,
+    failed: list[tuple[str, ConversionError]] | None = None,
 ) -> list[tuple[str, mido.MidiFile]]:
-    """music21's MIDI rendering of every piece of a score file, as ``(name suffix, MidiFile)``."""
+    """music21's MIDI rendering of every piece of a score file, as ``(name suffix, MidiFile)`` (``failed``
+    as in :func:`score_to_interleaved_abc`)."""
     import io
 
     return [
         (p.suffix, mido.MidiFile(file=io.BytesIO(p.text.encode("latin-1"))))
-        for p in file_to_pieces(path, "midi", max_bytes)
+        for p in file_to_pieces(path, "midi", max_bytes, failed)
     ]
 
 

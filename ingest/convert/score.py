@@ -265,15 +265,20 @@ def abc_tune_to_midi(tune: str) -> bytes:
 
 
 def file_to_pieces(
-    path: str | os.PathLike, to: str, max_bytes: int | None = DEFAULT_MAX_BYTES
+    path: str | os.PathLike,
+    to: str,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+    failed: list[tuple[str, ConversionError]] | None = None,
 ) -> list[Piece]:
     """Every piece of a score file as interleaved ABC (``to="abc"``) or MIDI bytes as Latin-1 text
-    (``to="midi"``; use :func:`score_midis`). Raises :class:`ConversionError` on the first failure."""
+    (``to="midi"``; use :func:`score_midis`). Raises :class:`ConversionError` on the first failure; with a
+    ``failed`` list, a tune of a book that fails is added there as ``(suffix, error)`` and the other tunes
+    go on (the error is raised only when no tune converts)."""
     kind = source_kind(path)
     data = read_input(path, max_bytes)
     if kind == "abc":
         tunes, notes = read_abc(data)
-        out = []
+        out, errors = [], []
         for sfx, tune in tunes:
             try:
                 if to == "abc":
@@ -284,7 +289,14 @@ def file_to_pieces(
             except ConversionError as exc:
                 if not sfx:
                     raise
-                raise ConversionError(exc.stage, f"tune X:{sfx[1:]}: {exc.reason}") from exc
+                error = ConversionError(exc.stage, f"tune X:{sfx[1:]}: {exc.reason}")
+                if failed is None:
+                    raise error from exc
+                errors.append((sfx, error))
+        if errors and not out:
+            raise errors[0][1]
+        if failed is not None:
+            failed.extend(errors)
         return out
     if kind == "musicxml":
         if to == "abc":

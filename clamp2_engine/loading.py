@@ -1,0 +1,103 @@
+"""One path from a model name or checkpoint file to a PyTorch module, its identity and its tokenizer.
+
+``CLaMP2.from_pretrained`` (torch backend) and the ONNX exporter both load through :func:`load_torch`:
+resolve (file, shipped model or Hub) -> load (``weights_only``) -> detect kind -> build the towers asked for
+-> check tokenizer and lengths -> :class:`~clamp2_engine.identity.ModelIdentity`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clamp2_engine.identity import ModelIdentity
+
+DEFAULT_MAX_TEXT_LENGTH = 128  # the reference's MAX_TEXT_LENGTH
+
+
+@dataclass
+class LoadedModel:
+    """A built module (``CLaMP2Model`` or ``M3PatchEncoder``), what it is, and its tokenizer (text tower)."""
+
+    module: Any
+    identity: ModelIdentity
+    tokenizer: Any = None
+
+
+def model_name(spec: str | os.PathLike | None, path: Path) -> str:
+    """The registry name when ``spec`` is one, else the checkpoint's file name."""
+    return os.fspath(spec) if spec is not None and not Path(os.fspath(spec)).is_file() else path.name
+
+
+def recorded_int(checkpoint: dict[str, Any], key: str) -> int | None:
+    """An integer setting a checkpoint written by this project records beside the weights (else None)."""
+    value = checkpoint.get(key)
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def load_torch(
+    model: str | os.PathLike | None = None,
+    text_model: str | os.PathLike | None = None,
+    *,
+    kind: str | None = None,
+    load_music: bool = True,
+    load_text: bool = True,
+    max_text_length: int | None = None,
+    attn_implementation: str = "sdpa",
+) -> LoadedModel:
+    """Load a CLaMP 2 or M3 checkpoint for inference.
+
+    ``max_text_length`` (text tokens per window) defaults to what the checkpoint records (checkpoints
+    written by ``clamp2-engine train`` do), else the reference's 128. ``text_model`` defaults to the text
+    model a known checkpoint goes with (``$CLAMP2_TEXT_MODEL`` first).
+    """
+    from clamp2_engine.checkpoints import (
+        default_text_model,
+        detect_kind,
+        load_checkpoint,
+        resolve_checkpoint,
+        sha256_file,
+    )
+    from clamp2_engine.models.factory import build_clamp2, build_m3_encoder, load_text_assets
+
+    path = resolve_checkpoint(model)
+    checkpoint = load_checkpoint(path)
+    state = checkpoint["model"]
+    found = detect_kind(state)
+    if kind and kind != found:
+        raise ValueError(f"{path.name} is a {found} checkpoint, not {kind}")
+    name, sha = model_name(model, path), sha256_file(path)
+    if found == "m3":
+        module = build_m3_encoder(state, attn_implementation)
+        c = module.config
+        identity = ModelIdentity(
+            name=name, kind="m3", checkpoint_sha256=sha, embed_dim=c.hidden_size, music_hidden_size=c.hidden_size,
+            text_hidden_size=None, patch_size=c.patch_size, patch_length=c.patch_length, max_text_length=None,
+            text_model=None,
+        )
+        return LoadedModel(module, identity)
+    length = max_text_length or recorded_int(checkpoint, "max_text_length") or DEFAULT_MAX_TEXT_LENGTH
+    text_spec = hf_config = tokenizer = None
+    if load_text:
+        text_spec = os.fspath(text_model) if text_model is not None else default_text_model(model)
+        hf_config, tokenizer = load_text_assets(text_spec)
+    module = build_clamp2(state, hf_config, load_text=load_text, load_music=load_music, max_text_length=length,
+                          attn_implementation=attn_implementation)
+    del state, checkpoint
+    cfg = module.config
+    if tokenizer is not None and len(tokenizer) > cfg.text.vocab_size:
+        raise ValueError(f"tokenizer {text_spec!r} has {len(tokenizer)} tokens but the checkpoint's text tower "
+                         f"has {cfg.text.vocab_size}: wrong --text-model?")
+    if length + 2 > cfg.text.max_position_embeddings:
+        raise ValueError(f"--max-text-length {length} does not fit the text tower's "
+                         f"{cfg.text.max_position_embeddings} position embeddings (at most "
+                         f"{cfg.text.max_position_embeddings - 2})")
+    identity = ModelIdentity(
+        name=name, kind="clamp2", checkpoint_sha256=sha, embed_dim=cfg.embed_dim,
+        music_hidden_size=cfg.music.hidden_size, text_hidden_size=cfg.text.hidden_size,
+        patch_size=cfg.music.patch_size, patch_length=cfg.music.patch_length, max_text_length=length,
+        text_model=os.path.basename(os.path.normpath(text_spec)) if text_spec else None,
+    )
+    return LoadedModel(module, identity, tokenizer)
