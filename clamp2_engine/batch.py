@@ -64,17 +64,10 @@ class ErrorLog:
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file; lines that are not objects are passed over."""
-    out = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            try:
-                obj = json.loads(line)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-    return out
+    """The JSON objects of a JSONL file; other lines are passed over."""
+    from clamp2_engine.jsonl import iter_jsonl
+
+    return [obj for _n, obj, _reason in iter_jsonl(path) if obj is not None]
 
 
 def describe_error(exc: BaseException) -> str:

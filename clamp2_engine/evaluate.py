@@ -20,7 +20,6 @@ can be compared with another folder of raw features of the same model.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from clamp2_engine.jsonl import read_jsonl  # noqa: F401 - re-exported for callers
 
 from .paths import iter_files
 
@@ -123,7 +124,7 @@ def load_features(folder: str | os.PathLike) -> FeatureSet:
     fs = FeatureSet(root=root)
     seen: dict[str, Path] = {}
     vectors: list[np.ndarray] = []
-    for path in iter_files(root, {".npy"}):
+    for path in iter_files(root, {".npy"}, rejected=lambda p, r: fs.errors.append((os.fspath(p), r))):
         key = feature_key(root, path)
         if key in seen:
             fs.errors.append((os.fspath(path), f"duplicate key {key!r} (already taken by {seen[key].name})"))
@@ -320,26 +321,6 @@ def item_text(item: dict[str, Any], field: str) -> str | None:
     if isinstance(value, str) and value.strip():
         return value
     return None
-
-
-def read_jsonl(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """Items of a JSONL file and ``(where, reason)`` for every line that is not a JSON object."""
-    items: list[dict[str, Any]] = []
-    errors: list[tuple[str, str]] = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append((f"{path}:{n}", f"invalid JSON: {exc.msg}"))
-                continue
-            if not isinstance(obj, dict):
-                errors.append((f"{path}:{n}", f"expected a JSON object, got {type(obj).__name__}"))
-                continue
-            items.append(obj)
-    return items, errors
 
 
 @dataclass

@@ -35,7 +35,14 @@ def plan_tasks(src: Path, dst: Path, kind: str, overwrite: bool, errors: ErrorLo
     suffixes = MUSIC_SUFFIXES + (TEXT_SUFFIXES if kind == "clamp2" else ())
     tasks: list[Task] = []
     claimed: dict[Path, Path] = {}
-    for path in iter_files(src):
+    def rejected(path: Path, reason: str) -> None:
+        if path.suffix.lower() not in suffixes:
+            summary.add("ignored (not .abc/.mtf/.txt)")
+            return
+        errors.add(path, "read", reason)
+        summary.add("failed")
+
+    for path in iter_files(src, rejected=rejected):
         suffix = path.suffix.lower()
         if suffix not in suffixes:
             if suffix in TEXT_SUFFIXES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 import warnings
 import weakref
@@ -570,6 +571,9 @@ class Hit:
         }
 
 
+FILTER_KEY = re.compile(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*")
+
+
 def parse_filters(exprs: Iterable[str]) -> models.Filter | None:
     """``key=value`` (value may be ``a,b`` for any of them), ``key!=value``; all must hold.
 
@@ -587,6 +591,11 @@ def parse_filters(exprs: Iterable[str]) -> models.Filter | None:
         key, value = key.strip(), value.strip()
         if not sep or not key or not value:
             raise ValueError(f"bad filter {expr!r}: expected key=value or key!=value")
+        if not FILTER_KEY.fullmatch(key):
+            raise ValueError(
+                f"bad filter key {key!r}: a payload field name (letters, digits, _ and -, dotted for nested "
+                "fields such as metadata.genres)"
+            )
         if "." not in key and key not in TOP_FIELDS:
             key = f"metadata.{key}"
         values = [v.strip() for v in value.split(",") if v.strip()]

@@ -73,8 +73,15 @@ def load_torch(
         module = build_m3_encoder(state, attn_implementation)
         c = module.config
         identity = ModelIdentity(
-            name=name, kind="m3", checkpoint_sha256=sha, embed_dim=c.hidden_size, music_hidden_size=c.hidden_size,
-            text_hidden_size=None, patch_size=c.patch_size, patch_length=c.patch_length, max_text_length=None,
+            name=name,
+            kind="m3",
+            checkpoint_sha256=sha,
+            embed_dim=c.hidden_size,
+            music_hidden_size=c.hidden_size,
+            text_hidden_size=None,
+            patch_size=c.patch_size,
+            patch_length=c.patch_length,
+            max_text_length=None,
             text_model=None,
         )
         return LoadedModel(module, identity)
@@ -83,21 +90,37 @@ def load_torch(
     if load_text:
         text_spec = os.fspath(text_model) if text_model is not None else default_text_model(model)
         hf_config, tokenizer = load_text_assets(text_spec)
-    module = build_clamp2(state, hf_config, load_text=load_text, load_music=load_music, max_text_length=length,
-                          attn_implementation=attn_implementation)
+    module = build_clamp2(
+        state,
+        hf_config,
+        load_text=load_text,
+        load_music=load_music,
+        max_text_length=length,
+        attn_implementation=attn_implementation,
+    )
     del state, checkpoint
     cfg = module.config
     if tokenizer is not None and len(tokenizer) > cfg.text.vocab_size:
-        raise ValueError(f"tokenizer {text_spec!r} has {len(tokenizer)} tokens but the checkpoint's text tower "
-                         f"has {cfg.text.vocab_size}: wrong --text-model?")
+        raise ValueError(
+            f"tokenizer {text_spec!r} has {len(tokenizer)} tokens but the checkpoint's text tower "
+            f"has {cfg.text.vocab_size}: wrong --text-model?"
+        )
     if length + 2 > cfg.text.max_position_embeddings:
-        raise ValueError(f"--max-text-length {length} does not fit the text tower's "
-                         f"{cfg.text.max_position_embeddings} position embeddings (at most "
-                         f"{cfg.text.max_position_embeddings - 2})")
+        raise ValueError(
+            f"--max-text-length {length} does not fit the text tower's "
+            f"{cfg.text.max_position_embeddings} position embeddings (at most "
+            f"{cfg.text.max_position_embeddings - 2})"
+        )
     identity = ModelIdentity(
-        name=name, kind="clamp2", checkpoint_sha256=sha, embed_dim=cfg.embed_dim,
-        music_hidden_size=cfg.music.hidden_size, text_hidden_size=cfg.text.hidden_size,
-        patch_size=cfg.music.patch_size, patch_length=cfg.music.patch_length, max_text_length=length,
+        name=name,
+        kind="clamp2",
+        checkpoint_sha256=sha,
+        embed_dim=cfg.embed_dim,
+        music_hidden_size=cfg.music.hidden_size,
+        text_hidden_size=cfg.text.hidden_size,
+        patch_size=cfg.music.patch_size,
+        patch_length=cfg.music.patch_length,
+        max_text_length=length,
         text_model=os.path.basename(os.path.normpath(text_spec)) if text_spec else None,
     )
     return LoadedModel(module, identity, tokenizer)

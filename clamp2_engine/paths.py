@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import platformdirs
@@ -33,13 +33,50 @@ def safe_join(root: str | os.PathLike, rel: str | os.PathLike) -> Path:
     return candidate
 
 
-def iter_files(src: str | os.PathLike, suffixes: Iterable[str] | None = None) -> Iterator[Path]:
-    """Yield files under ``src`` (or ``src`` itself) in sorted order, filtered by suffix (lower-case,
-    with dot). Hidden files and folders are skipped; links are not followed out of the tree."""
+def input_problem(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str | None:
+    """Why ``path`` cannot be an input file, decided without opening it (``None``: it can): it must be a
+    regular file (not a FIFO, socket or device, which could block a reader forever), and a link must lead
+    to a file inside ``root`` (its folder when ``root`` is None)."""
+    import stat
+
+    p = Path(path)
+    try:
+        st = os.lstat(p)
+        if stat.S_ISLNK(st.st_mode):
+            base = Path(root if root is not None else p.parent).resolve()
+            target = p.resolve()
+            if target != base and base not in target.parents:
+                return f"a link that leads out of {base} (to {target}): not followed"
+            st = os.stat(p)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode) else "a special file"
+        return f"not a regular file ({kind})"
+    return None
+
+
+Rejected = Callable[[Path, str], None]
+
+
+def iter_files(
+    src: str | os.PathLike, suffixes: Iterable[str] | None = None, rejected: Rejected | None = None
+) -> Iterator[Path]:
+    """Yield the input files under ``src`` (or ``src`` itself) in sorted order, filtered by suffix
+    (lower-case, with dot). Hidden files and folders are skipped; links are not followed out of the tree;
+    a matching name that is no regular file (a FIFO, a device, a link out of the tree) is passed to
+    ``rejected(path, reason)`` instead of being yielded — nothing is opened to decide."""
     src_p = Path(src)
     wanted = {s.lower() for s in suffixes} if suffixes is not None else None
-    if src_p.is_file():
-        if wanted is None or src_p.suffix.lower() in wanted:
+
+    def keep(p: Path, root: Path) -> bool:
+        problem = input_problem(p, root)
+        if problem and rejected is not None:
+            rejected(p, problem)
+        return problem is None
+
+    if not src_p.is_dir():
+        if (wanted is None or src_p.suffix.lower() in wanted) and keep(src_p, src_p.parent):
             yield src_p
         return
     for dirpath, dirnames, filenames in os.walk(src_p):
@@ -48,7 +85,7 @@ def iter_files(src: str | os.PathLike, suffixes: Iterable[str] | None = None) ->
             if name.startswith("."):
                 continue
             p = Path(dirpath) / name
-            if wanted is None or p.suffix.lower() in wanted:
+            if (wanted is None or p.suffix.lower() in wanted) and keep(p, src_p):
                 yield p
 
 

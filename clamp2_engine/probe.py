@@ -118,7 +118,7 @@ def scan_features(
     for d in dirs:
         if not Path(d).exists():
             raise FileNotFoundError(f"feature folder not found: {d}")
-        for path in iter_files(d, {".npy"}):
+        for path in iter_files(d, {".npy"}, rejected=lambda p, r: errors.append((os.fspath(p), r))):
             try:
                 label = label_of(path) if labelled else ""
                 length, h = _shape(path, check_values)

@@ -52,14 +52,26 @@ def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 3000, max_tex
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
-        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_max_length=max_text_length,
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_max_length=max_text_length,
     )
     out.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(out)
     config = XLMRobertaConfig(
-        vocab_size=len(fast), max_position_embeddings=max_text_length + 2, pad_token_id=1, bos_token_id=0,
-        eos_token_id=2, type_vocab_size=1, **TEXT_SIZES,
+        vocab_size=len(fast),
+        max_position_embeddings=max_text_length + 2,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
+        **TEXT_SIZES,
     )
     config.save_pretrained(out)
     (out / "model.safetensors").unlink(missing_ok=True)
@@ -95,7 +107,12 @@ def prepare_cmd(dst: Path, jobs: int, seed: int) -> None:
         (dst / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     with open(dst / "pieces.jsonl", "w", encoding="utf-8") as fh:
         for piece, _abc in pieces:
-            row = {"name": piece.name, "collection": piece.collection, "path": piece.path, "number": piece.number}
+            row = {
+                "name": piece.name,
+                "collection": piece.collection,
+                "path": piece.path,
+                "number": piece.number,
+            }
             fh.write(json.dumps({**row, "fields": piece.fields}, ensure_ascii=False) + "\n")
     vocab = train_tokenizer(all_texts(train), dst / "text")
     click.echo(json.dumps({"pieces": len(items), "train": len(train), "eval": len(held), "vocab": vocab}))
@@ -163,18 +180,35 @@ def package_cmd(model: Path, data: Path, out: Path) -> None:
         fh.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in chosen)
     metrics = evaluate(path, data, out / "text")
     sha = sha256_file(path)
-    config = json.loads((model.parent / "config.json").read_text("utf-8")) if (model.parent / "config.json").is_file() else {}
-    (out / "MODEL_CARD.md").write_text(model_card(sha, path.stat().st_size, metrics, ckpt, config, len(chosen), len(pieces)), "utf-8")
+    config = (
+        json.loads((model.parent / "config.json").read_text("utf-8"))
+        if (model.parent / "config.json").is_file()
+        else {}
+    )
+    (out / "MODEL_CARD.md").write_text(
+        model_card(sha, path.stat().st_size, metrics, ckpt, config, len(chosen), len(pieces)), "utf-8"
+    )
     write_doc(metrics, sha)
-    click.echo(json.dumps({"checkpoint": str(path), "sha256": sha, "bytes": path.stat().st_size,
-                           "pieces": len(chosen), "metrics": metrics}))
+    click.echo(
+        json.dumps(
+            {
+                "checkpoint": str(path),
+                "sha256": sha,
+                "bytes": path.stat().st_size,
+                "pieces": len(chosen),
+                "metrics": metrics,
+            }
+        )
+    )
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
     rows = ["| queries | MRR | Hit@1 | Hit@10 | chance MRR |", "|---|---|---|---|---|"]
     for label, key in (("English descriptions", "en"), ("German / French / Spanish descriptions", "nen")):
         m = metrics[key]
-        rows.append(f"| {label} | {m['MRR']:.3f} | {m['Hit@1']:.3f} | {m['Hit@10']:.3f} | {metrics['chance_MRR']:.3f} |")
+        rows.append(
+            f"| {label} | {m['MRR']:.3f} | {m['Hit@1']:.3f} | {m['Hit@10']:.3f} | {metrics['chance_MRR']:.3f} |"
+        )
     return "\n".join(rows)
 
 
@@ -225,18 +259,23 @@ def write_doc(metrics: dict[str, Any], sha: str) -> None:
     sys.path.insert(0, str(ROOT))
     from benchmarks._report import machine, write_section
 
-    write_section("demo-model", "\n".join([
-        "## The `demo` model (`examples/demo_model.py package`)",
-        "",
-        f"Held-out text-to-music retrieval of the shipped toy model (sha256 `{sha[:12]}...`): each of the "
-        f"{metrics['pieces']} held-out pieces' descriptions is a query, its own piece the answer, among those "
-        f"{metrics['pieces']} pieces ({metrics['distinct_texts']} distinct English descriptions: pieces that share "
-        "one cannot all rank first). Chance is the expected MRR of a random ranking.",
-        "",
-        metrics_table(metrics),
-        "",
-        f"Machine: {machine()}.",
-    ]))
+    write_section(
+        "demo-model",
+        "\n".join(
+            [
+                "## The `demo` model (`examples/demo_model.py package`)",
+                "",
+                f"Held-out text-to-music retrieval of the shipped toy model (sha256 `{sha[:12]}...`): each of the "
+                f"{metrics['pieces']} held-out pieces' descriptions is a query, its own piece the answer, among those "
+                f"{metrics['pieces']} pieces ({metrics['distinct_texts']} distinct English descriptions: pieces that share "
+                "one cannot all rank first). Chance is the expected MRR of a random ranking.",
+                "",
+                metrics_table(metrics),
+                "",
+                f"Machine: {machine()}.",
+            ]
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 
 from clamp2_engine.batch import ErrorLog
 from clamp2_engine.index import item_filepaths, item_unit
-from clamp2_engine.paths import UnsafePathError, iter_files, safe_join
+from clamp2_engine.paths import UnsafePathError, input_problem, iter_files, safe_join
 
 PIPELINE_VERSION = 1  # bump when the same files would now give other model input
 SUMMARY_KEYS = ("summary_en", "summary_nen")
@@ -80,6 +80,7 @@ class Corpus:
     layout: str  # "plain" | "seed"
     units: list[Unit] = field(default_factory=list)
     metadata_path: Path | None = None
+    rejected: int = 0  # items refused before any conversion (bad metadata lines, FIFOs, missing files)
 
 
 def find_metadata(root: Path) -> Path | None:
@@ -113,6 +114,10 @@ def discover(
         meta_path = find_metadata(root_p)
     if items is None and meta_path is not None:
         items = load_metadata(meta_path)
+    def reject(source: str, stage: str, reason: str) -> None:
+        corpus.rejected += 1
+        _log(errors, source, stage, reason)
+
     if items is None:
         corpus.units = [
             Unit(
@@ -120,7 +125,7 @@ def discover(
                 [(p.relative_to(root_p).as_posix(), p)],
                 label=p.relative_to(root_p).as_posix(),
             )
-            for p in iter_files(root_p, accepted_suffixes())
+            for p in iter_files(root_p, accepted_suffixes(), rejected=lambda p, r: reject(str(p), "read", r))
         ]
         return corpus
     corpus.layout, corpus.metadata_path = "seed", meta_path
@@ -128,15 +133,14 @@ def discover(
     for n, item in enumerate(items, 1):
         where = str(item.get("__source__") or f"item {n}")
         if "__error__" in item:
-            _log(errors, where, "metadata", str(item["__error__"]))
+            reject(where, "metadata", str(item["__error__"]))
             continue
         unit = _item_unit(root_p, item, where, errors)
         if unit is None:
+            corpus.rejected += 1  # its reasons are logged
             continue
         if unit.key in seen:
-            _log(
-                errors, where, "metadata", f"duplicate item: another item has the same filepaths {unit.label}"
-            )
+            reject(where, "metadata", f"duplicate item: another item has the same filepaths {unit.label}")
             continue
         seen.add(unit.key)
         corpus.units.append(unit)
@@ -179,7 +183,10 @@ def resolve_item_file(root: Path, rel: str) -> Path:
     if sub and not rel.startswith(f"{sub}/"):
         candidates.append(safe_join(root / sub, rel))
     for c in candidates:
-        if c.is_file():
+        if c.exists():
+            problem = input_problem(c, root)
+            if problem:
+                raise UnsafePathError(f"file {rel}: {problem}")
             return c
     raise FileNotFoundError(f"file {rel} not found under {root}")
 
@@ -381,18 +388,46 @@ def _reason(exc: BaseException) -> str:
     return describe_error(exc)
 
 
-def music_query_input(path: str | os.PathLike) -> tuple[str, str]:
+QUERY_MAX_BYTES = 8 * 1024 * 1024  # a query is one piece: larger files are refused, not read
+QUERY_TIMEOUT_S = 60.0
+
+
+def _first_score_piece(path: str) -> str:
+    """Worker: the interleaved ABC of a score's first piece."""
+    return _score_pieces(Path(path), "abc")[0][1]
+
+
+def music_query_input(
+    path: str | os.PathLike, max_bytes: int = QUERY_MAX_BYTES, timeout: float | None = QUERY_TIMEOUT_S
+) -> tuple[str, str]:
     """``(modality, text)`` model input for a query-by-example file: MTF for MIDI and ``.mtf``,
-    interleaved ABC for a score (its first piece). Raises ``ValueError`` with the reason."""
+    interleaved ABC for a score (its first piece). Only a regular file of at most ``max_bytes`` is read; a
+    score is converted in a worker process given ``timeout`` seconds (``None``: in this process). Raises
+    ``ValueError`` with the reason."""
     p = Path(path)
     suffix = p.suffix.lower()
+    problem = input_problem(p, p.parent)
+    if problem:
+        raise ValueError(f"cannot read {p.name}: {problem}")
+    if p.stat().st_size > max_bytes:
+        raise ValueError(f"{p.name} is {p.stat().st_size / 2**20:.1f} MiB: a query piece may have at most "
+                         f"{max_bytes / 2**20:.0f} MiB")
     try:
         if suffix in MTF_SUFFIXES:
             return "mtf", _read_ready(p)
         if suffix in MIDI_SUFFIXES:
             return "mtf", _midi_mtf(p)
         if suffix in score_suffixes():
-            return "abc", _score_pieces(p, "abc")[0][1]
+            if timeout is None:
+                return "abc", _first_score_piece(str(p))
+            from ingest.convert.batch import PRELOAD, quiet_worker
+            from ingest.convert.pool import run_tasks
+
+            [outcome] = run_tasks(_first_score_piece, [str(p)], jobs=1, timeout=timeout,
+                                  initializer=quiet_worker, preload=PRELOAD)
+            if not outcome.ok:
+                raise ValueError(outcome.error)
+            return "abc", outcome.result
     except Exception as exc:
         raise ValueError(f"cannot read {p.name} as music: {_reason(exc)}") from None
     raise ValueError(f"{p.name}: not a music file ({', '.join(sorted(accepted_suffixes()))})")

@@ -68,36 +68,69 @@ NUMBER_WORDS = {
     "French": ["aucun", "un", "deux", "trois", "quatre", "cinq", "six", "sept"],
     "Spanish": ["ningún", "un", "dos", "tres", "cuatro", "cinco", "seis", "siete"],
 }
-GENRE_WORDS = {
+# genre -> (German, French, Spanish)
+GENRE_TRANSLATIONS = {
+    "chorale": ("Choral", "choral", "coral"),
+    "folk song": ("Volkslied", "chanson populaire", "canción popular"),
+    "Irish tune": ("irische Melodie", "air irlandais", "melodía irlandesa"),
+    "fiddle tune": ("Fiddle-Stück", "air de violon", "melodía de violín"),
+    "medieval song": ("mittelalterliches Lied", "chanson médiévale", "canción medieval"),
+    "Renaissance mass movement": (
+        "Messesatz der Renaissance",
+        "mouvement de messe de la Renaissance",
+        "movimiento de misa renacentista",
+    ),
+    "madrigal": ("Madrigal", "madrigal", "madrigal"),
+    "trio sonata movement": (
+        "Triosonatensatz",
+        "mouvement de sonate en trio",
+        "movimiento de sonata en trío",
+    ),
+    "string quartet movement": (
+        "Streichquartettsatz",
+        "mouvement de quatuor à cordes",
+        "movimiento de cuarteto de cuerda",
+    ),
+    "Renaissance motet": ("Motette der Renaissance", "motet de la Renaissance", "motete renacentista"),
+    "hornpipe": ("Hornpipe", "hornpipe", "hornpipe"),
+    "reel": ("Reel", "reel", "reel"),
+    "jig": ("Jig", "gigue", "giga"),
+    "polka": ("Polka", "polka", "polca"),
+    "waltz": ("Walzer", "valse", "vals"),
+    "march": ("Marsch", "marche", "marcha"),
+    "strathspey": ("Strathspey", "strathspey", "strathspey"),
+    "slide": ("Slide", "slide", "slide"),
+    "piece": ("Stück", "pièce", "pieza"),
+}
+TEMPLATES = {
     "German": {
-        "chorale": "Choral", "folk song": "Volkslied", "Irish tune": "irische Melodie",
-        "fiddle tune": "Fiddle-Stück", "medieval song": "mittelalterliches Lied",
-        "Renaissance mass movement": "Messesatz der Renaissance", "madrigal": "Madrigal",
-        "trio sonata movement": "Triosonatensatz", "string quartet movement": "Streichquartettsatz",
-        "Renaissance motet": "Motette der Renaissance", "hornpipe": "Hornpipe", "reel": "Reel", "jig": "Jig",
-        "polka": "Polka", "waltz": "Walzer", "march": "Marsch", "strathspey": "Strathspey", "slide": "Slide",
-        "piece": "Stück",
+        "by": " von {c}",
+        "traditional": "Traditionelles {h}",
+        "one": "einstimmig",
+        "many": "für {n} Stimmen",
+        "meter": "im {m}-Takt",
+        "key": "Vorzeichen: {k}",
     },
     "French": {
-        "chorale": "choral", "folk song": "chanson populaire", "Irish tune": "air irlandais",
-        "fiddle tune": "air de violon", "medieval song": "chanson médiévale",
-        "Renaissance mass movement": "mouvement de messe de la Renaissance", "madrigal": "madrigal",
-        "trio sonata movement": "mouvement de sonate en trio",
-        "string quartet movement": "mouvement de quatuor à cordes",
-        "Renaissance motet": "motet de la Renaissance", "hornpipe": "hornpipe", "reel": "reel", "jig": "gigue",
-        "polka": "polka", "waltz": "valse", "march": "marche", "strathspey": "strathspey", "slide": "slide",
-        "piece": "pièce",
+        "by": " de {c}",
+        "traditional": "{h} traditionnel",
+        "one": "à une voix",
+        "many": "pour {n} voix",
+        "meter": "en {m}",
+        "key": "armure : {k}",
     },
     "Spanish": {
-        "chorale": "coral", "folk song": "canción popular", "Irish tune": "melodía irlandesa",
-        "fiddle tune": "melodía de violín", "medieval song": "canción medieval",
-        "Renaissance mass movement": "movimiento de misa renacentista", "madrigal": "madrigal",
-        "trio sonata movement": "movimiento de sonata en trío",
-        "string quartet movement": "movimiento de cuarteto de cuerda",
-        "Renaissance motet": "motete renacentista", "hornpipe": "hornpipe", "reel": "reel", "jig": "giga",
-        "polka": "polca", "waltz": "vals", "march": "marcha", "strathspey": "strathspey", "slide": "slide",
-        "piece": "pieza",
+        "by": " de {c}",
+        "traditional": "{h} tradicional",
+        "one": "a una voz",
+        "many": "para {n} voces",
+        "meter": "en compás de {m}",
+        "key": "armadura: {k}",
     },
+}
+GENRE_WORDS = {
+    language: {genre: words[i] for genre, words in GENRE_TRANSLATIONS.items()}
+    for i, language in enumerate(LANGUAGES)
 }
 
 
@@ -168,14 +201,22 @@ def key_words(sharps: int | None, language: str = "English") -> str | None:
         return None
     n, words = abs(sharps), NUMBER_WORDS[language]
     if language == "English":
-        return "no sharps or flats" if n == 0 else f"{words[n]} {'sharp' if sharps > 0 else 'flat'}{'s' * (n > 1)}"
+        return (
+            "no sharps or flats"
+            if n == 0
+            else f"{words[n]} {'sharp' if sharps > 0 else 'flat'}{'s' * (n > 1)}"
+        )
     if language == "German":
         return "keine Vorzeichen" if n == 0 else f"{words[n]} {'Kreuz' if sharps > 0 else 'B'}"
     if language == "French":
         sign = "dièse" if sharps > 0 else "bémol"
         return "sans altération" if n == 0 else f"{words[n]} {sign}{'s' * (n > 1)}"
     sign = "sostenido" if sharps > 0 else "bemol"
-    return "sin alteraciones" if n == 0 else f"{words[n]} {sign}{'s' * (n > 1) if sharps > 0 else 'es' * (n > 1)}"
+    return (
+        "sin alteraciones"
+        if n == 0
+        else f"{words[n]} {sign}{'s' * (n > 1) if sharps > 0 else 'es' * (n > 1)}"
+    )
 
 
 def header_field(abc: str, name: str) -> str | None:
@@ -252,25 +293,14 @@ def describe(fields: dict[str, Any], language: str = "English") -> str:
         parts += [f"with a key signature of {key}"] if key else []
         parts += [f"from the {fields['collection']} collection"] if fields.get("collection") else []
         return ", ".join(parts) + "."
-    g = GENRE_WORDS[language].get(genre, genre)
-    if language == "German":
-        head = f"{g[0].upper()}{g[1:]}" + (f" von {composer}" if composer and composer != "traditional" else "")
-        head = f"Traditionelles {head}" if composer == "traditional" else head
-        parts = [head, "einstimmig" if voices == 1 else f"für {n} Stimmen"]
-        parts += [f"im {meter}-Takt"] if meter else []
-        parts += [f"Vorzeichen: {key}"] if key else []
-    elif language == "French":
-        head = f"{g[0].upper()}{g[1:]}" + (f" de {composer}" if composer and composer != "traditional" else "")
-        head = f"{head} traditionnel" if composer == "traditional" else head
-        parts = [head, "à une voix" if voices == 1 else f"pour {n} voix"]
-        parts += [f"en {meter}"] if meter else []
-        parts += [f"armure : {key}"] if key else []
-    else:
-        head = f"{g[0].upper()}{g[1:]}" + (f" de {composer}" if composer and composer != "traditional" else "")
-        head = f"{head} tradicional" if composer == "traditional" else head
-        parts = [head, "a una voz" if voices == 1 else f"para {n} voces"]
-        parts += [f"en compás de {meter}"] if meter else []
-        parts += [f"armadura: {key}"] if key else []
+    t, g = TEMPLATES[language], GENRE_WORDS[language].get(genre, genre)
+    head = f"{g[0].upper()}{g[1:]}" + (
+        t["by"].format(c=composer) if composer and composer != "traditional" else ""
+    )
+    head = t["traditional"].format(h=head) if composer == "traditional" else head
+    parts = [head, t["one"] if voices == 1 else t["many"].format(n=n)]
+    parts += [t["meter"].format(m=meter)] if meter else []
+    parts += [t["key"].format(k=key)] if key else []
     return ", ".join(parts) + "."
 
 
@@ -294,11 +324,13 @@ def convert_pieces(
     files: Iterable[tuple[str, Path]], jobs: int = 2, timeout: float = 120.0
 ) -> Iterator[tuple[str, Path, list[tuple[str, str]] | None, str | None]]:
     """``(collection, path, pieces, error)`` for each file, converted in worker processes (any order)."""
-    from ingest.convert.batch import PRELOAD, _quiet_worker
+    from ingest.convert.batch import PRELOAD, quiet_worker
     from ingest.convert.pool import run_tasks
 
     tasks = [(c, str(p)) for c, p in files]
-    for o in run_tasks(_convert, tasks, jobs=jobs, timeout=timeout, initializer=_quiet_worker, preload=PRELOAD):
+    for o in run_tasks(
+        _convert, tasks, jobs=jobs, timeout=timeout, initializer=quiet_worker, preload=PRELOAD
+    ):
         collection, path = o.task
         yield collection, Path(path), (o.result if o.ok else None), (None if o.ok else o.error)
 
@@ -371,4 +403,6 @@ def split(items: list[dict], eval_fraction: float = 0.1, seed: int = 0) -> tuple
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     held = set(order[: max(1, int(len(items) * eval_fraction))])
-    return [it for i, it in enumerate(items) if i not in held], [it for i, it in enumerate(items) if i in held]
+    return [it for i, it in enumerate(items) if i not in held], [
+        it for i, it in enumerate(items) if i in held
+    ]

@@ -19,6 +19,7 @@ import numpy as np
 from clamp2_engine import index
 from clamp2_engine.batch import ErrorLog, progress_bar
 from clamp2_engine.encoder import InputError
+from clamp2_engine.jsonl import capped
 from ingest.corpus import (
     Corpus,
     PieceInput,
@@ -78,7 +79,7 @@ def _prepared(
             yield unit, pieces
     if not slow:
         return
-    from ingest.convert.batch import PRELOAD, _quiet_worker
+    from ingest.convert.batch import PRELOAD, quiet_worker
     from ingest.convert.pool import run_tasks
 
     # ABC and the rendered MTF are converted apart: a rendering that times out leaves the ABC
@@ -87,7 +88,7 @@ def _prepared(
     results: dict[str, list[list[PieceInput]]] = {}
     finished: Counter = Counter()
     for o in run_tasks(
-        prepare_task, tasks, jobs=jobs, timeout=timeout, initializer=_quiet_worker, preload=PRELOAD
+        prepare_task, tasks, jobs=jobs, timeout=timeout, initializer=quiet_worker, preload=PRELOAD
     ):
         unit, _render, only = o.task
         if o.ok:
@@ -134,7 +135,8 @@ def ingest_corpus(
     record = index.ensure_collection(client, collection, model.identity, source or {})
     _complete_source(client, collection, record, source or {})
     states = index.unit_states(client, collection, corpus.name)
-    report.counts["units"] = len(corpus.units)
+    report.counts["units"] = len(corpus.units) + corpus.rejected
+    report.counts["failed"] += corpus.rejected  # refused at discovery: failed items like any other
     present: set[str] = set()
     skipped: set[str] = set()
     pending: list[Unit] = []
@@ -152,6 +154,13 @@ def ingest_corpus(
             skipped.add(unit.key)
         else:
             pending.append(unit)
+            notes: list[str] = []
+            capped(
+                {**unit.metadata, **{k: (unit.item or {}).get(k) for k in ("summary_en", "summary_nen")}},
+                notes=notes,
+            )
+            for note in notes:  # stored shortened: said once, where the problems are listed
+                _log(errors, unit, "metadata", f"{note} in the payload")
     if errors is not None:  # the problems of unchanged pieces still stand: keep them in the log
         errors.keep_previous(lambda r: r.get("unit") in skipped)
     vanished = [pid for key, st in states.items() if key not in present for pid in st.ids]
@@ -273,7 +282,7 @@ def _payload(
     parts: int,
     model: CLaMP2,
 ) -> dict[str, Any]:
-    meta = unit.metadata
+    meta = capped(unit.metadata)  # notes of what was cut are logged when the unit is prepared
     title, composer = first_string(meta.get("title")), first_string(meta.get("composer"))
     if title is None and composer is None and unit.item is None:
         title, composer = score_title(unit.files[0][1], piece.part)
@@ -293,8 +302,8 @@ def _payload(
         "modalities": [k for k in index.VECTORS if k in vecs],
         "lengths": {k: n for k, (_a, n) in vecs.items()},
         "metadata": meta,
-        "summary_en": item.get("summary_en"),
-        "summary_nen": item.get("summary_nen"),
+        "summary_en": capped(item.get("summary_en")),
+        "summary_nen": capped(item.get("summary_nen")),
         "model": {"name": model.identity.name, "checkpoint_sha256": model.identity.checkpoint_sha256},
         "ingested_at": index.now_iso(),
     }

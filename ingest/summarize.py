@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from clamp2_engine.batch import ErrorLog, describe_error
+from clamp2_engine.jsonl import JsonLineError, iter_jsonl, parse_object
 from clamp2_engine.paths import iter_files
 from ingest.llm_prompt import LANGUAGES, SUMMARY_KEYS, resolve_languages
 from ingest.summary_store import JsonlAppender, prune_jsonl, read_jsonl
@@ -53,28 +54,28 @@ def load_items(src: str | os.PathLike) -> list[dict[str, Any]]:
     src_p = Path(src)
     items: list[dict[str, Any]] = []
     if src_p.is_file() and src_p.suffix.lower() == ".jsonl":
-        with open(src_p, encoding="utf-8", errors="replace") as fh:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
-                    items.append(_load_one(line, f"{src_p.name}:{n}"))
+        for n, obj, reason in iter_jsonl(src_p):
+            source = f"{src_p.name}:{n}"
+            items.append({**obj, SOURCE_KEY: source} if obj is not None else {SOURCE_KEY: source, LOAD_ERROR_KEY: reason})
         return items
-    for f in iter_files(src_p, {".json"}):
+    def rejected(f: Path, reason: str) -> None:
+        rel = f.name if src_p.is_file() else f.relative_to(src_p).as_posix()
+        items.append({SOURCE_KEY: rel, LOAD_ERROR_KEY: reason})
+
+    for f in iter_files(src_p, {".json"}, rejected=rejected):
         rel = f.name if src_p.is_file() else f.relative_to(src_p).as_posix()
         try:
-            items.append(_load_one(f.read_text(encoding="utf-8"), rel))
-        except (OSError, UnicodeDecodeError) as exc:
+            items.append(_load_one(f.read_bytes(), rel))
+        except OSError as exc:
             items.append({SOURCE_KEY: rel, LOAD_ERROR_KEY: describe_error(exc)})
     return items
 
 
-def _load_one(text: str, source: str) -> dict[str, Any]:
+def _load_one(text: bytes, source: str) -> dict[str, Any]:
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        return {SOURCE_KEY: source, LOAD_ERROR_KEY: f"invalid JSON: {exc}"}
-    if not isinstance(data, dict):
-        return {SOURCE_KEY: source, LOAD_ERROR_KEY: f"expected a JSON object, got {type(data).__name__}"}
-    return {**data, SOURCE_KEY: source}
+        return {**parse_object(text), SOURCE_KEY: source}
+    except JsonLineError as exc:
+        return {SOURCE_KEY: source, LOAD_ERROR_KEY: str(exc)}
 
 
 def item_identity(item: dict[str, Any]) -> str:

@@ -106,6 +106,10 @@ class _Runner:
         key = self.s.api_key
         return text.replace(key, "***") if key and len(key) >= 4 else text
 
+    def leaks_key(self, text: str) -> bool:
+        key = self.s.api_key
+        return bool(key) and len(key) >= 4 and key in text
+
     # -- bookkeeping ------------------------------------------------------------------------------
     def _refresh(self, advance: int = 0) -> None:
         if self._progress is not None:
@@ -191,8 +195,12 @@ class _Runner:
                 await asyncio.sleep(wait)
             attempts += 1
             hint = None
-            try:
-                resp = await self.client.chat.completions.create(model=s.model, messages=messages)
+            try:  # --timeout is a deadline for the whole request, however slowly the body arrives
+                resp = await asyncio.wait_for(
+                    self.client.chat.completions.create(model=s.model, messages=messages), s.timeout
+                )
+            except (asyncio.TimeoutError, TimeoutError):
+                kind, reason = "timeout", f"no complete answer within {s.timeout:g} s"
             except openai.APIStatusError as exc:
                 code = exc.status_code
                 if code in FATAL_STATUS:
@@ -217,13 +225,22 @@ class _Runner:
             else:
                 self.streak = 0
                 self._count_usage(resp)
-                choices = getattr(resp, "choices", None) or []
-                text = choices[0].message.content if choices and choices[0].message else None
-                ans = parse_answer(text, lang)
-                if ans.ok:
+                try:
+                    text = answer_text(resp)
+                except ValueError as exc:  # a 200 that is no chat completion: an invalid answer
+                    kind, reason, text = "bad_response", str(exc), None
+                    ans = None
+                else:
+                    ans = parse_answer(text, lang)
+                    if ans.ok and self.leaks_key(text):
+                        ans = None
+                        kind, reason, text = "key_in_answer", "the answer contains the API key (not written)", None
+                if ans is not None and ans.ok:
                     return _Outcome(summaries=ans.summaries, attempts=attempts)
-                if ans.kind == "none" or invalid >= s.answer_retries:
-                    return _Outcome(kind=ans.kind, reason=ans.reason, excerpt=text, attempts=attempts)
+                if ans is not None:
+                    kind, reason = ans.kind, ans.reason
+                if kind == "none" or invalid >= s.answer_retries:
+                    return _Outcome(kind=kind, reason=reason, excerpt=text, attempts=attempts)
                 invalid += 1
                 self.report.retries += 1
                 continue
@@ -254,6 +271,18 @@ class _Runner:
         self.report.prompt_tokens += p
         self.report.completion_tokens += c
         self.report.tokens += getattr(usage, "total_tokens", 0) or p + c
+
+
+def answer_text(resp: Any) -> str:
+    """The text of a chat completion's first choice; ``ValueError`` for a reply that is none."""
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        got = "a string" if isinstance(resp, str) else f"choices of type {type(choices).__name__}"
+        raise ValueError(f"the reply is no chat completion ({got})")
+    content = getattr(getattr(choices[0], "message", None), "content", None)
+    if not isinstance(content, str):
+        raise ValueError(f"the reply's message content is {type(content).__name__}, not text")
+    return content
 
 
 def _source_of(item: dict[str, Any], ident: str) -> str:

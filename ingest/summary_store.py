@@ -68,11 +68,12 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
+    from clamp2_engine.jsonl import JsonLineError, parse_object
+
     try:
-        rec = json.loads(line)
-    except ValueError:
+        return parse_object(line)
+    except JsonLineError:
         return None
-    return rec if isinstance(rec, dict) else None
 
 
 def prune_jsonl(path: str | os.PathLike, drop: Callable[[dict[str, Any]], bool]) -> int:

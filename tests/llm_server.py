@@ -7,7 +7,11 @@ default) and answered by the step of that key's script for this attempt (the las
   ``"wrong_language"``, ``"invalid_json"``, ``"bad_shape"`` (no ``summary_nen``);
 - ``{"status": 429, "retry_after": 1}`` (or ``retry_after_ms``), ``{"status": 500}``, any status;
 - ``{"sleep": 2.0}`` (answer valid after 2 s; ``"then"`` names another step), ``"drop"`` (close the
-  connection without answering), ``"echo_auth"`` (400 whose message repeats the Authorization header).
+  connection without answering), ``"echo_auth"`` (400 whose message repeats the Authorization header);
+- replies that are no usable answer: ``"non_json_body"`` (HTTP 200, an HTML page), ``"choices_string"``
+  (``"choices": "nope"``), ``"content_number"`` (message content 42), ``"echo_key"`` (a valid answer whose
+  ``summary_en`` repeats the Authorization header); ``{"drip": 0.15}`` sends a valid answer one byte every
+  0.15 s after the headers.
 
 In process: ``with ScriptedLLM({"A": ["valid"]}) as llm: ... llm.base_url ... llm.attempts("A")``.
 As a subprocess: ``python -m tests.llm_server [--latency S] [--script FILE.json]`` prints its base URL
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 Step = str | dict[str, Any]
+DRIP = "X-Test-Drip"  # internal: send the body a byte at a time, this many seconds apart
 USAGE = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
 
 
@@ -139,6 +144,12 @@ class ScriptedLLM:
         if isinstance(step, dict) and "sleep" in step:
             time.sleep(float(step["sleep"]))
             step = step.get("then", "valid")
+        if isinstance(step, dict) and "drip" in step:
+            return (
+                200,
+                {DRIP: str(step["drip"])},
+                _completion(body.get("model", "test"), _text("valid", key, language)),
+            )
         if isinstance(step, dict):
             headers = {}
             if "retry_after" in step:
@@ -155,6 +166,21 @@ class ScriptedLLM:
             return 0, {}, None
         if step == "echo_auth":
             return 400, {}, {"error": {"message": f"rejected request with header {auth}", "type": "test"}}
+        if step == "non_json_body":
+            return (
+                200,
+                {"Content-Type": "text/html"},
+                b"<html><body>Service temporarily unavailable</body></html>",
+            )
+        if step == "choices_string":
+            return 200, {}, {**_completion(body.get("model", "test"), ""), "choices": "nope"}
+        if step == "content_number":
+            done = _completion(body.get("model", "test"), "")
+            done["choices"][0]["message"]["content"] = 42
+            return 200, {}, done
+        if step == "echo_key":
+            answer = {**valid_answer(key, language), "summary_en": f"Summary of {key}, sent with {auth}."}
+            return 200, {}, _completion(body.get("model", "test"), json.dumps(answer))
         return 200, {}, _completion(body.get("model", "test"), _text(step, key, language))
 
 
@@ -197,16 +223,23 @@ def _handler_for(llm: ScriptedLLM) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
-        def _send(self, status: int, headers: dict[str, str], payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
+        def _send(self, status: int, headers: dict[str, str], payload: dict[str, Any] | bytes) -> None:
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            headers = dict(headers)
+            drip = float(headers.pop(DRIP, 0) or 0)
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in headers.items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(data)
+                if not drip:
+                    self.wfile.write(data)
+                for i in range(len(data) if drip else 0):  # bounded: one body, then done
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(drip)
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                 self.close_connection = True
 

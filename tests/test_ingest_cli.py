@@ -70,7 +70,9 @@ def test_a_broken_tune_is_its_own_problem_and_counts_agree(folder, parity_dir, t
 def test_a_no_op_rerun_keeps_the_problems_and_reuses_the_model(folder, parity_dir, tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("CLAMP2_HOME", str(home))
-    first = run("ingest", folder, "-c", "mine", "--no-render", "--jobs", "0", "--json", *model_args(parity_dir))
+    first = run(
+        "ingest", folder, "-c", "mine", "--no-render", "--jobs", "0", "--json", *model_args(parity_dir)
+    )
     assert first.exit_code == 0, first.output
     log = errors_file(home).read_text("utf-8")
     again = run("ingest", folder, "-c", "mine", "--no-render", "--jobs", "0", "--json")  # no --model
@@ -88,7 +90,10 @@ def test_a_refused_ingest_leaves_the_running_ones_log_alone(folder, parity_dir, 
 
     home = tmp_path / "home"
     monkeypatch.setenv("CLAMP2_HOME", str(home))
-    assert run("ingest", folder, "-c", "mine", "--no-render", "--jobs", "0", *model_args(parity_dir)).exit_code == 0
+    assert (
+        run("ingest", folder, "-c", "mine", "--no-render", "--jobs", "0", *model_args(parity_dir)).exit_code
+        == 0
+    )
     log = errors_file(home).read_text("utf-8")
     import subprocess
     import sys
@@ -97,7 +102,9 @@ def test_a_refused_ingest_leaves_the_running_ones_log_alone(folder, parity_dir, 
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "clamp2_engine", "ingest", str(folder), "-c", "mine", "--no-render"],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     finally:
         client_close(holder)
@@ -116,6 +123,8 @@ def test_eval_collection_after_a_plain_folder_ingest(folder, parity_dir, tmp_pat
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["pairs"] == 4 and out["skipped"] == 1 and out["MRR"] > 0
-    assert "missing.abc" in out["errors"][0]["source"] and "not in the collection" in out["errors"][0]["reason"]
+    assert (
+        "missing.abc" in out["errors"][0]["source"] and "not in the collection" in out["errors"][0]["reason"]
+    )
     elsewhere = run("eval", "--collection", "mine", "--queries", queries, "--corpus", "other", "--json")
     assert elsewhere.exit_code == 1 and "holds no piece of corpus 'other'" in elsewhere.output

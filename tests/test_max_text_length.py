@@ -30,10 +30,16 @@ def reference_text_feature(ckpt: Path, text_dir: Path, text: str, max_len: int, 
     state = load_checkpoint(ckpt)["model"]
     model = XLMRobertaModel(config, add_pooling_layer=False).eval()
     model.load_state_dict(
-        {k[len("text_model.") :]: v.float() for k, v in state.items() if k.startswith("text_model.") and "pooler" not in k}
+        {
+            k[len("text_model.") :]: v.float()
+            for k, v in state.items()
+            if k.startswith("text_model.") and "pooler" not in k
+        }
     )
     proj = torch.nn.Linear(*state["text_proj.weight"].shape[::-1])
-    proj.load_state_dict({"weight": state["text_proj.weight"].float(), "bias": state["text_proj.bias"].float()})
+    proj.load_state_dict(
+        {"weight": state["text_proj.weight"].float(), "bias": state["text_proj.bias"].float()}
+    )
     lines = list(dict.fromkeys(line for line in text.split("\n") if line))
     ids = tokenizer(tokenizer.sep_token.join(lines), return_tensors="pt")["input_ids"].squeeze(0)
     segments = [ids[i : i + max_len] for i in range(0, len(ids), max_len)]
@@ -67,8 +73,19 @@ def test_embed_with_max_text_length_32_matches_the_reference(parity_dir, long_te
     (tmp_path / "in" / "long.txt").write_bytes(long_text.read_bytes())
     result = CliRunner().invoke(
         main,
-        ["embed", str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(ckpt), "--text-model",
-         str(text_dir), "--normalize", "--max-text-length", "32", "-q"],
+        [
+            "embed",
+            str(tmp_path / "in"),
+            str(tmp_path / "out"),
+            "--model",
+            str(ckpt),
+            "--text-model",
+            str(text_dir),
+            "--normalize",
+            "--max-text-length",
+            "32",
+            "-q",
+        ],
     )
     assert result.exit_code == 0, result.output
     got = np.load(tmp_path / "out" / "long.npy")
@@ -82,8 +99,18 @@ def test_embed_with_max_text_length_32_matches_the_reference(parity_dir, long_te
 def test_a_too_long_window_is_one_clear_line(parity_dir, long_text, tmp_path):
     result = CliRunner().invoke(
         main,
-        ["embed", str(long_text), str(tmp_path / "out"), "--model", str(parity_dir / "checkpoints" / "clamp2.pth"),
-         "--text-model", str(parity_dir / "text_model"), "--normalize", "--max-text-length", "600"],
+        [
+            "embed",
+            str(long_text),
+            str(tmp_path / "out"),
+            "--model",
+            str(parity_dir / "checkpoints" / "clamp2.pth"),
+            "--text-model",
+            str(parity_dir / "text_model"),
+            "--normalize",
+            "--max-text-length",
+            "600",
+        ],
     )
     assert result.exit_code == 1
     assert "does not fit the text tower's 514 position embeddings (at most 512)" in result.output
@@ -100,13 +127,30 @@ def test_a_checkpoint_trained_with_max_text_length_16_needs_no_flag(parity_dir, 
     lines = []
     for i, path in enumerate(sorted(abc.glob("*.abc"))):
         (root / "abc" / path.name).write_bytes(path.read_bytes())
-        lines.append(json.dumps({"summary_en": f"piece number {i} {path.stem}", "filepaths": [f"abc/{path.name}"]}))
+        lines.append(
+            json.dumps({"summary_en": f"piece number {i} {path.stem}", "filepaths": [f"abc/{path.name}"]})
+        )
     (root / "items.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    loop = LoopConfig(out=tmp_path / "run", max_steps=2, batch_size=3, warmup_steps=1, eval_split=0.0,
-                      progress=False, device="cpu")
-    opts = CLaMP2Options(items=root / "items.jsonl", text_model=str(parity_dir / "text_model"), hidden_size=32,
-                         num_layers=1, patch_length=16, text_hidden_size=64, text_layers=1, embed_dim=32,
-                         max_text_length=16)
+    loop = LoopConfig(
+        out=tmp_path / "run",
+        max_steps=2,
+        batch_size=3,
+        warmup_steps=1,
+        eval_split=0.0,
+        progress=False,
+        device="cpu",
+    )
+    opts = CLaMP2Options(
+        items=root / "items.jsonl",
+        text_model=str(parity_dir / "text_model"),
+        hidden_size=32,
+        num_layers=1,
+        patch_length=16,
+        text_hidden_size=64,
+        text_layers=1,
+        embed_dim=32,
+        max_text_length=16,
+    )
     run_clamp2(loop, opts)
     ckpt = tmp_path / "run" / "latest.pth"
     saved = load_checkpoint(ckpt)
@@ -118,8 +162,52 @@ def test_a_checkpoint_trained_with_max_text_length_16_needs_no_flag(parity_dir, 
     assert cosine(model.encode_text(str(long_text)), want) >= MIN_COSINE
     result = CliRunner().invoke(
         main,
-        ["embed", str(long_text), str(tmp_path / "out"), "--model", str(ckpt), "--text-model",
-         str(parity_dir / "text_model"), "--normalize", "-q"],
+        [
+            "embed",
+            str(long_text),
+            str(tmp_path / "out"),
+            "--model",
+            str(ckpt),
+            "--text-model",
+            str(parity_dir / "text_model"),
+            "--normalize",
+            "-q",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert cosine(np.load(tmp_path / "out" / "long.npy"), want) >= MIN_COSINE
+
+
+def test_a_collection_records_its_text_window_and_search_reuses_it(
+    parity_dir, long_text, tmp_path, monkeypatch
+):
+    """Ingested with --max-text-length 32: the record says 32, and a search (no flag) of an item's own long
+    summary finds its text vector at score 1 — the same windows on both sides."""
+    monkeypatch.setenv("CLAMP2_HOME", str(tmp_path / "home"))
+    seed = tmp_path / "seed"
+    (seed / "abc").mkdir(parents=True)
+    long = " ".join(long_text.read_text("utf-8").split())
+    items = []
+    for i, path in enumerate(sorted((parity_dir / "inputs" / "abc").glob("*.abc"))[:3]):
+        (seed / "abc" / path.name).write_bytes(path.read_bytes())
+        items.append({"summary_en": f"{long} ({i})", "filepaths": [f"abc/{path.name}"]})
+    (seed / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
+    args = [
+        "--model",
+        str(parity_dir / "checkpoints" / "clamp2.pth"),
+        "--text-model",
+        str(parity_dir / "text_model"),
+    ]
+    res = CliRunner().invoke(
+        main, ["ingest", str(seed), "-c", "short", "--max-text-length", "32", "-q", *args]
+    )
+    assert res.exit_code == 0, res.output
+    info = CliRunner().invoke(main, ["collections", "info", "short", "--json"])
+    assert json.loads(info.stdout)["model"]["max_text_length"] == 32
+    res = CliRunner().invoke(
+        main, ["search", items[1]["summary_en"], "-c", "short", "--modality", "text", "-k", "3", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    hits = [json.loads(line) for line in res.stdout.splitlines()]
+    [hit] = [h for h in hits if h["payload"]["source"] == items[1]["filepaths"][0]]
+    assert hit["score"] == pytest.approx(1.0, abs=1e-5)

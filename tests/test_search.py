@@ -317,6 +317,18 @@ def test_store_in_use_by_another_process(store, loads):
         proc.wait(timeout=30)
 
 
+def test_a_killed_holder_leaves_no_lock_behind(store):
+    path, _ = store
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    proc.kill()  # SIGKILL: no clean-up runs
+    proc.wait(timeout=30)
+    res = run("collections", "list", "--json", "--qdrant-path", path)
+    assert res.exit_code == 0 and "music" in res.stdout
+
+
 def test_bad_qdrant_url_fails_fast(parity_dir, tmp_path, loads, monkeypatch):
     for args in (
         ["collections", "list"],

@@ -130,7 +130,7 @@ def test_items_are_validated_per_line(music_dir):
     assert "must be relative" in reasons[f"{path}:3"]
     assert "none of its filepaths" in reasons[f"{path}:4"]
     assert "no text" in reasons[f"{path}:5"]
-    assert "not JSON" in reasons[f"{path}:6"] and "JSON object" in reasons[f"{path}:7"]
+    assert "invalid JSON" in reasons[f"{path}:6"] and "JSON object" in reasons[f"{path}:7"]
 
 
 def test_choose_text_reference_mix(music_dir):

@@ -7,7 +7,6 @@ An item is one JSON object per line: metadata fields, ``summary_en`` (a string o
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass
@@ -94,22 +93,22 @@ def parse_item(obj: Any, root: Path, source: str) -> PairItem:
 
 def load_items(path: str | os.PathLike) -> tuple[list[PairItem], list[tuple[str, str]]]:
     """The valid items of a JSONL file and ``(source, reason)`` for each rejected line."""
+    from clamp2_engine.jsonl import iter_jsonl
+
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
     items, errors = [], []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        source = f"{path}:{n}"
-        try:
-            items.append(parse_item(json.loads(line), path.parent, source))
-        except json.JSONDecodeError as exc:
-            errors.append((source, f"not JSON: {exc.msg} at column {exc.colno}"))
-        except ValueError as exc:
-            errors.append((source, str(exc)))
+    try:
+        for n, obj, reason in iter_jsonl(path):
+            source = f"{path}:{n}"
+            if obj is None:
+                errors.append((source, str(reason)))
+                continue
+            try:
+                items.append(parse_item(obj, path.parent, source))
+            except ValueError as exc:
+                errors.append((source, str(exc)))
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
     return items, errors
 
 

@@ -80,12 +80,16 @@ def log_rejected(cfg: LoopConfig, info: DistInfo, rejected: list[tuple[str, str]
             log.add(source, "load", reason)
 
 
-def music_files(roots: Sequence[Path]) -> list[Path]:
+def music_files(roots: Sequence[Path], rejected: list[tuple[str, str]] | None = None) -> list[Path]:
+    """The .abc / .mtf files under ``roots``; files that are no regular file (or link out of their
+    folder) go to ``rejected`` as ``(path, reason)``."""
     files: list[Path] = []
     for root in roots:
         if not Path(root).exists():
             raise TrainingError(f"no such file or folder: {root}")
-        files.extend(iter_files(root, MUSIC_SUFFIXES))
+        files.extend(
+            iter_files(root, MUSIC_SUFFIXES, rejected=lambda p, r: rejected.append((str(p), r)) if rejected is not None else None)
+        )
     return files
 
 
@@ -99,11 +103,13 @@ def run_m3(cfg: LoopConfig, opts: M3Options) -> dict[str, Any]:
     info = init_distributed(cfg.device)
     try:
         resume = prepare_out(cfg, info)
-        files = music_files(opts.data)
+        rejected: list[tuple[str, str]] = []
+        files = music_files(opts.data, rejected)
         if opts.eval_data:
-            train_files, eval_files = files, music_files(opts.eval_data)
+            train_files, eval_files = files, music_files(opts.eval_data, rejected)
         else:
             train_files, eval_files = split(files, cfg.eval_split, cfg.seed)
+        log_rejected(cfg, info, rejected)
         if not train_files:
             raise TrainingError(f"no .abc or .mtf file under {', '.join(map(str, opts.data))}")
         _seed(cfg.seed)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
+from clamp2_engine.cli.options import EXIT_CODES, allow_failures_option, exit_for_failures
 
-@click.command()
+
+@click.command(epilog=EXIT_CODES)
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.argument("dst", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -44,6 +46,7 @@ import click
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@allow_failures_option
 def convert(
     src: Path,
     dst: Path,
@@ -55,6 +58,7 @@ def convert(
     max_size: float,
     as_json: bool,
     quiet: bool,
+    allow_failures: bool,
 ) -> None:
     """Convert SRC (a file or a folder tree) into DST, mirroring SRC's folders.
 
@@ -84,3 +88,4 @@ def convert(
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         report.summary.print(report.errors)
+    exit_for_failures(report.summary.counts.get("failed", 0), allow_failures)

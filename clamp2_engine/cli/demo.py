@@ -11,21 +11,32 @@ import click
 from clamp2_engine.cli.index import store_options
 
 NEXT_STEPS = (
-    "next: clamp2-engine search \"your words\" -c {c}   |   clamp2-engine shell -c {c}   |   "
+    'next: clamp2-engine search "your words" -c {c}   |   clamp2-engine shell -c {c}   |   '
     "clamp2-engine ingest YOUR_FOLDER -c mine --model demo"
 )
 
 
 @click.command()
 @click.option("--pieces", type=click.IntRange(1), default=None, help="Ingest only the first N demo pieces.")
-@click.option("-k", "--top-k", type=click.IntRange(1, 100), default=5, show_default=True, help="Hits per search.")
-@click.option("--query", "queries", multiple=True, help="Your own searches instead of the examples (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="JSON output (the ingest counts, then hits as JSON Lines).")
+@click.option(
+    "-k", "--top-k", type=click.IntRange(1, 100), default=5, show_default=True, help="Hits per search."
+)
+@click.option(
+    "--query", "queries", multiple=True, help="Your own searches instead of the examples (repeatable)."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="JSON output (the ingest counts, then hits as JSON Lines)."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @store_options
 @click.pass_context
 def demo(
-    ctx: click.Context, pieces: int | None, top_k: int, queries: tuple[str, ...], as_json: bool, quiet: bool,
+    ctx: click.Context,
+    pieces: int | None,
+    top_k: int,
+    queries: tuple[str, ...],
+    as_json: bool,
+    quiet: bool,
     **store: Any,
 ) -> None:
     """Try the engine offline: ingest a few hundred pieces of music21's corpus with the shipped `demo`
@@ -47,11 +58,24 @@ def demo(
     prepared = prepare_demo_corpus(target, pieces, jobs=os.cpu_count() or 1)
     for name, reason in prepared.problems[:5]:
         click.echo(f"  skipped {name}: {reason}", err=True)
-    click.echo(f"  {prepared.pieces} pieces: {prepared.converted} converted now, "
-               f"{prepared.pieces - prepared.converted - len(prepared.problems)} already there", err=True)
+    click.echo(
+        f"  {prepared.pieces} pieces: {prepared.converted} converted now, "
+        f"{prepared.pieces - prepared.converted - len(prepared.problems)} already there",
+        err=True,
+    )
     say(f"[2/3] ingesting them into collection '{DEMO_COLLECTION}' with the demo model")
-    ctx.invoke(ingest, corpus=prepared.root, collection=DEMO_COLLECTION, corpus_name=DEMO_CORPUS, model="demo",
-               render=False, as_json=as_json, quiet=quiet, **store)
+    ctx.invoke(
+        ingest,
+        corpus=prepared.root,
+        collection=DEMO_COLLECTION,
+        corpus_name=DEMO_CORPUS,
+        model="demo",
+        render=False,
+        allow_failures=True,
+        as_json=as_json,
+        quiet=quiet,
+        **store,
+    )
     say("[3/3] searching")
     for text in queries or [q.text for q in QUERIES]:
         ctx.invoke(search, query=text, collection=DEMO_COLLECTION, top_k=top_k, as_json=as_json, **store)

@@ -6,10 +6,17 @@ import json
 
 import click
 
-from clamp2_engine.cli.options import model_options, open_model, pop_model_options
+from clamp2_engine.cli.options import (
+    EXIT_CODES,
+    allow_failures_option,
+    exit_for_failures,
+    model_options,
+    open_model,
+    pop_model_options,
+)
 
 
-@click.command()
+@click.command(epilog=EXIT_CODES)
 @click.argument("src", type=click.Path(exists=True))
 @click.argument("dst", type=click.Path(file_okay=False))
 @model_options()
@@ -21,8 +28,9 @@ from clamp2_engine.cli.options import model_options, open_model, pop_model_optio
 @click.option("--overwrite", is_flag=True, help="Recompute outputs that already exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary table.")
+@allow_failures_option
 def embed(src: str, dst: str, kind: str | None, normalize: bool, overwrite: bool, as_json: bool, quiet: bool,
-          **kwargs) -> None:
+          allow_failures: bool, **kwargs) -> None:
     """Embed SRC (a folder, walked recursively, or one file) into DST, one .npy per input.
 
     Music: .abc (interleaved ABC) and .mtf; text: .txt (CLaMP 2 only). DST mirrors SRC's tree.
@@ -46,9 +54,7 @@ def embed(src: str, dst: str, kind: str | None, normalize: bool, overwrite: bool
         click.echo(json.dumps({**summary.as_dict(), "errors": str(errors.path) if errors.count else None}))
     elif not quiet:
         summary.print(errors)
-    if summary.counts.get("failed") and not summary.counts.get("embedded") and not summary.counts.get(
-            "skipped (exists)"):
-        raise SystemExit(1)
+    exit_for_failures(summary.counts.get("failed", 0), allow_failures)
 
 
 def _peek_kind(options: dict) -> str:

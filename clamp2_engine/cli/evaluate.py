@@ -197,9 +197,8 @@ def _eval_collection(
     as_json: bool,
     store: Any = None,
 ) -> None:
-    from clamp2_engine.evaluate import evaluate_collection, read_jsonl, round_metrics
-
     from clamp2_engine import index
+    from clamp2_engine.evaluate import evaluate_collection, read_jsonl, round_metrics
     items, bad_lines = read_jsonl(queries)
     _show_errors(bad_lines)
     root = queries.resolve().parent

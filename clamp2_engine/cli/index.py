@@ -17,7 +17,14 @@ from typing import Any
 
 import click
 
-from clamp2_engine.cli.options import model_options, pop_model_options
+from clamp2_engine.cli.options import (
+    EXIT_CODES,
+    allow_failures_option,
+    exit_for_failures,
+    model_options,
+    pop_model_options,
+)
+from clamp2_engine.jsonl import dumps, printable
 
 MODALITY_CHOICES = ("abc", "mtf", "text", "any")
 STORE_OPTION_NAMES = ("qdrant_path", "qdrant_url", "qdrant_api_key_env")
@@ -50,6 +57,17 @@ def store_options(f: Callable) -> Callable:
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
+def collection_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A usable collection name (checked before anything is opened), or a usage error."""
+    if value is None:
+        return None
+    if not value.strip() or len(value) > 255 or any(c in value for c in "/\\") or not value.isprintable():
+        raise click.BadParameter(
+            f"{value!r} is no collection name: 1 to 255 printable characters, without / or \\"
+        )
+    return value
 
 
 def _open_store(kwargs: dict[str, Any]):
@@ -85,9 +103,11 @@ def _warn_size(client, collection: str) -> None:
 # --- ingest -------------------------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(epilog=EXIT_CODES)
 @click.argument("corpus", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-c", "--collection", required=True, help="Collection to create or update.")
+@click.option(
+    "-c", "--collection", required=True, callback=collection_name, help="Collection to create or update."
+)
 @click.option(
     "--metadata",
     type=click.Path(exists=True, path_type=Path),
@@ -156,6 +176,7 @@ def _warn_size(client, collection: str) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run's counts as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@allow_failures_option
 @store_options
 @model_options()
 def ingest(
@@ -175,6 +196,7 @@ def ingest(
     summaries: Path | None,
     as_json: bool,
     quiet: bool,
+    allow_failures: bool,
     **kwargs: Any,
 ) -> None:
     """Index the music of CORPUS into a Qdrant collection (re-runs embed only what changed).
@@ -265,6 +287,7 @@ def ingest(
             )
     finally:
         client_close(client)
+    exit_for_failures(report.counts["failed"], allow_failures)
 
 
 def errors_path(collection: str) -> Path:
@@ -350,7 +373,9 @@ def _summarize(
 
 def _search_options(f: Callable) -> Callable:
     opts = [
-        click.option("-c", "--collection", required=True, help="Collection to search."),
+        click.option(
+            "-c", "--collection", required=True, callback=collection_name, help="Collection to search."
+        ),
         click.option(
             "--modality",
             type=click.Choice(MODALITY_CHOICES),
@@ -393,7 +418,9 @@ class Searcher:
         from clamp2_engine.index import ModelMismatchError, check_model
 
         if tower not in self.models:
-            model = open_model(with_record(self.record, self.options), load_music=tower == "music", load_text=tower == "text")
+            model = open_model(
+                with_record(self.record, self.options), load_music=tower == "music", load_text=tower == "text"
+            )
             try:
                 check_model(self.record, model.identity, self.collection)
             except ModelMismatchError as exc:
@@ -459,12 +486,13 @@ def _torch_threads(n: int) -> Iterator[None]:
 def _print_hits(hits, as_json: bool, title: str = "") -> None:
     if as_json:
         for h in hits:
-            click.echo(json.dumps(h.as_dict(), ensure_ascii=False))
+            click.echo(dumps(h.as_dict()))
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title or None)
+    table = Table(title=Text(title) if title else None)
     abouts = [_about(h.payload) for h in hits]
     columns = [
         ("rank", {"justify": "right"}),
@@ -480,8 +508,13 @@ def _print_hits(hits, as_json: bool, title: str = "") -> None:
     for h, about in zip(hits, abouts, strict=True):
         p = h.payload
         path = str(p.get("source", "")) + (f"#{p['part']}" if p.get("part") else "")
-        row = [str(h.rank), f"{h.score:.4f}", str(p.get("title") or ""), str(p.get("composer") or "")]
-        table.add_row(*row, *([about] if any(abouts) else []), path, h.modality)
+        cells = [
+            str(p.get("title") or ""),
+            str(p.get("composer") or ""),
+            *([about] if any(abouts) else []),
+            path,
+        ]
+        table.add_row(str(h.rank), f"{h.score:.4f}", *(Text(printable(c)) for c in cells), h.modality)
     Console().print(table)
     if not hits:
         click.echo("no hits")
@@ -533,6 +566,7 @@ def search(
 
     if (query is None) == (music is None):
         raise click.UsageError("give either a QUERY text or --music FILE")
+    _check_filters(filters)  # before the store or a model is opened
     options = pop_model_options(kwargs)
     client, _spec = _open_store(kwargs)
     try:
@@ -540,9 +574,18 @@ def search(
         _warn_size(client, collection)
         vector = searcher.vector(query, music)
         hits = searcher.search(vector, modality, top_k, filters)
-        _print_hits(hits, as_json, title=f"{collection}: {query if music is None else music.name}")
+        _print_hits(hits, as_json, title=f"{collection}: {printable(query) if music is None else music.name}")
     finally:
         client_close(client)
+
+
+def _check_filters(filters: tuple[str, ...] | list[str]) -> None:
+    from clamp2_engine.index import parse_filters
+
+    try:
+        parse_filters(filters)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 SHELL_HELP = """\
@@ -564,6 +607,7 @@ def shell(
     """An interactive search session: the model and the store are opened once."""
     from clamp2_engine.store import client_close
 
+    _check_filters(filters)
     options = pop_model_options(kwargs)
     client, spec = _open_store(kwargs)
     try:
@@ -650,7 +694,7 @@ def _shell_search(
     vector = searcher.vector(text, music)
     hits = searcher.search(vector, state["modality"], state["k"], state["filters"])
     ms = (time.perf_counter() - started) * 1000
-    _print_hits(hits, state["json"], title=f"{label} ({ms:.0f} ms)")
+    _print_hits(hits, state["json"], title=f"{printable(label)} ({ms:.0f} ms)")
 
 
 # --- collections --------------------------------------------------------------------------------------
@@ -691,7 +735,7 @@ def collections_list(as_json: bool, **kwargs: Any) -> None:
 
 
 @collections.command("info")
-@click.argument("name")
+@click.argument("name", callback=collection_name)
 @click.option("--json", "as_json", is_flag=True)
 @store_options
 def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
@@ -735,7 +779,7 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
 
 
 @collections.command("drop")
-@click.argument("name")
+@click.argument("name", callback=collection_name)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @store_options
 def collections_drop(name: str, yes: bool, **kwargs: Any) -> None:
@@ -760,7 +804,7 @@ def collections_drop(name: str, yes: bool, **kwargs: Any) -> None:
 
 
 @click.command()
-@click.option("-c", "--collection", required=True, help="Collection to copy.")
+@click.option("-c", "--collection", required=True, callback=collection_name, help="Collection to copy.")
 @click.option("--to-url", default=None, metavar="URL", help="Target Qdrant server or cluster.")
 @click.option(
     "--to-path",
@@ -775,7 +819,9 @@ def collections_drop(name: str, yes: bool, **kwargs: Any) -> None:
     metavar="VAR",
     help="Variable holding the target server's API key.",
 )
-@click.option("--to-collection", default=None, help="Name in the target (default: the same).")
+@click.option(
+    "--to-collection", default=None, callback=collection_name, help="Name in the target (default: the same)."
+)
 @click.option("--json", "as_json", is_flag=True)
 @store_options
 def migrate(

@@ -11,6 +11,19 @@ BACKEND_CHOICES = ("torch", "onnx")
 DTYPE_CHOICES = ("fp32", "bf16", "fp16")
 
 
+EXIT_CODES = "Exit status: 0 all items done, 1 some items failed (0 with --allow-failures), 2 usage errors."
+
+allow_failures_option = click.option(
+    "--allow-failures", is_flag=True,
+    help="Exit 0 even when some items failed (they are listed in the errors file either way).")
+
+
+def exit_for_failures(failed: int, allow: bool) -> None:
+    """The batch commands' exit status: 1 when ``failed`` items gave nothing, unless ``allow``."""
+    if failed and not allow:
+        raise SystemExit(1)
+
+
 max_text_length_option = click.option(
     "--max-text-length", type=click.IntRange(2, 8192), default=None, metavar="N",
     help="Text tokens per window (the reference's MAX_TEXT_LENGTH). Default: what the checkpoint or "

@@ -67,6 +67,11 @@ def load_weights(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix:
         more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
         raise CheckpointError(f"checkpoint lacks {len(missing)} weight(s) the model needs: "
                               f"{', '.join(prefix + k for k in missing[:5])}{more}")
+    broken = [k for k, v in sub.items() if k in own and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        more = f" (+{len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise CheckpointError(f"weight {prefix + broken[0]}{more} holds NaN or infinite values: the checkpoint is "
+                              "broken (a diverged training run?)")
     bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in sub.items() if k in own and v.shape != own[k].shape]
     if bad:
         k, got, want = bad[0]

@@ -127,12 +127,18 @@ def plan(
     if to not in TARGETS:
         raise ValueError(f"unknown target {to!r}; choose from {', '.join(TARGETS)}")
     order = SOURCES[to]
-    files = [(p, source_kind(p)) for p in iter_files(src, SUFFIXES[to])]
+    failures: list[tuple[Path, str, ConversionError]] = []
+    files = [
+        (p, source_kind(p))
+        for p in iter_files(
+            src, SUFFIXES[to], rejected=lambda p, r: failures.append((p, source_kind(p), ConversionError("read", r)))
+        )
+    ]
     files = sorted(((p, k) for p, k in files if k in order), key=lambda pk: (order.index(pk[1]), str(pk[0])))
     selected = [(p, k) for p, k in files if kinds is None or k in kinds][:limit]
     chosen = {p for p, _ in selected}
     claimed: set[Path] = set()  # names are given over all accepted files, so a subset run names alike
-    tasks, skipped, failures = [], 0, []
+    tasks, skipped = [], 0
     opts = {"m3_compatible": m3_compatible, "overwrite": overwrite, "max_bytes": max_bytes}
     for path, kind in files:
         base = mirror_path(src, path, dst, EXTENSION[to])
@@ -219,7 +225,7 @@ def run_task(task: Task) -> dict:
     return {"written": written, "kept": kept, "notes": notes}
 
 
-def _quiet_worker() -> None:
+def quiet_worker() -> None:
     """Worker set-up: library chatter on stdout/stderr goes nowhere."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -242,7 +248,7 @@ def _outcomes(tasks: list[Task], jobs: int, timeout: float | None) -> Iterator[t
     from .pool import run_tasks
 
     for o in run_tasks(
-        run_task, tasks, jobs=jobs, timeout=timeout, initializer=_quiet_worker, preload=PRELOAD
+        run_task, tasks, jobs=jobs, timeout=timeout, initializer=quiet_worker, preload=PRELOAD
     ):
         result = (
             o.result if o.ok else {"error": ["timeout" if "timed out" in o.error else "convert", o.error]}

@@ -145,15 +145,24 @@ def str_to_msg(line: str) -> mido.Message | mido.MetaMessage | None:
     return cls(msg_type, **values)
 
 
+MAX_TICKS_PER_BEAT = 0x7FFF  # 15 bits: a set top bit means SMPTE timing
+MAX_DELTA = 0x0FFFFFFF  # the largest variable-length quantity a MIDI file may hold (4 bytes)
+
+
 def mtf_to_midi(mtf_text: str) -> mido.MidiFile:
     """A one-track MIDI file from MTF text; a bad line raises :class:`ConversionError` naming it."""
     lines = [line for line in mtf_text.replace("\r\n", "\n").split("\n") if line.strip()]
     if not lines or not lines[0].startswith("ticks_per_beat "):
         raise ConversionError("mtf", "not MTF: the first line must be 'ticks_per_beat N'")
     try:
-        mid = mido.MidiFile(ticks_per_beat=int(lines[0].split()[1]))
+        ticks = int(lines[0].split()[1])
     except (ValueError, IndexError) as exc:
         raise ConversionError("mtf", f"bad ticks_per_beat line: {lines[0][:60]!r}") from exc
+    if not 1 <= ticks <= MAX_TICKS_PER_BEAT:
+        raise ConversionError(
+            "mtf", f"ticks_per_beat {ticks} is outside 1..{MAX_TICKS_PER_BEAT} (a MIDI file cannot hold it)"
+        )
+    mid = mido.MidiFile(ticks_per_beat=ticks)
     track = mido.MidiTrack()
     for number, line in enumerate(lines[1:], start=2):
         try:
@@ -161,6 +170,12 @@ def mtf_to_midi(mtf_text: str) -> mido.MidiFile:
         except Exception as exc:
             raise ConversionError("mtf", f"line {number} {line[:60]!r}: {type(exc).__name__}: {exc}") from exc
         if msg is not None:
+            if not (isinstance(msg.time, int) and 0 <= msg.time <= MAX_DELTA):
+                raise ConversionError(
+                    "mtf",
+                    f"line {number} {line[:60]!r}: delta time {msg.time} is outside 0..{MAX_DELTA} "
+                    "(a MIDI file cannot hold it)",
+                )
             track.append(msg)
     mid.tracks.append(track)
     return mid
