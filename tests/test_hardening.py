@@ -119,9 +119,8 @@ def hostile_seed(root: Path, parity_dir: Path) -> Path:
     lines = []
     for path in sorted((parity_dir / "inputs" / "abc").glob("*.abc"))[:2]:
         (root / "abc" / path.name).write_bytes(path.read_bytes())
-        lines.append(
-            json.dumps({"summary_en": f"the piece {path.stem}", "filepaths": [f"abc/{path.name}"]}).encode()
-        )
+        item = {"title": path.stem, "summary_en": f"the piece {path.stem}", "filepaths": [f"abc/{path.name}"]}
+        lines.append(json.dumps(item).encode())
     items = root / "items.jsonl"
     items.write_bytes(b"\n".join([lines[0], DEEP, NOT_UTF8, lines[1]]) + b"\n")
     return items
@@ -174,9 +173,28 @@ def test_hostile_jsonl_lines_are_error_rows_in_train(tmp_path, parity_dir):
 
 
 def test_hostile_jsonl_lines_are_error_rows_in_summarize(tmp_path, parity_dir):
+    from click.testing import CliRunner
+
+    from clamp2_engine.cli import main
     from ingest.summarize import LOAD_ERROR_KEY, load_items
 
-    items = load_items(hostile_seed(tmp_path / "seed", parity_dir))
+    try:
+        from tests.llm_server import ScriptedLLM
+    except ModuleNotFoundError:
+        from llm_server import ScriptedLLM
+
+    src = hostile_seed(tmp_path / "seed", parity_dir)
+    out = tmp_path / "out.jsonl"
+    with ScriptedLLM() as llm:
+        res = CliRunner().invoke(
+            main, ["summarize", str(src), str(out), "--base-url", llm.base_url, "--llm", "m", "-q"]
+        )
+    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    assert len(out.read_text().splitlines()) == 2  # the two good items
+    reasons = [json.loads(x)["reason"] for x in (tmp_path / "out.errors.jsonl").read_text().splitlines()]
+    assert any("nested too deep" in r for r in reasons) and any("not UTF-8" in r for r in reasons)
+
+    items = load_items(src)
     assert [i.get(LOAD_ERROR_KEY, "ok")[:18] for i in items] == [
         "ok",
         "invalid JSON: nest",
