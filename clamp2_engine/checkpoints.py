@@ -20,7 +20,7 @@ import torch
 from clamp2_engine.models.config import CLaMP2Config, M3Config, TextConfig
 
 DEFAULT_TEXT_MODEL = "FacebookAI/xlm-roberta-base"
-DEMO_SHA256 = None  # filled in when the demo model is packaged
+DEMO_SHA256 = "3a2c91a448422442f86ef5f488c450008e63ff651b18af8d45ca4e44b90469a7"  # assets/demo/clamp2_demo.pth
 CLAMP2_PREFIX = "music_model."
 M3_PREFIX = "encoder."
 

@@ -219,7 +219,7 @@ def model_card(
     loop = config.get("loop", {})
     return f"""# `demo`: a toy CLaMP 2 for trying clamp2-engine offline
 
-**It is a toy.** It runs the whole engine (ingest, search, shell, serve, evaluate) without any download,
+**It is a toy.** It runs the whole engine (ingest, search, shell, evaluate) without any download,
 and finds pieces by the few facts it was taught. Real music retrieval needs the released CLaMP 2 weights
 (`--model clamp2`, from the Hugging Face Hub).
 
