@@ -141,31 +141,9 @@ def test_hostile_jsonl_lines_are_error_rows_in_ingest(tmp_path, parity_dir):
 def test_hostile_jsonl_lines_are_error_rows_in_train(tmp_path, parity_dir):
     items = hostile_seed(tmp_path / "seed", parity_dir)
     out = tmp_path / "run"
-    args = [
-        "--text-model",
-        parity_dir / "text_model",
-        "--hidden",
-        "32",
-        "--layers",
-        "1",
-        "--patch-length",
-        "16",
-        "--text-hidden",
-        "32",
-        "--text-layers",
-        "1",
-        "--embed-dim",
-        "32",
-        "--max-steps",
-        "1",
-        "--batch-size",
-        "2",
-        "--eval-split",
-        "0",
-        "--device",
-        "cpu",
-        "-q",
-    ]
+    sizes = "--hidden 32 --layers 1 --patch-length 16 --text-hidden 32 --text-layers 1 --embed-dim 32"
+    args = ["--text-model", parity_dir / "text_model", *sizes.split()]
+    args += "--max-steps 1 --batch-size 2 --eval-split 0 --device cpu -q".split()
     proc = cli("train", "clamp2", items, "--out", out, *args, home=tmp_path / "home")
     assert proc.returncode == 0, proc.stderr[-2000:]
     reasons = [json.loads(line)["reason"] for line in (out / "errors.jsonl").read_text().splitlines()]

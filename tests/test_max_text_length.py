@@ -58,6 +58,12 @@ def reference_text_feature(ckpt: Path, text_dir: Path, text: str, max_len: int, 
     return ((feats * weights.unsqueeze(-1)).sum(0) / weights.sum()).numpy(), len(ids)
 
 
+def embed(src: Path, out: Path, ckpt: Path, text_dir: Path, *flags: str):
+    """`clamp2-engine embed SRC OUT --normalize` with this checkpoint and tokenizer."""
+    args = ["embed", str(src), str(out), "--model", str(ckpt), "--text-model", str(text_dir), "--normalize"]
+    return CliRunner().invoke(main, [*args, *flags])
+
+
 @pytest.fixture(scope="module")
 def long_text(parity_dir) -> Path:
     return parity_dir / "inputs" / "txt" / "long.txt"
@@ -71,22 +77,7 @@ def test_embed_with_max_text_length_32_matches_the_reference(parity_dir, long_te
     assert cosine(want32, want128) < 0.9999  # the setting changes the feature
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "long.txt").write_bytes(long_text.read_bytes())
-    result = CliRunner().invoke(
-        main,
-        [
-            "embed",
-            str(tmp_path / "in"),
-            str(tmp_path / "out"),
-            "--model",
-            str(ckpt),
-            "--text-model",
-            str(text_dir),
-            "--normalize",
-            "--max-text-length",
-            "32",
-            "-q",
-        ],
-    )
+    result = embed(tmp_path / "in", tmp_path / "out", ckpt, text_dir, "--max-text-length", "32", "-q")
     assert result.exit_code == 0, result.output
     got = np.load(tmp_path / "out" / "long.npy")
     assert got.shape == (1, want32.shape[0])
@@ -97,21 +88,8 @@ def test_embed_with_max_text_length_32_matches_the_reference(parity_dir, long_te
 
 
 def test_a_too_long_window_is_one_clear_line(parity_dir, long_text, tmp_path):
-    result = CliRunner().invoke(
-        main,
-        [
-            "embed",
-            str(long_text),
-            str(tmp_path / "out"),
-            "--model",
-            str(parity_dir / "checkpoints" / "clamp2.pth"),
-            "--text-model",
-            str(parity_dir / "text_model"),
-            "--normalize",
-            "--max-text-length",
-            "600",
-        ],
-    )
+    ckpt, text_dir = parity_dir / "checkpoints" / "clamp2.pth", parity_dir / "text_model"
+    result = embed(long_text, tmp_path / "out", ckpt, text_dir, "--max-text-length", "600")
     assert result.exit_code == 1
     assert "does not fit the text tower's 514 position embeddings (at most 512)" in result.output
     assert "Traceback" not in result.output
@@ -160,20 +138,7 @@ def test_a_checkpoint_trained_with_max_text_length_16_needs_no_flag(parity_dir, 
     model = CLaMP2.from_pretrained(ckpt, parity_dir / "text_model")  # no max_text_length: the recorded 16
     assert model.identity.max_text_length == 16
     assert cosine(model.encode_text(str(long_text)), want) >= MIN_COSINE
-    result = CliRunner().invoke(
-        main,
-        [
-            "embed",
-            str(long_text),
-            str(tmp_path / "out"),
-            "--model",
-            str(ckpt),
-            "--text-model",
-            str(parity_dir / "text_model"),
-            "--normalize",
-            "-q",
-        ],
-    )
+    result = embed(long_text, tmp_path / "out", ckpt, parity_dir / "text_model", "-q")
     assert result.exit_code == 0, result.output
     assert cosine(np.load(tmp_path / "out" / "long.npy"), want) >= MIN_COSINE
 

@@ -152,7 +152,7 @@ def test_filters(store):
     res = run("search", QUERY, "-c", "music", "--qdrant-path", path, "--filter", "corpus=elsewhere")
     assert res.exit_code == 0 and "no hits" in res.stdout
     res = run("search", QUERY, "-c", "music", "--qdrant-path", path, "--filter", "composer")
-    assert res.exit_code == 1 and "bad filter" in res.output
+    assert res.exit_code == 2 and "bad filter" in res.output  # a usage error, before anything opens
 
 
 def test_usage_errors(store, parity_dir):
