@@ -25,8 +25,10 @@ def machine() -> str:
         tv = torch.__version__
     except Exception:  # pragma: no cover - torch is a dependency
         gpu, tv = "unknown", "?"
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, "
-            f"Python {platform.python_version()}, torch {tv}, {date.today().isoformat()}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, "
+        f"Python {platform.python_version()}, torch {tv}, {date.today().isoformat()}"
+    )
 
 
 def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
@@ -35,7 +37,9 @@ def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
     text = doc.read_text(encoding="utf-8") if doc.exists() else HEADER
     block = f"<!-- {name}:start -->\n{markdown.strip()}\n<!-- {name}:end -->"
     pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
-    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
     tmp = doc.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, doc)

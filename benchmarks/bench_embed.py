@@ -108,12 +108,15 @@ def run_all(args: argparse.Namespace, files: dict[str, list[Path]], n_files: int
 
     runners: dict[str, Runner] = {}
     if not args.no_reference:
-        runners["reference strategy (fp32, 1 file/pass, pad 512/128, one-hot, eager)"] = reference_runner(ckpt)
+        runners["reference strategy (fp32, 1 file/pass, pad 512/128, one-hot, eager)"] = reference_runner(
+            ckpt
+        )
     for dtype in args.dtypes.split(","):
         if dtype == "bf16" and not torch.backends.mkldnn.is_available():
             continue
-        runners[f"clamp2-engine torch {dtype} (batch {args.batch_size}, sorted, dynamic padding, SDPA)"] = \
+        runners[f"clamp2-engine torch {dtype} (batch {args.batch_size}, sorted, dynamic padding, SDPA)"] = (
             engine_runner(ckpt, dtype, args.batch_size)
+        )
     if not args.no_onnx:  # the ONNX Runtime backend (exporters + onnxruntime)
         from benchmarks.bench_embed_onnx import onnx_runners
 
@@ -135,8 +138,15 @@ def run_all(args: argparse.Namespace, files: dict[str, list[Path]], n_files: int
     for name, per in results.items():
         total = sum(t for t, _ in per.values())
         worst = min(cosines(per[s][1], results[base_name][s][1]) for s in MODALITIES)
-        rows.append([name, *(f"{len(files[s]) / per[s][0]:.2f}" for s in MODALITIES),
-                     f"{n_files / total:.2f}", f"{base_total / total:.2f}x", f"{worst:.6f}"])
+        rows.append(
+            [
+                name,
+                *(f"{len(files[s]) / per[s][0]:.2f}" for s in MODALITIES),
+                f"{n_files / total:.2f}",
+                f"{base_total / total:.2f}x",
+                f"{worst:.6f}",
+            ]
+        )
     share, real, computed = overlap_share(files)
     engine_fp32 = next((n for n in results if "engine torch fp32" in n), None)
     md = [
@@ -147,9 +157,18 @@ def run_all(args: argparse.Namespace, files: dict[str, list[Path]], n_files: int
         f"tokenizer cannot be downloaded here). Corpus: `tests/fixtures/bench-corpus` ({n_files} files). Throughput is "
         "end to end (read, patch/tokenize, forward, pool, recombine), one run, all strategies in the same process.",
         "",
-        table(["strategy", "ABC files/s", "MTF files/s", "text files/s", "all files/s",
-               f"speed-up vs {'reference' if not args.no_reference else base_name}", "worst cosine vs first row"],
-              rows),
+        table(
+            [
+                "strategy",
+                "ABC files/s",
+                "MTF files/s",
+                "text files/s",
+                "all files/s",
+                f"speed-up vs {'reference' if not args.no_reference else base_name}",
+                "worst cosine vs first row",
+            ],
+            rows,
+        ),
         "",
         f"Music positions computed by the engine: {computed} for {real} real patches; {share:.1%} of the music "
         "compute is the overlapping last windows (a piece of n > 512 patches ends with the window of its last "
@@ -158,8 +177,10 @@ def run_all(args: argparse.Namespace, files: dict[str, list[Path]], n_files: int
     ]
     if engine_fp32:
         md.append("")
-        md.append(f"Worst cosine of the engine's fp32 features against the reference strategy's: "
-                  f"{min(cosines(results[engine_fp32][s][1], results[base_name][s][1]) for s in MODALITIES):.7f}.")
+        md.append(
+            f"Worst cosine of the engine's fp32 features against the reference strategy's: "
+            f"{min(cosines(results[engine_fp32][s][1], results[base_name][s][1]) for s in MODALITIES):.7f}."
+        )
     text = "\n".join(md)
     print(text)
     if not args.no_write:

@@ -43,7 +43,7 @@ class ReferenceExtractor:
         self.max_text_length = max_text_length
 
     def _segments(self, ids: torch.Tensor, size: int) -> list[torch.Tensor]:
-        segs = [ids[i:i + size] for i in range(0, len(ids), size)]
+        segs = [ids[i : i + size] for i in range(0, len(ids), size)]
         segs[-1] = ids[-size:]
         return segs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,11 +42,21 @@ class CLaMP2:
         return self.identity.embed_dim
 
     @classmethod
-    def from_pretrained(cls, model: str | os.PathLike | None = None, text_model: str | os.PathLike | None = None,
-                        *, device: str | None = None, backend: str = "torch", dtype: str = "fp32",
-                        onnx_dir: str | os.PathLike | None = None, load_music: bool = True,
-                        load_text: bool = True, batch_size: int = 16, kind: str | None = None,
-                        max_text_length: int | None = None) -> CLaMP2:
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike | None = None,
+        text_model: str | os.PathLike | None = None,
+        *,
+        device: str | None = None,
+        backend: str = "torch",
+        dtype: str = "fp32",
+        onnx_dir: str | os.PathLike | None = None,
+        load_music: bool = True,
+        load_text: bool = True,
+        batch_size: int = 16,
+        kind: str | None = None,
+        max_text_length: int | None = None,
+    ) -> CLaMP2:
         """Load a checkpoint (path or known name: ``clamp2``, ``m3``, ``demo``; default ``$CLAMP2_MODEL`` or
         ``clamp2``).
 
@@ -57,52 +68,105 @@ class CLaMP2:
         if backend == "onnx":
             from clamp2_engine.runtime.onnx_runtime import load_onnx_model
 
-            return load_onnx_model(cls, onnx_dir, model=model, text_model=text_model, device=device,
-                                   load_music=load_music, load_text=load_text, batch_size=batch_size, kind=kind,
-                                   max_text_length=max_text_length)
+            return load_onnx_model(
+                cls,
+                onnx_dir,
+                model=model,
+                text_model=text_model,
+                device=device,
+                load_music=load_music,
+                load_text=load_text,
+                batch_size=batch_size,
+                kind=kind,
+                max_text_length=max_text_length,
+            )
         if backend != "torch":
             raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
         from clamp2_engine.loading import load_torch
         from clamp2_engine.runtime.torch_runtime import TorchRuntime
 
-        loaded = load_torch(model, text_model, kind=kind, load_music=load_music, load_text=load_text,
-                            max_text_length=max_text_length)
+        loaded = load_torch(
+            model,
+            text_model,
+            kind=kind,
+            load_music=load_music,
+            load_text=load_text,
+            max_text_length=max_text_length,
+        )
         ident = loaded.identity
-        encoder = Encoder(TorchRuntime(loaded.module, device, dtype), loaded.tokenizer,
-                          patch_size=ident.patch_size, patch_length=ident.patch_length,
-                          max_text_length=ident.max_text_length or 128, strip_unit_length=ident.kind == "m3",
-                          batch_size=batch_size)
+        encoder = Encoder(
+            TorchRuntime(loaded.module, device, dtype),
+            loaded.tokenizer,
+            patch_size=ident.patch_size,
+            patch_length=ident.patch_length,
+            max_text_length=ident.max_text_length or 128,
+            strip_unit_length=ident.kind == "m3",
+            batch_size=batch_size,
+        )
         return cls(encoder, ident)
 
-    def _encode(self, modality: str, items: Items, normalize: bool, batch_size: int | None,
-                show_progress: bool | None) -> np.ndarray | list[np.ndarray]:
+    def _encode(
+        self, modality: str, items: Items, pooled: bool, batch_size: int | None, show_progress: bool | None
+    ) -> np.ndarray | list[np.ndarray]:
         single = _is_single(items)
-        feats = self.encoder.encode(modality, [items] if single else list(items), normalize, batch_size,
-                                    show_progress)
+        feats = self.encoder.encode(
+            modality, [items] if single else list(items), pooled, batch_size, show_progress
+        )
         if single:
             return feats[0]
-        if normalize:
+        if pooled:
             return np.stack(feats) if feats else np.zeros((0, self.embed_dim), dtype=np.float32)
         return feats
 
-    def encode_music(self, items: Items, normalize: bool = True, batch_size: int | None = None,
-                     show_progress: bool | None = None) -> np.ndarray | list[np.ndarray]:
+    def encode_music(
+        self,
+        items: Items,
+        pooled: bool = True,
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+        *,
+        normalize: bool | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
         """Embed interleaved ABC / MTF (paths or texts). One item -> ``[D]``; a list -> ``[N, D]``.
 
-        ``normalize=False`` gives raw hidden states ``[len, H]`` per item (a list for a list).
+        ``pooled=True``: the pooled, projected feature (not L2-normalised: compare with cosine);
+        ``pooled=False``: raw hidden states ``[len, H]`` per item (a list for a list). ``normalize`` is the
+        old, deprecated name of ``pooled``.
         """
-        if self.kind == "m3" and normalize:
-            raise ValueError("M3 has no projection: use normalize=False for its raw features")
-        return self._encode("music", items, normalize, batch_size, show_progress)
+        pooled = _pooled_arg(pooled, normalize)
+        if self.kind == "m3" and pooled:
+            raise ValueError("M3 has no projection: use pooled=False for its raw features")
+        return self._encode("music", items, pooled, batch_size, show_progress)
 
-    def encode_text(self, items: Items, normalize: bool = True, batch_size: int | None = None,
-                    show_progress: bool | None = None) -> np.ndarray | list[np.ndarray]:
-        """Embed texts (strings, or paths to ``.txt`` files). One item -> ``[D]``; a list -> ``[N, D]``."""
+    def encode_text(
+        self,
+        items: Items,
+        pooled: bool = True,
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+        *,
+        normalize: bool | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Embed texts (strings, or paths to ``.txt`` files). One item -> ``[D]``; a list -> ``[N, D]``
+        (``pooled`` as in :meth:`encode_music`)."""
+        pooled = _pooled_arg(pooled, normalize)
         if self.kind == "m3":
             raise ValueError("M3 is a music-only model: it has no text tower")
-        return self._encode("text", items, normalize, batch_size, show_progress)
+        return self._encode("text", items, pooled, batch_size, show_progress)
+
+
+def _pooled_arg(pooled: bool, normalize: bool | None) -> bool:
+    """``pooled``, or the deprecated ``normalize`` keyword when it is given."""
+    if normalize is None:
+        return pooled
+    warnings.warn(
+        "normalize= is deprecated: it means pooled and projected, not L2-normalised; use pooled=",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return normalize
 
 
 def M3(model: str | os.PathLike | None = "m3", **kwargs: Any) -> CLaMP2:  # noqa: N802 - a factory named like a class
-    """Load an M3 checkpoint; its ``encode_music(..., normalize=False)`` gives raw features."""
+    """Load an M3 checkpoint; its ``encode_music(..., pooled=False)`` gives raw features."""
     return CLaMP2.from_pretrained(model, kind="m3", **kwargs)

@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from clamp2_engine.errors import first_line
+
 console = Console(stderr=True)
 
 
@@ -72,7 +74,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 def describe_error(exc: BaseException) -> str:
     """A one-line, human-readable reason for an exception."""
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    msg = first_line(exc, default="")
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
@@ -104,8 +106,10 @@ class RunSummary:
         table.add_row("seconds", f"{self.elapsed:.1f}")
         out.print(table)
         if errors is not None and errors.count:
-            out.print(f"[yellow]{errors.count} problem(s) with {len(errors.sources)} input(s) logged in "
-                      f"{errors.path}[/yellow]")
+            out.print(
+                f"[yellow]{errors.count} problem(s) with {len(errors.sources)} input(s) logged in "
+                f"{errors.path}[/yellow]"
+            )
             for reason, n in errors.reasons.most_common(5):
                 out.print(f"  {n} x {reason}")
 
@@ -117,9 +121,15 @@ def progress_bar(description: str, total: int | None, enabled: bool = True):
     if not enabled:
         yield lambda n=1, note=None: None
         return
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[note]}"), TimeRemainingColumn(), console=console,
-                  transient=True) as progress:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task(description, total=total, note="")
 
         def advance(n: int = 1, note: str | None = None) -> None:

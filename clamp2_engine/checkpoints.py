@@ -17,10 +17,13 @@ from typing import Any
 
 import torch
 
+from clamp2_engine.errors import first_line
 from clamp2_engine.models.config import CLaMP2Config, M3Config, TextConfig
 
 DEFAULT_TEXT_MODEL = "FacebookAI/xlm-roberta-base"
-DEMO_SHA256 = "3a2c91a448422442f86ef5f488c450008e63ff651b18af8d45ca4e44b90469a7"  # assets/demo/clamp2_demo.pth
+DEMO_SHA256 = (
+    "3a2c91a448422442f86ef5f488c450008e63ff651b18af8d45ca4e44b90469a7"  # assets/demo/clamp2_demo.pth
+)
 CLAMP2_PREFIX = "music_model."
 M3_PREFIX = "encoder."
 
@@ -58,19 +61,26 @@ class KnownCheckpoint:
 
 REGISTRY: dict[str, KnownCheckpoint] = {
     "clamp2": KnownCheckpoint(
-        "clamp2", "clamp2", "sander-wood/clamp2",
+        "clamp2",
+        "clamp2",
+        "sander-wood/clamp2",
         "weights_clamp2_h_size_768_lr_5e-05_batch_128_scale_1_t_length_128_t_model_FacebookAI_xlm-roberta-base"
         "_t_dropout_True_m3_True.pth",
         description="CLaMP 2 (M3 music tower + XLM-R base text tower, 768-d joint space)",
     ),
     "m3": KnownCheckpoint(
-        "m3", "m3", "sander-wood/clamp2",
+        "m3",
+        "m3",
+        "sander-wood/clamp2",
         "weights_m3_p_size_64_p_length_512_t_layers_3_p_layers_12_h_size_768_lr_0.0001_batch_16_mask_0.45.pth",
         description="M3 symbolic-music encoder (patch size 64, 512 patches, 12 layers, hidden 768)",
         text_model=None,
     ),
     "demo": KnownCheckpoint(
-        "demo", "clamp2", None, "demo/clamp2_demo.pth",
+        "demo",
+        "clamp2",
+        None,
+        "demo/clamp2_demo.pth",
         sha256=DEMO_SHA256,
         description="a toy CLaMP 2 trained on music21's corpus, shipped in the package (see its model card)",
         text_model="demo/text",
@@ -135,13 +145,16 @@ def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
     known = REGISTRY.get(spec)
     if known is None:
         names = ", ".join(REGISTRY)
-        raise ModelNotFoundError(f"no checkpoint file at {spec!r} and no known model of that name ({names}); "
-                                 "pass --model PATH to a local checkpoint")
+        raise ModelNotFoundError(
+            f"no checkpoint file at {spec!r} and no known model of that name ({names}); "
+            "pass --model PATH to a local checkpoint"
+        )
     if known.packaged:
         local = ASSETS / known.filename
         if not local.is_file():
-            raise ModelNotFoundError(f"the {spec!r} model is missing from this installation ({local}); "
-                                     "reinstall clamp2-engine")
+            raise ModelNotFoundError(
+                f"the {spec!r} model is missing from this installation ({local}); reinstall clamp2-engine"
+            )
     else:
         local = _hub_file(spec, known)
     if known.sha256 and sha256_file(local) != known.sha256:
@@ -165,12 +178,6 @@ def _hub_file(spec: str, known: KnownCheckpoint) -> Path:
             f"could not fetch model {spec!r} ({known.repo_id}/{known.filename}) from the Hugging Face Hub "
             f"({type(exc).__name__}: {first_line(exc)}); download it elsewhere and pass --model PATH"
         ) from None
-
-
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message (its type name when it has none), cut to ``limit``."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
@@ -205,14 +212,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                 raise
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot load {path} as a PyTorch checkpoint with weights_only=True: "
-                              f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
-                              ) from None
+        raise CheckpointError(
+            f"cannot load {path} as a PyTorch checkpoint with weights_only=True: "
+            f"{type(exc).__name__}: {first_line(exc, 200, default='')}"
+        ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} does not hold a dict of tensors")
     if "model" not in obj:
         obj = {"model": obj}
-    if not isinstance(obj["model"], dict) or not all(isinstance(v, torch.Tensor) for v in obj["model"].values()):
+    if not isinstance(obj["model"], dict) or not all(
+        isinstance(v, torch.Tensor) for v in obj["model"].values()
+    ):
         raise CheckpointError(f"{path}: 'model' is not a state dict of tensors")
     return obj
 
@@ -223,7 +233,9 @@ def detect_kind(state_dict: dict[str, torch.Tensor]) -> str:
         return "clamp2"
     if any(k.startswith(M3_PREFIX + "patch_embedding.") for k in state_dict):
         return "m3"
-    raise CheckpointError("unknown checkpoint layout: neither CLaMP 2 (music_model.*) nor M3 (encoder.*) keys")
+    raise CheckpointError(
+        "unknown checkpoint layout: neither CLaMP 2 (music_model.*) nor M3 (encoder.*) keys"
+    )
 
 
 def _count_layers(state_dict: dict[str, torch.Tensor], prefix: str) -> int:
@@ -238,8 +250,11 @@ def _shape(state_dict: dict[str, torch.Tensor], key: str) -> tuple[int, ...]:
     return tuple(state_dict[key].shape)
 
 
-def infer_m3_config(state_dict: dict[str, torch.Tensor], prefix: str = M3_PREFIX,
-                    decoder_prefix: str | None = "decoder.base.transformer.h.") -> M3Config:
+def infer_m3_config(
+    state_dict: dict[str, torch.Tensor],
+    prefix: str = M3_PREFIX,
+    decoder_prefix: str | None = "decoder.base.transformer.h.",
+) -> M3Config:
     """M3 sizes from tensor shapes under ``prefix`` (``encoder.`` or ``music_model.``)."""
     hidden, features = _shape(state_dict, prefix + "patch_embedding.weight")
     alphabet = 128
@@ -249,12 +264,20 @@ def infer_m3_config(state_dict: dict[str, torch.Tensor], prefix: str = M3_PREFIX
     types = _shape(state_dict, prefix + "base.embeddings.token_type_embeddings.weight")[0]
     layers = _count_layers(state_dict, prefix + "base.encoder.layer.")
     dec = _count_layers(state_dict, decoder_prefix) if decoder_prefix else 0
-    return M3Config(hidden_size=hidden, num_layers=layers, patch_size=features // alphabet,
-                    patch_length=positions, decoder_layers=dec or 3, alphabet=alphabet, type_vocab_size=types)
+    return M3Config(
+        hidden_size=hidden,
+        num_layers=layers,
+        patch_size=features // alphabet,
+        patch_length=positions,
+        decoder_layers=dec or 3,
+        alphabet=alphabet,
+        type_vocab_size=types,
+    )
 
 
-def infer_text_config(state_dict: dict[str, torch.Tensor], hf_config: Any = None,
-                      prefix: str = "text_model.") -> TextConfig:
+def infer_text_config(
+    state_dict: dict[str, torch.Tensor], hf_config: Any = None, prefix: str = "text_model."
+) -> TextConfig:
     """XLM-R sizes from tensor shapes; head count and pad id from ``hf_config`` when consistent."""
     vocab, hidden = _shape(state_dict, prefix + "embeddings.word_embeddings.weight")
     positions = _shape(state_dict, prefix + "embeddings.position_embeddings.weight")[0]
@@ -266,28 +289,50 @@ def infer_text_config(state_dict: dict[str, torch.Tensor], hf_config: Any = None
         heads = max(1, hidden // 64)
     pad = getattr(hf_config, "pad_token_id", 1)
     eps = getattr(hf_config, "layer_norm_eps", 1e-5)
-    return TextConfig(vocab_size=vocab, hidden_size=hidden, num_layers=layers, num_heads=heads,
-                      intermediate_size=inter, max_position_embeddings=positions, type_vocab_size=types,
-                      pad_token_id=1 if pad is None else pad, layer_norm_eps=eps)
+    return TextConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        intermediate_size=inter,
+        max_position_embeddings=positions,
+        type_vocab_size=types,
+        pad_token_id=1 if pad is None else pad,
+        layer_norm_eps=eps,
+    )
 
 
-def infer_clamp2_config(state_dict: dict[str, torch.Tensor], hf_text_config: Any = None,
-                        max_text_length: int = 128) -> CLaMP2Config:
+def infer_clamp2_config(
+    state_dict: dict[str, torch.Tensor], hf_text_config: Any = None, max_text_length: int = 128
+) -> CLaMP2Config:
     music = infer_m3_config(state_dict, CLAMP2_PREFIX, decoder_prefix=None)
     text = infer_text_config(state_dict, hf_text_config)
     embed_dim = _shape(state_dict, "music_proj.weight")[0]
     return CLaMP2Config(music=music, text=text, embed_dim=embed_dim, max_text_length=max_text_length)
 
 
-def save_checkpoint(path: str | os.PathLike, model_state: dict[str, torch.Tensor], optimizer: Any = None,
-                    lr_sched: Any = None, epoch: int = 0, best_epoch: int = 0,
-                    min_eval_loss: float = math.inf, **extra: Any) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model_state: dict[str, torch.Tensor],
+    optimizer: Any = None,
+    lr_sched: Any = None,
+    epoch: int = 0,
+    best_epoch: int = 0,
+    min_eval_loss: float = math.inf,
+    **extra: Any,
+) -> Path:
     """Write a checkpoint in the reference layout, atomically (temporary file then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    obj = {"model": {k: v.detach().cpu() for k, v in model_state.items()}, "optimizer": optimizer or {},
-           "lr_sched": lr_sched or {}, "epoch": epoch, "best_epoch": best_epoch,
-           "min_eval_loss": min_eval_loss, **extra}
+    obj = {
+        "model": {k: v.detach().cpu() for k, v in model_state.items()},
+        "optimizer": optimizer or {},
+        "lr_sched": lr_sched or {},
+        "epoch": epoch,
+        "best_epoch": best_epoch,
+        "min_eval_loss": min_eval_loss,
+        **extra,
+    }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)

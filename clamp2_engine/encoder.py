@@ -20,9 +20,9 @@ from clamp2_engine.batch import progress_bar
 from clamp2_engine.patches import PAD_ID, encode_patches, is_mtf
 from clamp2_engine.runtime.base import Runtime
 from clamp2_engine.text import join_for_tokenizer
+from clamp2_engine.types import MODEL_MUSIC_SUFFIXES, TEXT_SUFFIXES
 
-MUSIC_SUFFIXES = (".abc", ".mtf")
-TEXT_SUFFIXES = (".txt",)
+MUSIC_SUFFIXES = MODEL_MUSIC_SUFFIXES  # names kept for callers
 MAX_INPUT_BYTES = 32 * 1024 * 1024
 PROGRESS_MIN_WINDOWS = 256
 
@@ -54,7 +54,12 @@ def _as_text(item: str | os.PathLike, suffixes: Sequence[str]) -> str:
     if isinstance(item, os.PathLike):
         return read_text_file(item)
     if isinstance(item, str):
-        if "\n" not in item and len(item) < 4096 and item.lower().endswith(tuple(suffixes)) and os.path.isfile(item):
+        if (
+            "\n" not in item
+            and len(item) < 4096
+            and item.lower().endswith(tuple(suffixes))
+            and os.path.isfile(item)
+        ):
             return read_text_file(item)
         return item
     raise InputError(f"expected a path or a string, got {type(item).__name__}")
@@ -71,7 +76,9 @@ def combine_pooled(vectors: np.ndarray, length: int, size: int) -> np.ndarray:
     """Weighted mean of per-window pooled features, weights ``[size]*full + [remainder]``."""
     full, rem = divmod(length, size)
     weights = np.array([size] * full + ([rem] if rem else []), dtype=np.float64)
-    return (vectors.astype(np.float64) * weights[:, None]).sum(0).astype(np.float32) / np.float32(weights.sum())
+    return (vectors.astype(np.float64) * weights[:, None]).sum(0).astype(np.float32) / np.float32(
+        weights.sum()
+    )
 
 
 def combine_raw(hidden: list[np.ndarray], length: int, size: int) -> np.ndarray:
@@ -86,8 +93,17 @@ def combine_raw(hidden: list[np.ndarray], length: int, size: int) -> np.ndarray:
 class Encoder:
     """Turns items into features with any :class:`Runtime`; sizes come from the loaded model."""
 
-    def __init__(self, runtime: Runtime, tokenizer=None, *, patch_size: int, patch_length: int,
-                 max_text_length: int = 128, strip_unit_length: bool = False, batch_size: int = 16):
+    def __init__(
+        self,
+        runtime: Runtime,
+        tokenizer=None,
+        *,
+        patch_size: int,
+        patch_length: int,
+        max_text_length: int = 128,
+        strip_unit_length: bool = False,
+        batch_size: int = 16,
+    ):
         self.runtime = runtime
         self.tokenizer = tokenizer
         self.patch_size = patch_size
@@ -117,8 +133,14 @@ class Encoder:
         return np.asarray(self.tokenizer(joined)["input_ids"], dtype=np.int64)
 
     # -- batched forward --
-    def features(self, modality: str, prepared: Sequence[np.ndarray], normalize: bool = True,
-                 batch_size: int | None = None, show_progress: bool | None = None) -> list[np.ndarray]:
+    def features(
+        self,
+        modality: str,
+        prepared: Sequence[np.ndarray],
+        normalize: bool = True,
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+    ) -> list[np.ndarray]:
         """Features for already-prepared id arrays, in input order (pooled ``[D]`` or raw ``[len, H]``)."""
         if modality == "music":
             size, pad, forward = self.patch_length, PAD_ID, self.runtime.music
@@ -128,23 +150,27 @@ class Encoder:
         else:
             raise ValueError(f"unknown modality {modality!r}")
         bs = max(1, batch_size or self.batch_size)
-        jobs = [(i, w, s, e) for i, ids in enumerate(prepared) for w, (s, e) in enumerate(windows(len(ids), size))]
-        jobs.sort(key=lambda j: j[3] - j[2], reverse=True)  # longest first: padding is minimal, OOM shows early
+        jobs = [
+            (i, w, s, e) for i, ids in enumerate(prepared) for w, (s, e) in enumerate(windows(len(ids), size))
+        ]
+        jobs.sort(
+            key=lambda j: j[3] - j[2], reverse=True
+        )  # longest first: padding is minimal, OOM shows early
         outputs: list[list[np.ndarray | None]] = [[None] * len(windows(len(ids), size)) for ids in prepared]
         show = len(jobs) >= PROGRESS_MIN_WINDOWS if show_progress is None else show_progress
         with progress_bar(f"embedding {modality}", len(jobs), enabled=show) as advance:
             for start in range(0, len(jobs), bs):
-                chunk = jobs[start:start + bs]
+                chunk = jobs[start : start + bs]
                 longest = chunk[0][3] - chunk[0][2]
                 first = prepared[chunk[0][0]]
                 batch = np.full((len(chunk), longest, *first.shape[1:]), pad, dtype=np.int64)
                 masks = np.zeros((len(chunk), longest), dtype=np.int64)
                 for row, (i, _w, s, e) in enumerate(chunk):
-                    batch[row, :e - s] = prepared[i][s:e]
-                    masks[row, :e - s] = 1
+                    batch[row, : e - s] = prepared[i][s:e]
+                    masks[row, : e - s] = 1
                 out = forward(batch, masks, pooled=normalize)
                 for row, (i, w, s, e) in enumerate(chunk):
-                    outputs[i][w] = out[row] if normalize else out[row, :e - s]
+                    outputs[i][w] = out[row] if normalize else out[row, : e - s]
                 advance(len(chunk))
         results = []
         for ids, parts in zip(prepared, outputs, strict=True):
@@ -154,8 +180,14 @@ class Encoder:
                 results.append(combine_raw(parts, len(ids), size))
         return results
 
-    def encode(self, modality: str, items: Iterable[str | os.PathLike], normalize: bool = True,
-               batch_size: int | None = None, show_progress: bool | None = None) -> list[np.ndarray]:
+    def encode(
+        self,
+        modality: str,
+        items: Iterable[str | os.PathLike],
+        normalize: bool = True,
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+    ) -> list[np.ndarray]:
         prepare = self.prepare_music if modality == "music" else self.prepare_text
         prepared = [prepare(item) for item in items]
         return self.features(modality, prepared, normalize, batch_size, show_progress)

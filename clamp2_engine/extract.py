@@ -29,12 +29,14 @@ class Task:
     modality: str  # "music" | "text"
 
 
-def plan_tasks(src: Path, dst: Path, kind: str, overwrite: bool, errors: ErrorLog,
-               summary: RunSummary) -> list[Task]:
+def plan_tasks(
+    src: Path, dst: Path, kind: str, overwrite: bool, errors: ErrorLog, summary: RunSummary
+) -> list[Task]:
     """Discover inputs, map them to outputs, drop existing outputs and name collisions."""
-    suffixes = MUSIC_SUFFIXES + (TEXT_SUFFIXES if kind == "clamp2" else ())
+    suffixes = MUSIC_SUFFIXES | (TEXT_SUFFIXES if kind == "clamp2" else frozenset())
     tasks: list[Task] = []
     claimed: dict[Path, Path] = {}
+
     def rejected(path: Path, reason: str) -> None:
         if path.suffix.lower() not in suffixes:
             summary.add("ignored (not .abc/.mtf/.txt)")
@@ -71,13 +73,14 @@ def save_feature(path: Path, feature: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def run_tasks(model, tasks: list[Task], normalize: bool, errors: ErrorLog, summary: RunSummary,
-              progress: bool = True) -> None:
+def run_tasks(
+    model, tasks: list[Task], normalize: bool, errors: ErrorLog, summary: RunSummary, progress: bool = True
+) -> None:
     """Prepare, embed (batched across files) and save; failures are isolated to their file."""
     encoder = model.encoder
     with progress_bar("embedding", len(tasks), enabled=progress and len(tasks) > 1) as advance:
         for start in range(0, len(tasks), CHUNK_FILES):
-            chunk = tasks[start:start + CHUNK_FILES]
+            chunk = tasks[start : start + CHUNK_FILES]
             for modality in ("music", "text"):
                 group = [t for t in chunk if t.modality == modality]
                 ready: list[tuple[Task, np.ndarray]] = []
@@ -92,8 +95,14 @@ def run_tasks(model, tasks: list[Task], normalize: bool, errors: ErrorLog, summa
             advance(len(chunk))
 
 
-def _embed_group(encoder, modality: str, ready: list[tuple[Task, np.ndarray]], normalize: bool,
-                 errors: ErrorLog, summary: RunSummary) -> None:
+def _embed_group(
+    encoder,
+    modality: str,
+    ready: list[tuple[Task, np.ndarray]],
+    normalize: bool,
+    errors: ErrorLog,
+    summary: RunSummary,
+) -> None:
     if not ready:
         return
     try:
@@ -119,9 +128,16 @@ def _embed_group(encoder, modality: str, ready: list[tuple[Task, np.ndarray]], n
             summary.add("failed")
 
 
-def embed_tree(src: str | os.PathLike, dst: str | os.PathLike, load_model: Callable[..., object], *,
-               kind: str = "clamp2", normalize: bool = True, overwrite: bool = False,
-               progress: bool = True) -> tuple[RunSummary, ErrorLog]:
+def embed_tree(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    load_model: Callable[..., object],
+    *,
+    kind: str = "clamp2",
+    normalize: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[RunSummary, ErrorLog]:
     """Embed every ``.abc``/``.mtf``/``.txt`` under ``src`` into ``dst``.
 
     ``load_model(load_music=..., load_text=...)`` is called only when there is work, with only the

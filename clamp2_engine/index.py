@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clamp2_engine.store import StoreSpec, tune_local
+from clamp2_engine.types import MIDI_SUFFIXES, MODALITIES, MTF_SUFFIXES, MUSIC_VECTORS, VECTORS
 
 if TYPE_CHECKING:  # pragma: no cover
     from qdrant_client import QdrantClient, models
@@ -32,13 +33,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SCHEMA_VERSION = 1
 META_KEY = "clamp2_engine"
-VECTORS = ("abc", "mtf", "text")
-MUSIC_VECTORS = ("abc", "mtf")
-MODALITIES = (*VECTORS, "any")  # "any": the music vectors, fused by best score
+
 ID_NAMESPACE = uuid.UUID("6f1c2a52-3d0e-5b7a-9a43-c1a2f0e8b7d4")
 # the point holding the model record where a server keeps no collection metadata (Qdrant < 1.16)
 RECORD_ID = str(uuid.uuid5(ID_NAMESPACE, "clamp2-engine collection record"))
-MIDI_LIKE = (".mtf", ".mid", ".midi")
+MIDI_LIKE = tuple(sorted(MTF_SUFFIXES | MIDI_SUFFIXES))
 # payload fields at the top level of every point; any other filter key is looked up under "metadata."
 TOP_FIELDS = (
     "piece_id",
@@ -155,8 +154,10 @@ def item_point_id(
         if key not in units and len(fps) == 1 and fps[0] in units:
             key = fps[0]  # ingested as a plain folder: the unit is the file
         if key not in units:
-            raise ValueError(f"not in the collection as part of corpus {corpus!r} (not ingested, or ingested "
-                             "from another folder: see --corpus)")
+            raise ValueError(
+                f"not in the collection as part of corpus {corpus!r} (not ingested, or ingested "
+                "from another folder: see --corpus)"
+            )
         if units[key].parts > 1:
             raise ValueError(f"{fps[0]} holds {units[key].parts} pieces: an item must name one piece")
     return point_id(piece_identity(corpus, key))
@@ -692,6 +693,16 @@ def search(client: QdrantClient, name: str, vector: np.ndarray, **kwargs: Any) -
 # --- models for queries ------------------------------------------------------------------------------
 
 
+def with_record(record: CollectionRecord, options: dict[str, Any]) -> dict[str, Any]:
+    """Model options with the unset ones taken from a collection's record (the model that made it, its
+    text model and text window)."""
+    opts = dict(options)
+    opts["model"] = opts.get("model") or record.model_source.get("model")
+    opts["text_model"] = opts.get("text_model") or record.model_source.get("text_model")
+    opts["max_text_length"] = opts.get("max_text_length") or record.model.get("max_text_length")
+    return opts
+
+
 def load_query_model(
     record: CollectionRecord,
     *,
@@ -709,10 +720,15 @@ def load_query_model(
     """
     from clamp2_engine.api import CLaMP2
 
-    model = model or os.environ.get("CLAMP2_MODEL") or record.model_source.get("model")
-    text_model = text_model or os.environ.get("CLAMP2_TEXT_MODEL") or record.model_source.get("text_model")
-    kwargs.setdefault("max_text_length", record.model.get("max_text_length"))
-    clamp = CLaMP2.from_pretrained(model, text_model, load_music=load_music, load_text=load_text, **kwargs)
+    given = {
+        "model": model or os.environ.get("CLAMP2_MODEL"),
+        "text_model": text_model or os.environ.get("CLAMP2_TEXT_MODEL"),
+        **kwargs,
+    }
+    opts = with_record(record, given)
+    clamp = CLaMP2.from_pretrained(
+        opts.pop("model"), opts.pop("text_model"), load_music=load_music, load_text=load_text, **opts
+    )
     check_model(record, clamp.identity, name)
     return clamp
 

@@ -81,7 +81,9 @@ def ids_to_patch(ids) -> str:
 
 def special_patches(patch_size: int = PATCH_SIZE) -> tuple[list[int], list[int]]:
     """The begin and end patches the reference wraps every piece in."""
-    return patch_to_ids(chr(BOS_ID) * patch_size, patch_size), patch_to_ids(chr(EOS_ID) * patch_size, patch_size)
+    return patch_to_ids(chr(BOS_ID) * patch_size, patch_size), patch_to_ids(
+        chr(EOS_ID) * patch_size, patch_size
+    )
 
 
 def encode_patches(text: str, patch_size: int = PATCH_SIZE, add_special_patches: bool = True) -> np.ndarray:

@@ -51,7 +51,13 @@ def input_problem(path: str | os.PathLike, root: str | os.PathLike | None = None
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
     if not stat.S_ISREG(st.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode) else "a special file"
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a folder"
+            if stat.S_ISDIR(st.st_mode)
+            else "a special file"
+        )
         return f"not a regular file ({kind})"
     return None
 
@@ -89,8 +95,9 @@ def iter_files(
                 yield p
 
 
-def mirror_path(src_root: str | os.PathLike, file: str | os.PathLike, dst_root: str | os.PathLike,
-                suffix: str) -> Path:
+def mirror_path(
+    src_root: str | os.PathLike, file: str | os.PathLike, dst_root: str | os.PathLike, suffix: str
+) -> Path:
     """Where the output for ``file`` goes: ``dst_root`` mirrors ``src_root``'s tree, ``stem + suffix``.
 
     When ``src_root`` is a single file, the output lands directly in ``dst_root``.

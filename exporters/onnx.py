@@ -123,7 +123,9 @@ def load_for_export(
     """``(module, identity dict, tokenizer)``: a CLaMP2Model (or M3PatchEncoder) built for tracing."""
     from clamp2_engine.loading import load_torch
 
-    loaded = load_torch(model, text_model, max_text_length=max_text_length, attn_implementation=attn_implementation)
+    loaded = load_torch(
+        model, text_model, max_text_length=max_text_length, attn_implementation=attn_implementation
+    )
     return loaded.module, loaded.identity.as_dict(), loaded.tokenizer
 
 

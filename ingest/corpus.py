@@ -25,24 +25,20 @@ from typing import Any
 from clamp2_engine.batch import ErrorLog
 from clamp2_engine.index import item_filepaths, item_unit
 from clamp2_engine.paths import UnsafePathError, input_problem, iter_files, safe_join
+from clamp2_engine.types import ABC_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES, SCORE_SUFFIXES
 
 PIPELINE_VERSION = 1  # bump when the same files would now give other model input
 SUMMARY_KEYS = ("summary_en", "summary_nen")
 NOT_METADATA = {*SUMMARY_KEYS, "filepaths", "nen_language", "__source__", "__error__"}
-MTF_SUFFIXES = (".mtf",)
-MIDI_SUFFIXES = (".mid", ".midi")
-ABC_SUFFIXES = (".abc",)
 
 
 def score_suffixes() -> frozenset[str]:
     """Score formats the converter accepts (MusicXML, ABC, Humdrum...)."""
-    from ingest.convert import SCORE_SUFFIXES
-
-    return frozenset(SCORE_SUFFIXES)
+    return SCORE_SUFFIXES
 
 
 def accepted_suffixes() -> frozenset[str]:
-    return score_suffixes() | set(MIDI_SUFFIXES) | set(MTF_SUFFIXES)
+    return SCORE_SUFFIXES | MIDI_SUFFIXES | MTF_SUFFIXES
 
 
 class CorpusError(ValueError):
@@ -114,6 +110,7 @@ def discover(
         meta_path = find_metadata(root_p)
     if items is None and meta_path is not None:
         items = load_metadata(meta_path)
+
     def reject(source: str, stage: str, reason: str) -> None:
         corpus.rejected += 1
         _log(errors, source, stage, reason)
@@ -348,7 +345,9 @@ def prepare_unit(unit: Unit, render: bool, only: str | None = None) -> tuple[lis
                 if have:
                     continue
                 failed: list = []  # a tune of a book that fails is a problem of its own; the others go on
-                for part, text in attempt(path, stage, lambda p=path, t=to, f=failed: _score_pieces(p, t, f)) or []:
+                for part, text in (
+                    attempt(path, stage, lambda p=path, t=to, f=failed: _score_pieces(p, t, f)) or []
+                ):
                     _set(piece(part), to, text, rel)
                 problems.extend((str(path), stage, _reason(exc)) for _sfx, exc in failed)
     return [p for p in pieces.values() if p.abc or p.mtf], problems
@@ -410,8 +409,10 @@ def music_query_input(
     if problem:
         raise ValueError(f"cannot read {p.name}: {problem}")
     if p.stat().st_size > max_bytes:
-        raise ValueError(f"{p.name} is {p.stat().st_size / 2**20:.1f} MiB: a query piece may have at most "
-                         f"{max_bytes / 2**20:.0f} MiB")
+        raise ValueError(
+            f"{p.name} is {p.stat().st_size / 2**20:.1f} MiB: a query piece may have at most "
+            f"{max_bytes / 2**20:.0f} MiB"
+        )
     try:
         if suffix in MTF_SUFFIXES:
             return "mtf", _read_ready(p)
@@ -423,8 +424,14 @@ def music_query_input(
             from ingest.convert.batch import PRELOAD, quiet_worker
             from ingest.convert.pool import run_tasks
 
-            [outcome] = run_tasks(_first_score_piece, [str(p)], jobs=1, timeout=timeout,
-                                  initializer=quiet_worker, preload=PRELOAD)
+            [outcome] = run_tasks(
+                _first_score_piece,
+                [str(p)],
+                jobs=1,
+                timeout=timeout,
+                initializer=quiet_worker,
+                preload=PRELOAD,
+            )
             if not outcome.ok:
                 raise ValueError(outcome.error)
             return "abc", outcome.result

@@ -34,7 +34,9 @@ class DemoQuery:
 QUERIES = (
     DemoQuery("a chorale by J.S. Bach for four voices", {"composer": "J.S. Bach", "voices": 4}),
     DemoQuery("an Irish jig in 6/8 time", {"genre": "jig", "meter": "6/8"}),
-    DemoQuery("Madrigal von Monteverdi für fünf Stimmen", {"composer": "Monteverdi", "genre": "madrigal"}, "German"),
+    DemoQuery(
+        "Madrigal von Monteverdi für fünf Stimmen", {"composer": "Monteverdi", "genre": "madrigal"}, "German"
+    ),
 )
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clamp2_engine.types import ABC_SUFFIXES, MUSICXML_SUFFIXES
+
 # collection -> how many pieces to take (in corpus order); tune books count tunes, not files
 QUOTAS: dict[str, int] = {
     "bach": 260,
@@ -58,7 +60,7 @@ GENRES = {
     "josquin": "Renaissance motet",
 }
 DANCES = ("hornpipe", "reel", "jig", "polka", "waltz", "march", "strathspey", "slide")
-SUFFIXES = (".mxl", ".xml", ".musicxml", ".abc", ".krn")
+SUFFIXES = MUSICXML_SUFFIXES | ABC_SUFFIXES | {".krn"}  # the formats of the collections used
 
 # Template translations: language -> words. Numbers are words so that any tokenizer reads them alike.
 LANGUAGES = ("German", "French", "Spanish")

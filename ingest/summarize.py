@@ -56,8 +56,13 @@ def load_items(src: str | os.PathLike) -> list[dict[str, Any]]:
     if src_p.is_file() and src_p.suffix.lower() == ".jsonl":
         for n, obj, reason in iter_jsonl(src_p):
             source = f"{src_p.name}:{n}"
-            items.append({**obj, SOURCE_KEY: source} if obj is not None else {SOURCE_KEY: source, LOAD_ERROR_KEY: reason})
+            items.append(
+                {**obj, SOURCE_KEY: source}
+                if obj is not None
+                else {SOURCE_KEY: source, LOAD_ERROR_KEY: reason}
+            )
         return items
+
     def rejected(f: Path, reason: str) -> None:
         rel = f.name if src_p.is_file() else f.relative_to(src_p).as_posix()
         items.append({SOURCE_KEY: rel, LOAD_ERROR_KEY: reason})

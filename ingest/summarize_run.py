@@ -234,7 +234,11 @@ class _Runner:
                     ans = parse_answer(text, lang)
                     if ans.ok and self.leaks_key(text):
                         ans = None
-                        kind, reason, text = "key_in_answer", "the answer contains the API key (not written)", None
+                        kind, reason, text = (
+                            "key_in_answer",
+                            "the answer contains the API key (not written)",
+                            None,
+                        )
                 if ans is not None and ans.ok:
                     return _Outcome(summaries=ans.summaries, attempts=attempts)
                 if ans is not None:

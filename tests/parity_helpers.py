@@ -7,8 +7,16 @@ from pathlib import Path
 import numpy as np
 
 MIN_COSINE = 0.99999
-CASES = [("clamp2_normalized", "abc"), ("clamp2_normalized", "mtf"), ("clamp2_normalized", "txt"),
-         ("clamp2_raw", "abc"), ("clamp2_raw", "mtf"), ("clamp2_raw", "txt"), ("m3", "abc"), ("m3", "mtf")]
+CASES = [
+    ("clamp2_normalized", "abc"),
+    ("clamp2_normalized", "mtf"),
+    ("clamp2_normalized", "txt"),
+    ("clamp2_raw", "abc"),
+    ("clamp2_raw", "mtf"),
+    ("clamp2_raw", "txt"),
+    ("m3", "abc"),
+    ("m3", "mtf"),
+]
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -30,8 +30,17 @@ def clamp2_ckpt(parity_dir):
 def test_sizes_are_read_from_shapes(clamp2_ckpt, parity_dir):
     cfg = infer_clamp2_config(clamp2_ckpt["model"])
     assert (cfg.music.hidden_size, cfg.music.num_layers, cfg.music.patch_size, cfg.music.patch_length) == (
-        128, 2, 64, 512)
-    assert (cfg.text.hidden_size, cfg.text.num_layers, cfg.text.vocab_size, cfg.embed_dim) == (128, 2, 602, 128)
+        128,
+        2,
+        64,
+        512,
+    )
+    assert (cfg.text.hidden_size, cfg.text.num_layers, cfg.text.vocab_size, cfg.embed_dim) == (
+        128,
+        2,
+        602,
+        128,
+    )
     m3 = infer_m3_config(load_checkpoint(parity_dir / "checkpoints" / "m3.pth")["model"])
     assert (m3.hidden_size, m3.num_layers, m3.decoder_layers) == (128, 2, 2)
     assert detect_kind(clamp2_ckpt["model"]) == "clamp2"
@@ -75,8 +84,9 @@ def test_unknown_layout_and_bare_state_dict(tmp_path, parity_dir):
 
 def test_save_checkpoint_round_trips_in_reference_layout(tmp_path, parity_dir):
     model = build_m3(load_checkpoint(parity_dir / "checkpoints" / "m3.pth")["model"])
-    path = save_checkpoint(tmp_path / "run" / "weights.pth", model.state_dict(), epoch=2, best_epoch=1,
-                           min_eval_loss=0.5)
+    path = save_checkpoint(
+        tmp_path / "run" / "weights.pth", model.state_dict(), epoch=2, best_epoch=1, min_eval_loss=0.5
+    )
     obj = torch.load(path, weights_only=True)
     assert set(obj) >= {"model", "optimizer", "lr_sched", "epoch", "best_epoch", "min_eval_loss"}
     fresh = build_m3(obj["model"])
@@ -107,8 +117,17 @@ def test_offline_text_model_from_the_hub_is_one_line(parity_dir, tmp_path, monke
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "q.txt").write_text("hello", encoding="utf-8")
-    result = CliRunner().invoke(main, ["embed", str(tmp_path / "in"), str(tmp_path / "out"), "--model",
-                                       str(parity_dir / "checkpoints" / "clamp2.pth"), "--normalize"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "embed",
+            str(tmp_path / "in"),
+            str(tmp_path / "out"),
+            "--model",
+            str(parity_dir / "checkpoints" / "clamp2.pth"),
+            "--normalize",
+        ],
+    )
     assert result.exit_code == 1
     assert "FacebookAI/xlm-roberta-base" in result.output and "--text-model DIR" in result.output
     assert "offline" in result.output and "Traceback" not in result.output
@@ -121,12 +140,17 @@ def test_unreachable_hub_is_detected_once_without_the_offline_flag(tmp_path):
     import sys
 
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"), CLAMP2_HOME=str(tmp_path / "home"))
+    env.update(
+        HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"), CLAMP2_HOME=str(tmp_path / "home")
+    )
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "q.txt").write_text("hello", encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, "-m", "clamp2_engine", "embed", str(tmp_path / "in"), str(tmp_path / "out")],
-        env=env, capture_output=True, text=True, timeout=120,  # a hang guard, not a speed check
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang guard, not a speed check
     )
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -138,8 +162,17 @@ def test_missing_text_model_is_one_clear_line(parity_dir, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     (src / "q.txt").write_text("hello", encoding="utf-8")
-    result = CliRunner().invoke(main, ["embed", str(src), str(tmp_path / "out"), "--model",
-                                       str(parity_dir / "checkpoints" / "clamp2.pth"), "--text-model",
-                                       str(tmp_path / "nowhere")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "embed",
+            str(src),
+            str(tmp_path / "out"),
+            "--model",
+            str(parity_dir / "checkpoints" / "clamp2.pth"),
+            "--text-model",
+            str(tmp_path / "nowhere"),
+        ],
+    )
     assert result.exit_code != 0
     assert "--text-model DIR" in result.output and "Traceback" not in result.output

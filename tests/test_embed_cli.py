@@ -33,8 +33,14 @@ def run(args):
 
 
 def model_args(parity_dir):
-    return ["--model", str(parity_dir / "checkpoints" / "clamp2.pth"), "--text-model",
-            str(parity_dir / "text_model"), "--device", "cpu"]
+    return [
+        "--model",
+        str(parity_dir / "checkpoints" / "clamp2.pth"),
+        "--text-model",
+        str(parity_dir / "text_model"),
+        "--device",
+        "cpu",
+    ]
 
 
 def test_bad_inputs_are_reported_and_the_batch_goes_on(parity_dir, corpus, tmp_path):
@@ -42,14 +48,18 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(parity_dir, corpus, tmp_p
     result = run(["embed", str(corpus), str(dst), "--normalize", "--json", *model_args(parity_dir)])
     assert result.exit_code == 1, result.output  # some items failed (the documented exit status)
     summary = json.loads(result.output.strip().splitlines()[-1])
-    again = run(["embed", str(corpus), str(dst), "--normalize", "--allow-failures", "-q", *model_args(parity_dir)])
+    again = run(
+        ["embed", str(corpus), str(dst), "--normalize", "--allow-failures", "-q", *model_args(parity_dir)]
+    )
     assert again.exit_code == 0, again.output
     assert summary["embedded"] == 3 and summary["failed"] == 5
     assert np.load(dst / "music" / "bach.npy").shape == (1, 128)
     assert np.load(dst / "music" / "deep" / "p1.npy").shape == (1, 128)
     assert np.load(dst / "en_jig.npy").shape == (1, 128)
-    errors = {json.loads(line)["source"].rsplit("/", 1)[-1]: json.loads(line)
-              for line in (dst / "errors.jsonl").read_text().splitlines()}
+    errors = {
+        json.loads(line)["source"].rsplit("/", 1)[-1]: json.loads(line)
+        for line in (dst / "errors.jsonl").read_text().splitlines()
+    }
     assert set(errors) == {"empty.abc", "junk.abc", "latin1.txt", "blank.txt", "nobars.abc"}
     assert "empty" in errors["empty.abc"]["reason"]
     assert "binary" in errors["junk.abc"]["reason"]
@@ -61,11 +71,16 @@ def test_second_run_skips_existing_and_overwrite_recomputes(parity_dir, corpus, 
     dst = tmp_path / "out"
     run(["embed", str(corpus), str(dst), "--quiet", *model_args(parity_dir)])
     before = (dst / "music" / "bach.npy").stat().st_mtime_ns
-    again = json.loads(run(["embed", str(corpus), str(dst), "--json", *model_args(parity_dir)]).output.splitlines()[-1])
+    again = json.loads(
+        run(["embed", str(corpus), str(dst), "--json", *model_args(parity_dir)]).output.splitlines()[-1]
+    )
     assert again.get("embedded", 0) == 0 and again["skipped (exists)"] == 3
     assert (dst / "music" / "bach.npy").stat().st_mtime_ns == before
-    over = json.loads(run(["embed", str(corpus), str(dst), "--json", "--overwrite",
-                           *model_args(parity_dir)]).output.splitlines()[-1])
+    over = json.loads(
+        run(
+            ["embed", str(corpus), str(dst), "--json", "--overwrite", *model_args(parity_dir)]
+        ).output.splitlines()[-1]
+    )
     assert over["embedded"] == 3
     raw = np.load(dst / "music" / "bach.npy")
     assert raw.ndim == 3 and raw.shape[0] == 1 and raw.shape[2] == 128
@@ -74,16 +89,45 @@ def test_second_run_skips_existing_and_overwrite_recomputes(parity_dir, corpus, 
 def test_single_file_source_and_m3_kind(parity_dir, tmp_path):
     src = parity_dir / "inputs" / "abc" / "bach_bwv66_6.abc"
     dst = tmp_path / "one"
-    result = run(["embed", str(src), str(dst), "--model", str(parity_dir / "checkpoints" / "m3.pth"),
-                  "--kind", "m3", "--quiet"])
+    result = run(
+        [
+            "embed",
+            str(src),
+            str(dst),
+            "--model",
+            str(parity_dir / "checkpoints" / "m3.pth"),
+            "--kind",
+            "m3",
+            "--quiet",
+        ]
+    )
     assert result.exit_code == 0, result.output
     exp = np.load(parity_dir / "expected" / "m3" / "abc" / "bach_bwv66_6.npy")
     assert np.load(dst / "bach_bwv66_6.npy").shape == exp.shape
-    bad = CliRunner().invoke(main, ["embed", str(src), str(tmp_path / "x"), "--model",
-                                    str(parity_dir / "checkpoints" / "m3.pth"), "--normalize"])
+    bad = CliRunner().invoke(
+        main,
+        [
+            "embed",
+            str(src),
+            str(tmp_path / "x"),
+            "--model",
+            str(parity_dir / "checkpoints" / "m3.pth"),
+            "--normalize",
+        ],
+    )
     assert bad.exit_code != 0 and "no projection" in bad.output
-    wrong = CliRunner().invoke(main, ["embed", str(src), str(tmp_path / "y"), "--model",
-                                      str(parity_dir / "checkpoints" / "m3.pth"), "--kind", "clamp2"])
+    wrong = CliRunner().invoke(
+        main,
+        [
+            "embed",
+            str(src),
+            str(tmp_path / "y"),
+            "--model",
+            str(parity_dir / "checkpoints" / "m3.pth"),
+            "--kind",
+            "clamp2",
+        ],
+    )
     assert wrong.exit_code != 0 and "m3 checkpoint" in wrong.output
 
 

@@ -32,8 +32,16 @@ DIM = 8
 
 def identity(sha: str = "a" * 64, dim: int = DIM, kind: str = "clamp2") -> ModelIdentity:
     return ModelIdentity(
-        name="test.pth", kind=kind, checkpoint_sha256=sha, embed_dim=dim, music_hidden_size=dim,
-        text_hidden_size=dim, patch_size=64, patch_length=512, max_text_length=128, text_model="text_model",
+        name="test.pth",
+        kind=kind,
+        checkpoint_sha256=sha,
+        embed_dim=dim,
+        music_hidden_size=dim,
+        text_hidden_size=dim,
+        patch_size=64,
+        patch_length=512,
+        max_text_length=128,
+        text_model="text_model",
     )
 
 

@@ -23,6 +23,8 @@ from tests.parity_helpers import CASES, cosine, expected_files
 
 MIN_COSINE = 0.99999
 MIN_COSINE_FP16 = 0.999
+
+
 @pytest.fixture(scope="session")
 def exports(parity_dir, tmp_path_factory) -> dict[str, Path]:
     """The fixture's CLaMP 2 and M3 checkpoints exported once per session (fp32, verified)."""

@@ -15,7 +15,9 @@ from tests.parity_helpers import CASES, MIN_COSINE, cosine, expected_files, inpu
 
 @pytest.fixture(scope="module")
 def clamp2(parity_dir):
-    return CLaMP2.from_pretrained(parity_dir / "checkpoints" / "clamp2.pth", parity_dir / "text_model", device="cpu")
+    return CLaMP2.from_pretrained(
+        parity_dir / "checkpoints" / "clamp2.pth", parity_dir / "text_model", device="cpu"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +30,28 @@ def cli_outputs(parity_dir, tmp_path_factory):
     """Run `clamp2-engine embed` once per feature kind over the fixture's inputs."""
     runner = CliRunner()
     out: dict[str, Path] = {}
-    for kind, ckpt, extra in [("clamp2_normalized", "clamp2.pth", ["--normalize"]),
-                              ("clamp2_raw", "clamp2.pth", []), ("m3", "m3.pth", [])]:
+    for kind, ckpt, extra in [
+        ("clamp2_normalized", "clamp2.pth", ["--normalize"]),
+        ("clamp2_raw", "clamp2.pth", []),
+        ("m3", "m3.pth", []),
+    ]:
         for sub in ("abc", "mtf", "txt"):
             if kind == "m3" and sub == "txt":
                 continue
             dst = tmp_path_factory.mktemp(f"{kind}-{sub}")
-            args = ["embed", str(parity_dir / "inputs" / sub), str(dst), "--model",
-                    str(parity_dir / "checkpoints" / ckpt), "--text-model", str(parity_dir / "text_model"),
-                    "--device", "cpu", "--quiet", *extra]
+            args = [
+                "embed",
+                str(parity_dir / "inputs" / sub),
+                str(dst),
+                "--model",
+                str(parity_dir / "checkpoints" / ckpt),
+                "--text-model",
+                str(parity_dir / "text_model"),
+                "--device",
+                "cpu",
+                "--quiet",
+                *extra,
+            ]
             result = runner.invoke(main, args, catch_exceptions=False)
             assert result.exit_code == 0, result.output
             out[f"{kind}/{sub}"] = dst
@@ -93,3 +108,12 @@ def test_m3_refuses_text_and_pooling(m3):
         m3.encode_text("hello")
     with pytest.raises(ValueError, match="no projection"):
         m3.encode_music("X:1\nL:1/8\nK:C\n|:CDEF|\n", normalize=True)
+
+
+def test_pooled_is_the_name_and_normalize_is_a_deprecated_alias(parity_dir):
+    model = CLaMP2.from_pretrained(parity_dir / "checkpoints" / "clamp2.pth", parity_dir / "text_model")
+    raw = model.encode_text("a hymn for four voices", pooled=False)
+    with pytest.warns(DeprecationWarning, match="use pooled="):
+        old = model.encode_text("a hymn for four voices", normalize=False)
+    np.testing.assert_array_equal(raw, old)
+    assert raw.ndim == 2 and model.encode_text("a hymn", pooled=True).shape == (model.embed_dim,)

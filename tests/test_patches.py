@@ -17,13 +17,16 @@ from clamp2_engine.patches import (
 from clamp2_engine.text import dedupe_lines, join_for_tokenizer
 
 
-@pytest.mark.parametrize(("line", "bars"), [
-    ("[V:1]cB|[V:2]E2|\n", ["[V:1]cB|", "[V:2]E2|"]),
-    ("|:abc:|def||\n", ["|:abc:|", "def||"]),
-    ("abc\n", []),
-    ("|\n", []),
-    ("::a|b|]\n", ["::a|", "b|]"]),
-])
+@pytest.mark.parametrize(
+    ("line", "bars"),
+    [
+        ("[V:1]cB|[V:2]E2|\n", ["[V:1]cB|", "[V:2]E2|"]),
+        ("|:abc:|def||\n", ["|:abc:|", "def||"]),
+        ("abc\n", []),
+        ("|\n", []),
+        ("::a|b|]\n", ["::a|", "b|]"]),
+    ],
+)
 def test_split_bars(line, bars):
     assert split_bars(line) == bars
 
@@ -35,7 +38,11 @@ def test_abc_patches_fields_and_bars():
 
 def test_mtf_patches_merge_same_type_while_they_fit():
     mtf = "ticks_per_beat 480\nnote_on 0 0 60 80\nnote_on 10 0 60 0\nset_tempo 500000 0"
-    assert split_patches(mtf) == ["ticks_per_beat 480\n", "note_on 0 0 60 80\t10 0 60 0\n", "set_tempo 500000 0"]
+    assert split_patches(mtf) == [
+        "ticks_per_beat 480\n",
+        "note_on 0 0 60 80\t10 0 60 0\n",
+        "set_tempo 500000 0",
+    ]
     long = "ticks_per_beat 480\n" + "\n".join(f"note_on {i} 0 60 80" for i in range(10))
     patches = split_patches(long)
     assert all(len(p) <= 62 for p in patches[1:])
@@ -58,9 +65,15 @@ def test_unicode_is_transliterated_and_empty_input_refused():
         encode_patches("")
 
 
-@pytest.mark.parametrize(("length", "size", "spans"), [
-    (5, 4, [(0, 4), (1, 5)]), (8, 4, [(0, 4), (4, 8)]), (3, 4, [(0, 3)]), (9, 4, [(0, 4), (4, 8), (5, 9)]),
-])
+@pytest.mark.parametrize(
+    ("length", "size", "spans"),
+    [
+        (5, 4, [(0, 4), (1, 5)]),
+        (8, 4, [(0, 4), (4, 8)]),
+        (3, 4, [(0, 3)]),
+        (9, 4, [(0, 4), (4, 8), (5, 9)]),
+    ],
+)
 def test_windows_replace_last_with_final_span(length, size, spans):
     assert windows(length, size) == spans
 

@@ -243,8 +243,11 @@ def test_shell_in_a_terminal_survives_ctrl_c_and_confirms_settings(store):
     env = {**os.environ, "TERM": "dumb"}
     pid, fd = pty.fork()
     if pid == 0:  # the child: the shell on the pty, its controlling terminal
-        os.execve(sys.executable, [sys.executable, "-m", "clamp2_engine", "shell", "-c", "music",
-                                   "--qdrant-path", str(path)], env)
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "clamp2_engine", "shell", "-c", "music", "--qdrant-path", str(path)],
+            env,
+        )
     seen = bytearray()
     try:
         read_until(fd, b"search> ", seen)

@@ -21,6 +21,7 @@ from clamp2_engine.checkpoints import (
     load_checkpoint,
     resolve_checkpoint,
 )
+from clamp2_engine.errors import first_line
 from clamp2_engine.models import CLaMP2Config, CLaMP2Model, M3Config, M3Model, TextConfig
 from clamp2_engine.models.factory import build_clamp2, build_m3, load_weights
 from train.config import CLaMP2Options, M3Options
@@ -167,7 +168,7 @@ def _pretrained_text(spec: str) -> nn.Module:
     try:
         return XLMRobertaModel.from_pretrained(spec, attn_implementation="sdpa")
     except Exception as exc:  # offline, no weights, wrong architecture
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc, 200)
         raise ModelNotFoundError(
             f"could not load text model weights from {spec!r} ({type(exc).__name__}: "
             f"{reason}); pass --text-model DIR, or size options for a random text tower"

@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+from clamp2_engine.types import PRECISIONS  # noqa: F401 - re-exported
+
 LATEST, BEST = "latest.pth", "best.pth"
 METRICS, CONFIG, ERRORS = "metrics.jsonl", "config.json", "errors.jsonl"
 

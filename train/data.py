@@ -22,8 +22,9 @@ from torch.utils.data import Dataset
 from clamp2_engine.batch import describe_error
 from clamp2_engine.encoder import InputError, read_text_file
 from clamp2_engine.patches import EOS_ID, MASK_ID, PAD_ID, encode_patches
+from clamp2_engine.types import MODEL_MUSIC_SUFFIXES
 
-MUSIC_SUFFIXES = (".abc", ".mtf")
+MUSIC_SUFFIXES = MODEL_MUSIC_SUFFIXES
 UNIT_LENGTH_LINE = "L:1/8\n"
 MAX_SUBSTITUTES = 16  # a sample whose file fails is replaced by the next item, at most this many times
 _LINES = re.compile(r".*?\n|.*$")

@@ -88,7 +88,11 @@ def music_files(roots: Sequence[Path], rejected: list[tuple[str, str]] | None = 
         if not Path(root).exists():
             raise TrainingError(f"no such file or folder: {root}")
         files.extend(
-            iter_files(root, MUSIC_SUFFIXES, rejected=lambda p, r: rejected.append((str(p), r)) if rejected is not None else None)
+            iter_files(
+                root,
+                MUSIC_SUFFIXES,
+                rejected=lambda p, r: rejected.append((str(p), r)) if rejected is not None else None,
+            )
         )
     return files
 

@@ -14,23 +14,41 @@ from clamp2_engine.cli.options import (
     open_model,
     pop_model_options,
 )
+from clamp2_engine.types import KINDS
 
 
 @click.command(epilog=EXIT_CODES)
 @click.argument("src", type=click.Path(exists=True))
 @click.argument("dst", type=click.Path(file_okay=False))
 @model_options()
-@click.option("--kind", type=click.Choice(["clamp2", "m3"]), default=None,
-              help="Expected checkpoint kind (default: read from the checkpoint).")
-@click.option("--normalize/--raw", "normalize", default=False,
-              help="Pooled, projected [1, D] features (--normalize) or raw hidden states [1, len, H] (default, "
-                   "as the reference extractors without --get_normalized).")
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default=None,
+    help="Expected checkpoint kind (default: read from the checkpoint).",
+)
+@click.option(
+    "--normalize/--raw",
+    "normalize",
+    default=False,
+    help="Pooled, projected [1, D] features (--normalize) or raw hidden states [1, len, H] (default, "
+    "as the reference extractors without --get_normalized).",
+)
 @click.option("--overwrite", is_flag=True, help="Recompute outputs that already exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary table.")
 @allow_failures_option
-def embed(src: str, dst: str, kind: str | None, normalize: bool, overwrite: bool, as_json: bool, quiet: bool,
-          allow_failures: bool, **kwargs) -> None:
+def embed(
+    src: str,
+    dst: str,
+    kind: str | None,
+    normalize: bool,
+    overwrite: bool,
+    as_json: bool,
+    quiet: bool,
+    allow_failures: bool,
+    **kwargs,
+) -> None:
     """Embed SRC (a folder, walked recursively, or one file) into DST, one .npy per input.
 
     Music: .abc (interleaved ABC) and .mtf; text: .txt (CLaMP 2 only). DST mirrors SRC's tree.
@@ -48,8 +66,15 @@ def embed(src: str, dst: str, kind: str | None, normalize: bool, overwrite: bool
         return model
 
     effective_kind = kind or _peek_kind(options)
-    summary, errors = embed_tree(src, dst, load, kind=effective_kind, normalize=normalize, overwrite=overwrite,
-                                 progress=not quiet and not as_json)
+    summary, errors = embed_tree(
+        src,
+        dst,
+        load,
+        kind=effective_kind,
+        normalize=normalize,
+        overwrite=overwrite,
+        progress=not quiet and not as_json,
+    )
     if as_json:
         click.echo(json.dumps({**summary.as_dict(), "errors": str(errors.path) if errors.count else None}))
     elif not quiet:

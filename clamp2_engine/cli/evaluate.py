@@ -19,6 +19,7 @@ from rich.table import Table
 from clamp2_engine.batch import ErrorLog, console, progress_bar
 from clamp2_engine.cli import plots
 from clamp2_engine.cli.index import STORE_OPTION_NAMES, store_options
+from clamp2_engine.cli.options import fail
 
 DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 OUT_FILE = click.Path(dir_okay=False, writable=True, path_type=Path)
@@ -132,8 +133,9 @@ def eval_cmd(
         if queries is None:
             raise click.UsageError("--collection needs --queries items.jsonl")
         store = _store_spec(store_kwargs)
-        _eval_collection(collection, queries, field, modality, k, corpus, ranks_out, plot, decimals, as_json,
-                         store)
+        _eval_collection(
+            collection, queries, field, modality, k, corpus, ranks_out, plot, decimals, as_json, store
+        )
         return
     if query_dir is None or ref_dir is None:
         raise click.UsageError("give QUERY_DIR and REF_DIR (or --collection NAME --queries items.jsonl)")
@@ -199,6 +201,7 @@ def _eval_collection(
 ) -> None:
     from clamp2_engine import index
     from clamp2_engine.evaluate import evaluate_collection, read_jsonl, round_metrics
+
     items, bad_lines = read_jsonl(queries)
     _show_errors(bad_lines)
     root = queries.resolve().parent
@@ -220,7 +223,7 @@ def _eval_collection(
         with progress_bar("queries", total=len(items), enabled=not as_json) as advance:
             result = evaluate_collection(search_fn, items, field=field, id_fn=id_fn, k=k, progress=advance)
     except (ValueError, LookupError, OSError, RuntimeError) as exc:
-        raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        raise fail(exc) from exc
     finally:
         if search_fn is not None and callable(getattr(search_fn, "close", None)):
             search_fn.close()
@@ -381,11 +384,13 @@ def classify_train(
         try:
             result = P.train_probe(train_files, eval_files, config, on_epoch=lambda *_: advance())
         except (ValueError, RuntimeError) as exc:  # FeatureError is a ValueError; bad --device a RuntimeError
-            raise click.ClickException(str(exc).splitlines()[0]) from exc
+            raise fail(exc) from exc
     P.save_probe(result, out)
     m = result.metrics
     if plot:
-        plots.plot_confusion(plot, m["confusion"], m["labels"], f"probe {out.name}: accuracy {m['accuracy']:.3f}")
+        plots.plot_confusion(
+            plot, m["confusion"], m["labels"], f"probe {out.name}: accuracy {m['accuracy']:.3f}"
+        )
     if as_json:
         click.echo(
             json.dumps({"probe": str(out), **m, "skipped": len(errors), "errors": _error_dicts(errors)})
@@ -434,7 +439,7 @@ def classify_predict(
                 probe, files, batch_size=batch_size, device=device, progress=advance
             )
         except (ValueError, RuntimeError) as exc:
-            raise click.ClickException(str(exc).splitlines()[0]) from exc
+            raise fail(exc) from exc
     _show_errors(errors, ErrorLog(out.with_name(out.name + ".errors.jsonl")))
     atomic_write_text(out, json.dumps(predictions, ensure_ascii=False, indent=1))
     counts = Counter(predictions.values())

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from clamp2_engine.cli.options import max_text_length_option
+from clamp2_engine.cli.options import fail, max_text_length_option
 
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.99}  # below this the export is reported as failed
 
@@ -81,7 +81,7 @@ def onnx(
             log=log,
         )
     except (ModelNotFoundError, CheckpointError, FileExistsError, ValueError, OSError) as exc:
-        raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise fail(exc) from None
     worst = min(result.verification.values()) if result.verification else None
     if as_json:
         click.echo(json.dumps({**result.as_dict(), "worst_cosine": worst}))

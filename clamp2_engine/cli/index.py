@@ -21,12 +21,14 @@ from clamp2_engine.cli.options import (
     EXIT_CODES,
     allow_failures_option,
     exit_for_failures,
+    fail,
     model_options,
     pop_model_options,
 )
 from clamp2_engine.jsonl import dumps, printable
+from clamp2_engine.types import MODALITIES
 
-MODALITY_CHOICES = ("abc", "mtf", "text", "any")
+MODALITY_CHOICES = MODALITIES
 STORE_OPTION_NAMES = ("qdrant_path", "qdrant_url", "qdrant_api_key_env")
 
 
@@ -85,10 +87,6 @@ def _open_store(kwargs: dict[str, Any]):
 def _file_name(name: str) -> str:
     """``name`` made safe as a file name."""
     return re.sub(r"[^\w.-]", "_", name).lstrip(".") or "collection"
-
-
-def _fail(exc: BaseException) -> click.ClickException:
-    return click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def _warn_size(client, collection: str) -> None:
@@ -237,7 +235,7 @@ def ingest(
                 )
             found = discover(corpus, metadata=metadata, items=items, name=corpus_name, errors=errors)
         except CorpusError as exc:
-            raise _fail(exc) from None
+            raise fail(exc) from None
         if not found.units:  # never mirror an empty (unmounted? mistyped?) folder into the collection
             hint = f"; problems: {errors.path}" if errors.count else ""
             raise click.ClickException(f"no music found in {corpus} ({found.layout} layout){hint}")
@@ -264,7 +262,7 @@ def ingest(
                 timeout=timeout,
             )
         except CollectionError as exc:
-            raise _fail(exc) from None
+            raise fail(exc) from None
         except KeyboardInterrupt:
             raise click.ClickException("interrupted; what was written is kept: re-run to finish") from None
         if as_json:
@@ -297,25 +295,16 @@ def errors_path(collection: str) -> Path:
     return data_dir() / "ingest" / f"{_file_name(collection)}.errors.jsonl"
 
 
-def with_record(record, options: dict[str, Any]) -> dict[str, Any]:
-    """Model options with the unset ones taken from a collection's record (the model that made it)."""
-    opts = dict(options)
-    opts["model"] = opts.get("model") or record.model_source.get("model")
-    opts["text_model"] = opts.get("text_model") or record.model_source.get("text_model")
-    opts["max_text_length"] = opts.get("max_text_length") or record.model.get("max_text_length")
-    return opts
-
-
 def _recorded_model(client, collection: str, options: dict[str, Any]) -> None:
     """Fill unset model options from COLLECTION's record when the collection exists."""
-    from clamp2_engine.index import CollectionError, CollectionNotFoundError, read_record
+    from clamp2_engine.index import CollectionError, CollectionNotFoundError, read_record, with_record
 
     try:
         options.update(with_record(read_record(client, collection), options))
     except CollectionNotFoundError:
         return
     except CollectionError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 def _summarize(
@@ -409,13 +398,13 @@ class Searcher:
         try:
             self.record = read_record(client, collection)
         except ValueError as exc:
-            raise _fail(exc) from None
+            raise fail(exc) from None
         self.models: dict[str, Any] = {}
 
     def model(self, tower: str):
         """The model with the ``text`` or ``music`` tower, as the collection's record says to load it."""
         from clamp2_engine.cli.options import open_model
-        from clamp2_engine.index import ModelMismatchError, check_model
+        from clamp2_engine.index import ModelMismatchError, check_model, with_record
 
         if tower not in self.models:
             model = open_model(
@@ -424,7 +413,7 @@ class Searcher:
             try:
                 check_model(self.record, model.identity, self.collection)
             except ModelMismatchError as exc:
-                raise _fail(exc) from None
+                raise fail(exc) from None
             self.models[tower] = model
         return self.models[tower]
 
@@ -436,7 +425,7 @@ class Searcher:
                 _modality, data = music_query_input(music)
                 return self.model("music").encode_music(data)
             except ValueError as exc:
-                raise _fail(exc) from None
+                raise fail(exc) from None
         if not text or not text.strip():
             raise click.UsageError("give a QUERY text or --music FILE")
         model = self.model("text")
@@ -456,7 +445,7 @@ class Searcher:
                 query_filter=parse_filters(filters),
             )
         except ValueError as exc:
-            raise _fail(exc) from None
+            raise fail(exc) from None
 
 
 def _query_threads() -> int:
@@ -667,7 +656,7 @@ def _shell_line(searcher: Searcher, line: str, state: dict[str, Any]) -> None:
             try:
                 parse_filters([arg])
             except ValueError as exc:
-                raise _fail(exc) from None
+                raise fail(exc) from None
             state["filters"].append(arg)
         click.echo("filters: " + (", ".join(state["filters"]) or "none"))
     elif cmd == ":clear":
@@ -750,7 +739,7 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
     try:
         info = collection_info(client, name)
     except ValueError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     finally:
         client_close(client)
     info["store"] = spec.describe()
@@ -849,13 +838,13 @@ def migrate(
                 raise click.UsageError("the target is the source store")
             dst = open_client(dst_spec)
         except StoreError as exc:
-            raise _fail(exc) from None
+            raise fail(exc) from None
         try:
             total = src.count(collection, exact=True).count if src.collection_exists(collection) else 0
             with progress_bar("migrate", total, enabled=not as_json and total > 0) as advance:
                 n = copy_collection(src, dst, collection, to_collection, progress=advance)
         except ValueError as exc:
-            raise _fail(exc) from None
+            raise fail(exc) from None
         finally:
             client_close(dst)
     finally:

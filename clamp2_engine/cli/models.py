@@ -28,8 +28,17 @@ def list_models(as_json: bool) -> None:
         else:
             found = try_to_load_from_cache(k.repo_id, k.filename)
             cached = found if isinstance(found, str) else None
-        rows.append({"name": k.name, "kind": k.kind, "repo": k.repo_id or "shipped with clamp2-engine",
-                     "file": k.filename, "cached": cached, "sha256": k.sha256, "description": k.description})
+        rows.append(
+            {
+                "name": k.name,
+                "kind": k.kind,
+                "repo": k.repo_id or "shipped with clamp2-engine",
+                "file": k.filename,
+                "cached": cached,
+                "sha256": k.sha256,
+                "description": k.description,
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -7,15 +7,16 @@ from typing import Any
 
 import click
 
-BACKEND_CHOICES = ("torch", "onnx")
-DTYPE_CHOICES = ("fp32", "bf16", "fp16")
-
+from clamp2_engine.types import BACKENDS as BACKEND_CHOICES
+from clamp2_engine.types import DTYPES as DTYPE_CHOICES
 
 EXIT_CODES = "Exit status: 0 all items done, 1 some items failed (0 with --allow-failures), 2 usage errors."
 
 allow_failures_option = click.option(
-    "--allow-failures", is_flag=True,
-    help="Exit 0 even when some items failed (they are listed in the errors file either way).")
+    "--allow-failures",
+    is_flag=True,
+    help="Exit 0 even when some items failed (they are listed in the errors file either way).",
+)
 
 
 def exit_for_failures(failed: int, allow: bool) -> None:
@@ -25,9 +26,20 @@ def exit_for_failures(failed: int, allow: bool) -> None:
 
 
 max_text_length_option = click.option(
-    "--max-text-length", type=click.IntRange(2, 8192), default=None, metavar="N",
+    "--max-text-length",
+    type=click.IntRange(2, 8192),
+    default=None,
+    metavar="N",
     help="Text tokens per window (the reference's MAX_TEXT_LENGTH). Default: what the checkpoint or "
-         "collection records, else 128.")
+    "collection records, else 128.",
+)
+
+
+def fail(exc: BaseException) -> click.ClickException:
+    """A library error as the one-line error a command prints (exit status 1)."""
+    from clamp2_engine.errors import first_line
+
+    return click.ClickException(first_line(exc))
 
 
 def model_options(batch_size: int = 16) -> Callable:
@@ -36,22 +48,56 @@ def model_options(batch_size: int = 16) -> Callable:
 
     def decorate(f: Callable) -> Callable:
         opts = [
-            click.option("--model", "model", envvar="CLAMP2_MODEL", default=None, metavar="PATH|NAME",
-                         help="Checkpoint file (reference format) or a known name; default: clamp2 "
-                              "(released weights from the Hugging Face Hub). Env: CLAMP2_MODEL."),
-            click.option("--text-model", envvar="CLAMP2_TEXT_MODEL", default=None, metavar="DIR|NAME",
-                         help="Folder (or Hub name) with the XLM-R config and tokenizer; default: "
-                              "FacebookAI/xlm-roberta-base. Env: CLAMP2_TEXT_MODEL."),
-            click.option("--device", default=None, metavar="cpu|cuda",
-                         help="Where to run; default: cuda when available, else cpu."),
-            click.option("--dtype", type=click.Choice(DTYPE_CHOICES), default="fp32", show_default=True,
-                         help="Compute precision (torch backend): bf16 on CPUs that have it, fp16/bf16 on GPUs."),
-            click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="torch", show_default=True,
-                         help="Inference runtime."),
-            click.option("--onnx-dir", type=click.Path(file_okay=False), default=None,
-                         help="Folder written by `export onnx` (with --backend onnx)."),
-            click.option("--batch-size", type=click.IntRange(1, 4096), default=batch_size, show_default=True,
-                         help="Windows per forward pass."),
+            click.option(
+                "--model",
+                "model",
+                envvar="CLAMP2_MODEL",
+                default=None,
+                metavar="PATH|NAME",
+                help="Checkpoint file (reference format) or a known name; default: clamp2 "
+                "(released weights from the Hugging Face Hub). Env: CLAMP2_MODEL.",
+            ),
+            click.option(
+                "--text-model",
+                envvar="CLAMP2_TEXT_MODEL",
+                default=None,
+                metavar="DIR|NAME",
+                help="Folder (or Hub name) with the XLM-R config and tokenizer; default: "
+                "FacebookAI/xlm-roberta-base. Env: CLAMP2_TEXT_MODEL.",
+            ),
+            click.option(
+                "--device",
+                default=None,
+                metavar="cpu|cuda",
+                help="Where to run; default: cuda when available, else cpu.",
+            ),
+            click.option(
+                "--dtype",
+                type=click.Choice(DTYPE_CHOICES),
+                default="fp32",
+                show_default=True,
+                help="Compute precision (torch backend): bf16 on CPUs that have it, fp16/bf16 on GPUs.",
+            ),
+            click.option(
+                "--backend",
+                type=click.Choice(BACKEND_CHOICES),
+                default="torch",
+                show_default=True,
+                help="Inference runtime.",
+            ),
+            click.option(
+                "--onnx-dir",
+                type=click.Path(file_okay=False),
+                default=None,
+                help="Folder written by `export onnx` (with --backend onnx).",
+            ),
+            click.option(
+                "--batch-size",
+                type=click.IntRange(1, 4096),
+                default=batch_size,
+                show_default=True,
+                help="Windows per forward pass.",
+            ),
             max_text_length_option,
         ]
         for opt in reversed(opts):
@@ -62,7 +108,14 @@ def model_options(batch_size: int = 16) -> Callable:
 
 
 MODEL_OPTION_NAMES = (
-    "model", "text_model", "device", "dtype", "backend", "onnx_dir", "batch_size", "max_text_length",
+    "model",
+    "text_model",
+    "device",
+    "dtype",
+    "backend",
+    "onnx_dir",
+    "batch_size",
+    "max_text_length",
 )
 
 
@@ -71,20 +124,30 @@ def pop_model_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: kwargs.pop(k) for k in MODEL_OPTION_NAMES if k in kwargs}
 
 
-def open_model(options: dict[str, Any], *, load_music: bool = True, load_text: bool = True,
-               kind: str | None = None):
+def open_model(
+    options: dict[str, Any], *, load_music: bool = True, load_text: bool = True, kind: str | None = None
+):
     """Load the model for a command; every expected failure becomes a one-line ``ClickException``."""
     from clamp2_engine.api import CLaMP2
     from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
 
     if options.get("backend") == "onnx" and not options.get("onnx_dir"):
-        raise click.ClickException("--backend onnx needs --onnx-dir DIR (written by `clamp2-engine export onnx`)")
+        raise click.ClickException(
+            "--backend onnx needs --onnx-dir DIR (written by `clamp2-engine export onnx`)"
+        )
     try:
         return CLaMP2.from_pretrained(
-            options.get("model"), options.get("text_model"), device=options.get("device"),
-            backend=options.get("backend") or "torch", dtype=options.get("dtype") or "fp32",
-            onnx_dir=options.get("onnx_dir"), load_music=load_music, load_text=load_text,
-            batch_size=options.get("batch_size") or 16, kind=kind,
-            max_text_length=options.get("max_text_length"))
+            options.get("model"),
+            options.get("text_model"),
+            device=options.get("device"),
+            backend=options.get("backend") or "torch",
+            dtype=options.get("dtype") or "fp32",
+            onnx_dir=options.get("onnx_dir"),
+            load_music=load_music,
+            load_text=load_text,
+            batch_size=options.get("batch_size") or 16,
+            kind=kind,
+            max_text_length=options.get("max_text_length"),
+        )
     except (ModelNotFoundError, CheckpointError, ValueError, RuntimeError, OSError) as exc:
-        raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise fail(exc) from None

@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+from clamp2_engine.cli.options import fail
+from clamp2_engine.types import PRECISIONS
 
 
 def loop_options(batch_size: int, lr: float) -> Callable:
@@ -165,9 +166,7 @@ def _run(kind: str, kwargs: dict[str, Any], make_options: Callable[[dict[str, An
         options = make_options(kwargs)
         summary = (run_m3 if kind == "m3" else run_clamp2)(loop, options)
     except (TrainingError, CheckpointError, ModelNotFoundError, ValueError, OSError) as exc:
-        raise click.ClickException(
-            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        ) from None
+        raise fail(exc) from None
     if os.environ.get("RANK", "0") != "0":
         return
     if as_json:

@@ -13,10 +13,16 @@ from clamp2_engine.models.m3 import M3PatchEncoder
 def text_model_config(text: TextConfig, attn_implementation: str | None = "sdpa") -> XLMRobertaConfig:
     kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
     return XLMRobertaConfig(
-        vocab_size=text.vocab_size, hidden_size=text.hidden_size, num_hidden_layers=text.num_layers,
-        num_attention_heads=text.num_heads, intermediate_size=text.intermediate_size,
-        max_position_embeddings=text.max_position_embeddings, type_vocab_size=text.type_vocab_size,
-        pad_token_id=text.pad_token_id, layer_norm_eps=text.layer_norm_eps, **kw,
+        vocab_size=text.vocab_size,
+        hidden_size=text.hidden_size,
+        num_hidden_layers=text.num_layers,
+        num_attention_heads=text.num_heads,
+        intermediate_size=text.intermediate_size,
+        max_position_embeddings=text.max_position_embeddings,
+        type_vocab_size=text.type_vocab_size,
+        pad_token_id=text.pad_token_id,
+        layer_norm_eps=text.layer_norm_eps,
+        **kw,
     )
 
 
@@ -32,8 +38,13 @@ class CLaMP2Model(nn.Module):
     ``load_text`` / ``load_music`` build one tower only (search needs only the text tower).
     """
 
-    def __init__(self, config: CLaMP2Config, load_text: bool = True, load_music: bool = True,
-                 attn_implementation: str | None = "sdpa"):
+    def __init__(
+        self,
+        config: CLaMP2Config,
+        load_text: bool = True,
+        load_music: bool = True,
+        attn_implementation: str | None = "sdpa",
+    ):
         super().__init__()
         self.config = config
         if load_text:
@@ -49,11 +60,14 @@ class CLaMP2Model(nn.Module):
     def music_hidden(self, patches: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         return self.music_model(patches, masks)
 
-    def get_text_features(self, ids: torch.Tensor, masks: torch.Tensor, normalized: bool = True) -> torch.Tensor:
+    def get_text_features(
+        self, ids: torch.Tensor, masks: torch.Tensor, normalized: bool = True
+    ) -> torch.Tensor:
         hidden = self.text_hidden(ids, masks)
         return self.text_proj(masked_mean(hidden, masks)) if normalized else hidden
 
-    def get_music_features(self, patches: torch.Tensor, masks: torch.Tensor,
-                           normalized: bool = True) -> torch.Tensor:
+    def get_music_features(
+        self, patches: torch.Tensor, masks: torch.Tensor, normalized: bool = True
+    ) -> torch.Tensor:
         hidden = self.music_hidden(patches, masks)
         return self.music_proj(masked_mean(hidden, masks)) if normalized else hidden

@@ -59,5 +59,9 @@ class CLaMP2Config:
     max_text_length: int = 128
 
     def as_dict(self) -> dict[str, Any]:
-        return {"music": self.music.as_dict(), "text": self.text.as_dict(), "embed_dim": self.embed_dim,
-                "max_text_length": self.max_text_length}
+        return {
+            "music": self.music.as_dict(),
+            "text": self.text.as_dict(),
+            "embed_dim": self.embed_dim,
+            "max_text_length": self.max_text_length,
+        }

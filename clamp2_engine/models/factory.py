@@ -14,11 +14,11 @@ from clamp2_engine.checkpoints import (
     CheckpointError,
     ModelNotFoundError,
     default_text_model,
-    first_line,
     hub_offline,
     infer_clamp2_config,
     infer_m3_config,
 )
+from clamp2_engine.errors import first_line
 from clamp2_engine.models.clamp2 import CLaMP2Model
 from clamp2_engine.models.config import CLaMP2Config, M3Config
 from clamp2_engine.models.m3 import M3Model, M3PatchEncoder
@@ -36,8 +36,9 @@ def load_text_assets(spec: str | os.PathLike | None = None) -> tuple[Any, Any]:
     spec = os.fspath(spec) if spec is not None else default_text_model()
     local = Path(spec).expanduser()
     if local.exists() and not local.is_dir():
-        raise ModelNotFoundError(f"--text-model {spec!r} is a file; pass the folder holding config.json and the "
-                                 "tokenizer files")
+        raise ModelNotFoundError(
+            f"--text-model {spec!r} is a file; pass the folder holding config.json and the tokenizer files"
+        )
     offline = not local.is_dir() and hub_offline()
     try:
         config = AutoConfig.from_pretrained(spec, local_files_only=offline)
@@ -57,39 +58,63 @@ def load_text_assets(spec: str | os.PathLike | None = None) -> tuple[Any, Any]:
     return config, tokenizer
 
 
-def load_weights(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str = "",
-                 ignore_unexpected: tuple[str, ...] = IGNORABLE) -> None:
+def load_weights(
+    module: nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    prefix: str = "",
+    ignore_unexpected: tuple[str, ...] = IGNORABLE,
+) -> None:
     """Copy ``state_dict`` (keys under ``prefix``) into ``module``; missing or misshapen keys are errors."""
     own = module.state_dict()
-    sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    sub = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     missing = sorted(k for k in own if k not in sub and not any(s in "." + k for s in ignore_unexpected))
     if missing:
         more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise CheckpointError(f"checkpoint lacks {len(missing)} weight(s) the model needs: "
-                              f"{', '.join(prefix + k for k in missing[:5])}{more}")
-    broken = [k for k, v in sub.items() if k in own and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        raise CheckpointError(
+            f"checkpoint lacks {len(missing)} weight(s) the model needs: "
+            f"{', '.join(prefix + k for k in missing[:5])}{more}"
+        )
+    broken = [
+        k for k, v in sub.items() if k in own and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
     if broken:
         more = f" (+{len(broken) - 1} more)" if len(broken) > 1 else ""
-        raise CheckpointError(f"weight {prefix + broken[0]}{more} holds NaN or infinite values: the checkpoint is "
-                              "broken (a diverged training run?)")
-    bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in sub.items() if k in own and v.shape != own[k].shape]
+        raise CheckpointError(
+            f"weight {prefix + broken[0]}{more} holds NaN or infinite values: the checkpoint is "
+            "broken (a diverged training run?)"
+        )
+    bad = [
+        (k, tuple(v.shape), tuple(own[k].shape))
+        for k, v in sub.items()
+        if k in own and v.shape != own[k].shape
+    ]
     if bad:
         k, got, want = bad[0]
-        raise CheckpointError(f"weight {prefix + k} has shape {got}, the model expects {want}"
-                              + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""))
+        raise CheckpointError(
+            f"weight {prefix + k} has shape {got}, the model expects {want}"
+            + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else "")
+        )
     module.load_state_dict({k: v for k, v in sub.items() if k in own}, strict=False)
 
 
-def build_clamp2(state_dict: dict[str, torch.Tensor], hf_text_config: Any = None, *, load_text: bool = True,
-                 load_music: bool = True, max_text_length: int = 128,
-                 attn_implementation: str | None = "sdpa") -> CLaMP2Model:
+def build_clamp2(
+    state_dict: dict[str, torch.Tensor],
+    hf_text_config: Any = None,
+    *,
+    load_text: bool = True,
+    load_music: bool = True,
+    max_text_length: int = 128,
+    attn_implementation: str | None = "sdpa",
+) -> CLaMP2Model:
     """A CLaMP 2 module (one or both towers) filled from a reference state dict."""
     config = infer_clamp2_config(state_dict, hf_text_config if load_text else None, max_text_length)
     if not load_text:
-        config = CLaMP2Config(music=config.music, text=config.text, embed_dim=config.embed_dim,
-                              max_text_length=max_text_length)
-    model = CLaMP2Model(config, load_text=load_text, load_music=load_music,
-                        attn_implementation=attn_implementation)
+        config = CLaMP2Config(
+            music=config.music, text=config.text, embed_dim=config.embed_dim, max_text_length=max_text_length
+        )
+    model = CLaMP2Model(
+        config, load_text=load_text, load_music=load_music, attn_implementation=attn_implementation
+    )
     if load_text:
         load_weights(model.text_model, state_dict, "text_model.")
         load_weights(model.text_proj, state_dict, "text_proj.")
@@ -99,7 +124,9 @@ def build_clamp2(state_dict: dict[str, torch.Tensor], hf_text_config: Any = None
     return model.eval()
 
 
-def build_m3_encoder(state_dict: dict[str, torch.Tensor], attn_implementation: str | None = "sdpa") -> M3PatchEncoder:
+def build_m3_encoder(
+    state_dict: dict[str, torch.Tensor], attn_implementation: str | None = "sdpa"
+) -> M3PatchEncoder:
     """The M3 encoder alone (feature extraction) from an M3 state dict."""
     config = infer_m3_config(state_dict)
     encoder = M3PatchEncoder(config, attn_implementation)
@@ -107,8 +134,11 @@ def build_m3_encoder(state_dict: dict[str, torch.Tensor], attn_implementation: s
     return encoder.eval()
 
 
-def build_m3(state_dict: dict[str, torch.Tensor] | None = None, config: M3Config | None = None,
-             attn_implementation: str | None = "sdpa") -> M3Model:
+def build_m3(
+    state_dict: dict[str, torch.Tensor] | None = None,
+    config: M3Config | None = None,
+    attn_implementation: str | None = "sdpa",
+) -> M3Model:
     """The full M3 (encoder + decoder) for training, from a state dict or a fresh config."""
     if state_dict is None:
         return M3Model(config or M3Config(), attn_implementation)

@@ -25,10 +25,15 @@ class M3PatchEncoder(nn.Module):
         self.config = config
         self.patch_embedding = nn.Linear(config.patch_size * config.alphabet, config.hidden_size)
         bert = BertConfig(
-            vocab_size=1, hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
-            num_attention_heads=config.num_heads, intermediate_size=4 * config.hidden_size,
-            max_position_embeddings=config.patch_length, type_vocab_size=config.type_vocab_size,
-            layer_norm_eps=1e-12, **_attn(attn_implementation),
+            vocab_size=1,
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            intermediate_size=4 * config.hidden_size,
+            max_position_embeddings=config.patch_length,
+            type_vocab_size=config.type_vocab_size,
+            layer_norm_eps=1e-12,
+            **_attn(attn_implementation),
         )
         self.base = BertModel(bert)
         offsets = torch.arange(config.patch_size, dtype=torch.long) * config.alphabet
@@ -54,9 +59,15 @@ class M3PatchDecoder(nn.Module):
         super().__init__()
         self.config = config
         gpt = GPT2Config(
-            vocab_size=config.alphabet, n_positions=config.patch_size, n_embd=config.hidden_size,
-            n_layer=config.decoder_layers, n_head=config.num_heads, n_inner=4 * config.hidden_size,
-            bos_token_id=1, eos_token_id=2, **_attn(attn_implementation),
+            vocab_size=config.alphabet,
+            n_positions=config.patch_size,
+            n_embd=config.hidden_size,
+            n_layer=config.decoder_layers,
+            n_head=config.num_heads,
+            n_inner=4 * config.hidden_size,
+            bos_token_id=1,
+            eos_token_id=2,
+            **_attn(attn_implementation),
         )
         self.base = GPT2LMHeadModel(gpt)
 
@@ -78,8 +89,9 @@ class M3Model(nn.Module):
         self.encoder = M3PatchEncoder(config, attn_implementation)
         self.decoder = M3PatchDecoder(config, attn_implementation)
 
-    def forward(self, patches: torch.Tensor, masks: torch.Tensor, selection: torch.Tensor,
-                targets: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, patches: torch.Tensor, masks: torch.Tensor, selection: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
         """Masked-patch reconstruction loss: ``selection`` ``[B, L]`` marks the patches to rebuild."""
         hidden = self.encoder(patches, masks)
         sel = selection.bool() & masks.bool()

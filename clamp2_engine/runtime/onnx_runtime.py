@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from clamp2_engine.errors import first_line
 from clamp2_engine.runtime.base import Runtime
 
 MUSIC_FILE = "music.onnx"
@@ -332,8 +333,10 @@ def load_onnx_model(
     if max_text_length and identity["kind"] == "clamp2":
         exported = identity["max_text_length"] or 128
         if max_text_length > exported:
-            raise ValueError(f"{root} was exported for texts of at most {exported} tokens per window; "
-                             f"re-export with --max-text-length {max_text_length}")
+            raise ValueError(
+                f"{root} was exported for texts of at most {exported} tokens per window; "
+                f"re-export with --max-text-length {max_text_length}"
+            )
         identity = {**identity, "max_text_length": max_text_length}
     runtime = OnnxRuntime(music_session, text_session, identity["kind"])
     encoder = Encoder(
@@ -355,7 +358,7 @@ def _load_tokenizer(root: Path, text_model: str | os.PathLike | None):
     try:
         return AutoTokenizer.from_pretrained(spec), repr(spec)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc, 200)
         raise FileNotFoundError(
             f"could not load the tokenizer {spec!r} for the ONNX text graph ({type(exc).__name__}: {reason})"
         ) from None

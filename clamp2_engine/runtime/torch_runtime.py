@@ -24,8 +24,12 @@ def pick_device(device: str | None = None) -> torch.device:
 class TorchRuntime(Runtime):
     """Runs a :class:`CLaMP2Model` (either tower) or a bare :class:`M3PatchEncoder`."""
 
-    def __init__(self, model: CLaMP2Model | M3PatchEncoder, device: str | torch.device | None = None,
-                 dtype: str = "fp32"):
+    def __init__(
+        self,
+        model: CLaMP2Model | M3PatchEncoder,
+        device: str | torch.device | None = None,
+        dtype: str = "fp32",
+    ):
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
         self.device = pick_device(str(device) if device is not None else None)
@@ -62,7 +66,9 @@ class TorchRuntime(Runtime):
     def text(self, ids: np.ndarray, masks: np.ndarray, pooled: bool) -> np.ndarray:
         if not self.has_text:
             raise RuntimeError("this model has no text tower loaded")
-        return self._out(self.model.get_text_features(self._tensor(ids), self._tensor(masks), normalized=pooled))
+        return self._out(
+            self.model.get_text_features(self._tensor(ids), self._tensor(masks), normalized=pooled)
+        )
 
 
 __all__ = ["TorchRuntime", "pick_device", "masked_mean"]

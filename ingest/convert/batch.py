@@ -131,7 +131,9 @@ def plan(
     files = [
         (p, source_kind(p))
         for p in iter_files(
-            src, SUFFIXES[to], rejected=lambda p, r: failures.append((p, source_kind(p), ConversionError("read", r)))
+            src,
+            SUFFIXES[to],
+            rejected=lambda p, r: failures.append((p, source_kind(p), ConversionError("read", r))),
         )
     ]
     files = sorted(((p, k) for p, k in files if k in order), key=lambda pk: (order.index(pk[1]), str(pk[0])))

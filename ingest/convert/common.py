@@ -5,27 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-MUSICXML_SUFFIXES = frozenset({".xml", ".musicxml", ".mxl"})
-ABC_SUFFIXES = frozenset({".abc"})
-# Other score formats music21 reads; each is canonicalised through MusicXML.
-MUSIC21_SUFFIXES = frozenset(
-    {
-        ".krn",
-        ".mei",
-        ".rntxt",
-        ".rntext",
-        ".romantext",
-        ".rtxt",
-        ".capx",
-        ".nwc",
-        ".nwctxt",
-        ".musedata",
-        ".tntxt",
-    }
+from clamp2_engine.types import (  # noqa: F401 - defined in clamp2_engine.types, re-exported here
+    ABC_SUFFIXES,
+    MIDI_SUFFIXES,
+    MTF_SUFFIXES,
+    MUSIC21_SUFFIXES,
+    MUSICXML_SUFFIXES,
+    SCORE_SUFFIXES,
 )
-SCORE_SUFFIXES = MUSICXML_SUFFIXES | ABC_SUFFIXES | MUSIC21_SUFFIXES
-MIDI_SUFFIXES = frozenset({".mid", ".midi"})
-MTF_SUFFIXES = frozenset({".mtf"})
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 """Inputs larger than this are refused (``--max-size``): no real score or MIDI file comes near it."""

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from clamp2_engine.errors import first_line
+
 READY = "ready"
 
 
@@ -34,7 +36,7 @@ class Outcome:
 def _describe(exc: BaseException) -> str:
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" (at {os.path.basename(last[0].filename)}:{last[0].lineno})" if last else ""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = first_line(exc, default="")
     return f"{type(exc).__name__}: {text}{where}" if text else type(exc).__name__ + where
 
 

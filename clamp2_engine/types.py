@@ -1,0 +1,46 @@
+"""The names the engine uses for its kinds of things, once: ``Literal`` types (the CLI's choices derive from
+them) and the file-suffix sets of every format."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Kind = Literal["clamp2", "m3"]
+VectorName = Literal["abc", "mtf", "text"]  # the named vectors of a collection
+Modality = Literal["abc", "mtf", "text", "any"]  # what a search looks at; "any": abc and mtf, best score
+Backend = Literal["torch", "onnx"]
+Dtype = Literal["fp32", "bf16", "fp16"]  # inference precision
+Precision = Literal["auto", "fp32", "fp16", "bf16"]  # training precision
+
+KINDS: tuple[str, ...] = get_args(Kind)
+VECTORS: tuple[str, ...] = get_args(VectorName)
+MUSIC_VECTORS: tuple[str, ...] = ("abc", "mtf")
+MODALITIES: tuple[str, ...] = get_args(Modality)
+BACKENDS: tuple[str, ...] = get_args(Backend)
+DTYPES: tuple[str, ...] = get_args(Dtype)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+# --- file suffixes (lower case, with the dot) ------------------------------------------------------
+ABC_SUFFIXES = frozenset({".abc"})
+MTF_SUFFIXES = frozenset({".mtf"})
+MIDI_SUFFIXES = frozenset({".mid", ".midi"})
+TEXT_SUFFIXES = frozenset({".txt"})
+MUSICXML_SUFFIXES = frozenset({".xml", ".musicxml", ".mxl"})
+# Other score formats music21 reads; each is canonicalised through MusicXML.
+MUSIC21_SUFFIXES = frozenset(
+    {
+        ".krn",
+        ".mei",
+        ".rntxt",
+        ".rntext",
+        ".romantext",
+        ".rtxt",
+        ".capx",
+        ".nwc",
+        ".nwctxt",
+        ".musedata",
+        ".tntxt",
+    }
+)
+SCORE_SUFFIXES = MUSICXML_SUFFIXES | ABC_SUFFIXES | MUSIC21_SUFFIXES
+MODEL_MUSIC_SUFFIXES = ABC_SUFFIXES | MTF_SUFFIXES  # music the model reads as it is
