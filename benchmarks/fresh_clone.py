@@ -1,6 +1,6 @@
 """What a new user does, timed: `git clone` into an empty temporary folder (nothing beside it), then the
-README's first command (install + `clamp2-engine demo`, offline), twice, and what CI runs (`.ci/run`:
-install, lint, the README's test command).
+README's first command (install + `clamp2-engine demo`, offline), twice, a base install without extras
+searching the demo collection, and what CI runs (`.ci/run`: install, lint, the README's test command).
 
     python benchmarks/fresh_clone.py [--no-tests] [--keep]
 
@@ -65,9 +65,18 @@ def main() -> int:
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p)
     rows, failed = [], False
     quick = readme_command("quickstart")
+    base = (  # the base install alone (a wheel, not editable) searches what the quick start made
+        "python3 -m venv ../base-venv && . ../base-venv/bin/activate && pip install -q torch==2.13.0 && "
+        "pip install -q . && clamp2-engine search 'a chorale by J.S. Bach' -c demo -k 3"
+    )
     steps = [
         ("quick start", quick, "README's first command"),
         ("quick start, second run", quick, "the same again"),
+        (
+            "base install searches",
+            base,
+            "`pip install .` (no extras), then `clamp2-engine search ... -c demo`",
+        ),
     ]
     if not args.no_tests:  # what CI runs: installs, `ruff check`, then the README's test command
         steps.append(

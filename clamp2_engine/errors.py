@@ -11,3 +11,33 @@ def first_line(exc: BaseException, limit: int | None = None, default: str | None
         return type(exc).__name__ if default is None else default
     line = text.splitlines()[0]
     return line[:limit] if limit else line
+
+
+# an optional dependency -> the extra that installs it (pyproject.toml's optional-dependencies)
+EXTRAS = {
+    "music21": "convert",
+    "abctoolkit": "convert",
+    "mido": "convert",
+    "openai": "summarize",
+    "onnx": "onnx",
+    "onnxscript": "onnx",
+    "onnxruntime": "onnx",
+    "matplotlib": "plot",
+}
+
+
+def missing_extra_message(module: str) -> str | None:
+    """The one line for a missing optional dependency, naming the ``pip install`` to run."""
+    extra = EXTRAS.get(module.split(".")[0])
+    if extra is None:
+        return None
+    return f"this needs {module.split('.')[0]}, from the optional extra '{extra}': pip install 'clamp2-engine[{extra}]'"
+
+
+def require_extra(extra: str) -> None:
+    """Import every module of ``extra`` now, so that a missing one fails before any work starts (some
+    code paths would otherwise meet it deep inside a per-item fallback)."""
+    import importlib
+
+    for module in (m for m, e in EXTRAS.items() if e == extra):
+        importlib.import_module(module)

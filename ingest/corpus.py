@@ -320,6 +320,8 @@ def prepare_unit(unit: Unit, render: bool, only: str | None = None) -> tuple[lis
     def attempt(path: Path, stage: str, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
+        except ModuleNotFoundError:  # a missing optional dependency is the run's (one message), not an item's
+            raise
         except Exception as exc:  # every converter or reader failure is this item's, never the run's
             problems.append((str(path), stage, _reason(exc)))
             return None

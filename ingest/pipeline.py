@@ -19,7 +19,9 @@ import numpy as np
 from clamp2_engine import index
 from clamp2_engine.batch import ErrorLog, progress_bar
 from clamp2_engine.encoder import InputError
+from clamp2_engine.errors import require_extra
 from clamp2_engine.jsonl import capped
+from clamp2_engine.types import MIDI_SUFFIXES
 from ingest.corpus import (
     Corpus,
     PieceInput,
@@ -161,6 +163,10 @@ def ingest_corpus(
             )
             for note in notes:  # stored shortened: said once, where the problems are listed
                 _log(errors, unit, "metadata", f"{note} in the payload")
+    if any(
+        needs_converter(u) or any(p.suffix.lower() in MIDI_SUFFIXES for _r, p in u.files) for u in pending
+    ):
+        require_extra("convert")  # scores or MIDI to convert: fail now, in one line, if the extra is missing
     if errors is not None:  # the problems of unchanged pieces still stand: keep them in the log
         errors.keep_previous(lambda r: r.get("unit") in skipped)
     vanished = [pid for key, st in states.items() if key not in present for pid in st.ids]

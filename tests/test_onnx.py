@@ -56,7 +56,7 @@ def worst_case_cosine(model: CLaMP2, parity_dir: Path, kind: str, sub: str, batc
     expected = expected_files(parity_dir, kind, sub)
     inputs = [parity_dir / "inputs" / sub / f"{e.stem}.{sub}" for e in expected]
     encode = model.encode_text if sub == "txt" else model.encode_music
-    feats = encode(inputs, normalize=kind == "clamp2_normalized", batch_size=batch_size)
+    feats = encode(inputs, pooled=kind == "clamp2_normalized", batch_size=batch_size)
     worst = 1.0
     for exp_path, feat in zip(expected, feats, strict=True):
         exp = np.load(exp_path)

@@ -76,7 +76,7 @@ def test_api_reproduces_reference(parity_dir, clamp2, m3, kind, sub, batch_size)
     inputs = [input_for(parity_dir, sub, e) for e in expected]
     normalize = kind == "clamp2_normalized"
     encode = model.encode_text if sub == "txt" else model.encode_music
-    feats = encode(inputs, normalize=normalize, batch_size=batch_size)
+    feats = encode(inputs, pooled=normalize, batch_size=batch_size)
     for exp_path, feat in zip(expected, feats, strict=True):
         exp = np.load(exp_path)
         assert feat[None].shape == exp.shape, exp_path.name
@@ -107,7 +107,7 @@ def test_m3_refuses_text_and_pooling(m3):
     with pytest.raises(ValueError, match="music-only"):
         m3.encode_text("hello")
     with pytest.raises(ValueError, match="no projection"):
-        m3.encode_music("X:1\nL:1/8\nK:C\n|:CDEF|\n", normalize=True)
+        m3.encode_music("X:1\nL:1/8\nK:C\n|:CDEF|\n", pooled=True)
 
 
 def test_pooled_is_the_name_and_normalize_is_a_deprecated_alias(parity_dir):

@@ -30,6 +30,14 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def missing_extra(exc: ModuleNotFoundError) -> click.ClickException | None:
+    """The one line for a missing optional dependency, naming the ``pip install`` to run."""
+    from clamp2_engine.errors import missing_extra_message
+
+    message = missing_extra_message(exc.name or "")
+    return click.ClickException(message) if message else None
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
@@ -39,6 +47,15 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            message = missing_extra(exc)
+            if message is None:
+                raise
+            raise message from None
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:

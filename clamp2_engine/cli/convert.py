@@ -65,6 +65,9 @@ def convert(
     Tune books become one file per tune (NAME_<X>.abc). A second run skips outputs that exist. Every
     failure is a line in DST/errors.jsonl (source, stage, reason); the batch always finishes.
     """
+    from clamp2_engine.errors import require_extra
+
+    require_extra("convert")
     from ingest.convert import convert_tree
     from ingest.convert.batch import EXTENSION, SUFFIXES
 

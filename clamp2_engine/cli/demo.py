@@ -47,6 +47,9 @@ def demo(
     pieces are kept and unchanged pieces are not embedded again.
     """
     from clamp2_engine.cli.index import ingest, search
+    from clamp2_engine.errors import require_extra
+
+    require_extra("convert")  # the demo converts music21's scores
     from clamp2_engine.paths import data_dir
     from ingest.demo import DEMO_COLLECTION, DEMO_CORPUS, QUERIES, prepare_demo_corpus
 

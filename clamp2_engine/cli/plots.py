@@ -5,16 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import click
-
 
 def _figure(plot: Path):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise click.ClickException(
-            "--plot needs matplotlib: pip install 'clamp2-engine[plot]' (or pip install matplotlib)"
-        ) from exc
+    from matplotlib.figure import Figure  # missing: the CLI names the extra that installs it
+
     plot.parent.mkdir(parents=True, exist_ok=True)
     return Figure(figsize=(7, 5), layout="constrained")
 
