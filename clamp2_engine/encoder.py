@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clamp2_engine.batch import progress_bar
 from clamp2_engine.patches import PAD_ID, encode_patches, is_mtf
+from clamp2_engine.runlog import progress_bar
 from clamp2_engine.runtime.base import Runtime
 from clamp2_engine.text import join_for_tokenizer
 from clamp2_engine.types import MODEL_MUSIC_SUFFIXES, TEXT_SUFFIXES

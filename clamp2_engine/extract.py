@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from clamp2_engine.batch import ErrorLog, RunSummary, describe_error, progress_bar
 from clamp2_engine.encoder import MUSIC_SUFFIXES, TEXT_SUFFIXES
 from clamp2_engine.paths import atomic_write_bytes, iter_files, mirror_path
+from clamp2_engine.runlog import ErrorLog, RunSummary, describe_error, progress_bar
 
 CHUNK_FILES = 256
 
 
 @dataclass(frozen=True)
-class Task:
+class EmbedTask:
     source: Path
     output: Path
     modality: str  # "music" | "text"
@@ -31,10 +31,10 @@ class Task:
 
 def plan_tasks(
     src: Path, dst: Path, kind: str, overwrite: bool, errors: ErrorLog, summary: RunSummary
-) -> list[Task]:
+) -> list[EmbedTask]:
     """Discover inputs, map them to outputs, drop existing outputs and name collisions."""
     suffixes = MUSIC_SUFFIXES | (TEXT_SUFFIXES if kind == "clamp2" else frozenset())
-    tasks: list[Task] = []
+    tasks: list[EmbedTask] = []
     claimed: dict[Path, Path] = {}
 
     def rejected(path: Path, reason: str) -> None:
@@ -62,7 +62,7 @@ def plan_tasks(
         if out.exists() and not overwrite:
             summary.add("skipped (exists)")
             continue
-        tasks.append(Task(path, out, "music" if suffix in MUSIC_SUFFIXES else "text"))
+        tasks.append(EmbedTask(path, out, "music" if suffix in MUSIC_SUFFIXES else "text"))
     return tasks
 
 
@@ -74,7 +74,12 @@ def save_feature(path: Path, feature: np.ndarray) -> None:
 
 
 def run_tasks(
-    model, tasks: list[Task], normalize: bool, errors: ErrorLog, summary: RunSummary, progress: bool = True
+    model,
+    tasks: list[EmbedTask],
+    normalize: bool,
+    errors: ErrorLog,
+    summary: RunSummary,
+    progress: bool = True,
 ) -> None:
     """Prepare, embed (batched across files) and save; failures are isolated to their file."""
     encoder = model.encoder
@@ -83,7 +88,7 @@ def run_tasks(
             chunk = tasks[start : start + CHUNK_FILES]
             for modality in ("music", "text"):
                 group = [t for t in chunk if t.modality == modality]
-                ready: list[tuple[Task, np.ndarray]] = []
+                ready: list[tuple[EmbedTask, np.ndarray]] = []
                 prepare = encoder.prepare_music if modality == "music" else encoder.prepare_text
                 for task in group:
                     try:
@@ -98,7 +103,7 @@ def run_tasks(
 def _embed_group(
     encoder,
     modality: str,
-    ready: list[tuple[Task, np.ndarray]],
+    ready: list[tuple[EmbedTask, np.ndarray]],
     normalize: bool,
     errors: ErrorLog,
     summary: RunSummary,

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from clamp2_engine.runtime.torch_runtime import pick_device
+
 from .evaluate import FeatureError, open_feature_array
 from .paths import atomic_write_bytes, iter_files
 
@@ -241,18 +243,6 @@ class Probe:
         return int(self.model.fc1.in_features)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {name!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested, but CUDA is not available here")
-    return dev
-
-
 def _argmax(model: LinearProbe, tensors: Sequence[torch.Tensor], device: torch.device) -> list[int]:
     model.eval()
     with torch.no_grad():
@@ -293,7 +283,7 @@ def train_probe(
         raise ValueError("no evaluation files: give more files per label or an evaluation folder")
     hidden = train_files[0].hidden
     index = {lab: i for i, lab in enumerate(labels)}
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     cache = _Cache(hidden, cfg.cache_bytes)
@@ -412,7 +402,7 @@ def predict(
     errors: list[tuple[str, str]] = []
     loaded: list[tuple[Path, torch.Tensor]] = []
     out: dict[str, str] = {}
-    dev = _device(device)
+    dev = pick_device(device)
     model = probe.model.to(dev)
 
     def flush() -> None:

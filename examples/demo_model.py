@@ -32,7 +32,7 @@ TEXT_SIZES = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads":
 DEMO_PIECES = 320  # pieces `clamp2-engine demo` ingests
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_items(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
 
 
@@ -128,7 +128,7 @@ def evaluate(model: str | os.PathLike, data: Path, text_model: str | os.PathLike
     from clamp2_engine.api import CLaMP2
     from clamp2_engine.evaluate import retrieval_metrics
 
-    items = read_jsonl(data / "eval.jsonl")
+    items = read_items(data / "eval.jsonl")
     clamp2 = CLaMP2.from_pretrained(model, text_model, device="cpu")
     music = clamp2.encode_music([os.fspath(data / it["filepaths"][0]) for it in items])
     out: dict[str, Any] = {"pieces": len(items), "chance_MRR": round(chance_mrr(len(items)), 4)}
@@ -167,7 +167,7 @@ def package_cmd(model: Path, data: Path, out: Path) -> None:
     path = save_checkpoint(out / "clamp2_demo.pth", state, epoch=ckpt.get("epoch", 0), **extras)
     shutil.rmtree(out / "text", ignore_errors=True)
     shutil.copytree(data / "text", out / "text")
-    pieces = read_jsonl(data / "pieces.jsonl")
+    pieces = read_items(data / "pieces.jsonl")
     by_collection: dict[str, list[dict]] = {}
     for p in pieces:
         by_collection.setdefault(p["collection"], []).append(p)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from clamp2_engine.batch import ErrorLog
 from clamp2_engine.index import item_filepaths, item_unit
 from clamp2_engine.paths import UnsafePathError, input_problem, iter_files, safe_join
+from clamp2_engine.runlog import ErrorLog
 from clamp2_engine.types import ABC_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES, SCORE_SUFFIXES
 
 PIPELINE_VERSION = 1  # bump when the same files would now give other model input
@@ -380,7 +380,7 @@ def _set(piece: PieceInput, modality: str, text: str, rel: str) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    from clamp2_engine.batch import describe_error
+    from clamp2_engine.runlog import describe_error
 
     stage = getattr(exc, "stage", None)
     reason = getattr(exc, "reason", None)

@@ -354,7 +354,7 @@ def select(
     quotas: dict[str, int] | None = None, jobs: int = 2, metadata: dict | None = None, progress: bool = True
 ) -> list[tuple[Piece, str]]:
     """Convert a slice of the corpus: ``(piece, interleaved abc)`` in corpus order, quotas applied."""
-    from clamp2_engine.batch import progress_bar
+    from clamp2_engine.runlog import progress_bar
 
     quotas = quotas or QUOTAS
     root = corpus_root()

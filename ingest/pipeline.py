@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clamp2_engine import index
-from clamp2_engine.batch import ErrorLog, progress_bar
 from clamp2_engine.encoder import InputError
 from clamp2_engine.errors import require_extra
 from clamp2_engine.jsonl import capped
+from clamp2_engine.runlog import ErrorLog, progress_bar
 from clamp2_engine.types import MIDI_SUFFIXES
 from ingest.corpus import (
     Corpus,

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clamp2_engine.batch import ErrorLog, describe_error
 from clamp2_engine.jsonl import JsonLineError, iter_jsonl, parse_object
 from clamp2_engine.paths import iter_files
+from clamp2_engine.runlog import ErrorLog, describe_error
 from ingest.llm_prompt import LANGUAGES, SUMMARY_KEYS, resolve_languages
-from ingest.summary_store import JsonlAppender, prune_jsonl, read_jsonl
+from ingest.summary_store import JsonlAppender, prune_jsonl, read_output
 
 STAGE = "summarize"
 SOURCE_KEY, LOAD_ERROR_KEY = "__source__", "__error__"  # set by load_items; never sent nor written
@@ -248,7 +248,7 @@ def summarize_items(
 
 def _final_errors(path: Path) -> dict[str, str]:
     """identity -> metadata digest of the items an earlier run recorded with a final answer."""
-    records, _ = read_jsonl(path)
+    records, _ = read_output(path)
     return {
         r["identity"]: str(r.get("metadata_sha256"))
         for r in records

@@ -14,7 +14,7 @@ from typing import Any
 import openai
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from clamp2_engine.batch import ErrorLog, console, describe_error
+from clamp2_engine.runlog import ErrorLog, console, describe_error
 from ingest.llm_prompt import build_messages, parse_answer
 from ingest.summarize import (
     LOAD_ERROR_KEY,

@@ -1,7 +1,7 @@
 """Crash-safe JSONL files for the summarizer: locked line appends, and repair of a torn last line.
 
 Every record is one full line written with a single flushed append, so a killed process leaves at most
-one torn line at the end of the file; :func:`read_jsonl` truncates it (or drops unparsable lines with an
+one torn line at the end of the file; :func:`read_output` truncates it (or drops unparsable lines with an
 atomic rewrite) before a run resumes.
 """
 
@@ -29,7 +29,7 @@ def _encode(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def read_jsonl(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
+def read_output(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
     """The JSON-object lines of ``path`` and how many bad lines were removed from the file.
 
     A torn last line (no final newline, not JSON) is truncated in place; any other unparsable line is
@@ -78,7 +78,7 @@ def _parse(line: bytes) -> dict[str, Any] | None:
 
 def prune_jsonl(path: str | os.PathLike, drop: Callable[[dict[str, Any]], bool]) -> int:
     """Remove the records for which ``drop`` is true (atomic rewrite); returns how many went."""
-    records, _ = read_jsonl(path)
+    records, _ = read_output(path)
     kept = [r for r in records if not drop(r)]
     if len(kept) != len(records):
         atomic_write_bytes(path, b"".join(_encode(r) for r in kept))
@@ -104,8 +104,8 @@ class JsonlAppender:
         return fh
 
     def read_existing(self) -> list[dict[str, Any]]:
-        """Repair the file (see :func:`read_jsonl`) and return its records; keeps the lock."""
-        records, _ = read_jsonl(self.path)
+        """Repair the file (see :func:`read_output`) and return its records; keeps the lock."""
+        records, _ = read_output(self.path)
         if os.stat(self.path).st_ino != os.fstat(self._fh.fileno()).st_ino:
             self._fh.close()  # the file was rewritten: append to (and lock) the new one
             self._fh = self._open()

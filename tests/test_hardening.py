@@ -195,7 +195,7 @@ BAD_REPLIES = {  # key -> (script, where the item ends, requests with --answer-r
 
 def test_bad_replies_are_error_rows_and_the_key_never_lands(tmp_path, monkeypatch, capsys):
     from ingest.summarize import errors_path_for, summarize_items
-    from ingest.summary_store import read_jsonl
+    from ingest.summary_store import read_output
 
     try:
         from tests.llm_server import ScriptedLLM
@@ -219,8 +219,8 @@ def test_bad_replies_are_error_rows_and_the_key_never_lands(tmp_path, monkeypatc
             progress=False,
         )
         attempts = {k: llm.attempts(k) for k in BAD_REPLIES}
-    done = {r["title"] for r in read_jsonl(out)[0]}
-    errors = {e["source"].split("/")[-1][:-4]: e for e in read_jsonl(errors_path_for(out))[0]}
+    done = {r["title"] for r in read_output(out)[0]}
+    errors = {e["source"].split("/")[-1][:-4]: e for e in read_output(errors_path_for(out))[0]}
     assert done == {k for k, v in BAD_REPLIES.items() if v[1] == "out"}
     assert set(errors) == {k for k, v in BAD_REPLIES.items() if v[1] == "errors"}  # each item once
     assert attempts == {k: v[2] for k, v in BAD_REPLIES.items()}

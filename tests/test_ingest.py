@@ -11,8 +11,8 @@ import pytest
 from test_index_helpers import build_seed, cos, load_model
 
 from clamp2_engine import index
-from clamp2_engine.batch import ErrorLog
 from clamp2_engine.patches import encode_patches
+from clamp2_engine.runlog import ErrorLog
 from clamp2_engine.store import StoreSpec, client_close, open_client
 from ingest.corpus import CorpusError, discover
 from ingest.pipeline import ingest_corpus

@@ -23,7 +23,7 @@ from ingest.summarize import (
     summarize_items,
 )
 from ingest.summarize_run import backoff_delay, retry_after_seconds
-from ingest.summary_store import JsonlAppender, OutputLockedError, read_jsonl
+from ingest.summary_store import JsonlAppender, OutputLockedError, read_output
 
 try:
     from tests.llm_server import ScriptedLLM, valid_answer
@@ -78,7 +78,7 @@ def _run(llm: ScriptedLLM, items, out: Path, **kw):
 
 
 def _titles(path: Path) -> list[str]:
-    return [r["title"] for r in read_jsonl(path)[0]] if path.exists() else []
+    return [r["title"] for r in read_output(path)[0]] if path.exists() else []
 
 
 # -- prompt and answers ---------------------------------------------------------------------------
@@ -190,10 +190,10 @@ def test_load_items_folder_and_jsonl(tmp_path):
 def test_read_jsonl_repairs_torn_and_bad_lines(tmp_path):
     p = tmp_path / "out.jsonl"
     p.write_bytes(b'{"a": 1}\n{"a": 2}\n{"a": 3, "b": "tor')
-    assert read_jsonl(p) == ([{"a": 1}, {"a": 2}], 1)
+    assert read_output(p) == ([{"a": 1}, {"a": 2}], 1)
     assert p.read_bytes() == b'{"a": 1}\n{"a": 2}\n'
     p.write_bytes(b'{"a": 1}\ngarbage\n{"a": 2}')  # bad middle line; last line complete, no newline
-    assert read_jsonl(p) == ([{"a": 1}, {"a": 2}], 1)
+    assert read_output(p) == ([{"a": 1}, {"a": 2}], 1)
     assert p.read_bytes() == b'{"a": 1}\n{"a": 2}\n'
     with JsonlAppender(p):
         with pytest.raises(OutputLockedError):
@@ -218,7 +218,7 @@ def test_every_item_accounted_once_with_the_right_retries(tmp_path, monkeypatch,
         report = _run(llm, items, out)
         attempts = {k: llm.attempts(k) for k in SCENARIO}
         log = list(llm.log)
-    errors, _ = read_jsonl(errors_path_for(out))
+    errors, _ = read_output(errors_path_for(out))
     assert errors_path_for(out).name == "items.errors.jsonl"
     in_out, in_err = _titles(out), [e["source"].split("/")[-1][:-4] for e in errors]
     assert sorted(in_out + in_err) == sorted([*SCENARIO, "empty"])  # each exactly once
@@ -251,7 +251,7 @@ def test_every_item_accounted_once_with_the_right_retries(tmp_path, monkeypatch,
         assert SECRET not in text
     assert "***" in next(e for e in errors if e["source"] == "abc/echo-key.abc")["reason"]
     # the seed format: input fields (nulls dropped), summary_en, summary_nen, filepaths last
-    rec = next(r for r in read_jsonl(out)[0] if r["title"] == "fenced")
+    rec = next(r for r in read_output(out)[0] if r["title"] == "fenced")
     assert list(rec) == ["title", "composer", "genres", "summary_en", "summary_nen", "filepaths"]
     assert rec["summary_nen"]["language"] == pick_language(item_identity(rec), 0)
 
@@ -274,7 +274,7 @@ def test_rerun_skips_done_and_final_items_and_retries_the_rest(tmp_path):
         fifth = _run(llm, edited, out)
         assert (fifth.none, fifth.skipped, llm.attempts("none")) == (1, 3, 3)
     assert sorted(_titles(out)) == ["a", "b", "flaky"]
-    errors, _ = read_jsonl(errors_path_for(out))
+    errors, _ = read_output(errors_path_for(out))
     assert [(e["source"], e["kind"]) for e in errors] == [("abc/none.abc", "none")]  # stale failure gone
 
 
@@ -316,7 +316,7 @@ def test_unreachable_server_stops_the_run(tmp_path):
             concurrency=2,
             progress=False,
         )
-    errors, _ = read_jsonl(errors_path_for(out))
+    errors, _ = read_output(errors_path_for(out))
     assert 8 <= len(errors) < 30 and {e["kind"] for e in errors} == {"connection"}
 
 
@@ -368,8 +368,8 @@ def test_cli_summarize_folder(tmp_path, monkeypatch):
             0,
             3,
         )  # the broken file is reported again
-    assert {r["summary_nen"]["language"] for r in read_jsonl(out)[0]} <= {"French", "Japanese"}
-    errors, _ = read_jsonl(errors_path_for(out))
+    assert {r["summary_nen"]["language"] for r in read_output(out)[0]} <= {"French", "Japanese"}
+    errors, _ = read_output(errors_path_for(out))
     assert sorted(e["source"] for e in errors) == ["broken.json", "none.json"]
     res = CliRunner().invoke(main, [*args[:7], "--languages", "Klingon"])
     assert res.exit_code != 0 and "unknown language" in res.output

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ingest.summarize import errors_path_for, summarize_items
-from ingest.summary_store import read_jsonl
+from ingest.summary_store import read_output
 
 try:
     from tests.llm_server import ScriptedLLM
@@ -24,11 +24,11 @@ SCRIPT = {"piece 7": ["none"], "piece 33": ["wrong_language"], "piece 61": ["non
 
 
 def _lines(path: Path) -> list[str]:
-    return sorted(json.dumps(r, sort_keys=True, ensure_ascii=False) for r in read_jsonl(path)[0])
+    return sorted(json.dumps(r, sort_keys=True, ensure_ascii=False) for r in read_output(path)[0])
 
 
 def _errors(out: Path) -> list[tuple[str, str, str]]:
-    return sorted((e["identity"], e["kind"], e["language"]) for e in read_jsonl(errors_path_for(out))[0])
+    return sorted((e["identity"], e["kind"], e["language"]) for e in read_output(errors_path_for(out))[0])
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
@@ -76,7 +76,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
             proc.wait(timeout=30)
             proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
-        kept = len(read_jsonl(resumed)[0])
+        kept = len(read_output(resumed)[0])
         assert N // 4 <= kept < N
         report = summarize_items(items, resumed, base_url=llm.base_url, **opts)
         asked_twice = [k for k in {e["key"] for e in llm.log} if k not in SCRIPT and llm.attempts(k) > 1]

@@ -15,7 +15,7 @@ from clamp2_engine.cli import main
 from clamp2_engine.patches import EOS_ID, MASK_ID, encode_patches
 from train.build import freeze_unused, m3_config, text_config
 from train.data import M3Dataset, collate_m3, crop, mask_patches, remove_instrument_info, sample_rng
-from train.items import PairCollate, PairDataset, choose_text, load_items, parse_item, pick_file
+from train.items import PairCollate, PairDataset, choose_text, load_pairs, parse_item, pick_file
 from train.objectives import contrastive_loss
 
 ABC = (
@@ -121,7 +121,7 @@ def test_items_are_validated_per_line(music_dir):
         {"title": "no files", "summary_en": "x"},
     ]
     path = write_items(music_dir, lines)
-    items, errors = load_items(path)
+    items, errors = load_pairs(path)
     assert [it.metadata for it in items] == [("ok",)] and len(items[0].files) == 2
     assert items[0].summaries_en == ("one", "two") and items[0].summaries_nen == ("eins",)
     reasons = dict(errors)
@@ -188,7 +188,7 @@ def test_samples_depend_only_on_seed_epoch_and_index(music_dir, parity_dir):
         }
         for i in range(4)
     ]
-    items, _ = load_items(write_items(music_dir, lines))
+    items, _ = load_pairs(write_items(music_dir, lines))
     ds = PairDataset(items, tok, train=True, patch_size=64, patch_length=8, max_text_length=6)
     a, b = ds[2], ds[2]
     assert np.array_equal(a["text"], b["text"]) and np.array_equal(a["music"], b["music"])

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from clamp2_engine.runtime.torch_runtime import pick_device as base_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -30,10 +32,8 @@ class DistInfo:
 
 def pick_device(device: str | None, local_rank: int, world_size: int) -> torch.device:
     """``device`` or the best available; under DDP each process takes the GPU of its local rank."""
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = base_device(device)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for but CUDA is not available")
         dev = torch.device("cuda", local_rank if world_size > 1 else (dev.index or 0))
         torch.cuda.set_device(dev)
     return dev

@@ -91,7 +91,7 @@ def parse_item(obj: Any, root: Path, source: str) -> PairItem:
     return PairItem(source, key, tuple(files), metadata, en, nen)
 
 
-def load_items(path: str | os.PathLike) -> tuple[list[PairItem], list[tuple[str, str]]]:
+def load_pairs(path: str | os.PathLike) -> tuple[list[PairItem], list[tuple[str, str]]]:
     """The valid items of a JSONL file and ``(source, reason)`` for each rejected line."""
     from clamp2_engine.jsonl import iter_jsonl
 

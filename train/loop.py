@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from clamp2_engine.batch import ErrorLog
 from clamp2_engine.checkpoints import save_checkpoint
+from clamp2_engine.runlog import ErrorLog
 from train.build import freeze_unused, set_dropout
 from train.config import BEST, ERRORS, LATEST, METRICS, LoopConfig
 from train.distributed import DistInfo, barrier, mean_across
@@ -35,7 +35,7 @@ class TrainingError(ValueError):
 
 
 @dataclass
-class Task:
+class TrainTask:
     """What the loop trains: ``module`` (its ``.model`` is checkpointed), data and the loss step."""
 
     kind: str
@@ -107,7 +107,9 @@ def loader(
 class Trainer:
     """Holds the run's objects; :meth:`fit` runs it."""
 
-    def __init__(self, task: Task, cfg: LoopConfig, info: DistInfo, resume: dict[str, Any] | None = None):
+    def __init__(
+        self, task: TrainTask, cfg: LoopConfig, info: DistInfo, resume: dict[str, Any] | None = None
+    ):
         self.task, self.cfg, self.info = task, cfg, info
         self.device = info.device
         self.model = task.module.to(self.device)

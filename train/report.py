@@ -18,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from clamp2_engine.batch import console
+from clamp2_engine.runlog import console
 from train.config import jsonable
 
 

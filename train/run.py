@@ -16,15 +16,15 @@ from typing import Any, TypeVar
 
 import torch
 
-from clamp2_engine.batch import ErrorLog
 from clamp2_engine.checkpoints import load_checkpoint
 from clamp2_engine.paths import atomic_write_text, iter_files
+from clamp2_engine.runlog import ErrorLog
 from train.build import build_clamp2_model, build_m3_model
 from train.config import CONFIG, ERRORS, LATEST, CLaMP2Options, LoopConfig, M3Options, jsonable
 from train.data import MUSIC_SUFFIXES, M3Dataset, collate_m3
 from train.distributed import DistInfo, barrier, init_distributed, shutdown
-from train.items import PairCollate, PairDataset, load_items
-from train.loop import Task, Trainer, TrainingError
+from train.items import PairCollate, PairDataset, load_pairs
+from train.loop import Trainer, TrainingError, TrainTask
 from train.objectives import CLaMP2Objective, M3Objective
 
 T = TypeVar("T")
@@ -125,7 +125,7 @@ def run_m3(cfg: LoopConfig, opts: M3Options) -> dict[str, Any]:
             "mask_ratio": opts.mask_ratio,
             "seed": cfg.seed,
         }
-        task = Task(
+        task = TrainTask(
             "m3",
             M3Objective(model),
             M3Dataset(train_files, train=True, **kw),
@@ -172,9 +172,9 @@ def run_clamp2(cfg: LoopConfig, opts: CLaMP2Options) -> dict[str, Any]:
     info = init_distributed(cfg.device)
     try:
         resume = prepare_out(cfg, info)
-        items, rejected = load_items(opts.items)
+        items, rejected = load_pairs(opts.items)
         if opts.eval_items:
-            eval_items, eval_rejected = load_items(opts.eval_items)
+            eval_items, eval_rejected = load_pairs(opts.eval_items)
             rejected += eval_rejected
             train_items = items
         else:
@@ -203,7 +203,7 @@ def run_clamp2(cfg: LoopConfig, opts: CLaMP2Options) -> dict[str, Any]:
             "seed": cfg.seed,
         }
         objective = CLaMP2Objective(model, opts.logit_scale)
-        task = Task(
+        task = TrainTask(
             "clamp2",
             objective,
             PairDataset(train_items, tokenizer, train=True, **kw),

@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from clamp2_engine.batch import ErrorLog, console, progress_bar
 from clamp2_engine.cli import plots
 from clamp2_engine.cli.index import STORE_OPTION_NAMES, store_options
 from clamp2_engine.cli.options import fail
+from clamp2_engine.runlog import ErrorLog, console, progress_bar
 
 DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 OUT_FILE = click.Path(dir_okay=False, writable=True, path_type=Path)

@@ -90,7 +90,7 @@ def _file_name(name: str) -> str:
 
 
 def _warn_size(client, collection: str) -> None:
-    from clamp2_engine.batch import console
+    from clamp2_engine.runlog import console
     from clamp2_engine.store import local_size_warning
 
     msg = local_size_warning(client, collection)
@@ -202,10 +202,10 @@ def ingest(
     CORPUS is a folder of scores (.xml .mxl .abc .krn ...), MIDI and .mtf files, or the seed layout
     (abc/, mtf/ and a JSONL of items with `filepaths` and `summary_en`).
     """
-    from clamp2_engine.batch import ErrorLog, RunSummary, console
     from clamp2_engine.checkpoints import REGISTRY, default_model, default_text_model
     from clamp2_engine.cli.options import open_model
     from clamp2_engine.index import CollectionError, model_source
+    from clamp2_engine.runlog import ErrorLog, RunSummary, console
     from clamp2_engine.store import client_close
     from ingest.corpus import CorpusError, discover, find_metadata, load_metadata
     from ingest.pipeline import ingest_corpus
@@ -318,10 +318,10 @@ def _summarize(
     quiet: bool,
 ) -> list[dict[str, Any]]:
     """Items with summaries from the LLM (items that have ``summary_en`` already are not sent)."""
-    from clamp2_engine.batch import console
     from clamp2_engine.paths import data_dir
+    from clamp2_engine.runlog import console
     from ingest.summarize import SummarizeError, item_identity, summarize_items
-    from ingest.summary_store import read_jsonl
+    from ingest.summary_store import read_output
 
     if not base_url or not llm:
         raise click.UsageError("--summarize needs --base-url URL and --llm MODEL")
@@ -346,7 +346,7 @@ def _summarize(
                 f"{report.errors_path}[/yellow]",
                 highlight=False,
             )
-    records, _ = read_jsonl(out) if out.exists() else ([], 0)
+    records, _ = read_output(out) if out.exists() else ([], 0)
     done = {item_identity(r): r for r in records}
     merged = []
     for item in items:
@@ -824,8 +824,8 @@ def migrate(
 ) -> None:
     """Copy a collection (model record, vectors, payloads, indexes) to another store, e.g. from the
     embedded store to a Qdrant server. Safe to re-run: points keep their ids."""
-    from clamp2_engine.batch import progress_bar
     from clamp2_engine.index import copy_collection
+    from clamp2_engine.runlog import progress_bar
     from clamp2_engine.store import StoreError, client_close, open_client, resolve_store
 
     if (to_url is None) == (to_path is None):

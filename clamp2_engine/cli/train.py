@@ -174,7 +174,7 @@ def _run(kind: str, kwargs: dict[str, Any], make_options: Callable[[dict[str, An
     elif not quiet:
         from rich.table import Table
 
-        from clamp2_engine.batch import console
+        from clamp2_engine.runlog import console
 
         table = Table(title=f"train {kind}", show_header=False)
         for key, value in summary.items():

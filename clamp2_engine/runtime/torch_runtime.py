@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from clamp2_engine.errors import first_line
 from clamp2_engine.models.clamp2 import CLaMP2Model, masked_mean
 from clamp2_engine.models.m3 import M3PatchEncoder
 from clamp2_engine.runtime.base import Runtime
@@ -13,12 +14,17 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    """``device`` as given, else CUDA when available, else CPU."""
-    if device:
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but PyTorch sees no CUDA device")
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The one device picker: ``device`` as given (``cpu``, ``cuda``, ``cuda:1``); ``None`` or ``"auto"``:
+    CUDA when available, else CPU. A name torch does not know, or CUDA without a GPU, is a ``ValueError``."""
+    if not device or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}: {first_line(exc)}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} was asked for but PyTorch sees no CUDA device")
+    return dev
 
 
 class TorchRuntime(Runtime):

@@ -18,7 +18,7 @@ import mido
 
 from clamp2_engine.paths import atomic_write_bytes, atomic_write_text
 
-from .batch import EXTENSION, SOURCES, TARGETS, ConvertReport, Task, _convert, convert_tree
+from .batch import EXTENSION, SOURCES, TARGETS, ConvertReport, ConvertTask, _convert, convert_tree
 from .common import (
     ABC_SUFFIXES,
     DEFAULT_MAX_BYTES,
@@ -116,7 +116,7 @@ def convert_file(
     ext = EXTENSION[to]
     results: list[tuple[str, str | bytes]] = []
     for sfx, tune in items:
-        task = Task(
+        task = ConvertTask(
             str(path), kind, to, path.stem + sfx + ext, sfx, tune, (), m3_compatible, overwrite, max_bytes
         )
         try:

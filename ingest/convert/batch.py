@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clamp2_engine.batch import ErrorLog, RunSummary, progress_bar
 from clamp2_engine.paths import atomic_write_bytes, atomic_write_text, iter_files, mirror_path
+from clamp2_engine.runlog import ErrorLog, RunSummary, progress_bar
 
 from .common import (
     ABC_SUFFIXES,
@@ -54,7 +54,7 @@ PRELOAD = (
 
 
 @dataclass(frozen=True)
-class Task:
+class ConvertTask:
     """One item to convert: a file, or one tune of an ABC file (``tune`` holds its text)."""
 
     source: str
@@ -120,7 +120,7 @@ def plan(
     max_bytes: int | None = DEFAULT_MAX_BYTES,
     kinds: set[str] | None = None,
     limit: int | None = None,
-) -> tuple[list[Task], int, list[tuple[Path, str, ConversionError]]]:
+) -> tuple[list[ConvertTask], int, list[tuple[Path, str, ConversionError]]]:
     """The tasks for converting ``src`` into ``dst``, the number of items skipped because their output
     exists, and ``(path, kind, error)`` for files that could not even be planned. ABC files are read
     here and split into one task per tune."""
@@ -160,14 +160,14 @@ def plan(
                 skipped += 1
                 continue
             label = f"X:{sfx[1:]}" if sfx else ""
-            tasks.append(Task(str(path), kind, to, str(out), label, tune, notes, **opts))
+            tasks.append(ConvertTask(str(path), kind, to, str(out), label, tune, notes, **opts))
     return tasks, skipped, failures
 
 
 # ---------------------------------------------------------------- one task (in a worker)
 
 
-def _convert(task: Task) -> list[tuple[str, str | bytes, tuple[str, ...]]]:
+def _convert(task: ConvertTask) -> list[tuple[str, str | bytes, tuple[str, ...]]]:
     """``(suffix, content, notes)`` per output of one task."""
     from . import mtf, score
     from .common import decode_text, read_input
@@ -205,7 +205,7 @@ def _convert(task: Task) -> list[tuple[str, str | bytes, tuple[str, ...]]]:
     return [("", score.abc_to_musicxml(task.tune or ""), ())]
 
 
-def run_task(task: Task) -> dict:
+def run_task(task: ConvertTask) -> dict:
     """Convert one item and write its outputs (existing ones are kept unless ``overwrite``)."""
     try:
         outputs = _convert(task)
@@ -235,7 +235,9 @@ def quiet_worker() -> None:
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
 
 
-def _outcomes(tasks: list[Task], jobs: int, timeout: float | None) -> Iterator[tuple[Task, dict, float]]:
+def _outcomes(
+    tasks: list[ConvertTask], jobs: int, timeout: float | None
+) -> Iterator[tuple[ConvertTask, dict, float]]:
     if not tasks:
         return
     if jobs <= 0:  # in process: no time limit (library use, debugging)
