@@ -65,45 +65,22 @@ class CLaMP2:
         checkpoint records, else 128. ``backend="onnx"`` serves graphs exported by ``clamp2-engine export
         onnx`` from ``onnx_dir``.
         """
-        if backend == "onnx":
-            from clamp2_engine.runtime.onnx_runtime import load_onnx_model
+        from clamp2_engine.loading import load_encoder
 
-            return load_onnx_model(
-                cls,
-                onnx_dir,
-                model=model,
-                text_model=text_model,
-                device=device,
-                load_music=load_music,
-                load_text=load_text,
-                batch_size=batch_size,
-                kind=kind,
-                max_text_length=max_text_length,
-            )
-        if backend != "torch":
-            raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
-        from clamp2_engine.loading import load_torch
-        from clamp2_engine.runtime.torch_runtime import TorchRuntime
-
-        loaded = load_torch(
+        encoder, identity = load_encoder(
+            backend,
             model,
             text_model,
-            kind=kind,
+            device=device,
+            dtype=dtype,
+            onnx_dir=onnx_dir,
             load_music=load_music,
             load_text=load_text,
+            batch_size=batch_size,
+            kind=kind,
             max_text_length=max_text_length,
         )
-        ident = loaded.identity
-        encoder = Encoder(
-            TorchRuntime(loaded.module, device, dtype),
-            loaded.tokenizer,
-            patch_size=ident.patch_size,
-            patch_length=ident.patch_length,
-            max_text_length=ident.max_text_length or 128,
-            strip_unit_length=ident.kind == "m3",
-            batch_size=batch_size,
-        )
-        return cls(encoder, ident)
+        return cls(encoder, identity)
 
     def _encode(
         self, modality: str, items: Items, pooled: bool, batch_size: int | None, show_progress: bool | None

@@ -124,3 +124,75 @@ def load_torch(
         text_model=os.path.basename(os.path.normpath(text_spec)) if text_spec else None,
     )
     return LoadedModel(module, identity, tokenizer)
+
+
+def torch_encoder(
+    model: str | os.PathLike | None,
+    text_model: str | os.PathLike | None,
+    *,
+    device: str | None = None,
+    dtype: str = "fp32",
+    load_music: bool = True,
+    load_text: bool = True,
+    batch_size: int = 16,
+    kind: str | None = None,
+    max_text_length: int | None = None,
+    onnx_dir: str | os.PathLike | None = None,
+) -> tuple[Any, ModelIdentity]:
+    """``(encoder, identity)`` for a checkpoint run by PyTorch (``onnx_dir`` is not used)."""
+    from clamp2_engine.encoder import Encoder
+    from clamp2_engine.runtime.torch_runtime import TorchRuntime
+
+    loaded = load_torch(
+        model,
+        text_model,
+        kind=kind,
+        load_music=load_music,
+        load_text=load_text,
+        max_text_length=max_text_length,
+    )
+    ident = loaded.identity
+    encoder = Encoder(
+        TorchRuntime(loaded.module, device, dtype),
+        loaded.tokenizer,
+        patch_size=ident.patch_size,
+        patch_length=ident.patch_length,
+        max_text_length=ident.max_text_length or DEFAULT_MAX_TEXT_LENGTH,
+        strip_unit_length=ident.kind == "m3",
+        batch_size=batch_size,
+    )
+    return encoder, ident
+
+
+def onnx_encoder(
+    model: str | os.PathLike | None,
+    text_model: str | os.PathLike | None,
+    *,
+    onnx_dir: str | os.PathLike | None = None,
+    dtype: str = "fp32",
+    **options: Any,
+) -> tuple[Any, ModelIdentity]:
+    """``(encoder, identity)`` for graphs written by ``export onnx`` (their precision is fixed at export)."""
+    from clamp2_engine.runtime.onnx_runtime import onnx_encoder as build
+
+    if dtype != "fp32":
+        raise ValueError(
+            "--dtype applies to the torch backend; an ONNX export's precision is set by `export onnx --fp16`"
+        )
+    return build(onnx_dir, model=model, text_model=text_model, **options)
+
+
+BACKEND_LOADERS = {"torch": torch_encoder, "onnx": onnx_encoder}
+
+
+def load_encoder(
+    backend: str = "torch",
+    model: str | os.PathLike | None = None,
+    text_model: str | os.PathLike | None = None,
+    **options: Any,
+) -> tuple[Any, ModelIdentity]:
+    """The one entry point from a model (name, checkpoint or ONNX export) to ``(encoder, identity)``."""
+    loader = BACKEND_LOADERS.get(backend)
+    if loader is None:
+        raise ValueError(f"unknown backend {backend!r}; choose {' or '.join(BACKEND_LOADERS)}")
+    return loader(model, text_model, **options)

@@ -139,6 +139,21 @@ def scan_features(
     return files, errors
 
 
+def known_labels(
+    files: Sequence[FeatureFile], train: Sequence[FeatureFile]
+) -> tuple[list[FeatureFile], list[tuple[str, str]]]:
+    """The evaluation ``files`` whose label the ``train`` files have, and ``(path, reason)`` for the rest
+    (a probe cannot predict a label it never saw)."""
+    known = {f.label for f in train}
+    kept = [f for f in files if f.label in known]
+    refused = [
+        (str(f.path), f"label {f.label!r} is not among the training labels")
+        for f in files
+        if f.label not in known
+    ]
+    return kept, refused
+
+
 def split_eval(
     files: Sequence[FeatureFile], fraction: float = 0.2, seed: int = 42
 ) -> tuple[list[FeatureFile], list[FeatureFile]]:

@@ -166,6 +166,26 @@ class SummaryReport:
         }
 
 
+def fill_summaries(
+    items: list[dict[str, Any]], out_path: str | os.PathLike, **kwargs: Any
+) -> tuple[list[dict[str, Any]], SummaryReport | None]:
+    """``items`` with ``summary_en`` / ``summary_nen`` filled from the LLM: the items without a summary are
+    summarized into ``out_path`` (:func:`summarize_items` with ``kwargs``; resumable), then every item that
+    has one there gets it. Items with a summary of their own keep it. Returns the items and the report
+    (``None`` when nothing needed asking)."""
+    out = Path(out_path)
+    todo = [i for i in items if LOAD_ERROR_KEY not in i and not i.get("summary_en")]
+    report = summarize_items(todo, out, **kwargs) if todo else None
+    done = {item_identity(r): r for r in (read_output(out)[0] if out.exists() else [])}
+    merged = []
+    for item in items:
+        rec = done.get(item_identity(item)) if LOAD_ERROR_KEY not in item else None
+        if rec and not item.get("summary_en"):
+            item = {**item, "summary_en": rec.get("summary_en"), "summary_nen": rec.get("summary_nen")}
+        merged.append(item)
+    return merged, report
+
+
 def summarize_items(
     items: Iterable[dict[str, Any]],
     out_path: str | os.PathLike,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from clamp2_engine.cli.index import store_options
+from clamp2_engine.cli.options import store_options
 
 NEXT_STEPS = (
     'next: clamp2-engine search "your words" -c {c}   |   clamp2-engine shell -c {c}   |   '

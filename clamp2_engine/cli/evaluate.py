@@ -17,8 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clamp2_engine.cli import plots
-from clamp2_engine.cli.index import STORE_OPTION_NAMES, store_options
-from clamp2_engine.cli.options import fail
+from clamp2_engine.cli.options import STORE_OPTION_NAMES, fail, store_options
 from clamp2_engine.runlog import ErrorLog, console, progress_bar
 
 DIR = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -362,13 +361,8 @@ def classify_train(
     eval_files = None
     if eval_dirs:
         eval_files, eval_errors = P.scan_features(eval_dirs, hidden=train_files[0].hidden)
-        known = {f.label for f in train_files}
-        errors += eval_errors + [
-            (str(f.path), f"label {f.label!r} is not among the training labels")
-            for f in eval_files
-            if f.label not in known
-        ]
-        eval_files = [f for f in eval_files if f.label in known]
+        eval_files, unknown = P.known_labels(eval_files, train_files)
+        errors += eval_errors + unknown
     _show_errors(errors, log)
     config = P.ProbeConfig(
         lr=lr,

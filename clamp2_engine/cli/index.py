@@ -20,68 +20,19 @@ import click
 from clamp2_engine.cli.options import (
     EXIT_CODES,
     allow_failures_option,
+    collection_name,
     exit_for_failures,
     fail,
     model_options,
+    open_store,
     pop_model_options,
+    store_client,
+    store_options,
 )
 from clamp2_engine.jsonl import dumps, printable
 from clamp2_engine.types import MODALITIES
 
 MODALITY_CHOICES = MODALITIES
-STORE_OPTION_NAMES = ("qdrant_path", "qdrant_url", "qdrant_api_key_env")
-
-
-def store_options(f: Callable) -> Callable:
-    """--qdrant-path / --qdrant-url / --qdrant-api-key-env (env CLAMP2_QDRANT_PATH, CLAMP2_QDRANT_URL)."""
-    opts = [
-        click.option(
-            "--qdrant-path",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=None,
-            help="Embedded Qdrant folder (one process at a time). Default: $CLAMP2_QDRANT_PATH, "
-            "else <data dir>/qdrant.",
-        ),
-        click.option(
-            "--qdrant-url",
-            default=None,
-            metavar="URL",
-            help="Qdrant server or cluster, e.g. http://localhost:6333. Env: CLAMP2_QDRANT_URL.",
-        ),
-        click.option(
-            "--qdrant-api-key-env",
-            default="QDRANT_API_KEY",
-            show_default=True,
-            metavar="VAR",
-            help="Environment variable holding the server's API key (never printed).",
-        ),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
-def collection_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """A usable collection name (checked before anything is opened), or a usage error."""
-    if value is None:
-        return None
-    if not value.strip() or len(value) > 255 or any(c in value for c in "/\\") or not value.isprintable():
-        raise click.BadParameter(
-            f"{value!r} is no collection name: 1 to 255 printable characters, without / or \\"
-        )
-    return value
-
-
-def _open_store(kwargs: dict[str, Any]):
-    """Pop the store options from ``kwargs``; return ``(client, spec)`` or raise a one-line error."""
-    from clamp2_engine.store import StoreError, open_client, resolve_store
-
-    path, url, key_env = (kwargs.pop(k, None) for k in STORE_OPTION_NAMES)
-    try:
-        spec = resolve_store(path, url, key_env)
-        return open_client(spec), spec
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _file_name(name: str) -> str:
@@ -206,13 +157,11 @@ def ingest(
     from clamp2_engine.cli.options import open_model
     from clamp2_engine.index import CollectionError, model_source
     from clamp2_engine.runlog import ErrorLog, RunSummary, console
-    from clamp2_engine.store import client_close
     from ingest.corpus import CorpusError, discover, find_metadata, load_metadata
     from ingest.pipeline import ingest_corpus
 
     options = pop_model_options(kwargs)
-    client, spec = _open_store(kwargs)  # holds the store's lock: nothing is written before this
-    try:
+    with store_client(kwargs) as (client, spec):  # holds the store's lock: nothing is written before this
         errors = ErrorLog(errors_path(collection), reset=True)
         _recorded_model(client, collection, options)
         items = None
@@ -272,10 +221,9 @@ def ingest(
                 f"{found.name} ({found.layout} layout) -> collection {collection} on {spec.describe()}",
                 highlight=False,
             )
-            summary = RunSummary("ingest")
+            summary = RunSummary("ingest", seconds=report.seconds)
             for key in ("units", "skipped", "embedded", "failed", "points", "removed"):
                 summary.add(key, report.counts[key])
-            summary.started = time.perf_counter() - report.seconds
             summary.print(errors)
         _warn_size(client, collection)
         if errors.count and as_json:
@@ -283,8 +231,6 @@ def ingest(
                 f"{errors.count} problem(s) with {len(errors.sources)} input(s) logged in {errors.path}",
                 highlight=False,
             )
-    finally:
-        client_close(client)
     exit_for_failures(report.counts["failed"], allow_failures)
 
 
@@ -320,40 +266,21 @@ def _summarize(
     """Items with summaries from the LLM (items that have ``summary_en`` already are not sent)."""
     from clamp2_engine.paths import data_dir
     from clamp2_engine.runlog import console
-    from ingest.summarize import SummarizeError, item_identity, summarize_items
-    from ingest.summary_store import read_output
+    from ingest.summarize import SummarizeError, fill_summaries
 
     if not base_url or not llm:
         raise click.UsageError("--summarize needs --base-url URL and --llm MODEL")
     out = out or data_dir() / "summaries" / f"{_file_name(collection)}.jsonl"
-    todo = [i for i in items if "__error__" not in i and not i.get("summary_en")]
-    if todo:
-        try:
-            report = summarize_items(
-                todo,
-                out,
-                base_url=base_url,
-                model=llm,
-                api_key_env=api_key_env,
-                concurrency=concurrency,
-                progress=not quiet,
-            )
-        except SummarizeError as exc:
-            raise click.ClickException(f"summarize: {exc} (finished summaries are kept in {out})") from None
-        if report.failed or report.none:
-            console.print(
-                f"[yellow]{report.failed + report.none} item(s) got no summary; reasons in "
-                f"{report.errors_path}[/yellow]",
-                highlight=False,
-            )
-    records, _ = read_output(out) if out.exists() else ([], 0)
-    done = {item_identity(r): r for r in records}
-    merged = []
-    for item in items:
-        rec = done.get(item_identity(item)) if "__error__" not in item else None
-        if rec and not item.get("summary_en"):
-            item = {**item, "summary_en": rec.get("summary_en"), "summary_nen": rec.get("summary_nen")}
-        merged.append(item)
+    options = {"base_url": base_url, "model": llm, "api_key_env": api_key_env, "concurrency": concurrency}
+    try:
+        merged, report = fill_summaries(items, out, **options, progress=not quiet)
+    except SummarizeError as exc:
+        raise click.ClickException(f"summarize: {exc} (finished summaries are kept in {out})") from None
+    if report is not None and (report.failed or report.none):
+        console.print(
+            f"[yellow]{report.failed + report.none} item(s) got no summary; reasons in {report.errors_path}[/yellow]",
+            highlight=False,
+        )
     return merged
 
 
@@ -429,7 +356,8 @@ class Searcher:
         if not text or not text.strip():
             raise click.UsageError("give a QUERY text or --music FILE")
         model = self.model("text")
-        with _torch_threads(_query_threads()):
+        threads = _query_threads() if (self.options.get("backend") or "torch") == "torch" else None
+        with _torch_threads(threads):
             return model.encode_text(text)
 
     def search(self, vector, modality: str, top_k: int, filters: tuple[str, ...] | list[str]):
@@ -458,7 +386,11 @@ def _query_threads() -> int:
 
 
 @contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """PyTorch's intra-op threads set to ``n`` for the block (``None``: left alone, e.g. under ONNX)."""
+    if n is None:
+        yield
+        return
     import torch
 
     old = torch.get_num_threads()
@@ -551,21 +483,17 @@ def search(
 
     A text query loads only the text tower; --music only the music tower.
     """
-    from clamp2_engine.store import client_close
 
     if (query is None) == (music is None):
         raise click.UsageError("give either a QUERY text or --music FILE")
     _check_filters(filters)  # before the store or a model is opened
     options = pop_model_options(kwargs)
-    client, _spec = _open_store(kwargs)
-    try:
+    with store_client(kwargs) as (client, _spec):
         searcher = Searcher(client, collection, options)
         _warn_size(client, collection)
         vector = searcher.vector(query, music)
         hits = searcher.search(vector, modality, top_k, filters)
         _print_hits(hits, as_json, title=f"{collection}: {printable(query) if music is None else music.name}")
-    finally:
-        client_close(client)
 
 
 def _check_filters(filters: tuple[str, ...] | list[str]) -> None:
@@ -594,12 +522,10 @@ def shell(
     collection: str, modality: str, top_k: int, filters: tuple[str, ...], as_json: bool, **kwargs: Any
 ) -> None:
     """An interactive search session: the model and the store are opened once."""
-    from clamp2_engine.store import client_close
 
     _check_filters(filters)
     options = pop_model_options(kwargs)
-    client, spec = _open_store(kwargs)
-    try:
+    with store_client(kwargs) as (client, spec):
         searcher = Searcher(client, collection, options)
         searcher.model("text")
         state = {"k": top_k, "modality": modality, "filters": list(filters), "json": as_json}
@@ -626,8 +552,6 @@ def shell(
                 click.echo(f"error: {exc.format_message()}", err=True)
             except KeyboardInterrupt:  # a search cut short; the session goes on
                 click.echo("interrupted", err=True)
-    finally:
-        client_close(client)
 
 
 def _eof() -> str:
@@ -703,13 +627,9 @@ def collections_list(as_json: bool, **kwargs: Any) -> None:
     from rich.table import Table
 
     from clamp2_engine.index import list_collections
-    from clamp2_engine.store import client_close
 
-    client, spec = _open_store(kwargs)
-    try:
+    with store_client(kwargs) as (client, spec):
         rows = list_collections(client)
-    finally:
-        client_close(client)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False))
         return
@@ -735,7 +655,7 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
     from clamp2_engine.index import collection_info
     from clamp2_engine.store import client_close
 
-    client, spec = _open_store(kwargs)
+    client, spec = open_store(kwargs)
     try:
         info = collection_info(client, name)
     except ValueError as exc:
@@ -774,17 +694,13 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
 def collections_drop(name: str, yes: bool, **kwargs: Any) -> None:
     """Delete collection NAME and all its points."""
     from clamp2_engine.index import drop_collection, piece_count
-    from clamp2_engine.store import client_close
 
-    client, _spec = _open_store(kwargs)
-    try:
+    with store_client(kwargs) as (client, _spec):
         if not client.collection_exists(name):
             raise click.ClickException(f"no collection {name!r}")
         if not yes:
             click.confirm(f"drop collection {name!r} and its {piece_count(client, name)} points?", abort=True)
         drop_collection(client, name)
-    finally:
-        client_close(client)
     errors_path(name).unlink(missing_ok=True)  # its problems list goes with it
     click.echo(f"dropped {name}", err=True)
 
@@ -830,8 +746,7 @@ def migrate(
 
     if (to_url is None) == (to_path is None):
         raise click.UsageError("give the target: --to-url URL or --to-path DIR")
-    src, src_spec = _open_store(kwargs)
-    try:
+    with store_client(kwargs) as (src, src_spec):
         try:
             dst_spec = resolve_store(to_path, to_url, to_api_key_env)
             if dst_spec == src_spec:
@@ -847,8 +762,6 @@ def migrate(
             raise fail(exc) from None
         finally:
             client_close(dst)
-    finally:
-        client_close(src)
     result = {
         "collection": collection,
         "to": dst_spec.describe(),

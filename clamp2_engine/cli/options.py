@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -33,6 +35,74 @@ max_text_length_option = click.option(
     help="Text tokens per window (the reference's MAX_TEXT_LENGTH). Default: what the checkpoint or "
     "collection records, else 128.",
 )
+
+
+STORE_OPTION_NAMES = ("qdrant_path", "qdrant_url", "qdrant_api_key_env")
+
+
+def store_options(f: Callable) -> Callable:
+    """--qdrant-path / --qdrant-url / --qdrant-api-key-env (env CLAMP2_QDRANT_PATH, CLAMP2_QDRANT_URL)."""
+    opts = [
+        click.option(
+            "--qdrant-path",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Embedded Qdrant folder (one process at a time). Default: $CLAMP2_QDRANT_PATH, "
+            "else <data dir>/qdrant.",
+        ),
+        click.option(
+            "--qdrant-url",
+            default=None,
+            metavar="URL",
+            help="Qdrant server or cluster, e.g. http://localhost:6333. Env: CLAMP2_QDRANT_URL.",
+        ),
+        click.option(
+            "--qdrant-api-key-env",
+            default="QDRANT_API_KEY",
+            show_default=True,
+            metavar="VAR",
+            help="Environment variable holding the server's API key (never printed).",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def collection_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A usable collection name (checked before anything is opened), or a usage error."""
+    if value is None:
+        return None
+    if not value.strip() or len(value) > 255 or any(c in value for c in "/\\") or not value.isprintable():
+        raise click.BadParameter(
+            f"{value!r} is no collection name: 1 to 255 printable characters, without / or \\"
+        )
+    return value
+
+
+def open_store(kwargs: dict[str, Any]):
+    """Pop the store options from ``kwargs``; return ``(client, spec)`` or raise a one-line error."""
+    from clamp2_engine.store import StoreError, open_client, resolve_store
+
+    path, url, key_env = (kwargs.pop(k, None) for k in STORE_OPTION_NAMES)
+    try:
+        spec = resolve_store(path, url, key_env)
+        return open_client(spec), spec
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def store_client(kwargs: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+    """``with store_client(kwargs) as (client, spec):`` the store named by the options, closed afterwards
+    (releasing the embedded store's lock) however the command ends."""
+    from clamp2_engine.store import client_close
+
+    client, spec = open_store(kwargs)
+    try:
+        yield client, spec
+    finally:
+        client_close(client)
 
 
 def fail(exc: BaseException) -> click.ClickException:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -146,10 +145,9 @@ def summarize(
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
         return
-    summary = RunSummary("summarize")
+    summary = RunSummary("summarize", seconds=report.seconds)
     for key in ("done", "skipped", "none", "failed", "retries", "tokens"):
         summary.add(key, getattr(report, key))
-    summary.started = time.perf_counter() - report.seconds
     summary.print()
     if report.failed or report.none:
         console.print(

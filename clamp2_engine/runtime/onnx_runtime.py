@@ -267,8 +267,7 @@ def _check_requested(
         )
 
 
-def load_onnx_model(
-    cls,
+def onnx_encoder(
     onnx_dir: str | os.PathLike | None,
     *,
     model: str | os.PathLike | None = None,
@@ -282,7 +281,7 @@ def load_onnx_model(
     threads: int | None = None,
     max_text_length: int | None = None,
 ):
-    """``cls(encoder, identity)`` served by ONNX Runtime from an export folder.
+    """``(encoder, identity)`` served by ONNX Runtime from an export folder.
 
     ``max_text_length`` defaults to the export's; a smaller one windows texts more finely.
 
@@ -348,7 +347,12 @@ def load_onnx_model(
         strip_unit_length=identity["kind"] == "m3",
         batch_size=batch_size,
     )
-    return cls(encoder, ModelIdentity(**identity))
+    return encoder, ModelIdentity(**identity)
+
+
+def load_onnx_model(cls, onnx_dir: str | os.PathLike | None, **kwargs: Any):
+    """``cls(encoder, identity)`` from :func:`onnx_encoder` (``cls`` is :class:`clamp2_engine.api.CLaMP2`)."""
+    return cls(*onnx_encoder(onnx_dir, **kwargs))
 
 
 def _load_tokenizer(root: Path, text_model: str | os.PathLike | None):

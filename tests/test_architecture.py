@@ -1,0 +1,82 @@
+"""The map in docs/architecture.md, checked: dependencies point inward and module imports form no cycle."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("clamp2_engine", "ingest", "train", "exporters")
+OUTER = ("ingest", "train", "exporters")
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+def imports(path: Path, module: str, top_level_only: bool, known: set[str] | None = None) -> set[str]:
+    """Project modules imported by ``path`` (``top_level_only``: at import time, not inside functions or
+    ``if TYPE_CHECKING``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            subs = {f"{base}.{a.name}" for a in node.names}
+            if known is not None and subs <= known:
+                found |= subs  # `from package import submodule`: the package itself is not what is used
+            else:
+                found |= {base, *subs}
+    return {m for m in found if m.split(".")[0] in PACKAGES}
+
+
+def test_the_core_imports_none_of_the_outer_packages():
+    """clamp2_engine outside cli/ never imports ingest, train or exporters (not even lazily)."""
+    bad = [
+        (name, imported)
+        for name, path in modules().items()
+        if name.startswith("clamp2_engine") and not name.startswith("clamp2_engine.cli")
+        for imported in imports(path, name, top_level_only=False)
+        if imported.split(".")[0] in OUTER
+    ]
+    assert bad == []
+
+
+def test_module_level_imports_have_no_cycle():
+    mods = modules()
+    graph = {
+        name: {
+            m for m in imports(path, name, top_level_only=True, known=set(mods)) if m in mods and m != name
+        }
+        for name, path in mods.items()
+    }
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
