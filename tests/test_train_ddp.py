@@ -1,4 +1,4 @@
-"""Two processes under ``torchrun -m train`` (gloo, loopback) follow the same loss trajectory as one process
+"""Two processes under ``torchrun -m clamp2_engine train`` (gloo, loopback) follow the same loss trajectory as one process
 with the doubled batch: the contrastive loss gathers features across ranks with their gradients."""
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def trajectory(out: Path) -> dict[str, list[float]]:
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_the_doubled_batch(pairs, parity_dir, tmp_path):
     single, double = tmp_path / "single", tmp_path / "ddp"
-    run([sys.executable, "-m", "train", *args(pairs, parity_dir, single, 8)])
+    run([sys.executable, "-m", "clamp2_engine", "train", *args(pairs, parity_dir, single, 8)])
     run(
         [
             sys.executable,
@@ -114,6 +114,7 @@ def test_two_gloo_processes_match_one_process_with_the_doubled_batch(pairs, pari
             "--master-port",
             str(free_port()),
             "-m",
+            "clamp2_engine",  # the package's entry: a local train.py cannot shadow it
             "train",
             *args(pairs, parity_dir, double, 4),
         ]

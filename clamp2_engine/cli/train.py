@@ -1,7 +1,8 @@
 """``clamp2-engine train m3|clamp2``: pre-train M3 or train / fine-tune CLaMP 2, one process or DDP.
 
-The same commands run under ``torchrun --nproc_per_node N -m train ...``; ``train`` (the package) is
-imported only when a command runs.
+The same commands run under ``torchrun --nproc_per_node N -m clamp2_engine train ...`` (the package's own
+entry point, which no local ``train.py`` can shadow); ``train`` (the package) is imported only when a
+command runs.
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ def _run(kind: str, kwargs: dict[str, Any], make_options: Callable[[dict[str, An
 
 @click.group()
 def train() -> None:
-    """Pre-train M3 or train / fine-tune CLaMP 2 (one process, or many with torchrun -m train)."""
+    """Pre-train M3 or train / fine-tune CLaMP 2 (one process, or many with torchrun -m clamp2_engine train)."""
 
 
 @train.command("m3")
