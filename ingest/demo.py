@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from clamp2_engine.checkpoints import ASSETS
-from ingest.music21_corpus import Piece, convert_pieces, corpus_root
+from ingest.music21_corpus import Piece, convert_pieces, corpus_root, display_title
 
 PIECES_FILE = ASSETS / "demo" / "pieces.jsonl"
 DEMO_COLLECTION = "demo"
@@ -90,7 +90,11 @@ def prepare_demo_corpus(dst: str | Path, limit: int | None = None, jobs: int = 2
                     continue
                 atomic_write_text(dst / "abc" / f"{p.name}.abc", abc)
                 out.converted += 1
-    items = [p.as_item(f"abc/{p.name}.abc") for p in pieces if (dst / "abc" / f"{p.name}.abc").is_file()]
+    items = [
+        {"title": p.fields.get("title") or display_title(p.path, p.number), **p.as_item(f"abc/{p.name}.abc")}
+        for p in pieces
+        if (dst / "abc" / f"{p.name}.abc").is_file()
+    ]
     text = "".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items)
     target = dst / "items.jsonl"
     if not target.is_file() or target.read_text("utf-8") != text:

@@ -17,7 +17,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from clamp2_engine.types import ABC_SUFFIXES, MUSICXML_SUFFIXES
@@ -147,8 +147,19 @@ class Piece:
     fields: dict[str, Any]  # composer, collection, genre, voices, meter, key, title
 
     def as_item(self, abc_path: str) -> dict[str, Any]:
-        """A seed-layout item (metadata, summaries, ``filepaths``)."""
+        """A seed-layout item (metadata, summaries, ``filepaths``), as the demo model was trained on."""
         return {**self.fields, **texts(self.fields, self.name), "filepaths": [abc_path]}
+
+
+def display_title(rel: str, number: int | None = None) -> str:
+    """A title for a piece whose metadata names none, from its corpus path: ``bach/bwv102.7.mxl`` ->
+    "BWV 102.7", ``mozart/k155/movement1.mxl`` -> "K. 155, movement1"."""
+    parts = PurePosixPath(rel).with_suffix("").parts[1:] or PurePosixPath(rel).with_suffix("").parts
+    text = ", ".join(parts).replace("_", " ")
+    text = re.sub(r"^bwv", "BWV ", text)
+    text = re.sub(r"^k(\d)", r"K. \1", text)
+    text = text[:1].upper() + text[1:]
+    return f"{text} (no. {number})" if number is not None else text
 
 
 def corpus_root() -> Path:
