@@ -67,7 +67,10 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="clamp2-engine")
 def main() -> None:
-    """CLaMP 2 music retrieval: embed, convert, index, search, evaluate, export and train."""
+    """CLaMP 2 music retrieval: embed, convert, index, search, evaluate, export and train.
+
+    New here? `clamp2-engine demo` runs it end to end, offline, with a small model shipped in the package.
+    """
 
 
 if __name__ == "__main__":  # pragma: no cover
