@@ -144,6 +144,17 @@ def _pooled_arg(pooled: bool, normalize: bool | None) -> bool:
     return normalize
 
 
-def M3(model: str | os.PathLike | None = "m3", **kwargs: Any) -> CLaMP2:  # noqa: N802 - a factory named like a class
-    """Load an M3 checkpoint; its ``encode_music(..., pooled=False)`` gives raw features."""
-    return CLaMP2.from_pretrained(model, kind="m3", **kwargs)
+class M3(CLaMP2):
+    """An M3 symbolic-music encoder: ``M3("m3")`` (or a checkpoint path, or ``backend="onnx"``) loads it;
+    ``encode_music(..., pooled=False)`` gives its raw features (it has no projection and no text tower)."""
+
+    def __init__(self, model: str | os.PathLike | None = "m3", **kwargs: Any):
+        loaded = CLaMP2.from_pretrained(model, kind="m3", **kwargs)
+        super().__init__(loaded.encoder, loaded.identity)
+
+    @classmethod
+    def from_pretrained(
+        cls, model: str | os.PathLike | None = "m3", text_model: None = None, **kwargs: Any
+    ) -> M3:
+        """The same as ``M3(model, **kwargs)`` (an M3 has no text model)."""
+        return cls(model, **kwargs)
