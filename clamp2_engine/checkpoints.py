@@ -11,9 +11,10 @@ import hashlib
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -162,14 +163,34 @@ def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
     return local
 
 
+class HubUnreachableError(OSError):
+    """What was asked for is not in the local cache, and the Hub is out of reach."""
+
+
+T = TypeVar("T")
+
+
+def cache_first(load: Callable[[bool], T]) -> T:
+    """``load(local_files_only)`` from the local Hugging Face cache first, with no request at all (start-up
+    stays off the network); only on a miss, and when the Hub is reachable (:func:`hub_offline`), from the
+    Hub. A miss while offline raises :class:`HubUnreachableError`."""
+    try:
+        return load(True)
+    except Exception:
+        if hub_offline():
+            raise HubUnreachableError("not in the local cache, and the Hub is out of reach") from None
+    return load(False)
+
+
 def _hub_file(spec: str, known: KnownCheckpoint) -> Path:
     from huggingface_hub import hf_hub_download
 
-    offline = hub_offline()
     try:
-        return Path(hf_hub_download(known.repo_id, known.filename, local_files_only=offline))
+        return Path(
+            cache_first(lambda local: hf_hub_download(known.repo_id, known.filename, local_files_only=local))
+        )
     except Exception as exc:  # offline, gated, renamed...: one line, no traceback
-        if offline:
+        if isinstance(exc, HubUnreachableError):
             raise ModelNotFoundError(
                 f"model {spec!r} is not in the local Hugging Face cache and the Hub is out of reach (offline); "
                 + OFFLINE_HINT

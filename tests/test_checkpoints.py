@@ -176,3 +176,32 @@ def test_missing_text_model_is_one_clear_line(parity_dir, tmp_path):
     )
     assert result.exit_code != 0
     assert "--text-model DIR" in result.output and "Traceback" not in result.output
+
+
+def test_a_cached_hub_model_loads_without_touching_the_network(parity_dir, tmp_path):
+    """A Hub name already in the Hugging Face cache is read from it with no request and no reachability
+    probe (a probe would cost up to 2 s per start on a network that drops packets)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hf" / "hub" / "models--someone--tiny-xlmr"
+    shutil.copytree(parity_dir / "text_model", repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40, encoding="utf-8")
+    script = (
+        "import clamp2_engine.checkpoints as c\n"
+        "def probe(): raise SystemExit('the Hub was probed')\n"
+        "c.hub_offline = probe\n"  # cache_first looks it up in its module at call time
+        "import clamp2_engine.models.factory as f\n"
+        "config, tok = f.load_text_assets('someone/tiny-xlmr')\n"
+        "print(config.hidden_size, len(tok))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9")
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert proc.stdout.split() == ["128", "602"]

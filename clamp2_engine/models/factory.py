@@ -13,9 +13,10 @@ from torch import nn
 from clamp2_engine.checkpoints import (
     CLAMP2_PREFIX,
     CheckpointError,
+    HubUnreachableError,
     ModelNotFoundError,
+    cache_first,
     default_text_model,
-    hub_offline,
     infer_clamp2_config,
     infer_m3_config,
 )
@@ -40,12 +41,17 @@ def load_text_assets(spec: str | os.PathLike | None = None) -> tuple[Any, Any]:
         raise ModelNotFoundError(
             f"--text-model {spec!r} is a file; pass the folder holding config.json and the tokenizer files"
         )
-    offline = not local.is_dir() and hub_offline()
+
+    def load(local_only: bool) -> tuple[Any, Any]:
+        return (
+            AutoConfig.from_pretrained(spec, local_files_only=local_only),
+            AutoTokenizer.from_pretrained(spec, local_files_only=local_only),
+        )
+
     try:
-        config = AutoConfig.from_pretrained(spec, local_files_only=offline)
-        tokenizer = AutoTokenizer.from_pretrained(spec, local_files_only=offline)
+        config, tokenizer = load(False) if local.is_dir() else cache_first(load)
     except Exception as exc:
-        if offline:
+        if isinstance(exc, HubUnreachableError):
             raise ModelNotFoundError(
                 f"text model {spec!r} (config and tokenizer) is not in the local Hugging Face cache and the Hub "
                 "is out of reach (offline); pass --text-model DIR to a local folder holding them, or try "
