@@ -26,8 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import machine, table, write_section  # noqa: E402
-from clamp2_engine import index  # noqa: E402
-from clamp2_engine.store import StoreSpec, client_close, open_client  # noqa: E402
+from clamp2_engine.search import load_query_model  # noqa: E402
+from clamp2_engine.store import Point, StoreSpec, open_store, point_id  # noqa: E402
+from clamp2_engine.types import VECTORS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -90,14 +91,11 @@ def ingest_run(tmp: Path, label: str, corpus: Path, model, *, render: bool, jobs
     from ingest.corpus import discover
     from ingest.pipeline import ingest_corpus
 
-    client = open_client(StoreSpec(path=tmp / f"store-{label}"))
-    try:
+    with open_store(StoreSpec(path=tmp / f"store-{label}")) as store:
         found = discover(corpus)
-        report = ingest_corpus(client, "bench", found, model, render=render, jobs=jobs, progress=False)
-    finally:
-        client_close(client)
+        report = ingest_corpus(store, "bench", found, model, render=render, jobs=jobs, progress=False)
     c = report.counts
-    vectors = sum(c[f"vectors_{v}"] for v in index.VECTORS)
+    vectors = sum(c[f"vectors_{v}"] for v in VECTORS)
     row = {
         "run": label,
         "pieces": c["points"],
@@ -110,9 +108,9 @@ def ingest_run(tmp: Path, label: str, corpus: Path, model, *, render: bool, jobs
     return row
 
 
-def fill(client, n: int, dim: int, identity) -> None:
+def fill(store, n: int, dim: int, identity):
     rng = np.random.default_rng(0)
-    index.ensure_collection(client, "bench20k", identity, {})
+    coll = store.ensure("bench20k", identity, {})
     for start in range(0, n, 1000):
         points = []
         for i in range(start, min(n, start + 1000)):
@@ -130,8 +128,10 @@ def fill(client, n: int, dim: int, identity) -> None:
                 "modalities": list(vecs),
                 "metadata": {"genres": ["Folk" if i % 3 else "Jazz"]},
             }
-            points.append(index.make_point(index.point_id(f"bench:{i}"), vecs, payload))
-        index.upsert(client, "bench20k", points)
+            points.append(Point(point_id(f"bench:{i}"), vecs, payload))
+        coll.upsert(points)
+    coll.optimize()
+    return coll
 
 
 def pct(values: list[float], q: float) -> float:
@@ -146,14 +146,13 @@ def search_latency(
     from clamp2_engine.api import CLaMP2
 
     store = tmp / "store-20k"
-    client = open_client(StoreSpec(path=store))
+    opened = open_store(StoreSpec(path=store))
     t = time.perf_counter()
     identity = CLaMP2.from_pretrained(ckpt, text_model, load_music=False).identity
-    fill(client, n_points, identity.embed_dim, identity)
+    coll = fill(opened, n_points, identity.embed_dim, identity)
     fill_s = time.perf_counter() - t
-    record = index.read_record(client, "bench20k")
     t = time.perf_counter()
-    model = index.load_query_model(record, model=ckpt, text_model=text_model, name="bench20k")
+    model = load_query_model(coll.record, "text", "bench20k", model=ckpt, text_model=text_model)
     load_s = time.perf_counter() - t
     runtime = model.encoder.runtime
     assert runtime.has_text and not runtime.has_music, "a text search must load the text tower only"
@@ -169,7 +168,7 @@ def search_latency(
             vec = model.encode_text(q)
             t1 = time.perf_counter()
             c1 = time.process_time()
-            hits = index.search(client, "bench20k", vec, modality="any", limit=10)
+            hits = coll.search(vec, modality="any", limit=10)[0]
             t2 = time.perf_counter()
             assert len(hits) == 10
             if i >= 5:
@@ -178,7 +177,7 @@ def search_latency(
                 cpu.append(c1 - c0)
                 search_any.append(t2 - t1)
                 t3 = time.perf_counter()
-                index.search(client, "bench20k", vec, modality="abc", limit=10)
+                coll.search(vec, modality="abc", limit=10)
                 search_abc.append(time.perf_counter() - t3)
         p50[threads] = pct(total, 50)
         tag = f"torch threads {threads}"
@@ -194,20 +193,20 @@ def search_latency(
             ["  search, one vector (abc)", f"{pct(search_abc, 50):.1f}", f"{pct(search_abc, 95):.1f}"],
         ]
     filtered = []
-    flt = index.parse_filters(["composer=Composer 7"])
+    flt = ["composer=Composer 7"]
     vec = model.encode_text(QUERIES[0])
     for _ in range(min(10, n_queries)):
         t0 = time.perf_counter()
-        index.search(client, "bench20k", vec, modality="any", limit=10, query_filter=flt)
+        coll.search(vec, modality="any", limit=10, filters=flt)
         filtered.append(time.perf_counter() - t0)
     rows.append(
         [
-            "search with a payload filter (Qdrant's local filter path), any",
+            "search with a payload filter (keyword index), any",
             f"{pct(filtered, 50):.1f}",
             f"{pct(filtered, 95):.1f}",
         ]
     )
-    client_close(client)
+    opened.close()
     # one-shot CLI search: opening the store, loading the text tower, one query
     t = time.perf_counter()
     proc = subprocess.run(

@@ -41,3 +41,30 @@ def require_extra(extra: str) -> None:
 
     for module in (m for m, e in EXTRAS.items() if e == extra):
         importlib.import_module(module)
+
+
+# --- the store ---------------------------------------------------------------------------------------
+
+
+class StoreError(OSError):
+    """The store cannot be opened or reached; the message is one line for the user."""
+
+
+class StoreInUseError(StoreError):
+    """An embedded collection is held by another process."""
+
+
+class StoreUnreachableError(StoreError):
+    """A Qdrant server URL that does not answer like Qdrant."""
+
+
+class CollectionError(ValueError):
+    """A collection that does not exist, or does not fit the request; one line for the user."""
+
+
+class CollectionNotFoundError(CollectionError, LookupError):
+    """No collection of that name in the store."""
+
+
+class ModelMismatchError(CollectionError):
+    """Vectors from one model may not be mixed with (or searched by) another model's."""

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from clamp2_engine.index import item_filepaths, item_unit
 from clamp2_engine.paths import UnsafePathError, input_problem, iter_files, safe_join
 from clamp2_engine.runlog import ErrorLog
 from clamp2_engine.types import ABC_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES, SCORE_SUFFIXES
+from ingest.items import item_filepaths, item_unit
 
 PIPELINE_VERSION = 1  # bump when the same files would now give other model input
 SUMMARY_KEYS = ("summary_en", "summary_nen")

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clamp2_engine import index
 from clamp2_engine.encoder import InputError
 from clamp2_engine.errors import require_extra
 from clamp2_engine.jsonl import capped
 from clamp2_engine.runlog import ErrorLog, progress_bar
-from clamp2_engine.types import MIDI_SUFFIXES
+from clamp2_engine.store import Collection, Point, Store, piece_identity, point_id
+from clamp2_engine.store.schema import CollectionRecord, UnitState, now_iso
+from clamp2_engine.types import MIDI_SUFFIXES, MUSIC_VECTORS, VECTORS
 from ingest.corpus import (
     Corpus,
     PieceInput,
@@ -37,8 +38,6 @@ from ingest.corpus import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from qdrant_client import QdrantClient
-
     from clamp2_engine.api import CLaMP2
 
 DEFAULT_WRITE_BATCH = 32
@@ -54,6 +53,7 @@ class IngestReport:
     layout: str
     counts: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    index_seconds: float = 0.0  # building the search index at the end
     errors_path: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,8 +62,9 @@ class IngestReport:
             "corpus": self.corpus,
             "layout": self.layout,
             **{k: self.counts[k] for k in ("units", "skipped", "embedded", "failed", "points", "removed")},
-            "vectors": {v: self.counts[f"vectors_{v}"] for v in index.VECTORS},
+            "vectors": {v: self.counts[f"vectors_{v}"] for v in VECTORS},
             "seconds": round(self.seconds, 3),
+            "index_seconds": round(self.index_seconds, 3),
             "errors": self.errors_path,
         }
 
@@ -112,7 +113,7 @@ def _log_problems(errors: ErrorLog | None, problems: list[Problem], unit: Unit) 
 
 
 def ingest_corpus(
-    client: QdrantClient,
+    store: Store,
     collection: str,
     corpus: Corpus,
     model: CLaMP2,
@@ -124,19 +125,21 @@ def ingest_corpus(
     progress: bool = True,
     jobs: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT,
+    on_index: Callable[[], None] | None = None,
 ) -> IngestReport:
     """Bring ``collection`` in step with ``corpus`` (see the module docstring).
 
     Scores are converted in ``jobs`` worker processes with ``timeout`` seconds each (``jobs=0``: in
-    this process, no time limit); everything else is prepared in this process.
+    this process, no time limit); everything else is prepared in this process. When anything changed,
+    the search index is built at the end (``on_index`` is called first, e.g. to say so).
     """
     started = time.perf_counter()
     report = IngestReport(
         collection, corpus.name, corpus.layout, errors_path=str(errors.path) if errors is not None else None
     )
-    record = index.ensure_collection(client, collection, model.identity, source or {})
-    _complete_source(client, collection, record, source or {})
-    states = index.unit_states(client, collection, corpus.name)
+    coll = store.ensure(collection, model.identity, source or {})
+    _complete_source(coll, source or {})
+    states = coll.unit_states(corpus.name)
     report.counts["units"] = len(corpus.units) + corpus.rejected
     report.counts["failed"] += corpus.rejected  # refused at discovery: failed items like any other
     present: set[str] = set()
@@ -170,30 +173,36 @@ def ingest_corpus(
     if errors is not None:  # the problems of unchanged pieces still stand: keep them in the log
         errors.keep_previous(lambda r: r.get("unit") in skipped)
     vanished = [pid for key, st in states.items() if key not in present for pid in st.ids]
-    report.counts["removed"] += index.delete_ids(client, collection, vanished)
+    report.counts["removed"] += coll.delete(vanished)
     with progress_bar(f"ingest {corpus.name}", len(pending), enabled=progress and bool(pending)) as advance:
         batch: list[tuple[Unit, list[PieceInput]]] = []
         for unit, pieces in _prepared(pending, render, jobs, timeout, errors):
             batch.append((unit, pieces))
             if len(batch) >= max(1, write_batch):
-                _ingest_batch(client, collection, corpus, batch, model, states, errors, report)
+                _ingest_batch(coll, corpus, batch, model, states, errors, report)
                 advance(len(batch), note=f"{report.counts['points']} pieces")
                 batch = []
         if batch:
-            _ingest_batch(client, collection, corpus, batch, model, states, errors, report)
+            _ingest_batch(coll, corpus, batch, model, states, errors, report)
             advance(len(batch), note=f"{report.counts['points']} pieces")
+    if report.counts["points"] or report.counts["removed"]:
+        if on_index is not None:
+            on_index()
+        indexing = time.perf_counter()
+        coll.optimize()
+        report.index_seconds = time.perf_counter() - indexing
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _complete_source(
-    client: QdrantClient, name: str, record: index.CollectionRecord, source: dict[str, Any]
-) -> None:
+def _complete_source(coll: Collection, source: dict[str, Any]) -> None:
     """Fill in how to load the model (e.g. the text model) when the collection did not know it yet."""
+    record = coll.record
     missing = {k: v for k, v in source.items() if v and not record.model_source.get(k)}
     if missing:
-        record.model_source.update(missing)
-        index.write_record(client, name, record)
+        coll.write_record(
+            CollectionRecord(**{**record.as_dict(), "model_source": {**record.model_source, **missing}})
+        )
 
 
 def _log(errors: ErrorLog | None, unit: Unit, stage: str, reason: str) -> None:
@@ -203,12 +212,11 @@ def _log(errors: ErrorLog | None, unit: Unit, stage: str, reason: str) -> None:
 
 
 def _ingest_batch(
-    client: QdrantClient,
-    collection: str,
+    coll: Collection,
     corpus: Corpus,
     prepared: Sequence[tuple[Unit, list[PieceInput]]],
     model: CLaMP2,
-    states: dict[str, index.UnitState],
+    states: dict[str, UnitState],
     errors: ErrorLog | None,
     report: IngestReport,
 ) -> None:
@@ -217,16 +225,14 @@ def _ingest_batch(
     stale: list[str] = []
     for (unit, pieces), unit_vectors in zip(prepared, vectors, strict=True):
         kept = [
-            (p, v)
-            for p, v in zip(pieces, unit_vectors, strict=True)
-            if any(k in v for k in index.MUSIC_VECTORS)
+            (p, v) for p, v in zip(pieces, unit_vectors, strict=True) if any(k in v for k in MUSIC_VECTORS)
         ]
         ids = set()
         for piece, vecs in kept:
-            pid = index.point_id(index.piece_identity(corpus.name, unit.key, piece.part))
+            pid = point_id(piece_identity(corpus.name, unit.key, piece.part))
             ids.add(pid)
             points.append(
-                index.make_point(
+                Point(
                     pid,
                     {k: a for k, (a, _n) in vecs.items()},
                     _payload(corpus, unit, piece, vecs, len(kept), model),
@@ -243,8 +249,8 @@ def _ingest_batch(
             report.counts["failed"] += 1
             if not pieces:
                 _log(errors, unit, "convert", "no usable music in this item (see the reasons above)")
-    index.upsert(client, collection, points)
-    report.counts["removed"] += index.delete_ids(client, collection, stale)
+    coll.upsert(points)
+    report.counts["removed"] += coll.delete(stale)
 
 
 def _embed(
@@ -259,7 +265,7 @@ def _embed(
     for u, (unit, pieces) in enumerate(prepared):
         summary = unit.summary
         for p, piece in enumerate(pieces):
-            for modality in index.MUSIC_VECTORS:
+            for modality in MUSIC_VECTORS:
                 text = getattr(piece, modality)
                 if text:
                     try:
@@ -294,7 +300,7 @@ def _payload(
         title, composer = score_title(unit.files[0][1], piece.part)
     item = unit.item or {}
     return {
-        "piece_id": index.piece_identity(corpus.name, unit.key, piece.part),
+        "piece_id": piece_identity(corpus.name, unit.key, piece.part),
         "corpus": corpus.name,
         "unit": unit.key,
         "unit_hash": unit.content_hash,
@@ -305,11 +311,11 @@ def _payload(
         "source": unit.files[0][0],
         "sources": dict(piece.sources),
         "formats": sorted({rel.rsplit(".", 1)[-1].lower() for rel, _ in unit.files if "." in rel}),
-        "modalities": [k for k in index.VECTORS if k in vecs],
+        "modalities": [k for k in VECTORS if k in vecs],
         "lengths": {k: n for k, (_a, n) in vecs.items()},
         "metadata": meta,
         "summary_en": capped(item.get("summary_en")),
         "summary_nen": capped(item.get("summary_nen")),
         "model": {"name": model.identity.name, "checkpoint_sha256": model.identity.checkpoint_sha256},
-        "ingested_at": index.now_iso(),
+        "ingested_at": now_iso(),
     }

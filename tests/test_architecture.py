@@ -80,3 +80,53 @@ def test_module_level_imports_have_no_cycle():
         if name not in state:
             visit(name, [name])
     assert cycles == []
+
+
+def all_imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, anywhere in it (absolute names)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(node.module or "")
+    return found
+
+
+def source_files() -> list[Path]:
+    return [p for d in (*PACKAGES, "benchmarks", "examples") for p in sorted((ROOT / d).rglob("*.py"))]
+
+
+def test_each_qdrant_library_is_imported_by_one_store_module():
+    """qdrant_edge only in store/edge.py, qdrant_client only in store/server.py (tests aside)."""
+    owners = {"qdrant_edge": "clamp2_engine/store/edge.py", "qdrant_client": "clamp2_engine/store/server.py"}
+    bad = [
+        (str(path.relative_to(ROOT)), lib)
+        for path in source_files()
+        for lib, owner in owners.items()
+        if any(m.split(".")[0] == lib for m in all_imports(path))
+        and path.relative_to(ROOT).as_posix() != owner
+    ]
+    assert bad == []
+
+
+NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make"}  # public, underscored to avoid field clashes
+
+
+def test_no_private_attribute_of_a_dependency_is_touched():
+    """No ``x._name`` on an object from another library: only public APIs (the store's above all).
+    Attributes of the project's own objects (``self._x``) and dunders are fine."""
+    bad = []
+    for path in source_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                not isinstance(node, ast.Attribute)
+                or not node.attr.startswith("_")
+                or node.attr.startswith("__")
+            ):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls") or node.attr in NAMEDTUPLE_API:
+                continue
+            bad.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}")
+    assert bad == []

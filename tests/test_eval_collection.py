@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 from test_index_helpers import build_seed, load_model, model_args
 
-from clamp2_engine import index
 from clamp2_engine.cli import main
-from clamp2_engine.store import client_close, open_client
+from clamp2_engine.search import text_search_fn
+from clamp2_engine.store import CollectionError, CollectionNotFoundError, open_store
+from ingest.items import item_point_id
 
 NAMES = [
     "bach_bwv253",
@@ -65,19 +66,15 @@ def test_eval_collection_end_to_end(tmp_path, parity_dir, bench_dir, modality):
 
     # the same ranks by hand: each summary's encode_text against the collection
     model = load_model(parity_dir, load_music=False)
-    client = open_client()
-    try:
+    with open_store() as store:
+        coll = store.collection("chorales")
         expected = []
         for item in items:
             if modality == "abc" and item is only_mtf:
                 continue
-            hits = index.search(
-                client, "chorales", model.encode_text(item["summary_en"]), modality=modality, limit=100
-            )
+            hits = coll.search(model.encode_text(item["summary_en"]), modality=modality, limit=100)[0]
             ids = [h.id for h in hits]
-            expected.append(ids.index(index.item_point_id(item, modality=modality, root=seed)) + 1)
-    finally:
-        client_close(client)
+            expected.append(ids.index(item_point_id(item, modality=modality, root=seed)) + 1)
     ranks = [json.loads(line)["rank"] for line in (tmp_path / "ranks.jsonl").read_text().splitlines()]
     assert ranks == expected
     assert out["MRR"] == pytest.approx(sum(1 / r for r in expected) / len(expected), abs=1e-4)
@@ -90,15 +87,15 @@ def test_text_search_fn_directly(tmp_path, parity_dir, bench_dir):
         item["summary_en"] = (parity_dir / "inputs" / "txt" / f"{name}.txt").read_text(encoding="utf-8")
     (seed / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
     assert run("ingest", seed, "-c", "c", "-q", *model_args(parity_dir)).exit_code == 0
-    fn = index.text_search_fn("c", modality="text", limit=3)
+    fn = text_search_fn("c", modality="text", limit=3)
     try:
         rows = fn([it["summary_en"] for it in items])
         # a summary finds its own piece's text vector first
-        assert [r[0] for r in rows] == [index.item_point_id(it, modality="text", root=seed) for it in items]
+        assert [r[0] for r in rows] == [item_point_id(it, modality="text", root=seed) for it in items]
         assert fn([]) == []
     finally:
         fn.close()
-    with pytest.raises(index.CollectionNotFoundError):
-        index.text_search_fn("missing", modality="abc")
-    with pytest.raises(index.CollectionError, match="unknown modality"):
-        index.text_search_fn("c", modality="midi")
+    with pytest.raises(CollectionNotFoundError):
+        text_search_fn("missing", modality="abc")
+    with pytest.raises(CollectionError, match="unknown modality"):
+        text_search_fn("c", modality="midi")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -353,9 +351,15 @@ def test_read_jsonl_reports_bad_lines(tmp_path):
 
 
 def test_cli_collection_with_fake_index(tmp_path, monkeypatch):
-    """The interface `eval --collection` expects from clamp2_engine.index."""
+    """The interface `eval --collection` expects from clamp2_engine.search and ingest.items."""
+    import clamp2_engine.search
+    import ingest.items
+
     seen = {}
-    fake = types.ModuleType("clamp2_engine.index")
+
+    class FakeCollection:
+        def unit_states(self, corpus):
+            return {"A": "state of A", "B": "state of B"}
 
     def text_search_fn(collection, *, modality, limit, store=None):
         seen.update(collection=collection, modality=modality, limit=limit)
@@ -363,23 +367,19 @@ def test_cli_collection_with_fake_index(tmp_path, monkeypatch):
         def fn(texts):
             return [["A"] if t == "first piece" else ["x", "B"] for t in texts]
 
-        fn.close, fn.client = close, "client"
+        fn.close, fn.collection = close, FakeCollection()
         return fn
 
-    def unit_states(client, collection, corpus):
-        return {"A": "state of A", "B": "state of B"}
-
     def item_point_id(item, *, modality, root, corpus=None, units=None):
-        assert units == unit_states(None, None, None)
+        assert units == FakeCollection().unit_states(None)
         seen.update(root=root, corpus=corpus)
         return item["title"]
 
     def close():
         seen["closed"] = True
 
-    fake.text_search_fn, fake.item_point_id, fake.unit_states = text_search_fn, item_point_id, unit_states
-    monkeypatch.setitem(sys.modules, "clamp2_engine.index", fake)
-    monkeypatch.setattr(sys.modules["clamp2_engine"], "index", fake, raising=False)
+    monkeypatch.setattr(clamp2_engine.search, "text_search_fn", text_search_fn)
+    monkeypatch.setattr(ingest.items, "item_point_id", item_point_id)
     q = tmp_path / "items.jsonl"
     q.write_text("".join(json.dumps(i) + "\n" for i in ITEMS[:2]) + "broken\n")
     ranks = tmp_path / "ranks.jsonl"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from test_index_helpers import build_seed, cos, load_model
 
-from clamp2_engine import index
 from clamp2_engine.patches import encode_patches
 from clamp2_engine.runlog import ErrorLog
-from clamp2_engine.store import StoreSpec, client_close, open_client
+from clamp2_engine.store import Collection, ModelMismatchError, StoreSpec, open_store, point_id
 from ingest.corpus import CorpusError, discover
+from ingest.items import item_point_id
 from ingest.pipeline import ingest_corpus
 
 
@@ -25,9 +25,8 @@ def model(parity_dir):
 
 @pytest.fixture
 def client(tmp_path):
-    c = open_client(StoreSpec(path=tmp_path / "qdrant"))
-    yield c
-    client_close(c)
+    with open_store(StoreSpec(path=tmp_path / "qdrant")) as store:
+        yield store
 
 
 def run(client, model, root, name="c", errors=None, **kwargs):
@@ -36,7 +35,7 @@ def run(client, model, root, name="c", errors=None, **kwargs):
 
 
 def points(client, name="c"):
-    pts, _ = client.scroll(name, limit=10_000, with_payload=True, with_vectors=True)
+    pts = [p for page in client.collection(name).scroll(vectors=True) for p in page]
     return {p.payload["piece_id"]: p for p in pts}
 
 
@@ -46,11 +45,10 @@ def points(client, name="c"):
 @pytest.fixture(scope="module")
 def parity_store(tmp_path_factory, parity_dir, model):
     path = tmp_path_factory.mktemp("parity") / "qdrant"
-    client = open_client(StoreSpec(path=path))
-    errors = ErrorLog(path.parent / "errors.jsonl")
-    report = run(client, model, parity_dir / "inputs", "parity", errors=errors, render=False, jobs=1)
-    yield client, report, errors
-    client_close(client)
+    with open_store(StoreSpec(path=path)) as client:
+        errors = ErrorLog(path.parent / "errors.jsonl")
+        report = run(client, model, parity_dir / "inputs", "parity", errors=errors, render=False, jobs=1)
+        yield client, report, errors
 
 
 @pytest.mark.slow  # the parity inputs' ingest (~20 s) is shared
@@ -60,7 +58,7 @@ def test_parity_inputs_all_become_points(parity_store, parity_dir):
     music = [p for p in inputs.rglob("*") if p.suffix in (".abc", ".mtf", ".mid", ".xml", ".mxl")]
     assert report.counts["units"] == report.counts["points"] == len(music) == 43
     assert report.counts["failed"] == errors.count == 0
-    info = index.collection_info(client, "parity")
+    info = client.collection("parity").info()
     # scores give ABC, MIDI and MTF give MTF (no rendering here), no summaries: no text vectors
     n_scores = len([p for p in music if p.suffix in (".abc", ".xml", ".mxl")])
     assert info["vectors"] == {"abc": n_scores, "mtf": len(music) - n_scores, "text": 0}
@@ -80,7 +78,7 @@ def test_stored_vectors_are_the_reference_features(parity_store, parity_dir):
         ("inputs:mtf/primitive_test05.mtf", "mtf", expected / "mtf" / "primitive_test05.npy"),
         ("inputs:midi/render_bach_bwv66_6.mid", "mtf", expected / "mtf" / "render_bach_bwv66_6.npy"),
     ]:
-        stored = np.asarray(pts[piece_id].vector[vec])
+        stored = np.asarray(pts[piece_id].vectors[vec])
         assert cos(stored, np.load(ref)[0]) > 0.9999, piece_id
 
 
@@ -99,20 +97,20 @@ def test_payload_of_plain_files(parity_store, parity_dir):
     assert (
         m["lengths"] == {"mtf": len(encode_patches(text))} and m["metadata"] == {} and m["summary_en"] is None
     )
-    assert pts["inputs:xml/bach_bwv66_6.mxl"].id == index.point_id("inputs:xml/bach_bwv66_6.mxl")
+    assert pts["inputs:xml/bach_bwv66_6.mxl"].id == point_id("inputs:xml/bach_bwv66_6.mxl")
 
 
 @pytest.fixture
 def written(monkeypatch):
     """The piece ids every upsert writes."""
     seen: list[str] = []
-    real = index.upsert
+    real = Collection.upsert
 
-    def spy(client, name, pts):
+    def spy(self, pts):
         seen.extend(p.payload["piece_id"] for p in pts)
-        real(client, name, pts)
+        real(self, pts)
 
-    monkeypatch.setattr(index, "upsert", spy)
+    monkeypatch.setattr(Collection, "upsert", spy)
     return seen
 
 
@@ -160,9 +158,9 @@ def test_model_change_is_refused(client, model, parity_dir, tmp_path):
     sd = {k: (v + 0.01 if k == "music_proj.bias" else v) for k, v in sd.items()}
     other = save_checkpoint(tmp_path / "other.pth", {k: torch.as_tensor(v) for k, v in sd.items()})
     other_model = type(model).from_pretrained(other, load_text=False)
-    with pytest.raises(index.ModelMismatchError, match="holds vectors of clamp2.pth"):
+    with pytest.raises(ModelMismatchError, match="holds vectors of clamp2.pth"):
         run(client, other_model, root)
-    assert client.count("c").count == 7
+    assert client.collection("c").count() == 7
 
 
 # --- the seed layout ---------------------------------------------------------------------------------
@@ -188,7 +186,7 @@ def test_seed_layout(client, model, tmp_path, bench_dir):
     assert "invalid JSON" in text and len(reasons) == 5
     pts = points(client)
     item = items[1]
-    pid = index.item_point_id(item, modality="abc", root=root)
+    pid = item_point_id(item, modality="abc", root=root)
     [p] = [p for p in pts.values() if str(p.id) == pid]
     pl = p.payload
     assert pl["title"] == item["title"] and pl["composer"] == "J.S. Bach"
@@ -198,15 +196,15 @@ def test_seed_layout(client, model, tmp_path, bench_dir):
     assert pl["formats"] == ["abc", "mtf"] and pl["modalities"] == ["abc", "mtf", "text"]
     abc_text = (root / item["filepaths"][0]).read_text()
     assert pl["lengths"]["abc"] == len(encode_patches(abc_text))
-    assert cos(p.vector["text"], model.encode_text(item["summary_en"])) > 0.99999
-    assert cos(p.vector["abc"], model.encode_music(root / item["filepaths"][0])) > 0.99999
-    assert cos(p.vector["mtf"], model.encode_music(root / item["filepaths"][1])) > 0.99999
+    assert cos(p.vectors["text"], model.encode_text(item["summary_en"])) > 0.99999
+    assert cos(p.vectors["abc"], model.encode_music(root / item["filepaths"][0])) > 0.99999
+    assert cos(p.vectors["mtf"], model.encode_music(root / item["filepaths"][1])) > 0.99999
     # metadata edits re-embed that item only
     items[1]["genres"] = ["Changed"]
     (root / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items[:6]), encoding="utf-8")
     again = run(client, model, root)
     assert (again.counts["embedded"], again.counts["skipped"], again.counts["removed"]) == (1, 5, 0)
-    hits = index.search(client, "c", p.vector["abc"], query_filter=index.parse_filters(["genres=Changed"]))
+    hits = client.collection("c").search(p.vectors["abc"], filters=["genres=Changed"])[0]
     assert [h.id for h in hits] == [pid]
 
 

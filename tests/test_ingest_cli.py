@@ -86,7 +86,7 @@ def test_a_no_op_rerun_keeps_the_problems_and_reuses_the_model(folder, parity_di
 
 def test_a_refused_ingest_leaves_the_running_ones_log_alone(folder, parity_dir, tmp_path, monkeypatch):
     """A second process on the embedded store is refused before it touches the errors file."""
-    from clamp2_engine.store import client_close, open_client, resolve_store
+    from clamp2_engine.store import open_store
 
     home = tmp_path / "home"
     monkeypatch.setenv("CLAMP2_HOME", str(home))
@@ -98,7 +98,8 @@ def test_a_refused_ingest_leaves_the_running_ones_log_alone(folder, parity_dir, 
     import subprocess
     import sys
 
-    holder = open_client(resolve_store())  # this process holds the store, as a running ingest would
+    holder = open_store()
+    holder.collection("mine")  # this process holds the collection, as a running ingest would
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "clamp2_engine", "ingest", str(folder), "-c", "mine", "--no-render"],
@@ -107,7 +108,7 @@ def test_a_refused_ingest_leaves_the_running_ones_log_alone(folder, parity_dir, 
             timeout=300,
         )
     finally:
-        client_close(holder)
+        holder.close()
     assert proc.returncode == 1 and "in use" in proc.stderr
     assert errors_file(home).read_text("utf-8") == log
 

@@ -7,9 +7,9 @@ import json
 from click.testing import CliRunner
 from test_index_helpers import build_seed, cos, load_model, model_args
 
-from clamp2_engine import index
 from clamp2_engine.cli import main
-from clamp2_engine.store import client_close, open_client
+from clamp2_engine.store import open_store
+from ingest.items import item_point_id
 
 try:
     from tests.llm_server import ScriptedLLM
@@ -53,15 +53,13 @@ def test_ingest_summarize(tmp_path, parity_dir, bench_dir, monkeypatch):
         again = json.loads(run(*args).stdout)  # summaries are kept: nothing is asked or embedded again
         assert llm.requests() == 3 and again["skipped"] == 4
     model = load_model(parity_dir, load_music=False)
-    client = open_client()
-    try:
+    with open_store() as store:
+        coll = store.collection("s")
         for item in items:
-            [p] = client.retrieve("s", [index.item_point_id(item, root=seed)], with_vectors=True)
+            [p] = coll.retrieve([item_point_id(item, root=seed)], vectors=True)
             summary = item.get("summary_en") or f"Summary of {item['title']}."
             assert p.payload["summary_en"] == summary and p.payload["summary_nen"]["summary"]
-            assert cos(p.vector["text"], model.encode_text(summary)) > 0.99999
-    finally:
-        client_close(client)
+            assert cos(p.vectors["text"], model.encode_text(summary)) > 0.99999
 
 
 def test_summarize_needs_metadata_and_a_server(tmp_path, parity_dir, bench_dir, monkeypatch):

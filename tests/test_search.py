@@ -15,7 +15,7 @@ from test_index_helpers import cos, load_model, model_args
 
 from clamp2_engine.api import CLaMP2
 from clamp2_engine.cli import main
-from clamp2_engine.store import StoreSpec, client_close, open_client
+from clamp2_engine.store import MEMORY, StoreSpec, open_store
 
 QUERY = "a solemn chorale for four voices"
 pytestmark = pytest.mark.slow  # one ~30 s ingest of the parity inputs, shared by the module
@@ -92,13 +92,10 @@ def test_text_search_json_and_the_query_vector(store, text_model, loads):
         assert h["payload"]["source"] == h["source"] and h["payload"]["corpus"] == "inputs"
     # the query's vector is encode_text(QUERY): every score is its cosine with the stored vector
     query = text_model.encode_text(QUERY)
-    client = open_client(StoreSpec(path=path))
-    try:
+    with open_store(StoreSpec(path=path)) as s:
         stored = {
-            str(p.id): p.vector for p in client.retrieve("music", [h["id"] for h in hits], with_vectors=True)
+            p.id: p.vectors for p in s.collection("music").retrieve([h["id"] for h in hits], vectors=True)
         }
-    finally:
-        client_close(client)
     for h in hits:
         assert cos(query, stored[h["id"]][h["modality"]]) == pytest.approx(h["score"], abs=1e-5)
 
@@ -153,6 +150,48 @@ def test_filters(store):
     assert res.exit_code == 0 and "no hits" in res.stdout
     res = run("search", QUERY, "-c", "music", "--qdrant-path", path, "--filter", "composer")
     assert res.exit_code == 2 and "bad filter" in res.output  # a usage error, before anything opens
+
+
+def test_filters_ignore_case_and_explain_an_empty_result(store, loads):
+    path, _ = store
+    base = ["search", QUERY, "-c", "music", "--qdrant-path", path]
+    exact = hits_of(run(*base, "--json", "--filter", "composer=Arcangelo Corelli"))
+    assert exact and hits_of(run(*base, "--json", "--filter", "composer=ARCANGELO corelli")) == exact
+    res = run(*base, "--filter", "composer=Arcangelo Coreli")
+    assert (
+        res.exit_code == 0
+        and "no hits: no piece has composer 'arcangelo coreli'; closest: 'arcangelo corelli'" in res.stdout
+    )
+    res = run(*base, "--filter", "colour=red")
+    assert "no hits: no piece has a field 'colour'" in res.stdout
+    res = run(*base, "--json", "--filter", "formats=mid", "--filter", "formats!=mid")
+    assert res.stdout == "" and "no piece matches all the filters together" in res.stderr
+    loads.clear()
+    res = run(*base, "--filter", "a..b=1")
+    assert res.exit_code == 2 and loads == []  # refused before any model loads
+
+
+def test_like_unlike_and_diverse(store, loads):
+    path, _ = store
+    base = ["-c", "music", "--qdrant-path", path, "--json"]
+    first = hits_of(run("search", QUERY, *base, "-k", "3"))
+    loads.clear()
+    like = hits_of(run("search", "--like", first[0]["id"], *base, "-k", "5"))
+    assert loads == []  # by example from the collection: no model at all
+    assert len(like) == 5 and first[0]["id"] not in {h["id"] for h in like}
+    unlike = hits_of(run("search", "--like", first[0]["id"], "--unlike", like[0]["id"], *base, "-k", "5"))
+    assert like[0]["id"] not in {h["id"] for h in unlike}
+    steered = hits_of(run("search", QUERY, "--like", first[1]["id"], *base, "-k", "3"))
+    assert len(steered) == 3 and first[1]["id"] not in {h["id"] for h in steered}
+    plain = hits_of(run("search", QUERY, *base, "-k", "10", "--modality", "mtf"))
+    diverse = hits_of(run("search", QUERY, *base, "-k", "10", "--modality", "mtf", "--diverse"))
+    assert len(diverse) == 10 and diverse[0]["id"] == plain[0]["id"] and diverse != plain
+    res = run("search", "--like", "not-an-id", *base)
+    assert res.exit_code == 1 and "not a point id" in res.output
+    res = run("search", "--like", "00000000-0000-0000-0000-000000000000", *base)
+    assert res.exit_code == 1 and "no piece" in res.output
+    res = run("search", "--like", first[0]["id"], "--diverse", *base)
+    assert res.exit_code == 2
 
 
 def test_usage_errors(store, parity_dir):
@@ -277,13 +316,16 @@ def test_collections_commands(store, tmp_path):
     assert info["model_source"]["model"].endswith("clamp2.pth")
     assert "music" in run("collections", "list", "--qdrant-path", path).stdout
     assert "clamp2.pth" in run("collections", "info", "music", "--qdrant-path", path).stdout
+    assert info["engine"] == "edge" and info["disk_bytes"] > 0 and "keys.composer" in info["payload_indexes"]
     res = run("collections", "info", "nope", "--qdrant-path", path)
     assert res.exit_code == 1 and "no collection" in res.output
+    res = run("collections", "optimize", "music", "--qdrant-path", path)
+    assert res.exit_code == 0 and "music:" in res.output
     # migrate to another store, then drop the copy there
     other = tmp_path / "other"
     res = run("migrate", "-c", "music", "--qdrant-path", path, "--to-path", other, "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["points"] == 43
+    assert json.loads(res.stdout)["points"] == 43 and json.loads(res.stdout)["verified"]
     q = ["search", QUERY, "-c", "music", "--json", "-k", "5", "--qdrant-path"]
     assert [h["id"] for h in hits_of(run(*q, other))] == [h["id"] for h in hits_of(run(*q, path))]
     assert run("collections", "drop", "music", "--qdrant-path", other, input="n\n").exit_code == 1
@@ -295,8 +337,9 @@ def test_collections_commands(store, tmp_path):
 HOLDER = textwrap.dedent(
     """
     import sys
-    from clamp2_engine.store import StoreSpec, open_client
-    client = open_client(StoreSpec(path=sys.argv[1]))
+    from clamp2_engine.store import StoreSpec, open_store
+    store = open_store(StoreSpec(path=sys.argv[1]))
+    store.collection("music")
     print("ready", flush=True)
     sys.stdin.read()
     """
@@ -310,11 +353,17 @@ def test_store_in_use_by_another_process(store, loads):
     )
     try:
         assert proc.stdout.readline().strip() == "ready"
-        for args in (["search", QUERY, "-c", "music"], ["collections", "list"], ["shell", "-c", "music"]):
+        for args in (
+            ["search", QUERY, "-c", "music"],
+            ["shell", "-c", "music"],
+            ["collections", "info", "music"],
+        ):
             res = run(*args, "--qdrant-path", path)
             assert res.exit_code == 1 and "in use by another process" in res.output
             assert "Traceback" not in res.output
         assert loads == []  # refused before any model was loaded
+        res = run("collections", "list", "--qdrant-path", path)
+        assert res.exit_code == 0 and "in use" in res.output
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
@@ -387,14 +436,13 @@ def test_the_schema_doc_example_runs(store, capsys):
     path, _ = store
     doc = (Path(__file__).resolve().parents[1] / "docs" / "schema.md").read_text(encoding="utf-8")
     code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
-    code = code.replace('QdrantClient(url="http://localhost:6333", api_key=None)', "QdrantClient(path=STORE)")
-    code = code.replace('value="Chopin"', 'value="Arcangelo Corelli"')
-    namespace = {"STORE": str(path)}
-    try:
+    code = code.replace('QdrantClient(url="http://localhost:6333", api_key=None)', "SERVER")
+    code = code.replace('value="chopin"', 'value="arcangelo corelli"')
+    with open_store(StoreSpec(path=path)) as src, open_store(StoreSpec(url=MEMORY)) as server:
+        src.collection("music").copy_to(server)  # the server path: qdrant-client's in-memory stand-in
+        namespace = {"SERVER": server.backend.client}
         exec(compile(code, "schema.md", "exec"), namespace)
         fused = namespace["fused"]
-    finally:
-        namespace["client"].close()
     printed = capsys.readouterr().out.splitlines()
     assert printed and all("Sonata da Chiesa" in line for line in printed)
     assert len(fused) == 10
@@ -409,3 +457,36 @@ def test_an_empty_corpus_is_an_error_not_a_wipe(store, tmp_path, parity_dir):
     assert res.exit_code == 1 and "no music found" in res.output
     rows = json.loads(run("collections", "list", "--qdrant-path", path, "--json").stdout)
     assert rows[0]["points"] == 43
+
+
+def test_migrate_an_old_local_mode_folder(store, tmp_path):
+    """A store written before Qdrant Edge (qdrant-client local mode): refused with a hint, then migrated."""
+    path, _ = store
+    with open_store(StoreSpec(path=path)) as src:
+        points = [p for page in src.collection("music").scroll(vectors=True) for p in page]
+        record = src.collection("music").record
+    from qdrant_client import QdrantClient, models
+
+    old = tmp_path / "old"
+    client = QdrantClient(path=str(old))
+    params = models.VectorParams(size=record.dim, distance=models.Distance.COSINE)
+    meta = {**record.as_dict(), "schema": 1}
+    client.create_collection(
+        "music", vectors_config={v: params for v in ("abc", "mtf", "text")}, metadata={"clamp2_engine": meta}
+    )
+    old_points = [
+        models.PointStruct(
+            id=p.id, vector=p.vector_lists(), payload={k: v for k, v in p.payload.items() if k != "keys"}
+        )
+        for p in points
+    ]
+    client.upsert("music", old_points)
+    client.close()
+    res = run("collections", "list", "--qdrant-path", old)
+    assert res.exit_code == 1 and "--from-local-mode" in res.output
+    new = tmp_path / "new"
+    res = run("migrate", "-c", "music", "--from-local-mode", old, "--to-path", new, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["points"] == 43
+    q = ["search", QUERY, "-c", "music", "--json", "-k", "5", "--filter", "formats=MID", "--qdrant-path"]
+    assert [h["id"] for h in hits_of(run(*q, new))] == [h["id"] for h in hits_of(run(*q, path))]

@@ -198,8 +198,9 @@ def _eval_collection(
     as_json: bool,
     store: Any = None,
 ) -> None:
-    from clamp2_engine import index
     from clamp2_engine.evaluate import evaluate_collection, read_jsonl, round_metrics
+    from clamp2_engine.search import text_search_fn
+    from ingest.items import item_point_id
 
     items, bad_lines = read_jsonl(queries)
     _show_errors(bad_lines)
@@ -208,8 +209,8 @@ def _eval_collection(
     corpus_name = corpus or root.name
     search_fn = None
     try:
-        search_fn = index.text_search_fn(collection, modality=modality, limit=k, store=store)
-        units = index.unit_states(search_fn.client, collection, corpus_name)
+        search_fn = text_search_fn(collection, modality=modality, limit=k, store=store)
+        units = search_fn.collection.unit_states(corpus_name)
         if not units:
             raise click.ClickException(
                 f"collection {collection!r} holds no piece of corpus {corpus_name!r}: pass --corpus NAME "
@@ -217,7 +218,7 @@ def _eval_collection(
             )
 
         def id_fn(item: dict[str, Any]):
-            return index.item_point_id(item, modality=modality, root=root, corpus=corpus_name, units=units)
+            return item_point_id(item, modality=modality, root=root, corpus=corpus_name, units=units)
 
         with progress_bar("queries", total=len(items), enabled=not as_json) as advance:
             result = evaluate_collection(search_fn, items, field=field, id_fn=id_fn, k=k, progress=advance)

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from clamp2_engine.cli.options import (
     exit_for_failures,
     fail,
     model_options,
-    open_store,
     pop_model_options,
     store_client,
     store_options,
@@ -38,15 +38,6 @@ MODALITY_CHOICES = MODALITIES
 def _file_name(name: str) -> str:
     """``name`` made safe as a file name."""
     return re.sub(r"[^\w.-]", "_", name).lstrip(".") or "collection"
-
-
-def _warn_size(client, collection: str) -> None:
-    from clamp2_engine.runlog import console
-    from clamp2_engine.store import local_size_warning
-
-    msg = local_size_warning(client, collection)
-    if msg:
-        console.print(f"[yellow]warning:[/yellow] {msg}", highlight=False)
 
 
 # --- ingest -------------------------------------------------------------------------------------------
@@ -155,15 +146,15 @@ def ingest(
     """
     from clamp2_engine.checkpoints import REGISTRY, default_model, default_text_model
     from clamp2_engine.cli.options import open_model
-    from clamp2_engine.index import CollectionError, model_source
     from clamp2_engine.runlog import ErrorLog, RunSummary, console
+    from clamp2_engine.store import CollectionError, model_source
     from ingest.corpus import CorpusError, discover, find_metadata, load_metadata
     from ingest.pipeline import ingest_corpus
 
     options = pop_model_options(kwargs)
-    with store_client(kwargs) as (client, spec):  # holds the store's lock: nothing is written before this
+    with store_client(kwargs) as store:
+        _recorded_model(store, collection, options)  # takes the collection's lock: nothing is written before
         errors = ErrorLog(errors_path(collection), reset=True)
-        _recorded_model(client, collection, options)
         items = None
         try:
             if summarize:
@@ -198,7 +189,7 @@ def ingest(
             source["text_model"] = default_text_model()  # a known model's own text model is implied
         try:
             report = ingest_corpus(
-                client,
+                store,
                 collection,
                 found,
                 model,
@@ -209,6 +200,7 @@ def ingest(
                 progress=not (quiet or as_json),
                 jobs=(os.cpu_count() or 1) if jobs is None else jobs,
                 timeout=timeout,
+                on_index=None if (quiet or as_json) else _say_indexing,
             )
         except CollectionError as exc:
             raise fail(exc) from None
@@ -218,14 +210,13 @@ def ingest(
             click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
         else:
             console.print(
-                f"{found.name} ({found.layout} layout) -> collection {collection} on {spec.describe()}",
+                f"{found.name} ({found.layout} layout) -> collection {collection} on {store.describe()}",
                 highlight=False,
             )
             summary = RunSummary("ingest", seconds=report.seconds)
             for key in ("units", "skipped", "embedded", "failed", "points", "removed"):
                 summary.add(key, report.counts[key])
             summary.print(errors)
-        _warn_size(client, collection)
         if errors.count and as_json:
             console.print(
                 f"{errors.count} problem(s) with {len(errors.sources)} input(s) logged in {errors.path}",
@@ -241,15 +232,23 @@ def errors_path(collection: str) -> Path:
     return data_dir() / "ingest" / f"{_file_name(collection)}.errors.jsonl"
 
 
-def _recorded_model(client, collection: str, options: dict[str, Any]) -> None:
-    """Fill unset model options from COLLECTION's record when the collection exists."""
-    from clamp2_engine.index import CollectionError, CollectionNotFoundError, read_record, with_record
+def _say_indexing() -> None:
+    from clamp2_engine.runlog import console
+
+    console.print("building the search index (HNSW) ...", highlight=False)
+
+
+def _recorded_model(store, collection: str, options: dict[str, Any]) -> None:
+    """Fill unset model options from COLLECTION's record when the collection exists (opening it: a
+    collection in use by another process is refused here, before any work)."""
+    from clamp2_engine.search import with_record
+    from clamp2_engine.store import CollectionError, CollectionNotFoundError, StoreError
 
     try:
-        options.update(with_record(read_record(client, collection), options))
+        options.update(with_record(store.collection(collection).record, options))
     except CollectionNotFoundError:
         return
-    except CollectionError as exc:
+    except (CollectionError, StoreError) as exc:
         raise fail(exc) from None
 
 
@@ -316,33 +315,27 @@ def _search_options(f: Callable) -> Callable:
 
 
 class Searcher:
-    """A store, a collection and a model, loaded once; the towers are loaded when first needed."""
+    """A collection and its query towers, loaded once, each when first needed."""
 
-    def __init__(self, client, collection: str, options: dict[str, Any]):
-        from clamp2_engine.index import read_record
+    def __init__(self, store, collection: str, options: dict[str, Any]):
+        from clamp2_engine.search import QueryModels
+        from clamp2_engine.store import CollectionError, StoreError
 
-        self.client, self.collection, self.options = client, collection, options
         try:
-            self.record = read_record(client, collection)
-        except ValueError as exc:
+            self.collection = store.collection(collection)
+        except (CollectionError, StoreError) as exc:
             raise fail(exc) from None
-        self.models: dict[str, Any] = {}
+        self.options = options
+        self.models = QueryModels(self.collection, options, loader=_cli_loader)
 
     def model(self, tower: str):
         """The model with the ``text`` or ``music`` tower, as the collection's record says to load it."""
-        from clamp2_engine.cli.options import open_model
-        from clamp2_engine.index import ModelMismatchError, check_model, with_record
+        from clamp2_engine.store import ModelMismatchError
 
-        if tower not in self.models:
-            model = open_model(
-                with_record(self.record, self.options), load_music=tower == "music", load_text=tower == "text"
-            )
-            try:
-                check_model(self.record, model.identity, self.collection)
-            except ModelMismatchError as exc:
-                raise fail(exc) from None
-            self.models[tower] = model
-        return self.models[tower]
+        try:
+            return self.models[tower]
+        except ModelMismatchError as exc:
+            raise fail(exc) from None
 
     def vector(self, text: str | None = None, music: Path | None = None):
         if music is not None:
@@ -360,20 +353,51 @@ class Searcher:
         with _torch_threads(threads):
             return model.encode_text(text)
 
-    def search(self, vector, modality: str, top_k: int, filters: tuple[str, ...] | list[str]):
-        from clamp2_engine.index import parse_filters, search
-
+    def search(self, query: Query) -> tuple[list[Any], str | None]:
+        """The hits of ``query``, and why there are none when a filter is the reason."""
         try:
-            return search(
-                self.client,
-                self.collection,
-                vector,
-                modality=modality,
-                limit=top_k,
-                query_filter=parse_filters(filters),
-            )
+            vector = self.vector(query.text, query.music) if (query.text or query.music) else None
+            if query.like or query.unlike:
+                hits = self.collection.recommend(
+                    query.like,
+                    query.unlike,
+                    vector=vector,
+                    modality=query.modality,
+                    limit=query.k,
+                    filters=query.filters,
+                )
+            else:
+                diversity = DIVERSITY if query.diverse else None
+                hits = self.collection.search(
+                    vector, modality=query.modality, limit=query.k, filters=query.filters, diversity=diversity
+                )[0]
+            why = None if hits else self.collection.explain_empty(query.filters)
         except ValueError as exc:
             raise fail(exc) from None
+        return hits, why
+
+
+DIVERSITY = 0.5  # --diverse: relevance and variety weighed alike (maximal marginal relevance)
+
+
+@dataclass
+class Query:
+    """One search as the user asked for it."""
+
+    text: str | None = None
+    music: Path | None = None
+    modality: str = "any"
+    k: int = 10
+    filters: list[str] = field(default_factory=list)
+    like: list[str] = field(default_factory=list)
+    unlike: list[str] = field(default_factory=list)
+    diverse: bool = False
+
+
+def _cli_loader(options: dict[str, Any], tower: str):
+    from clamp2_engine.cli.options import open_model
+
+    return open_model(options, load_music=tower == "music", load_text=tower == "text")
 
 
 def _query_threads() -> int:
@@ -404,10 +428,12 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def _print_hits(hits, as_json: bool, title: str = "") -> None:
+def _print_hits(hits, as_json: bool, title: str = "", why: str | None = None) -> None:
     if as_json:
         for h in hits:
             click.echo(dumps(h.as_dict()))
+        if why:
+            click.echo(f"no hits: {why}", err=True)
         return
     from rich.console import Console
     from rich.table import Table
@@ -438,7 +464,7 @@ def _print_hits(hits, as_json: bool, title: str = "") -> None:
         table.add_row(str(h.rank), f"{h.score:.4f}", *(Text(printable(c)) for c in cells), h.modality)
     Console().print(table)
     if not hits:
-        click.echo("no hits")
+        click.echo(f"no hits: {why}" if why else "no hits")
 
 
 ABOUT_FIELDS = ("genre", "genres", "meter", "voices")
@@ -465,6 +491,11 @@ def _about(payload: dict[str, Any]) -> str:
     default=None,
     help="Query by example: a score, MIDI or .mtf file (instead of QUERY).",
 )
+@click.option("--like", multiple=True, metavar="ID", help="More like this piece (a point id; repeatable).")
+@click.option(
+    "--unlike", multiple=True, metavar="ID", help="Less like this piece (repeatable; with --like or QUERY)."
+)
+@click.option("--diverse", is_flag=True, help="Varied results (maximal marginal relevance), not near-copies.")
 @_search_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit (JSON Lines).")
 @store_options
@@ -472,6 +503,9 @@ def _about(payload: dict[str, Any]) -> str:
 def search(
     query: str | None,
     music: Path | None,
+    like: tuple[str, ...],
+    unlike: tuple[str, ...],
+    diverse: bool,
     collection: str,
     modality: str,
     top_k: int,
@@ -479,25 +513,31 @@ def search(
     as_json: bool,
     **kwargs: Any,
 ) -> None:
-    """Search a collection by text in any language (QUERY) or by a piece of music (--music FILE).
+    """Search a collection by text in any language (QUERY), by a piece of music (--music FILE), or by
+    pieces it holds (--like ID, --unlike ID).
 
-    A text query loads only the text tower; --music only the music tower.
+    A text query loads only the text tower; --music only the music tower; --like alone no model.
     """
-
-    if (query is None) == (music is None):
-        raise click.UsageError("give either a QUERY text or --music FILE")
+    if query is not None and music is not None:
+        raise click.UsageError("give a QUERY text or --music FILE, not both")
+    if query is None and music is None and not like:
+        raise click.UsageError("give either a QUERY text, --music FILE or --like ID")
+    if diverse and (like or unlike):
+        raise click.UsageError("--diverse works with a QUERY or --music, not with --like / --unlike")
+    request = Query(query, music, modality, top_k, list(filters), list(like), list(unlike), diverse)
     _check_filters(filters)  # before the store or a model is opened
     options = pop_model_options(kwargs)
-    with store_client(kwargs) as (client, _spec):
-        searcher = Searcher(client, collection, options)
-        _warn_size(client, collection)
-        vector = searcher.vector(query, music)
-        hits = searcher.search(vector, modality, top_k, filters)
-        _print_hits(hits, as_json, title=f"{collection}: {printable(query) if music is None else music.name}")
+    with store_client(kwargs) as store:
+        searcher = Searcher(store, collection, options)
+        hits, why = searcher.search(request)
+        label = (
+            printable(query) if query is not None else (music.name if music else "like " + ", ".join(like))
+        )
+        _print_hits(hits, as_json, title=f"{collection}: {label}", why=why)
 
 
 def _check_filters(filters: tuple[str, ...] | list[str]) -> None:
-    from clamp2_engine.index import parse_filters
+    from clamp2_engine.store import parse_filters
 
     try:
         parse_filters(filters)
@@ -525,12 +565,11 @@ def shell(
 
     _check_filters(filters)
     options = pop_model_options(kwargs)
-    with store_client(kwargs) as (client, spec):
-        searcher = Searcher(client, collection, options)
+    with store_client(kwargs) as store:
+        searcher = Searcher(store, collection, options)
         searcher.model("text")
         state = {"k": top_k, "modality": modality, "filters": list(filters), "json": as_json}
-        click.echo(f"{collection} on {spec.describe()}; :help for commands", err=True)
-        _warn_size(client, collection)
+        click.echo(f"{collection} on {store.describe()}; :help for commands", err=True)
         interactive = sys.stdin.isatty()
         if interactive:
             import readline  # noqa: F401 - line editing and history for input()
@@ -575,7 +614,7 @@ def _shell_line(searcher: Searcher, line: str, state: dict[str, Any]) -> None:
         click.echo(f"modality = {arg}")
     elif cmd == ":filter":
         if arg:
-            from clamp2_engine.index import parse_filters
+            from clamp2_engine.store import parse_filters
 
             try:
                 parse_filters([arg])
@@ -604,10 +643,10 @@ def _shell_search(
     searcher: Searcher, state: dict[str, Any], label: str, text: str | None = None, music: Path | None = None
 ) -> None:
     started = time.perf_counter()
-    vector = searcher.vector(text, music)
-    hits = searcher.search(vector, state["modality"], state["k"], state["filters"])
+    query = Query(text, music, state["modality"], state["k"], list(state["filters"]))
+    hits, why = searcher.search(query)
     ms = (time.perf_counter() - started) * 1000
-    _print_hits(hits, state["json"], title=f"{printable(label)} ({ms:.0f} ms)")
+    _print_hits(hits, state["json"], title=f"{printable(label)} ({ms:.0f} ms)", why=why)
 
 
 # --- collections --------------------------------------------------------------------------------------
@@ -615,7 +654,7 @@ def _shell_search(
 
 @click.group()
 def collections() -> None:
-    """List, inspect and drop collections."""
+    """List, inspect, optimize and drop collections."""
 
 
 @collections.command("list")
@@ -626,21 +665,28 @@ def collections_list(as_json: bool, **kwargs: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from clamp2_engine.index import list_collections
-
-    with store_client(kwargs) as (client, spec):
-        rows = list_collections(client)
+    with store_client(kwargs) as store:
+        rows = _or_fail(store.list)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False))
         return
-    table = Table(title=f"collections ({spec.describe()})")
+    table = Table(title=f"collections ({store.describe()})")
     for col in ("name", "points", "model", "dim", "created"):
         table.add_column(col, justify="right" if col in ("points", "dim") else "left")
     for r in rows:
-        table.add_row(
-            r["name"], str(r["points"]), str(r["model"] or "-"), str(r["dim"] or "-"), r["created"] or ""
-        )
+        points = "in use" if r["points"] is None else str(r["points"])
+        table.add_row(r["name"], points, str(r["model"] or "-"), str(r["dim"] or "-"), r["created"] or "")
     Console().print(table)
+
+
+def _or_fail(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, a store or collection error becoming the command's one-line error."""
+    from clamp2_engine.store import CollectionError, StoreError
+
+    try:
+        return fn(*args)
+    except (CollectionError, StoreError) as exc:
+        raise fail(exc) from None
 
 
 @collections.command("info")
@@ -648,21 +694,12 @@ def collections_list(as_json: bool, **kwargs: Any) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @store_options
 def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
-    """The layout, model and counts of collection NAME."""
+    """The engine, counts, index state, disk size and model of collection NAME."""
     from rich.console import Console
     from rich.table import Table
 
-    from clamp2_engine.index import collection_info
-    from clamp2_engine.store import client_close
-
-    client, spec = open_store(kwargs)
-    try:
-        info = collection_info(client, name)
-    except ValueError as exc:
-        raise fail(exc) from None
-    finally:
-        client_close(client)
-    info["store"] = spec.describe()
+    with store_client(kwargs) as store:
+        info = _or_fail(lambda: store.collection(name).info())
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False))
         return
@@ -670,21 +707,45 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
     table.add_column("field")
     table.add_column("value", overflow="fold")
     model = info["model"]
+    indexed = info.get("indexed_vectors")
     rows = [
         ("store", info["store"]),
+        ("engine", info["engine"]),
         ("points", str(info["points"])),
         (
             "vectors",
             ", ".join(f"{k}: {v}" for k, v in info["vectors"].items()) + f" ({info['dim']}-d, cosine)",
         ),
+        (
+            "index",
+            f"{indexed} vectors in HNSW, {info.get('segments')} segment(s)" if indexed is not None else "-",
+        ),
+        ("disk", f"{info['disk_bytes'] / 2**20:.1f} MiB" if "disk_bytes" in info else "-"),
         ("model", f"{model.get('name')} ({model.get('kind')}, sha256 {model.get('checkpoint_sha256')})"),
         ("model source", json.dumps(info["model_source"])),
         ("created", info["created"]),
-        ("payload indexes", ", ".join(info["payload_indexes"]) or "none (the embedded store has none)"),
+        ("payload indexes", ", ".join(info["payload_indexes"]) or "none"),
     ]
     for k, v in rows:
         table.add_row(k, v)
     Console().print(table)
+
+
+@collections.command("optimize")
+@click.argument("name", callback=collection_name)
+@store_options
+def collections_optimize(name: str, **kwargs: Any) -> None:
+    """Build collection NAME's search index (HNSW) now; ingest does it at its end."""
+    started = time.perf_counter()
+    with store_client(kwargs) as store:
+        coll = _or_fail(store.collection, name)
+        click.echo(f"building the search index of {name} ...", err=True)
+        changed = coll.optimize()
+        indexed = coll.info().get("indexed_vectors")
+    what = "optimized" if changed else "already optimal"
+    click.echo(
+        f"{name}: {what} in {time.perf_counter() - started:.1f} s ({indexed} vectors indexed)", err=True
+    )
 
 
 @collections.command("drop")
@@ -693,14 +754,11 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
 @store_options
 def collections_drop(name: str, yes: bool, **kwargs: Any) -> None:
     """Delete collection NAME and all its points."""
-    from clamp2_engine.index import drop_collection, piece_count
-
-    with store_client(kwargs) as (client, _spec):
-        if not client.collection_exists(name):
-            raise click.ClickException(f"no collection {name!r}")
+    with store_client(kwargs) as store:
+        coll = _or_fail(store.collection, name)
         if not yes:
-            click.confirm(f"drop collection {name!r} and its {piece_count(client, name)} points?", abort=True)
-        drop_collection(client, name)
+            click.confirm(f"drop collection {name!r} and its {coll.count()} points?", abort=True)
+        _or_fail(store.drop, name)
     errors_path(name).unlink(missing_ok=True)  # its problems list goes with it
     click.echo(f"dropped {name}", err=True)
 
@@ -715,7 +773,13 @@ def collections_drop(name: str, yes: bool, **kwargs: Any) -> None:
     "--to-path",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Target embedded store folder.",
+    help="Target embedded store folder (Qdrant Edge).",
+)
+@click.option(
+    "--from-local-mode",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Source: a folder written by clamp2-engine before Qdrant Edge (qdrant-client local mode).",
 )
 @click.option(
     "--to-api-key-env",
@@ -733,42 +797,48 @@ def migrate(
     collection: str,
     to_url: str | None,
     to_path: Path | None,
+    from_local_mode: Path | None,
     to_api_key_env: str,
     to_collection: str | None,
     as_json: bool,
     **kwargs: Any,
 ) -> None:
-    """Copy a collection (model record, vectors, payloads, indexes) to another store, e.g. from the
-    embedded store to a Qdrant server. Safe to re-run: points keep their ids."""
-    from clamp2_engine.index import copy_collection
+    """Copy a collection (model record, vectors, payloads) to another store and verify it there: embedded
+    to a Qdrant server, a server to a folder, or an old local-mode folder to Qdrant Edge. Safe to re-run:
+    points keep their ids."""
+    from clamp2_engine.cli.options import resolve_spec
     from clamp2_engine.runlog import progress_bar
-    from clamp2_engine.store import StoreError, client_close, open_client, resolve_store
+    from clamp2_engine.store import Store, StoreSpec
 
     if (to_url is None) == (to_path is None):
         raise click.UsageError("give the target: --to-url URL or --to-path DIR")
-    with store_client(kwargs) as (src, src_spec):
-        try:
-            dst_spec = resolve_store(to_path, to_url, to_api_key_env)
-            if dst_spec == src_spec:
-                raise click.UsageError("the target is the source store")
-            dst = open_client(dst_spec)
-        except StoreError as exc:
-            raise fail(exc) from None
-        try:
-            total = src.count(collection, exact=True).count if src.collection_exists(collection) else 0
-            with progress_bar("migrate", total, enabled=not as_json and total > 0) as advance:
-                n = copy_collection(src, dst, collection, to_collection, progress=advance)
-        except ValueError as exc:
-            raise fail(exc) from None
-        finally:
-            client_close(dst)
+    if from_local_mode is not None:
+        if any(kwargs.get(k) for k in ("qdrant_path", "qdrant_url")):
+            raise click.UsageError("--from-local-mode is the source: leave out --qdrant-path / --qdrant-url")
+        src_spec = StoreSpec(path=from_local_mode, engine="local-mode")
+    else:
+        src_spec = resolve_spec(*(kwargs.get(k) for k in ("qdrant_path", "qdrant_url", "qdrant_api_key_env")))
+    dst_spec = resolve_spec(to_path, to_url, to_api_key_env)
+    if dst_spec == src_spec or (
+        dst_spec.path and src_spec.path and dst_spec.path.resolve() == src_spec.path.resolve()
+    ):
+        raise click.UsageError("the target is the source store")
+    with _or_fail(Store, src_spec) as src, _or_fail(Store, dst_spec) as dst:
+        coll = _or_fail(src.collection, collection)
+        total = coll.count()
+        with progress_bar("migrate", total, enabled=not as_json and total > 0) as advance:
+            target = _or_fail(coll.copy_to, dst, to_collection, 512, advance)
+        n = target.count()
     result = {
         "collection": collection,
         "to": dst_spec.describe(),
-        "target": to_collection or collection,
+        "target": target.name,
         "points": n,
+        "verified": True,
     }
     if as_json:
         click.echo(json.dumps(result))
     else:
-        click.echo(f"copied {n} points of {collection} to {result['target']} on {result['to']}", err=True)
+        click.echo(
+            f"copied {n} points of {collection} to {result['target']} on {result['to']} (verified)", err=True
+        )

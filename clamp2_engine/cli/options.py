@@ -81,28 +81,34 @@ def collection_name(_ctx: click.Context, _param: click.Parameter, value: str | N
 
 
 def open_store(kwargs: dict[str, Any]):
-    """Pop the store options from ``kwargs``; return ``(client, spec)`` or raise a one-line error."""
-    from clamp2_engine.store import StoreError, open_client, resolve_store
+    """Pop the store options from ``kwargs``; return the :class:`~clamp2_engine.store.Store` they name,
+    or raise a one-line error."""
+    from clamp2_engine.store import StoreError
+    from clamp2_engine.store import open_store as open_
 
     path, url, key_env = (kwargs.pop(k, None) for k in STORE_OPTION_NAMES)
     try:
-        spec = resolve_store(path, url, key_env)
-        return open_client(spec), spec
+        return open_(resolve_spec(path, url, key_env))
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def resolve_spec(path: Any, url: str | None, key_env: str | None):
+    """The store spec of the options (env defaults), or a one-line error."""
+    from clamp2_engine.store import StoreError, resolve_store
+
+    try:
+        return resolve_store(path, url, key_env)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
 
 @contextmanager
-def store_client(kwargs: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
-    """``with store_client(kwargs) as (client, spec):`` the store named by the options, closed afterwards
-    (releasing the embedded store's lock) however the command ends."""
-    from clamp2_engine.store import client_close
-
-    client, spec = open_store(kwargs)
-    try:
-        yield client, spec
-    finally:
-        client_close(client)
+def store_client(kwargs: dict[str, Any]) -> Iterator[Any]:
+    """``with store_client(kwargs) as store:`` the store named by the options, closed afterwards
+    (releasing the embedded engine's locks) however the command ends."""
+    with open_store(kwargs) as store:
+        yield store
 
 
 def fail(exc: BaseException) -> click.ClickException:

@@ -1,0 +1,118 @@
+"""Searching a collection with the model that made it: the query towers, loaded once and checked
+against the collection's record, and a text-search function for evaluation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from clamp2_engine.errors import CollectionError
+from clamp2_engine.store import Collection, CollectionRecord, StoreSpec, check_model, open_store, vector_names
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clamp2_engine.api import CLaMP2
+
+TOWERS = ("text", "music")
+
+
+def with_record(record: CollectionRecord, options: dict[str, Any]) -> dict[str, Any]:
+    """Model options with the unset ones taken from a collection's record (the model that made it, its
+    text model and text window)."""
+    opts = dict(options)
+    opts["model"] = opts.get("model") or record.model_source.get("model")
+    opts["text_model"] = opts.get("text_model") or record.model_source.get("text_model")
+    opts["max_text_length"] = opts.get("max_text_length") or record.model.get("max_text_length")
+    return opts
+
+
+Loader = Callable[[dict[str, Any], str], "CLaMP2"]
+
+
+def load_tower(options: dict[str, Any], tower: str) -> CLaMP2:
+    """``CLaMP2.from_pretrained`` with ``options`` (unset ones left to its defaults) and one tower."""
+    from clamp2_engine.api import CLaMP2
+
+    if tower not in TOWERS:
+        raise ValueError(f"tower must be one of {TOWERS}")
+    opts = {k: v for k, v in options.items() if v is not None}
+    model, text_model = opts.pop("model", None), opts.pop("text_model", None)
+    return CLaMP2.from_pretrained(
+        model, text_model, load_music=tower == "music", load_text=tower == "text", **opts
+    )
+
+
+def load_query_model(
+    record: CollectionRecord,
+    tower: str = "text",
+    name: str = "",
+    loader: Loader = load_tower,
+    **options: Any,
+) -> CLaMP2:
+    """The model that made the collection with only ``tower`` (``text`` or ``music``) loaded.
+
+    ``model`` / ``text_model`` default to ``$CLAMP2_MODEL`` / ``$CLAMP2_TEXT_MODEL``, then to what the
+    collection recorded at ingest time. Raises :class:`ModelMismatchError` for another model.
+    """
+    options["model"] = options.get("model") or os.environ.get("CLAMP2_MODEL")
+    options["text_model"] = options.get("text_model") or os.environ.get("CLAMP2_TEXT_MODEL")
+    clamp = loader(with_record(record, options), tower)
+    check_model(record, clamp.identity, name)
+    return clamp
+
+
+class QueryModels:
+    """The query towers of one collection, each loaded (by ``loader``) when first needed."""
+
+    def __init__(
+        self, collection: Collection, options: dict[str, Any] | None = None, loader: Loader = load_tower
+    ):
+        self.collection, self.options, self.loader = collection, dict(options or {}), loader
+        self.loaded: dict[str, CLaMP2] = {}
+
+    def __getitem__(self, tower: str) -> CLaMP2:
+        if tower not in self.loaded:
+            self.loaded[tower] = load_query_model(
+                self.collection.record, tower, self.collection.name, self.loader, **self.options
+            )
+        return self.loaded[tower]
+
+
+def text_search_fn(
+    collection: str,
+    *,
+    modality: str = "abc",
+    limit: int = 100,
+    store: StoreSpec | None = None,
+    filters: Any = None,
+    **model_options: Any,
+) -> Callable[[list[str]], list[list[str]]]:
+    """``fn(texts) -> [[point id, ...] best first, ...]`` searching ``collection`` by text.
+
+    Opens the store (default: :func:`clamp2_engine.store.resolve_store`) and loads the text tower once.
+    The returned function has ``.collection`` and ``.model`` attributes; ``fn.close()`` releases the store.
+    """
+    from clamp2_engine.checkpoints import ModelNotFoundError
+
+    vector_names(modality)
+    opened = open_store(store)
+    try:
+        coll = opened.collection(collection)
+        try:
+            clamp = QueryModels(coll, model_options)["text"]
+        except ModelNotFoundError as exc:
+            raise CollectionError(str(exc)) from None
+    except BaseException:
+        opened.close()
+        raise
+
+    def fn(texts: list[str]) -> list[list[str]]:
+        if not texts:
+            return []
+        vectors = clamp.encode_text(list(texts))
+        hits = coll.search(vectors, modality=modality, limit=limit, filters=filters, with_payload=False)
+        return [[h.id for h in row] for row in hits]
+
+    fn.collection, fn.model = coll, clamp  # type: ignore[attr-defined]
+    fn.close = opened.close  # type: ignore[attr-defined]
+    return fn

@@ -1,0 +1,117 @@
+"""The small interface each storage engine implements; :class:`~clamp2_engine.store.collection.Collection`
+is written against it alone. Two implementations: :mod:`.edge` (Qdrant Edge, embedded) and :mod:`.server`
+(qdrant-client: a Qdrant server, its in-memory stand-in, or an old local-mode folder)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clamp2_engine.store.filters import Filters
+from clamp2_engine.store.schema import Point
+from clamp2_engine.store.spec import StoreSpec
+
+Payload = bool | list[str]  # all of the payload, none, or these fields
+
+
+@dataclass
+class Search:
+    """One query on one vector name: nearest to ``vector``; or recommend (``positives`` / ``negatives``,
+    best score); or, with ``diversity``, maximal marginal relevance around ``vector``."""
+
+    using: str
+    limit: int
+    vector: list[float] | None = None
+    positives: list[list[float]] = field(default_factory=list)
+    negatives: list[list[float]] = field(default_factory=list)
+    diversity: float | None = None  # 0: relevance only ... 1: diversity only
+    candidates: int = 100
+    filters: Filters | None = None
+    offset: int = 0
+    with_payload: Payload = True
+
+
+Scored = tuple[str, float, dict[str, Any]]  # point id, score, payload
+
+
+class Backend(ABC):
+    """A store of named collections."""
+
+    engine: str = ""
+
+    def __init__(self, spec: StoreSpec):
+        self.spec = spec
+
+    @abstractmethod
+    def names(self) -> list[str]: ...
+
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def create(self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[str]) -> None:
+        """A collection of cosine vectors (every name of ``VECTORS``, ``dim``-d), keyword indexes on
+        ``indexes``, and ``meta`` as its record."""
+
+    @abstractmethod
+    def drop(self, name: str) -> None: ...
+
+    @abstractmethod
+    def read_meta(self, name: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def write_meta(self, name: str, meta: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def upsert(self, name: str, points: Sequence[Point]) -> None: ...
+
+    @abstractmethod
+    def delete(self, name: str, ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def count(self, name: str, filters: Filters | None = None, vector: str | None = None) -> int:
+        """Points matching ``filters`` (and having vector ``vector``), exactly."""
+
+    @abstractmethod
+    def scroll(
+        self,
+        name: str,
+        filters: Filters | None = None,
+        payload: Payload = True,
+        vectors: bool = False,
+        page: int = 1024,
+    ) -> Iterator[list[Point]]:
+        """Every matching point, a page at a time."""
+
+    @abstractmethod
+    def retrieve(
+        self, name: str, ids: Sequence[str], payload: Payload = True, vectors: bool = False
+    ) -> list[Point]: ...
+
+    @abstractmethod
+    def query(self, name: str, searches: Sequence[Search]) -> list[list[Scored]]:
+        """The results of several searches, in one call where the engine allows."""
+
+    @abstractmethod
+    def facet(self, name: str, key: str, limit: int = 1000) -> list[tuple[str, int]]:
+        """The most common values of an indexed keyword field, with their counts."""
+
+    @abstractmethod
+    def info(self, name: str) -> dict[str, Any]:
+        """Engine facts: status, segments, indexed vectors, payload indexes, disk bytes where known."""
+
+    @abstractmethod
+    def optimize(self, name: str) -> bool:
+        """Build the vector (HNSW) and payload indexes now; whether anything changed."""
+
+    def hold(self, name: str) -> None:  # noqa: B027 - optional for engines without per-collection locks
+        """Open collection ``name`` now, taking an embedded engine's lock (a second process is told it is
+        in use before any work starts); a no-op elsewhere."""
+
+    def release(self, name: str) -> None:  # noqa: B027 - optional for engines without per-collection locks
+        """Let other processes open collection ``name`` (an embedded engine's lock); a no-op elsewhere."""
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,378 @@
+"""``Store`` (the collections of one place) and ``Collection`` (one of them): what every command uses.
+
+A collection holds the vectors of one model, named by its record. It writes points (with their
+case-folded ``keys``), reads back what ingest needs to be idempotent, and searches: by vectors, one name
+or ``any`` (abc and mtf, each point scored by its best), by example (``like`` / ``unlike``), and with
+maximal marginal relevance (``diversity``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreError, StoreInUseError
+from clamp2_engine.store.backend import Backend, Search
+from clamp2_engine.store.filters import Filters, exact, parse_filters
+from clamp2_engine.store.schema import (
+    INDEXED_KEYS,
+    KEYS,
+    STATE_FIELDS,
+    CollectionRecord,
+    Hit,
+    Point,
+    UnitState,
+    check_model,
+    new_record,
+    with_keys,
+)
+from clamp2_engine.store.spec import StoreSpec, resolve_store
+from clamp2_engine.types import MODALITIES, MUSIC_VECTORS, VECTORS
+
+RAW_INDEXES = ("corpus", "unit")  # exact lookups of ingest's own
+
+
+def vector_names(modality: str) -> tuple[str, ...]:
+    """The vector names a search of ``modality`` looks at."""
+    if modality == "any":
+        return MUSIC_VECTORS
+    if modality not in VECTORS:
+        raise CollectionError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+    return (modality,)
+
+
+def open_backend(spec: StoreSpec) -> Backend:
+    """The engine for ``spec``: Qdrant Edge for a folder, qdrant-client otherwise."""
+    if spec.engine == "edge":
+        from clamp2_engine.store.edge import EdgeBackend
+
+        return EdgeBackend(spec)
+    from clamp2_engine.store.server import ServerBackend
+
+    return ServerBackend(spec)
+
+
+class Store:
+    """The collections of one store; a context manager that releases the embedded engine's locks."""
+
+    def __init__(self, spec: StoreSpec | None = None):
+        self.spec = spec or resolve_store()
+        self.backend = open_backend(self.spec)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def describe(self) -> str:
+        return self.spec.describe()
+
+    def exists(self, name: str) -> bool:
+        return self.backend.exists(name)
+
+    def collection(self, name: str) -> Collection:
+        """Collection ``name``; :class:`CollectionNotFoundError` when there is none."""
+        if not self.backend.exists(name):
+            raise CollectionNotFoundError(f"no collection {name!r} (see `clamp2-engine collections list`)")
+        record = CollectionRecord.from_dict(self.backend.read_meta(name), name)
+        self.backend.hold(name)
+        return Collection(self.backend, name, record)
+
+    def create(self, name: str, record: CollectionRecord) -> Collection:
+        """A new, empty collection laid out for ``record``'s model."""
+        try:
+            self.backend.create(name, record.dim, record.as_dict(), (*RAW_INDEXES, *INDEXED_KEYS))
+        except ValueError as exc:  # invalid names
+            raise CollectionError(f"cannot create collection {name!r}: {exc}") from None
+        return Collection(self.backend, name, record)
+
+    def ensure(self, name: str, identity: Any, source: dict[str, Any]) -> Collection:
+        """Collection ``name`` for ``identity``: created, or checked to hold the same model's vectors."""
+        record = new_record(identity, source)
+        if not self.backend.exists(name):
+            return self.create(name, record)
+        coll = self.collection(name)
+        check_model(coll.record, identity, name)
+        return coll
+
+    def list(self) -> list[dict[str, Any]]:
+        """Name, points and model of every collection (clamp2-engine's and others); ``points`` is
+        ``None`` for an embedded collection another process holds."""
+        rows = []
+        for name in self.backend.names():
+            try:
+                rec: CollectionRecord | None = CollectionRecord.from_dict(self.backend.read_meta(name), name)
+            except CollectionError:
+                rec = None
+            try:
+                points: int | None = self.backend.count(name)
+                self.backend.release(name)
+            except StoreInUseError:
+                points = None
+            rows.append(
+                {
+                    "name": name,
+                    "points": points,
+                    "model": rec.model.get("name") if rec else None,
+                    "dim": rec.dim if rec else None,
+                    "created": rec.created if rec else None,
+                }
+            )
+        return rows
+
+    def drop(self, name: str) -> None:
+        if not self.backend.exists(name):
+            raise CollectionNotFoundError(f"no collection {name!r}")
+        self.backend.drop(name)
+
+
+def open_store(spec: StoreSpec | None = None) -> Store:
+    """The store named by ``spec`` (default: :func:`resolve_store`), or :class:`StoreError`."""
+    return Store(spec)
+
+
+class Collection:
+    """One collection of CLaMP 2 vectors and its record."""
+
+    def __init__(self, backend: Backend, name: str, record: CollectionRecord):
+        self.backend, self.name, self.record = backend, name, record
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, {self.backend.spec.describe()})"
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Write ``points`` (their ``keys`` computed here); existing ids are replaced."""
+        self.backend.upsert(self.name, [Point(p.id, p.vectors, with_keys(p.payload)) for p in points])
+
+    def delete(self, ids: Sequence[str]) -> int:
+        ids = list(ids)
+        self.backend.delete(self.name, ids)
+        return len(ids)
+
+    def write_record(self, record: CollectionRecord) -> None:
+        self.backend.write_meta(self.name, record.as_dict())
+        self.record = record
+
+    def optimize(self) -> bool:
+        """Build the HNSW and payload indexes now (the embedded engine; a server does it by itself)."""
+        return self.backend.optimize(self.name)
+
+    def release(self) -> None:
+        """Let another process open this collection (closing the embedded shard until next use)."""
+        self.backend.release(self.name)
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def count(self, filters: Filters | Sequence[str] | None = None, vector: str | None = None) -> int:
+        return self.backend.count(self.name, parse_filters(filters) or None, vector)
+
+    def retrieve(
+        self, ids: Sequence[str], payload: bool | list[str] = True, vectors: bool = False
+    ) -> list[Point]:
+        return self.backend.retrieve(self.name, list(ids), payload, vectors)
+
+    def scroll(
+        self,
+        filters: Filters | None = None,
+        payload: bool | list[str] = True,
+        vectors: bool = False,
+        page: int = 1024,
+    ) -> Iterator[list[Point]]:
+        return self.backend.scroll(self.name, filters, payload, vectors, page)
+
+    def unit_states(self, corpus: str) -> dict[str, UnitState]:
+        """Every unit of ``corpus`` in the collection: its points and content hashes."""
+        states: dict[str, UnitState] = {}
+        for page in self.scroll(exact("corpus", corpus), payload=list(STATE_FIELDS), page=4096):
+            for p in page:
+                st = states.setdefault(str(p.payload.get("unit")), UnitState())
+                st.ids.append(p.id)
+                st.hashes.append(str(p.payload.get("unit_hash")))
+                st.parts = int(p.payload.get("unit_parts") or 0)
+        return states
+
+    def info(self) -> dict[str, Any]:
+        """Engine, points, vectors per name, index state, payload indexes, disk size, the record."""
+        return {
+            "name": self.name,
+            "store": self.backend.spec.describe(),
+            "points": self.count(),
+            "vectors": {v: self.count(vector=v) for v in VECTORS},
+            "distance": "cosine",
+            "dim": self.record.dim,
+            **self.backend.info(self.name),
+            **self.record.as_dict(),
+        }
+
+    # --- searching -------------------------------------------------------------------------------
+
+    def search(
+        self,
+        vectors: np.ndarray | Sequence[np.ndarray],
+        *,
+        modality: str = "any",
+        limit: int = 10,
+        offset: int = 0,
+        filters: Filters | Sequence[str] | None = None,
+        diversity: float | None = None,
+        with_payload: bool | list[str] = True,
+    ) -> list[list[Hit]]:
+        """The nearest points to each query vector (a 1-d vector counts as one query); with ``diversity``
+        (0..1), results re-ranked by maximal marginal relevance."""
+        queries = np.asarray(vectors, dtype=np.float32)
+        queries = queries[None] if queries.ndim == 1 else queries
+        flt = parse_filters(filters) or None
+        names = vector_names(modality)
+        searches = [
+            Search(
+                using, limit + offset, q.tolist(), diversity=diversity, filters=flt, with_payload=with_payload
+            )
+            for q in queries
+            for using in names
+        ]
+        results = self.backend.query(self.name, searches)
+        per_query = [results[i * len(names) : (i + 1) * len(names)] for i in range(len(queries))]
+        return [self._fuse(rows, names, limit, offset) for rows in per_query]
+
+    def recommend(
+        self,
+        like: Sequence[str] = (),
+        unlike: Sequence[str] = (),
+        *,
+        vector: np.ndarray | None = None,
+        modality: str = "any",
+        limit: int = 10,
+        offset: int = 0,
+        filters: Filters | Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """Points like the pieces ``like`` (and the query ``vector``, when given), unlike ``unlike``; the
+        examples themselves are left out."""
+        given = [*like, *unlike]
+        for pid in given:
+            try:
+                uuid.UUID(pid)
+            except ValueError:
+                raise CollectionError(f"{pid!r} is not a point id (a UUID, as in the hits' `id`)") from None
+        found = {p.id: p for p in self.retrieve(given, payload=False, vectors=True)} if given else {}
+        missing = [i for i in given if i not in found]
+        if missing:
+            raise CollectionError(f"no piece {missing[0]!r} in collection {self.name!r}")
+        if not like and vector is None:
+            raise CollectionError("--unlike needs a query or --like too")
+        names = vector_names(modality)
+        searches, used = [], []
+        extra = [np.asarray(vector, dtype=np.float32).tolist()] if vector is not None else []
+        for using in names:
+            pos = extra + [list(found[i].vectors[using]) for i in like if using in found[i].vectors]
+            neg = [list(found[i].vectors[using]) for i in unlike if using in found[i].vectors]
+            if pos:
+                limit_n = limit + offset + len(given)
+                searches.append(
+                    Search(
+                        using, limit_n, positives=pos, negatives=neg, filters=parse_filters(filters) or None
+                    )
+                )
+                used.append(using)
+        if not searches:
+            raise CollectionError(f"the pieces given to --like have no {'/'.join(names)} vector")
+        rows = self.backend.query(self.name, searches)
+        rows = [[r for r in row if r[0] not in set(given)] for row in rows]
+        return self._fuse(rows, tuple(used), limit, offset)
+
+    @staticmethod
+    def _fuse(
+        rows: list[list[tuple[str, float, dict]]], names: Sequence[str], limit: int, offset: int
+    ) -> list[Hit]:
+        best: dict[str, Hit] = {}
+        for using, row in zip(names, rows, strict=True):
+            for pid, score, payload in row:
+                if pid not in best or score > best[pid].score:
+                    best[pid] = Hit(0, pid, score, using, {k: v for k, v in payload.items() if k != KEYS})
+        ranked = sorted(best.values(), key=lambda h: (-h.score, h.id))[offset : offset + limit]
+        for r, h in enumerate(ranked, offset + 1):
+            h.rank = r
+        return ranked
+
+    def explain_empty(self, filters: Filters | Sequence[str] | None) -> str | None:
+        """Why a filtered search found nothing: the condition no piece meets, with the closest values the
+        collection has; ``None`` when the filters are not the reason."""
+        flt = parse_filters(filters)
+        if not flt or not self.count():
+            return None
+        for cond in flt.must:
+            if self.count(Filters((cond,))):
+                continue
+            values = self._values(cond.key) if cond.key in INDEXED_KEYS else []
+            if cond.folded and not values and not self._has_field(cond.name):
+                return f"no piece has a field {cond.field!r}"
+            close = (
+                difflib.get_close_matches(cond.values[0], values, n=3, cutoff=0.4)
+                or [v for v in values if cond.values[0] in v or v in cond.values[0]][:3]
+            )
+            wanted = " or ".join(repr(v) for v in cond.values)
+            hint = f"; closest: {', '.join(repr(v) for v in close)}" if close else ""
+            return f"no piece has {cond.field} {wanted}{hint}"
+        return "no piece matches all the filters together" if self.count(flt) == 0 else None
+
+    def _values(self, key: str) -> list[str]:
+        return [v for v, _n in self.backend.facet(self.name, key)]
+
+    def _has_field(self, name: str) -> bool:
+        for page in self.scroll(payload=[KEYS], page=256):
+            return any(name in (p.payload.get(KEYS) or {}) for p in page)
+        return False
+
+    # --- copying ---------------------------------------------------------------------------------
+
+    def copy_to(
+        self,
+        store: Store,
+        name: str | None = None,
+        page: int = 512,
+        progress: Callable[[int], None] | None = None,
+    ) -> Collection:
+        """This collection's record, vectors and payloads in ``store`` (as ``name``); idempotent (same ids).
+        The target is verified: the same count per vector name, and every vector read back equal."""
+        name = name or self.name
+        if store.exists(name):
+            target = store.collection(name)
+            check_model(self.record, target.record.model, name)
+        else:
+            target = store.create(name, CollectionRecord(**{**self.record.as_dict(), "schema": 2}))
+        for points in self.scroll(vectors=True, page=page):
+            target.upsert(points)
+            if progress:
+                progress(len(points))
+        target.verify_copy_of(self, page)
+        return target
+
+    def verify_copy_of(self, source: Collection, page: int = 512) -> None:
+        """Raise :class:`StoreError` unless this collection holds every point and vector of ``source``."""
+        for v in (None, *VECTORS):
+            mine, theirs = self.count(vector=v), source.count(vector=v)
+            if mine < theirs:
+                what = f"{v!r} vectors" if v else "points"
+                raise StoreError(f"copy incomplete: {mine} of {theirs} {what} in {self.name!r}")
+        for points in source.scroll(payload=False, vectors=True, page=page):
+            copied = {p.id: p for p in self.retrieve([p.id for p in points], payload=False, vectors=True)}
+            for p in points:
+                for v, vec in p.vectors.items():
+                    got = copied.get(p.id)
+                    if got is None or v not in got.vectors or _cosine(vec, got.vectors[v]) < 0.99999:
+                        raise StoreError(f"copy differs from the source at point {p.id} ({v} vector)")
+
+
+def _cosine(a: Any, b: Any) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b / denom) if denom else 0.0

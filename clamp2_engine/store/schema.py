@@ -1,0 +1,251 @@
+"""What a collection holds, defined once: vector names, point ids, payload fields, the model record.
+
+One point per piece, named vectors ``abc`` / ``mtf`` (music) and ``text`` (the piece's English summary),
+cosine distance; a vector is absent when the piece lacks that modality. Every point carries ``keys``: a
+case-folded copy of its filterable fields (``composer``, ``genres``, ...), so that filters match
+``bach`` and ``Bach`` alike through keyword indexes. The record names the model that made the vectors,
+so that a collection is never mixed with another model's vectors. ``docs/schema.md`` describes the
+layout for services that query it directly.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clamp2_engine.errors import CollectionError, ModelMismatchError
+from clamp2_engine.types import VECTORS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clamp2_engine.identity import ModelIdentity
+
+SCHEMA_VERSION = 2  # 2: payloads carry `keys` (case-folded filter fields)
+META_KEY = "clamp2_engine"
+ID_NAMESPACE = uuid.UUID("6f1c2a52-3d0e-5b7a-9a43-c1a2f0e8b7d4")
+# the point holding the model record where a server keeps no collection metadata (Qdrant < 1.16)
+RECORD_ID = str(uuid.uuid5(ID_NAMESPACE, "clamp2-engine collection record"))
+KEYS = "keys"  # the payload field holding the case-folded filter values
+
+# payload fields at the top level of every point; any other filter key is looked up under "metadata."
+TOP_FIELDS = (
+    "piece_id",
+    "corpus",
+    "unit",
+    "unit_hash",
+    "unit_parts",
+    "part",
+    "title",
+    "composer",
+    "source",
+    "sources",
+    "formats",
+    "modalities",
+    "lengths",
+    "metadata",
+    "summary_en",
+    "summary_nen",
+    "model",
+    "ingested_at",
+)
+# top-level fields copied into `keys` (with every short metadata field); each has a keyword index
+KEY_FIELDS = ("corpus", "unit", "title", "composer", "source", "formats", "modalities", "part")
+INDEXED_METADATA = ("genre", "genres", "tags", "instruments", "ensembles", "meter", "key", "voices", "era")
+INDEXED_KEYS = tuple(f"{KEYS}.{f}" for f in (*KEY_FIELDS, *INDEXED_METADATA))
+STATE_FIELDS = ("unit", "unit_hash", "unit_parts")  # what idempotent ingest reads back
+MAX_KEY_VALUES = 32  # a metadata list longer than this is not copied into `keys`
+
+
+def point_id(piece_id: str) -> str:
+    """The point id of a piece: a UUID derived from its identity string (stable across runs)."""
+    return str(uuid.uuid5(ID_NAMESPACE, piece_id))
+
+
+def piece_identity(corpus: str, unit: str, part: str = "") -> str:
+    """``corpus:unit``, with ``#part`` for one of several pieces of a file (an ABC tune book, an opus)."""
+    return f"{corpus}:{unit}" + (f"#{part}" if part else "")
+
+
+def fold(value: Any) -> str:
+    """The form a filter value is compared in: text case-folded and trimmed; numbers as text."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().casefold()
+
+
+def _key_values(value: Any) -> str | list[str] | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str | int | float):
+        return fold(value) if str(value).strip() else None
+    if isinstance(value, list) and 0 < len(value) <= MAX_KEY_VALUES:
+        out = [fold(v) for v in value if isinstance(v, str | int | float) and not isinstance(v, bool)]
+        return [v for v in out if v] or None
+    return None
+
+
+def search_keys(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The case-folded copy of ``payload``'s filterable fields (its ``keys``): the top-level keyword fields
+    and every metadata field that is text, a number or a short list of them. A top-level field wins over a
+    metadata field of the same name."""
+    keys: dict[str, Any] = {}
+    meta = payload.get("metadata")
+    if isinstance(meta, Mapping):
+        for name, value in meta.items():
+            if isinstance(name, str) and (v := _key_values(value)) is not None:
+                keys[name] = v
+    for name in KEY_FIELDS:
+        if (v := _key_values(payload.get(name))) is not None:
+            keys[name] = v
+    return keys
+
+
+def with_keys(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``payload`` with its ``keys`` (re)computed."""
+    out = {k: v for k, v in payload.items() if k != KEYS}
+    out[KEYS] = search_keys(out)
+    return out
+
+
+@dataclass
+class Point:
+    """A point to write, or one read back: id, named vectors, payload."""
+
+    id: str
+    vectors: dict[str, np.ndarray | list[float]] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.vectors) - set(VECTORS)
+        if unknown:
+            raise ValueError(f"unknown vector names {sorted(unknown)}")
+
+    def vector_lists(self) -> dict[str, list[float]]:
+        return {k: np.asarray(v, dtype=np.float32).tolist() for k, v in self.vectors.items()}
+
+
+@dataclass
+class Hit:
+    """One search result: rank, point id, score, the vector that scored it, the payload."""
+
+    rank: int
+    id: str
+    score: float
+    modality: str
+    payload: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        p = {k: v for k, v in self.payload.items() if k != KEYS}
+        return {
+            "rank": self.rank,
+            "score": round(self.score, 6),
+            "id": self.id,
+            "modality": self.modality,
+            "title": p.get("title"),
+            "composer": p.get("composer"),
+            "source": p.get("source"),
+            "corpus": p.get("corpus"),
+            "payload": p,
+        }
+
+
+@dataclass
+class UnitState:
+    """The points a unit (a source file, or a metadata item) has in the collection."""
+
+    ids: list[str] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
+    parts: int = 0
+
+    def complete(self, unit_hash: str) -> bool:
+        """All of the unit's points are there and were made from content hashed ``unit_hash``."""
+        return bool(self.ids) and len(self.ids) == self.parts and all(h == unit_hash for h in self.hashes)
+
+
+# --- the model record ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CollectionRecord:
+    """What a collection stores about itself: the model, how to load it again, the schema version."""
+
+    model: dict[str, Any]
+    model_source: dict[str, str | None] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+    created: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "model": self.model,
+            "model_source": self.model_source,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, meta: Any, name: str) -> CollectionRecord:
+        """The record stored as ``meta``; :class:`CollectionError` when it is not one."""
+        if not isinstance(meta, Mapping) or not isinstance(meta.get("model"), Mapping):
+            raise CollectionError(f"collection {name!r} was not made by clamp2-engine (no model record)")
+        return cls(
+            dict(meta["model"]),
+            dict(meta.get("model_source") or {}),
+            int(meta.get("schema", 1)),
+            str(meta.get("created", "")),
+        )
+
+    @property
+    def dim(self) -> int:
+        return int(self.model["embed_dim"])
+
+    def describe(self) -> str:
+        sha = str(self.model.get("checkpoint_sha256", ""))[:12]
+        return f"{self.model.get('name')} (sha256 {sha}..., {self.dim}-d)"
+
+
+def new_record(identity: ModelIdentity, source: Mapping[str, Any]) -> CollectionRecord:
+    """The record of a new collection for ``identity``, loadable again from ``source``."""
+    if identity.kind != "clamp2":
+        raise ModelMismatchError(f"collections need a CLaMP 2 checkpoint; {identity.name} is {identity.kind}")
+    return CollectionRecord(identity.as_dict(), dict(source), SCHEMA_VERSION, now_iso())
+
+
+def model_source(
+    model_spec: str | os.PathLike | None, text_model_spec: str | os.PathLike | None
+) -> dict[str, Any]:
+    """How to load the model again: local paths made absolute, names kept."""
+
+    def norm(spec: str | os.PathLike | None) -> str | None:
+        if spec is None:
+            return None
+        p = Path(os.fspath(spec)).expanduser()
+        return os.fspath(p.resolve()) if p.exists() else os.fspath(spec)
+
+    return {"model": norm(model_spec), "text_model": norm(text_model_spec)}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def check_model(record: CollectionRecord, identity: ModelIdentity | Mapping[str, Any], name: str) -> None:
+    """Refuse a model other than the one that made the collection."""
+    ident = identity.as_dict() if hasattr(identity, "as_dict") else dict(identity)
+    same = (
+        ident.get("checkpoint_sha256") == record.model.get("checkpoint_sha256")
+        and int(ident.get("embed_dim", -1)) == record.dim
+        and ident.get("kind") == record.model.get("kind")
+    )
+    if not same:
+        raise ModelMismatchError(
+            f"collection {name!r} holds vectors of {record.describe()}, not of "
+            f"{ident.get('name')} (sha256 {str(ident.get('checkpoint_sha256'))[:12]}..., {ident.get('embed_dim')}-d): "
+            f"use --model {record.model_source.get('model') or record.model.get('name')}, another --collection, "
+            f"or `clamp2-engine collections drop {name}` first"
+        )

@@ -1,0 +1,241 @@
+"""A Qdrant server or cluster through qdrant-client; also its in-memory stand-in (``:memory:``) and, for
+``migrate --from-local-mode``, folders written by its local mode. The only module importing qdrant_client."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from clamp2_engine.errors import StoreError, StoreInUseError, StoreUnreachableError
+from clamp2_engine.store.backend import Backend, Payload, Scored, Search
+from clamp2_engine.store.filters import Condition, Filters
+from clamp2_engine.store.schema import META_KEY, RECORD_ID, Point
+from clamp2_engine.store.spec import MEMORY, StoreSpec, redact_url
+from clamp2_engine.types import VECTORS
+
+PROBE_TIMEOUT_S = 5
+
+
+def _condition(c: Condition) -> Any:
+    conds: list[Any] = [models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.values)))]
+    if c.numbers:
+        conds.append(models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.numbers))))
+    return conds[0] if len(conds) == 1 else models.Filter(should=conds)
+
+
+def to_filter(filters: Filters | None, vector: str | None = None) -> models.Filter | None:
+    """``filters`` (and "has vector ``vector``") as a qdrant-client filter, or ``None``."""
+    must = [_condition(c) for c in (filters.must if filters else [])]
+    if vector:
+        must.append(models.HasVectorCondition(has_vector=vector))
+    must_not = [_condition(c) for c in (filters.must_not if filters else [])]
+    if not must and not must_not:
+        return None
+    return models.Filter(must=must or None, must_not=must_not or None)
+
+
+def _query(s: Search) -> Any:
+    if s.positives or s.negatives:
+        return models.RecommendQuery(
+            recommend=models.RecommendInput(
+                positive=s.positives, negative=s.negatives, strategy=models.RecommendStrategy.BEST_SCORE
+            )
+        )
+    if s.diversity is not None:
+        mmr = models.Mmr(diversity=s.diversity, candidates_limit=max(s.candidates, s.limit + s.offset))
+        return models.NearestQuery(nearest=s.vector, mmr=mmr)
+    return s.vector
+
+
+def connect(spec: StoreSpec, timeout: int = PROBE_TIMEOUT_S) -> QdrantClient:
+    """A client for ``spec``; a server is probed once, so a wrong URL or key fails now, in seconds."""
+    if spec.engine == "local-mode":
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Ll]ocal mode is not recommended.*")
+                return QdrantClient(path=os.fspath(spec.path))
+        except RuntimeError as exc:
+            if "already accessed" in str(exc):
+                raise StoreInUseError(f"{spec.path} is in use by another process") from None
+            raise StoreError(f"cannot open {spec.path}: {exc}") from None
+    url = spec.url or ""
+    if url == MEMORY:
+        return QdrantClient(location=MEMORY)
+    shown = redact_url(url)
+    if (urlsplit(url).scheme if "://" in url else "") not in ("http", "https"):
+        raise StoreUnreachableError(
+            f"--qdrant-url {shown!r} is not an http(s) URL (e.g. http://localhost:6333)"
+        )
+    api_key = os.environ.get(spec.api_key_env) or None
+    client = None
+    try:
+        client = QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
+        client.get_collections()
+        return client
+    except UnexpectedResponse as exc:
+        if exc.status_code in (401, 403):
+            hint = f"set ${spec.api_key_env}" if api_key is None else f"check ${spec.api_key_env}"
+            message = f"Qdrant server {shown} refused access ({exc.status_code}): {hint}"
+        else:
+            message = (
+                f"{shown} does not answer like a Qdrant server (HTTP {exc.status_code} {exc.reason_phrase})"
+            )
+    except ResponseHandlingException as exc:
+        reason = str(exc.source if getattr(exc, "source", None) else exc).strip().splitlines()
+        message = f"cannot reach Qdrant server {shown}: {reason[0] if reason else type(exc).__name__}"
+    except Exception as exc:  # invalid host names, unknown schemes: httpx / urllib3 errors
+        text = str(exc).replace(api_key, "***") if api_key else str(exc)
+        message = (
+            f"cannot use Qdrant URL {shown}: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        )
+    if client is not None:
+        client.close()
+    raise StoreUnreachableError(message)
+
+
+class ServerBackend(Backend):
+    """Collections of a Qdrant server (or of qdrant-client's in-process modes)."""
+
+    engine = "server"
+
+    def __init__(self, spec: StoreSpec):
+        super().__init__(spec)
+        self.engine = "server" if spec.engine == "server" else "local-mode"
+        self.client = connect(spec)
+
+    def names(self) -> list[str]:
+        return sorted(c.name for c in self.client.get_collections().collections)
+
+    def exists(self, name: str) -> bool:
+        return self.client.collection_exists(name)
+
+    def create(self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[str]) -> None:
+        params = models.VectorParams(size=dim, distance=models.Distance.COSINE)
+        self.client.create_collection(
+            name, vectors_config={v: params for v in VECTORS}, metadata={META_KEY: meta}
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Payload indexes have no effect.*")
+            for key in indexes:
+                self.client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.KEYWORD)
+        if self.read_meta(name) is None:
+            self.write_meta(name, meta)
+
+    def drop(self, name: str) -> None:
+        self.client.delete_collection(name)
+
+    def read_meta(self, name: str) -> dict[str, Any] | None:
+        meta = (self.client.get_collection(name).config.metadata or {}).get(META_KEY)
+        if not isinstance(meta, dict):  # a server without collection metadata: the reserved point
+            found = self.client.retrieve(name, [RECORD_ID], with_payload=True)
+            meta = (found[0].payload or {}).get(META_KEY) if found else None
+        return meta if isinstance(meta, dict) else None
+
+    def write_meta(self, name: str, meta: dict[str, Any]) -> None:
+        """In the collection's metadata, or, on a server that keeps none (Qdrant before 1.16), in a
+        reserved point without vectors (never a search hit)."""
+        self.client.update_collection(name, metadata={META_KEY: meta})
+        if not (self.client.get_collection(name).config.metadata or {}).get(META_KEY):
+            point = models.PointStruct(id=RECORD_ID, vector={}, payload={META_KEY: meta})
+            self.client.upsert(name, points=[point], wait=True)
+
+    def upsert(self, name: str, points: Sequence[Point]) -> None:
+        if points:
+            structs = [
+                models.PointStruct(id=p.id, vector=p.vector_lists(), payload=p.payload) for p in points
+            ]
+            self.client.upsert(name, points=structs, wait=True)
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self.client.delete(name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+
+    def count(self, name: str, filters: Filters | None = None, vector: str | None = None) -> int:
+        n = self.client.count(name, count_filter=to_filter(filters, vector), exact=True).count
+        if n and not filters and not vector and self.client.retrieve(name, [RECORD_ID], with_payload=False):
+            n -= 1  # the reserved record point
+        return n
+
+    def scroll(
+        self,
+        name: str,
+        filters: Filters | None = None,
+        payload: Payload = True,
+        vectors: bool = False,
+        page: int = 1024,
+    ) -> Iterator[list[Point]]:
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                name,
+                scroll_filter=to_filter(filters),
+                limit=page,
+                offset=offset,
+                with_payload=payload,
+                with_vectors=vectors,
+            )
+            points = [
+                Point(str(r.id), dict(r.vector) if isinstance(r.vector, dict) else {}, dict(r.payload or {}))
+                for r in records
+                if str(r.id) != RECORD_ID
+            ]
+            if points:
+                yield points
+            if offset is None:
+                return
+
+    def retrieve(
+        self, name: str, ids: Sequence[str], payload: Payload = True, vectors: bool = False
+    ) -> list[Point]:
+        found = self.client.retrieve(name, list(ids), with_payload=payload, with_vectors=vectors)
+        return [
+            Point(str(r.id), dict(r.vector) if isinstance(r.vector, dict) else {}, dict(r.payload or {}))
+            for r in found
+        ]
+
+    def query(self, name: str, searches: Sequence[Search]) -> list[list[Scored]]:
+        requests = [
+            models.QueryRequest(
+                query=_query(s),
+                using=s.using,
+                filter=to_filter(s.filters),
+                limit=s.limit,
+                offset=s.offset or None,
+                with_payload=s.with_payload,
+            )
+            for s in searches
+        ]
+        responses = self.client.query_batch_points(name, requests=requests) if requests else []
+        return [[(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
+
+    def facet(self, name: str, key: str, limit: int = 1000) -> list[tuple[str, int]]:
+        try:
+            hits = self.client.facet(name, key, limit=limit, exact=True).hits
+        except (UnexpectedResponse, ValueError):  # no index on the field
+            return []
+        return [(str(h.value), int(h.count)) for h in hits]
+
+    def info(self, name: str) -> dict[str, Any]:
+        info = self.client.get_collection(name)
+        return {
+            "engine": self.engine,
+            "status": str(getattr(info.status, "value", info.status)),
+            "segments": info.segments_count,
+            "indexed_vectors": info.indexed_vectors_count,
+            "payload_indexes": sorted((info.payload_schema or {}).keys()),
+        }
+
+    def optimize(self, name: str) -> bool:
+        return False  # a server optimizes by itself, in the background
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # pragma: no cover - closing is best effort
+            pass
