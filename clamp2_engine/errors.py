@@ -23,6 +23,11 @@ EXTRAS = {
     "onnxscript": "onnx",
     "onnxruntime": "onnx",
     "matplotlib": "plot",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
+    "python_multipart": "serve",
+    "verovio": "serve",
 }
 
 

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -138,7 +139,7 @@ def ingest_corpus(
         collection, corpus.name, corpus.layout, errors_path=str(errors.path) if errors is not None else None
     )
     coll = store.ensure(collection, model.identity, source or {})
-    _complete_source(coll, source or {})
+    _complete_source(coll, source or {}, corpus)
     states = coll.unit_states(corpus.name)
     report.counts["units"] = len(corpus.units) + corpus.rejected
     report.counts["failed"] += corpus.rejected  # refused at discovery: failed items like any other
@@ -195,10 +196,15 @@ def ingest_corpus(
     return report
 
 
-def _complete_source(coll: Collection, source: dict[str, Any]) -> None:
-    """Fill in how to load the model (e.g. the text model) when the collection did not know it yet."""
+def _complete_source(coll: Collection, source: dict[str, Any], corpus: Corpus) -> None:
+    """Fill in how to load the model (e.g. the text model) when the collection did not know it yet, and
+    where the corpus lives (``serve`` reads the pieces' files from there)."""
     record = coll.record
     missing = {k: v for k, v in source.items() if v and not record.model_source.get(k)}
+    root = str(Path(corpus.root).resolve())
+    if record.corpora.get(corpus.name) != root:
+        record = CollectionRecord(**{**record.as_dict(), "corpora": {**record.corpora, corpus.name: root}})
+        coll.write_record(record)
     if missing:
         coll.write_record(
             CollectionRecord(**{**record.as_dict(), "model_source": {**record.model_source, **missing}})

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "shell": "clamp2_engine.cli.index:shell",
     "collections": "clamp2_engine.cli.index:collections",
     "migrate": "clamp2_engine.cli.index:migrate",
+    "serve": "clamp2_engine.cli.serve:serve",
     "export": "clamp2_engine.cli.export:export",
     "train": "clamp2_engine.cli.train:train",
     "eval": "clamp2_engine.cli.evaluate:eval_cmd",

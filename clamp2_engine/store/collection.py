@@ -324,6 +324,10 @@ class Collection:
             return f"no piece has {cond.field} {wanted}{hint}"
         return "no piece matches all the filters together" if self.count(flt) == 0 else None
 
+    def facet(self, field: str, limit: int = 1000) -> list[tuple[str, int]]:
+        """The most common (case-folded) values of a filterable field, with their counts."""
+        return self.backend.facet(self.name, f"{KEYS}.{field}", limit)
+
     def _values(self, key: str) -> list[str]:
         return [v for v, _n in self.backend.facet(self.name, key)]
 

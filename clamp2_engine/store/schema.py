@@ -179,6 +179,7 @@ class CollectionRecord:
     model_source: dict[str, str | None] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
     created: str = ""
+    corpora: dict[str, str] = field(default_factory=dict)  # corpus name -> the folder it was ingested from
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -186,6 +187,7 @@ class CollectionRecord:
             "model": self.model,
             "model_source": self.model_source,
             "created": self.created,
+            "corpora": self.corpora,
         }
 
     @classmethod
@@ -198,6 +200,7 @@ class CollectionRecord:
             dict(meta.get("model_source") or {}),
             int(meta.get("schema", 1)),
             str(meta.get("created", "")),
+            {str(k): str(v) for k, v in (meta.get("corpora") or {}).items()},
         )
 
     @property

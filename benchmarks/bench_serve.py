@@ -1,0 +1,155 @@
+"""`clamp2-engine serve` under load: text searches from 1, 8 and 32 concurrent clients against a
+20,000-point collection, with a full-size text tower (XLM-R base shape, random weights), with and without
+cross-request batching. Requests/s and p50/p95 latency, measured over real HTTP on 127.0.0.1 with the
+server in its own process.
+
+    python benchmarks/bench_serve.py [--points 20000] [--requests 48] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._report import machine, table, write_section  # noqa: E402
+from benchmarks.bench_search import QUERIES  # noqa: E402
+from benchmarks.bench_store import payload, vectors  # noqa: E402
+
+TEXT_MODEL = ROOT / "tests" / "fixtures" / "clamp2-parity" / "text_model"
+CLIENTS = (1, 8, 32)
+
+
+def build(folder: Path, n: int) -> Path:
+    """A full-size random CLaMP 2 checkpoint and an n-point collection made by it."""
+    import torch
+
+    from clamp2_engine.api import CLaMP2
+    from clamp2_engine.checkpoints import save_checkpoint
+    from clamp2_engine.models import CLaMP2Config, CLaMP2Model
+    from clamp2_engine.store import Point, StoreSpec, open_store, point_id
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(folder / "base.pth", CLaMP2Model(CLaMP2Config()).state_dict())
+    identity = CLaMP2.from_pretrained(ckpt, TEXT_MODEL, load_music=False).identity
+    data = vectors(n, identity.embed_dim)
+    with open_store(StoreSpec(path=folder / "edge")) as store:
+        coll = store.ensure("bench", identity, {"model": str(ckpt), "text_model": str(TEXT_MODEL)})
+        for start in range(0, n, 512):
+            batch = range(start, min(n, start + 512))
+            coll.upsert(
+                [
+                    Point(point_id(str(i)), {"abc" if i % 2 == 0 else "mtf": data[i]}, payload(i))
+                    for i in batch
+                ]
+            )
+        coll.optimize()
+    return folder / "edge"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def load(url: str, clients: int, total: int) -> tuple[float, list[float]]:
+    import httpx
+
+    latencies: list[float] = []
+    queue = list(range(total))
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while queue:
+            i = queue.pop()
+            started = time.perf_counter()
+            res = await http.post("/search", json={"query": QUERIES[i % len(QUERIES)] + f" {i}", "k": 10})
+            res.raise_for_status()
+            latencies.append(time.perf_counter() - started)
+
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=httpx.Limits(max_connections=64)) as http:
+        await http.post("/search", json={"query": "warm up", "k": 10})
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        return time.perf_counter() - started, latencies
+
+
+def run_server(store: Path, wait_ms: float) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "CLAMP2_QUERY_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "clamp2_engine", "serve", "-c", "bench", "--qdrant-path", str(store)]
+    cmd += ["--port", str(port), "--batch-wait-ms", str(wait_ms)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the server did not start")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=20_000)
+    ap.add_argument(
+        "--requests", type=int, default=48, help="Requests per client count (at least 2 per client)."
+    )
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    load_before = os.getloadavg()[0]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = build(Path(tmp), args.points)
+        for label, wait_ms in (("batched (4 ms window)", 4.0), ("one request at a time", 0.0)):
+            proc, url = run_server(store, wait_ms)
+            try:
+                for clients in CLIENTS:
+                    total = max(args.requests, 2 * clients)
+                    seconds, lat = asyncio.run(load(url, clients, total))
+                    row = [
+                        label,
+                        clients,
+                        f"{total / seconds:.1f}",
+                        f"{np.percentile(lat, 50) * 1000:.0f}",
+                        f"{np.percentile(lat, 95) * 1000:.0f}",
+                    ]
+                    print(row, flush=True)
+                    rows.append(row)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    md = "\n".join(
+        [
+            "## Serve: text search under concurrent load (`benchmarks/bench_serve.py`)",
+            "",
+            f"{machine()}; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 cores "
+            f"shared by the server and the load generator). {args.points:,} points, full-size text tower (random "
+            "weights, torch's default threads), k=10, real HTTP on 127.0.0.1.",
+            "",
+            table(["server", "clients", "requests/s", "p50 ms", "p95 ms"], rows),
+        ]
+    )
+    print(md)
+    if not args.no_write:
+        write_section("serve", md)
+
+
+if __name__ == "__main__":
+    main()

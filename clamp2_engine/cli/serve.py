@@ -1,0 +1,101 @@
+"""``serve``: one process that owns the model and the store and answers over HTTP (API and search page)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clamp2_engine.cli.options import (
+    collection_name,
+    model_options,
+    pop_model_options,
+    resolve_spec,
+    store_options,
+)
+
+
+def _corpus_roots(values: tuple[str, ...]) -> dict[str, str]:
+    roots = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not Path(folder).is_dir():
+            raise click.BadParameter(
+                f"{value!r}: expected NAME=FOLDER with an existing folder", param_hint="--corpus-root"
+            )
+        roots[name] = str(Path(folder).resolve())
+    return roots
+
+
+@click.command()
+@click.option(
+    "-c", "--collection", required=True, callback=collection_name, help="The collection served by default."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--api-key-env",
+    default=None,
+    metavar="VAR",
+    help="Require the key held by $VAR on every API call (never logged).",
+)
+@click.option(
+    "--cors-origin",
+    "cors",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Allow browser calls from ORIGIN (repeatable).",
+)
+@click.option(
+    "--batch-wait-ms",
+    type=click.FloatRange(0, 100),
+    default=4.0,
+    show_default=True,
+    help="How long a text batch waits for other requests (0: no cross-request batching).",
+)
+@click.option(
+    "--corpus-root", "roots", multiple=True, metavar="NAME=FOLDER", help="Where corpus NAME's files are now."
+)
+@store_options
+@model_options()
+def serve(
+    collection: str,
+    host: str,
+    port: int,
+    api_key_env: str | None,
+    cors: tuple[str, ...],
+    batch_wait_ms: float,
+    roots: tuple[str, ...],
+    **kwargs: Any,
+) -> None:
+    """Serve COLLECTION over HTTP: a JSON API (/search, /search/music, /embed/text, /embed/music,
+    /collections, /pieces/ID[/score.svg|/midi], /healthz; docs at /docs) and a search page at /."""
+    import uvicorn
+
+    from clamp2_engine.cli.index import _cli_loader
+    from clamp2_engine.serve.app import create_app
+    from clamp2_engine.serve.service import ServeConfig
+
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise click.ClickException(f"--api-key-env {api_key_env}: ${api_key_env} is not set")
+    options = pop_model_options(kwargs)
+    spec = resolve_spec(*(kwargs.pop(k, None) for k in ("qdrant_path", "qdrant_url", "qdrant_api_key_env")))
+    config = ServeConfig(
+        spec,
+        collection,
+        options,
+        _cli_loader,
+        api_key=api_key,
+        cors_origins=list(cors),
+        batch_wait=batch_wait_ms / 1000,
+        corpus_roots=_corpus_roots(roots),
+    )
+    click.echo(
+        f"serving {collection} from {spec.describe()} on http://{host}:{port}/ (API docs: /docs)", err=True
+    )
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info")

@@ -1,0 +1,190 @@
+"""What the page shows of a piece: the first page engraved by Verovio (SVG), a piano roll for MIDI-only
+pieces, and a MIDI file to play.
+
+Everything here runs in a worker process with a time limit (``ingest.convert.pool``) and its result is
+cached on disk, so no score, however broken, can take the server down or be engraved twice. Verovio's
+ABC reader crashes on interleaved ABC, so ABC is engraved from the MusicXML that ingest's own ABC ->
+MusicXML conversion makes; MusicXML and Humdrum sources go to Verovio as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from html import escape
+from pathlib import Path
+
+from clamp2_engine.paths import atomic_write_bytes
+from clamp2_engine.types import MIDI_SUFFIXES, MTF_SUFFIXES
+
+RENDER_TIMEOUT_S = 30.0
+SCORE_WIDTH = 1800  # Verovio page width (tenths of a staff space): a wide card, few systems
+PIANO_ROLL_SECONDS = 30.0  # the piano roll shows the first half minute
+XML_SUFFIXES = frozenset({".xml", ".musicxml", ".mxl"})
+HUMDRUM_SUFFIXES = frozenset({".krn"})
+
+
+class RenderError(ValueError):
+    """A piece that cannot be drawn or played; one line for the client."""
+
+
+def _pick(items: list[tuple[str, str]], part: str) -> str:
+    """The piece ``part`` (``"3"`` = tune X:3, score 3) of a file's pieces, or its first."""
+    for name, value in items:
+        if part and name.lstrip("_") == part.lstrip("_"):
+            return value
+    if part and len(items) > 1:
+        raise RenderError(f"no piece {part} in the file")
+    return items[0][1]
+
+
+def _musicxml(path: Path, part: str) -> str:
+    """MusicXML for a score: the file itself, or made by ingest's ABC -> MusicXML conversion."""
+    from ingest.convert.abctools import abc2xml, split_tunes
+    from ingest.convert.common import read_input
+    from ingest.convert.score import read_musicxml
+
+    suffix = path.suffix.lower()
+    if suffix in XML_SUFFIXES:
+        xml, _notes = read_musicxml(read_input(path))
+        return xml.decode("utf-8", errors="replace")
+    if suffix == ".abc":
+        text = read_input(path).decode("utf-8", errors="replace")
+        tunes = split_tunes(text) or [("", text)]
+        xmls = abc2xml(_pick([(x, t) for x, t in tunes], part))
+        if not xmls:
+            raise RenderError("the ABC could not be converted to MusicXML")
+        return xmls[0]
+    from ingest.convert import score_to_interleaved_abc
+
+    abc = _pick(score_to_interleaved_abc(path), part)
+    xmls = abc2xml(abc)
+    if not xmls:
+        raise RenderError("the score could not be converted to MusicXML")
+    return xmls[0]
+
+
+def engrave(task: tuple[str, str]) -> str:
+    """The first page of a score as SVG (worker side)."""
+    import verovio
+
+    path, part = Path(task[0]), task[1]
+    tk = verovio.toolkit()
+    tk.setOptions(
+        {"pageWidth": SCORE_WIDTH, "adjustPageHeight": True, "scale": 35, "footer": "none", "header": "none"}
+    )
+    if path.suffix.lower() in HUMDRUM_SUFFIXES:
+        data = path.read_text(encoding="utf-8", errors="replace")
+    else:
+        data = _musicxml(path, part)
+    if not tk.loadData(data) or tk.getPageCount() < 1:
+        raise RenderError("Verovio could not read the score")
+    return tk.renderToSVG(1)
+
+
+def _midi_file(path: Path, part: str):
+    import mido
+
+    from ingest.convert import mtf_to_midi, score_to_midis
+
+    suffix = path.suffix.lower()
+    if suffix in MIDI_SUFFIXES:
+        return mido.MidiFile(path)
+    if suffix in MTF_SUFFIXES:
+        return mtf_to_midi(path.read_text(encoding="utf-8", errors="replace"))
+    midis = score_to_midis(path)
+    return _pick([(name, m) for name, m in midis], part)  # type: ignore[list-item]
+
+
+def midi_bytes(task: tuple[str, str]) -> bytes:
+    """The piece as a standard MIDI file (worker side)."""
+    mid = _midi_file(Path(task[0]), task[1])
+    out = io.BytesIO()
+    mid.save(file=out)
+    return out.getvalue()
+
+
+def piano_roll(task: tuple[str, str]) -> str:
+    """A piano roll of the first :data:`PIANO_ROLL_SECONDS` seconds as SVG (worker side)."""
+    mid = _midi_file(Path(task[0]), task[1])
+    notes, now, started = [], 0.0, {}
+    for msg in mid:  # merged tracks, times in seconds
+        now += msg.time
+        if now > PIANO_ROLL_SECONDS:
+            break
+        if msg.type == "note_on" and msg.velocity > 0:
+            started[(msg.channel, msg.note)] = now
+        elif msg.type in ("note_off", "note_on"):
+            begin = started.pop((msg.channel, msg.note), None)
+            if begin is not None:
+                notes.append((begin, now, msg.note, msg.channel))
+    if not notes:
+        raise RenderError("no notes in the first half minute")
+    low, high = min(n[2] for n in notes), max(n[2] for n in notes)
+    end = max(n[1] for n in notes)
+    width, height = 900, 12 * (high - low + 3)
+    scale_x = width / max(end, 1e-3)
+    rects = "".join(
+        f'<rect x="{b * scale_x:.1f}" y="{(high - note + 1) * 12}" width="{max(2.0, (e - b) * scale_x):.1f}" '
+        f'height="10" rx="2" fill="hsl({(ch * 47) % 360},60%,45%)"/>'
+        for b, e, note, ch in notes
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="piano-roll" '
+        f'role="img" aria-label="{escape("piano roll")}">{rects}</svg>'
+    )
+
+
+def run_in_worker(fn, task: tuple[str, str], timeout: float = RENDER_TIMEOUT_S):
+    """``fn(task)`` in a worker process with a time limit; :class:`RenderError` with the reason."""
+    from ingest.convert.batch import PRELOAD, quiet_worker
+    from ingest.convert.pool import run_tasks
+
+    [outcome] = run_tasks(fn, [task], jobs=1, timeout=timeout, initializer=quiet_worker, preload=PRELOAD)
+    if not outcome.ok:
+        reason = (
+            outcome.error.split(": ", 1)[-1] if outcome.error.startswith("RenderError") else outcome.error
+        )
+        raise RenderError(reason)
+    return outcome.result
+
+
+class Renderer:
+    """Score SVG, piano roll and MIDI for a piece's source file, each made once and cached on disk."""
+
+    def __init__(self, cache: Path, timeout: float = RENDER_TIMEOUT_S):
+        self.cache, self.timeout = cache, timeout
+
+    def _cached(self, kind: str, path: Path, part: str, make) -> bytes:
+        stat = path.stat()
+        key = hashlib.sha256(f"{kind}|{path}|{part}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[
+            :32
+        ]
+        target = self.cache / f"{key}.{kind}"
+        failed = target.with_suffix(f".{kind}.failed")
+        if target.is_file():
+            return target.read_bytes()
+        if failed.is_file():  # a piece that failed once fails fast afterwards
+            raise RenderError(failed.read_text(encoding="utf-8"))
+        self.cache.mkdir(parents=True, exist_ok=True)
+        try:
+            data = make()
+        except RenderError as exc:
+            atomic_write_bytes(failed, str(exc).encode())
+            raise
+        atomic_write_bytes(target, data)
+        return data
+
+    def svg(self, path: Path, part: str = "") -> bytes:
+        """The engraved first page; a piano roll for MIDI and MTF sources."""
+        suffix = path.suffix.lower()
+        fn = piano_roll if suffix in MIDI_SUFFIXES | MTF_SUFFIXES else engrave
+        return self._cached(
+            "svg", path, part, lambda: run_in_worker(fn, (os.fspath(path), part), self.timeout).encode()
+        )
+
+    def midi(self, path: Path, part: str = "") -> bytes:
+        return self._cached(
+            "mid", path, part, lambda: run_in_worker(midi_bytes, (os.fspath(path), part), self.timeout)
+        )

@@ -1,0 +1,165 @@
+"""What ``serve`` holds for its whole life: the store, each collection's query towers and text batcher,
+the renderer, and the lookups the routes need. Framework-free, so that it can be tested and reused."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clamp2_engine.errors import CollectionError, CollectionNotFoundError
+from clamp2_engine.paths import UnsafePathError, data_dir, safe_join
+from clamp2_engine.search import Loader, QueryModels, load_tower
+from clamp2_engine.serve.batching import MicroBatcher
+from clamp2_engine.serve.render import Renderer
+from clamp2_engine.store import Collection, Hit, Store, StoreSpec
+
+FACET_FIELDS = ("composer", "genres")
+
+
+@dataclass
+class ServeConfig:
+    """How ``serve`` runs; ``api_key`` is the key's value (read from the environment, never logged)."""
+
+    store: StoreSpec
+    collection: str
+    model_options: dict[str, Any] = field(default_factory=dict)
+    loader: Loader = load_tower
+    api_key: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
+    batch_wait: float = 0.004  # seconds a text batch waits for more requests; 0: no cross-request batching
+    max_batch: int = 64
+    max_body: int = 16 * 2**20
+    request_timeout: float = 60.0
+    cache_dir: Path | None = None
+    corpus_roots: dict[str, str] = field(default_factory=dict)  # overrides the collection's record
+
+
+class PieceNotFound(LookupError):
+    pass
+
+
+class Service:
+    """The served store and collections. Store calls are serialized by one lock (one process owns an
+    embedded collection; its calls take milliseconds)."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.store = Store(config.store)
+        self.lock = threading.Lock()
+        self.collections: dict[str, tuple[Collection, QueryModels]] = {}
+        self.batchers: dict[str, MicroBatcher] = {}
+        self.renderer = Renderer(config.cache_dir or data_dir() / "cache" / "render")
+
+    def close(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.close()
+        self.store.close()
+
+    def locked(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return fn(*args, **kwargs)
+
+    def collection(self, name: str | None = None) -> tuple[Collection, QueryModels]:
+        """A served collection (the default one when ``name`` is ``None``) and its query towers."""
+        name = name or self.config.collection
+        with self.lock:
+            if name not in self.collections:
+                coll = self.store.collection(name)
+                self.collections[name] = (
+                    coll,
+                    QueryModels(coll, self.config.model_options, self.config.loader),
+                )
+            return self.collections[name]
+
+    def warm(self) -> None:
+        """Open the default collection and load its text tower (``/healthz`` is ok after this)."""
+        _coll, models = self.collection()
+        models["text"]
+
+    async def encode_text(self, texts: list[str], name: str | None = None) -> np.ndarray:
+        coll, models = self.collection(name)
+        key = coll.record.model.get("checkpoint_sha256", coll.name)
+        if key not in self.batchers:
+            model = models["text"]
+            self.batchers[key] = MicroBatcher(
+                lambda batch: np.atleast_2d(model.encode_text(batch)),
+                self.config.max_batch,
+                self.config.batch_wait,
+            )
+        return await self.batchers[key].encode(texts)
+
+    async def encode_music(self, data: str, name: str | None = None) -> np.ndarray:
+        _coll, models = self.collection(name)
+        model = await asyncio.to_thread(lambda: models["music"])
+        return await asyncio.to_thread(model.encode_music, data)
+
+    def piece(self, pid: str, name: str | None = None) -> dict[str, Any]:
+        coll, _models = self.collection(name)
+        try:
+            found = self.locked(coll.retrieve, [pid])
+        except ValueError:
+            found = []
+        if not found:
+            raise PieceNotFound(f"no piece {pid!r} in collection {coll.name!r}")
+        payload = {k: v for k, v in found[0].payload.items() if k != "keys"}
+        return {"id": pid, "collection": coll.name, "payload": payload}
+
+    def piece_file(self, piece: dict[str, Any], prefer: str = "abc") -> Path:
+        """The source file of a piece (the one its ``prefer`` vector came from), inside its corpus root."""
+        p = piece["payload"]
+        coll, _models = self.collection(piece["collection"])
+        root = self.config.corpus_roots.get(p.get("corpus")) or coll.record.corpora.get(str(p.get("corpus")))
+        if not root:
+            raise PieceNotFound(
+                f"the folder of corpus {p.get('corpus')!r} is unknown (re-run ingest, or --corpus-root)"
+            )
+        sources = p.get("sources") or {}
+        rel = sources.get(prefer) or p.get("source") or next(iter(sources.values()), None)
+        try:
+            path = safe_join(root, str(rel))
+        except (UnsafePathError, TypeError):
+            raise PieceNotFound(f"the piece's file {rel!r} is not inside its corpus folder") from None
+        if not path.is_file():
+            raise PieceNotFound(f"the piece's file {rel} is no longer in {root}")
+        return path
+
+    def facets(self, coll: Collection) -> dict[str, list[str]]:
+        return {f: [v for v, _n in self.locked(coll.facet, f, 200)] for f in FACET_FIELDS}
+
+    def info(self, name: str) -> dict[str, Any]:
+        coll, _models = self.collection(name)
+        return {**self.locked(coll.info), "facets": self.facets(coll)}
+
+    def search(self, coll: Collection, vector: np.ndarray | None, req: Any) -> tuple[list[Hit], str | None]:
+        """Run a validated search request (``req``: the API's model) under the store lock."""
+        with self.lock:
+            if req.like or req.unlike:
+                hits = coll.recommend(
+                    req.like,
+                    req.unlike,
+                    vector=vector,
+                    modality=req.modality,
+                    limit=req.k,
+                    offset=req.offset,
+                    filters=req.filters,
+                )
+            else:
+                hits = coll.search(
+                    vector,
+                    modality=req.modality,
+                    limit=req.k,
+                    offset=req.offset,
+                    filters=req.filters,
+                    diversity=0.5 if req.diverse else None,
+                )[0]
+            why = None if hits else coll.explain_empty(req.filters)
+        return hits, why
+
+
+__all__ = ["CollectionError", "CollectionNotFoundError", "PieceNotFound", "ServeConfig", "Service"]

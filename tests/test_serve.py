@@ -1,0 +1,298 @@
+"""`serve` over real HTTP: uvicorn on 127.0.0.1, the fixture model, a collection of the parity inputs
+(scores, ABC, MIDI, MTF); every endpoint, every client error, the API key, batching and the page."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_index_helpers import load_model, model_args
+
+from clamp2_engine.cli import main
+from clamp2_engine.serve.app import create_app
+from clamp2_engine.serve.batching import MicroBatcher
+from clamp2_engine.serve.service import ServeConfig
+from clamp2_engine.store import StoreSpec
+
+pytestmark = pytest.mark.slow  # one ingest of the parity inputs and one server, shared by the module
+QUERY = "a solemn chorale for four voices"
+KEY = "s3cret-serve-key"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, parity_dir):
+    """A corpus with each kind of source, ingested through the CLI."""
+    root = tmp_path_factory.mktemp("serve")
+    pieces = root / "pieces"
+    for sub in ("abc", "xml", "midi", "mtf"):
+        shutil.copytree(parity_dir / "inputs" / sub, pieces / sub)
+    store = root / "edge"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLAMP2_HOME", str(root / "home"))
+        res = CliRunner().invoke(
+            main,
+            [
+                "ingest",
+                str(pieces),
+                "-c",
+                "music",
+                "--qdrant-path",
+                str(store),
+                "--no-render",
+                "--jobs",
+                "1",
+                "-q",
+            ]
+            + [str(a) for a in model_args(parity_dir)],
+            catch_exceptions=False,
+        )
+    assert res.exit_code == 0, res.output
+    return root, store
+
+
+class Server:
+    """uvicorn serving ``app`` on 127.0.0.1 in a thread."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="info"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
+            time.sleep(0.05)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def server(corpus):
+    root, store = corpus
+    config = ServeConfig(StoreSpec(path=store), "music", api_key=KEY, cache_dir=root / "cache")
+    srv = Server(create_app(config))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": KEY}, timeout=120) as c:
+        yield c
+
+
+def hits(res) -> list[dict]:
+    assert res.status_code == 200, res.text
+    return res.json()["hits"]
+
+
+def test_healthz_and_collections(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    [row] = client.get("/collections").json()["collections"]
+    assert row["name"] == "music" and row["points"] == 28
+    info = client.get("/collections/music").json()
+    assert info["points"] == 28 and "arcangelo corelli" in info["facets"]["composer"]
+    assert client.get("/collections/nope").status_code == 404
+
+
+def test_text_search_and_the_query_vector(client, parity_dir, corpus):
+    found = hits(client.post("/search", json={"query": QUERY, "k": 5}))
+    assert [h["rank"] for h in found] == [1, 2, 3, 4, 5]
+    assert set(found[0]) >= {"rank", "id", "score", "modality", "title", "composer", "source", "payload"}
+    model = load_model(parity_dir, load_music=False)
+    vec = client.post("/embed/text", json={"texts": [QUERY, "ein Choral"]}).json()
+    assert len(vec["vectors"]) == 2 and vec["model"]["name"] == "clamp2.pth"
+    ref = model.encode_text(QUERY)
+    got = np.asarray(vec["vectors"][0])
+    assert float(ref @ got / np.linalg.norm(ref) / np.linalg.norm(got)) > 0.99999
+    paged = hits(client.post("/search", json={"query": QUERY, "k": 2, "offset": 2}))
+    assert [h["id"] for h in paged] == [h["id"] for h in found[2:4]]
+
+
+def test_like_unlike_filters_and_diverse(client):
+    first = hits(client.post("/search", json={"query": QUERY, "k": 3}))
+    like = hits(client.post("/search", json={"like": [first[0]["id"]], "k": 5}))
+    assert len(like) == 5 and first[0]["id"] not in {h["id"] for h in like}
+    both = hits(
+        client.post("/search", json={"query": QUERY, "like": [first[0]["id"]], "unlike": [like[0]["id"]]})
+    )
+    assert like[0]["id"] not in {h["id"] for h in both}
+    corelli = hits(client.post("/search", json={"query": QUERY, "filters": ["composer=ARCANGELO CORELLI"]}))
+    assert corelli and all(h["composer"] == "Arcangelo Corelli" for h in corelli)
+    res = client.post("/search", json={"query": QUERY, "filters": ["composer=Corelly"]})
+    assert res.json()["hits"] == [] and "no piece has composer 'corelly'" in res.json()["why"]
+    assert len(hits(client.post("/search", json={"query": QUERY, "k": 10, "diverse": True}))) == 10
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"query": "  "}, 400, "give a query"),
+        ({}, 400, "give a query"),
+        ({"query": QUERY, "k": 0}, 422, "k:"),
+        ({"query": QUERY, "k": 1001}, 422, "k:"),
+        ({"query": QUERY, "modality": "midi"}, 422, "modality"),
+        ({"query": QUERY, "filters": ["composer"]}, 400, "bad filter"),
+        ({"query": QUERY, "collection": "nope"}, 404, "no collection 'nope'"),
+        ({"like": ["not-an-id"]}, 422, "not a point id"),
+        ({"like": ["00000000-0000-0000-0000-000000000000"]}, 422, "no piece"),
+        ({"query": QUERY, "like": ["00000000-0000-0000-0000-000000000000"], "diverse": True}, 400, "diverse"),
+        ({"query": "x" * 5000}, 422, "query"),
+    ],
+)
+def test_search_errors_are_one_line_4xx(client, body, status, message):
+    res = client.post("/search", json=body)
+    assert res.status_code == status and message in res.json()["error"] and "\n" not in res.json()["error"]
+
+
+def test_malformed_and_oversized_bodies(client, server):
+    res = client.post("/search", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert res.status_code == 422 and "error" in res.json()
+    res = client.post("/search", content=b"x" * (17 * 2**20), headers={"Content-Type": "application/json"})
+    assert res.status_code == 413
+    assert client.post("/embed/text", json={"texts": []}).status_code == 422
+    assert client.post("/embed/text", json={"texts": ["x"] * 300}).status_code == 422
+
+
+def test_search_and_embed_by_uploaded_music(client, parity_dir):
+    midi = parity_dir / "inputs" / "midi" / "render_bach_bwv66_6.mid"
+    found = hits(
+        client.post("/search/music", files={"file": (midi.name, midi.read_bytes())}, data={"k": "3"})
+    )
+    assert len(found) == 3
+    xml = parity_dir / "inputs" / "xml" / "corelli_opus3no1_1grave.xml"
+    res = client.post(
+        "/search/music", files={"file": (xml.name, xml.read_bytes())}, data={"modality": "abc", "k": "1"}
+    )
+    top = hits(res)[0]  # the same piece (its .xml or its .abc copy), found by its own score
+    assert "corelli_opus3no1_1grave" in top["source"] and top["score"] > 0.999
+    vec = client.post("/embed/music", files={"file": (midi.name, midi.read_bytes())}).json()
+    assert len(vec["vectors"]) == 1 and len(vec["vectors"][0]) == vec["model"]["dim"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status", "message"),
+    [
+        ("junk.mid", os.urandom(2000), 422, "junk.mid"),
+        ("broken.xml", b"<score-partwise><part", 422, "broken.xml"),
+        ("empty.mid", b"", 400, "empty"),
+        ("noname", b"MThd", 415, "suffix"),
+        ("huge.mid", b"\0" * (8 * 2**20 + 10), 413, "MiB"),
+    ],
+)
+def test_bad_uploads(client, name, data, status, message):
+    res = client.post("/search/music", files={"file": (name, data)})
+    assert res.status_code == status and message in res.json()["error"], res.text
+
+
+def test_pieces_scores_and_midi(client):
+    everything = hits(client.post("/search", json={"query": QUERY, "k": 28}))
+    by_source = {h["source"]: h["id"] for h in everything}
+    piece = client.get(f"/pieces/{by_source['abc/bach_bwv66_6.abc']}").json()
+    assert piece["payload"]["source"] == "abc/bach_bwv66_6.abc" and "K:F#min" in piece["abc"]
+    assert "keys" not in piece["payload"]
+    for source in (
+        "abc/bach_bwv66_6.abc",
+        "xml/corelli_opus3no1_1grave.xml",
+        "midi/primitive_test01.mid",
+        "mtf/" + next(s for s in by_source if s.startswith("mtf/")).split("/", 1)[1],
+    ):
+        res = client.get(f"/pieces/{by_source[source]}/score.svg")
+        assert res.status_code == 200 and res.headers["content-type"].startswith("image/svg+xml"), (
+            source,
+            res.text,
+        )
+        assert b"<svg" in res.content[:2000]
+    res = client.get(f"/pieces/{by_source['midi/primitive_test01.mid']}/midi")
+    assert (
+        res.status_code == 200
+        and res.content.startswith(b"MThd")
+        and "attachment" in res.headers["content-disposition"]
+    )
+    res = client.get(
+        f"/pieces/{by_source['mtf/' + next(s for s in by_source if s.startswith('mtf/')).split('/', 1)[1]]}/midi"
+    )
+    assert res.content.startswith(b"MThd")
+    for bad in ("00000000-0000-0000-0000-000000000000", "not-an-id"):
+        for suffix in ("", "/score.svg", "/midi"):
+            res = client.get(f"/pieces/{bad}{suffix}")
+            assert res.status_code == 404 and "no piece" in res.json()["error"]
+
+
+def test_api_key_is_required_and_never_logged(server, caplog):
+    caplog.set_level(logging.INFO)
+    with httpx.Client(base_url=server.url, timeout=60) as anonymous:
+        assert anonymous.get("/").status_code == 200  # the page itself carries no data
+        for path in ("/healthz", "/collections"):
+            res = anonymous.get(path)
+            assert res.status_code == 401 and "API key" in res.json()["error"]
+        assert anonymous.get("/healthz", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        assert anonymous.get("/healthz", headers={"X-API-Key": "wrong"}).status_code == 401
+    assert KEY not in caplog.text and "Traceback" not in caplog.text
+
+
+def test_concurrent_queries_are_encoded_together(parity_dir):
+    model = load_model(parity_dir, load_music=False)
+    batcher = MicroBatcher(lambda texts: np.atleast_2d(model.encode_text(texts)), max_wait=0.05)
+
+    async def many():
+        return await asyncio.gather(*(batcher.encode([f"query {i}"]) for i in range(16)))
+
+    try:
+        vectors = asyncio.run(many())
+    finally:
+        batcher.close()
+    assert len(vectors) == 16 and all(v.shape == (1, vectors[0].shape[1]) for v in vectors)
+    assert batcher.batches < 16  # far fewer forward passes than requests
+    assert np.allclose(vectors[3][0], model.encode_text("query 3"), atol=1e-5)
+
+
+def test_the_page_in_a_real_browser(server, tmp_path):
+    """Headless Chromium opens /?q=... and result cards with engraved scores appear."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs chromium (.ci/run): it must be there")
+        pytest.skip("no chromium on this machine")
+    # the page keeps the API key in localStorage; a fresh profile has none, so this server runs keyless
+    root = Path(server.server.config.app.state.service.config.cache_dir).parent
+    config = ServeConfig(StoreSpec(path=root / "edge"), "music", cache_dir=root / "cache")
+    server.stop()  # one process per embedded collection: the keyless server takes it over
+    page = Server(create_app(config))
+    try:
+        url = f"{page.url}/?q=" + httpx.URL("", params={"q": QUERY}).query.decode().removeprefix("q=")
+        dom = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--virtual-time-budget=30000",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        ).stdout
+    finally:
+        page.stop()
+    assert dom.count('class="card"') >= 5, dom[-2000:]
+    cards = dom.split('class="card"')[1:]
+    assert sum("<svg" in c for c in cards) >= 3  # engraved scores (and piano rolls) inside the cards
