@@ -50,7 +50,8 @@ def test_the_core_imports_none_of_the_outer_packages():
     bad = [
         (name, imported)
         for name, path in modules().items()
-        if name.startswith("clamp2_engine") and not name.startswith(("clamp2_engine.cli", "clamp2_engine.serve"))
+        if name.startswith("clamp2_engine")
+        and not name.startswith(("clamp2_engine.cli", "clamp2_engine.serve"))
         for imported in imports(path, name, top_level_only=False)
         if imported.split(".")[0] in OUTER
     ]
