@@ -262,6 +262,16 @@ def test_concurrent_queries_are_encoded_together(parity_dir):
     assert np.allclose(vectors[3][0], model.encode_text("query 3"), atol=1e-5)
 
 
+def test_client_errors_leave_no_traceback_in_the_log(client, caplog):
+    caplog.set_level(logging.DEBUG)
+    client.post("/search", content=b"\xff\xfe", headers={"Content-Type": "application/json"})
+    client.post("/search/music", files={"file": ("x.mid", b"\0\1\2")})
+    client.post("/search", json={"query": "x", "filters": ["=="]})
+    client.get("/pieces/nope/score.svg")
+    client.get("/collections/%2F..%2Fetc")
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def test_the_page_in_a_real_browser(server, tmp_path):
     """Headless Chromium opens /?q=... and result cards with engraved scores appear."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
