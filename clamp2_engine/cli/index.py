@@ -357,27 +357,9 @@ class Searcher:
         """The hits of ``query``, and why there are none when a filter is the reason."""
         try:
             vector = self.vector(query.text, query.music) if (query.text or query.music) else None
-            if query.like or query.unlike:
-                hits = self.collection.recommend(
-                    query.like,
-                    query.unlike,
-                    vector=vector,
-                    modality=query.modality,
-                    limit=query.k,
-                    filters=query.filters,
-                )
-            else:
-                diversity = DIVERSITY if query.diverse else None
-                hits = self.collection.search(
-                    vector, modality=query.modality, limit=query.k, filters=query.filters, diversity=diversity
-                )[0]
-            why = None if hits else self.collection.explain_empty(query.filters)
+            return self.collection.find(vector, query)
         except ValueError as exc:
             raise fail(exc) from None
-        return hits, why
-
-
-DIVERSITY = 0.5  # --diverse: relevance and variety weighed alike (maximal marginal relevance)
 
 
 @dataclass
@@ -392,6 +374,7 @@ class Query:
     like: list[str] = field(default_factory=list)
     unlike: list[str] = field(default_factory=list)
     diverse: bool = False
+    offset: int = 0
 
 
 def _cli_loader(options: dict[str, Any], tower: str):

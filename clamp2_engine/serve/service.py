@@ -139,27 +139,7 @@ class Service:
     def search(self, coll: Collection, vector: np.ndarray | None, req: Any) -> tuple[list[Hit], str | None]:
         """Run a validated search request (``req``: the API's model) under the store lock."""
         with self.lock:
-            if req.like or req.unlike:
-                hits = coll.recommend(
-                    req.like,
-                    req.unlike,
-                    vector=vector,
-                    modality=req.modality,
-                    limit=req.k,
-                    offset=req.offset,
-                    filters=req.filters,
-                )
-            else:
-                hits = coll.search(
-                    vector,
-                    modality=req.modality,
-                    limit=req.k,
-                    offset=req.offset,
-                    filters=req.filters,
-                    diversity=0.5 if req.diverse else None,
-                )[0]
-            why = None if hits else coll.explain_empty(req.filters)
-        return hits, why
+            return coll.find(vector, req)
 
 
 __all__ = ["CollectionError", "CollectionNotFoundError", "PieceNotFound", "ServeConfig", "Service"]

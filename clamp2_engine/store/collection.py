@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -34,6 +34,19 @@ from clamp2_engine.store.spec import StoreSpec, resolve_store
 from clamp2_engine.types import MODALITIES, MUSIC_VECTORS, VECTORS
 
 RAW_INDEXES = ("corpus", "unit")  # exact lookups of ingest's own
+DIVERSITY = 0.5  # `diverse`: relevance and variety weighed alike (maximal marginal relevance)
+
+
+class SearchSpec(Protocol):
+    """What a search asks for, however it arrived (the CLI's options, the HTTP API's body)."""
+
+    like: Sequence[str]
+    unlike: Sequence[str]
+    modality: str
+    k: int
+    offset: int
+    filters: Sequence[str]
+    diverse: bool
 
 
 def vector_names(modality: str) -> tuple[str, ...]:
@@ -288,6 +301,32 @@ class Collection:
         rows = self.backend.query(self.name, searches)
         rows = [[r for r in row if r[0] not in set(given)] for row in rows]
         return self._fuse(rows, tuple(used), limit, offset)
+
+    def find(self, vector: np.ndarray | None, request: SearchSpec) -> tuple[list[Hit], str | None]:
+        """A search as a person asks for it (a query vector, examples, or both; ``diverse`` for MMR), and,
+        when nothing is found, why (see :meth:`explain_empty`)."""
+        r = request
+        if r.like or r.unlike:
+            hits = self.recommend(
+                r.like,
+                r.unlike,
+                vector=vector,
+                modality=r.modality,
+                limit=r.k,
+                offset=r.offset,
+                filters=r.filters,
+            )
+        else:
+            diversity = DIVERSITY if r.diverse else None
+            hits = self.search(
+                vector,
+                modality=r.modality,
+                limit=r.k,
+                offset=r.offset,
+                filters=r.filters,
+                diversity=diversity,
+            )[0]
+        return hits, (None if hits else self.explain_empty(r.filters))
 
     @staticmethod
     def _fuse(

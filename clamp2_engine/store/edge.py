@@ -21,7 +21,7 @@ import qdrant_edge as qe
 
 from clamp2_engine.errors import CollectionNotFoundError, StoreError, StoreInUseError
 from clamp2_engine.store.backend import Backend, Payload, Scored, Search
-from clamp2_engine.store.filters import Condition, Filters
+from clamp2_engine.store.filters import Filters, translate
 from clamp2_engine.store.schema import Point
 from clamp2_engine.store.spec import StoreSpec, is_local_mode_folder
 from clamp2_engine.types import VECTORS
@@ -30,22 +30,15 @@ RECORD_FILE = "collection.json"
 SHARD_DIR = "shard"
 
 
-def _condition(c: Condition) -> Any:
-    conds = [qe.FieldCondition(c.key, match=qe.MatchAny(list(c.values)))] if c.values else []
-    if c.numbers:
-        conds.append(qe.FieldCondition(c.key, match=qe.MatchAny(list(c.numbers))))
-    return conds[0] if len(conds) == 1 else qe.Filter(should=conds)
-
-
 def to_filter(filters: Filters | None, vector: str | None = None) -> Any:
     """``filters`` (and "has vector ``vector``") as a Qdrant Edge filter, or ``None``."""
-    must = [_condition(c) for c in (filters.must if filters else [])]
-    if vector:
-        must.append(qe.HasVectorCondition(vector))
-    must_not = [_condition(c) for c in (filters.must_not if filters else [])]
-    if not must and not must_not:
-        return None
-    return qe.Filter(must=must or None, must_not=must_not or None)
+    return translate(
+        filters,
+        vector,
+        match_any=lambda key, values: qe.FieldCondition(key, match=qe.MatchAny(values)),
+        has_vector=qe.HasVectorCondition,
+        make_filter=qe.Filter,
+    )
 
 
 def _query(s: Search) -> Any:

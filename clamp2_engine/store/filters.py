@@ -9,8 +9,9 @@ as numbers too. The result is backend-neutral: each backend turns it into its ow
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from clamp2_engine.store.schema import KEYS, fold
 
@@ -92,3 +93,29 @@ def parse_filters(exprs: Iterable[str] | Filters | None) -> Filters:
             numbers = tuple(int(v) for v in values if v.lstrip("-").isdigit())
             conditions.append(Condition(key, key, tuple(values), numbers, negate))
     return Filters(tuple(conditions))
+
+
+def translate(
+    filters: Filters | None,
+    vector: str | None,
+    *,
+    match_any: Callable[[str, list], Any],
+    has_vector: Callable[[str], Any],
+    make_filter: Callable[..., Any],
+) -> Any:
+    """``filters`` (and "has vector ``vector``") in a backend's own types, given its three constructors;
+    ``None`` when there is nothing to filter."""
+
+    def one(c: Condition) -> Any:
+        conds = [match_any(c.key, list(c.values))] if c.values else []
+        if c.numbers:
+            conds.append(match_any(c.key, list(c.numbers)))
+        return conds[0] if len(conds) == 1 else make_filter(should=conds)
+
+    must = [one(c) for c in (filters.must if filters else [])]
+    if vector:
+        must.append(has_vector(vector))
+    must_not = [one(c) for c in (filters.must_not if filters else [])]
+    if not must and not must_not:
+        return None
+    return make_filter(must=must or None, must_not=must_not or None)

@@ -14,7 +14,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from clamp2_engine.errors import StoreError, StoreInUseError, StoreUnreachableError
 from clamp2_engine.store.backend import Backend, Payload, Scored, Search
-from clamp2_engine.store.filters import Condition, Filters
+from clamp2_engine.store.filters import Filters, translate
 from clamp2_engine.store.schema import META_KEY, RECORD_ID, Point
 from clamp2_engine.store.spec import MEMORY, StoreSpec, redact_url
 from clamp2_engine.types import VECTORS
@@ -22,22 +22,15 @@ from clamp2_engine.types import VECTORS
 PROBE_TIMEOUT_S = 5
 
 
-def _condition(c: Condition) -> Any:
-    conds: list[Any] = [models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.values)))]
-    if c.numbers:
-        conds.append(models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.numbers))))
-    return conds[0] if len(conds) == 1 else models.Filter(should=conds)
-
-
 def to_filter(filters: Filters | None, vector: str | None = None) -> models.Filter | None:
     """``filters`` (and "has vector ``vector``") as a qdrant-client filter, or ``None``."""
-    must = [_condition(c) for c in (filters.must if filters else [])]
-    if vector:
-        must.append(models.HasVectorCondition(has_vector=vector))
-    must_not = [_condition(c) for c in (filters.must_not if filters else [])]
-    if not must and not must_not:
-        return None
-    return models.Filter(must=must or None, must_not=must_not or None)
+    return translate(
+        filters,
+        vector,
+        match_any=lambda key, values: models.FieldCondition(key=key, match=models.MatchAny(any=values)),
+        has_vector=lambda name: models.HasVectorCondition(has_vector=name),
+        make_filter=models.Filter,
+    )
 
 
 def _query(s: Search) -> Any:
