@@ -272,6 +272,16 @@ def test_client_errors_leave_no_traceback_in_the_log(client, caplog):
     assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+def test_serve_command_refuses_bad_options_before_starting(corpus, monkeypatch):
+    _root, store = corpus
+    monkeypatch.delenv("NOPE_KEY_VAR", raising=False)
+    base = ["serve", "-c", "music", "--qdrant-path", str(store)]
+    res = CliRunner().invoke(main, [*base, "--api-key-env", "NOPE_KEY_VAR"])
+    assert res.exit_code == 1 and "$NOPE_KEY_VAR is not set" in res.output
+    res = CliRunner().invoke(main, [*base, "--corpus-root", "pieces"])
+    assert res.exit_code == 2 and "NAME=FOLDER" in res.output
+
+
 def test_the_page_in_a_real_browser(server, tmp_path):
     """Headless Chromium opens /?q=... and result cards with engraved scores appear."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

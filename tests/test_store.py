@@ -487,3 +487,25 @@ def test_record_in_a_reserved_point_where_metadata_is_not_kept():
         hits = coll.search(unit_vec(0), modality="any", limit=10)[0]
         assert RECORD_ID not in {h.id for h in hits} and len(hits) == 4
         assert coll.info()["points"] == 4
+
+
+def test_a_foreign_folder_is_never_deleted_by_create(tmp_path):
+    root = tmp_path / "edge"
+    (root / "music").mkdir(parents=True)
+    (root / "music" / "notes.txt").write_text("mine")
+    with open_store(StoreSpec(path=root)) as s:
+        with pytest.raises(StoreError, match="not a clamp2-engine collection"):
+            s.ensure("music", identity(), {})
+    assert (root / "music" / "notes.txt").read_text() == "mine"
+
+
+def test_the_default_store_points_to_an_older_versions_collections(monkeypatch):
+    from qdrant_client import QdrantClient
+
+    home = Path(os.environ["CLAMP2_HOME"])
+    QdrantClient(path=str(home / "qdrant")).close()  # an old local-mode folder (meta.json + collection/)
+    (home / "qdrant" / "collection").mkdir(exist_ok=True)
+    monkeypatch.delenv("CLAMP2_QDRANT_PATH", raising=False)
+    monkeypatch.delenv("CLAMP2_QDRANT_URL", raising=False)
+    with open_store() as s, pytest.raises(CollectionNotFoundError, match="--from-local-mode"):
+        s.collection("music")

@@ -30,7 +30,7 @@ from clamp2_engine.store.schema import (
     new_record,
     with_keys,
 )
-from clamp2_engine.store.spec import StoreSpec, resolve_store
+from clamp2_engine.store.spec import StoreSpec, legacy_hint, resolve_store
 from clamp2_engine.types import MODALITIES, MUSIC_VECTORS, VECTORS
 
 RAW_INDEXES = ("corpus", "unit")  # exact lookups of ingest's own
@@ -94,7 +94,9 @@ class Store:
     def collection(self, name: str) -> Collection:
         """Collection ``name``; :class:`CollectionNotFoundError` when there is none."""
         if not self.backend.exists(name):
-            raise CollectionNotFoundError(f"no collection {name!r} (see `clamp2-engine collections list`)")
+            raise CollectionNotFoundError(
+                f"no collection {name!r} (see `clamp2-engine collections list`)" + legacy_hint(self.spec)
+            )
         record = CollectionRecord.from_dict(self.backend.read_meta(name), name)
         self.backend.hold(name)
         return Collection(self.backend, name, record)

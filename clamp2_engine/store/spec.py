@@ -79,6 +79,18 @@ def is_local_mode_folder(path: Path) -> bool:
     return (path / "meta.json").is_file() and (path / "collection").is_dir()
 
 
+def legacy_hint(spec: StoreSpec) -> str:
+    """For the default embedded store: where an older version's collections are and how to bring them
+    over; ``""`` when there are none."""
+    legacy = legacy_default_path()
+    if spec.engine != "edge" or spec.path != data_dir() / "edge" or not is_local_mode_folder(legacy):
+        return ""
+    return (
+        f" (collections of clamp2-engine before Qdrant Edge are in {legacy}: `clamp2-engine migrate -c NAME "
+        f"--from-local-mode {legacy} --to-path {spec.path}`)"
+    )
+
+
 def resolve_store(
     path: str | os.PathLike | None = None, url: str | None = None, api_key_env: str | None = None
 ) -> StoreSpec:
