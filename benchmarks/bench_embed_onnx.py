@@ -33,8 +33,8 @@ def export_for_bench(
 ):
     """Export ``ckpt`` to ``tmp/onnx`` and load it on the CPU provider."""
     from clamp2_engine import CLaMP2
+    from clamp2_engine.exporters.onnx import export_onnx
     from clamp2_engine.runtime.onnx_runtime import CPU, load_onnx_model
-    from exporters.onnx import export_onnx
 
     out = tmp / "onnx"
     t0 = time.perf_counter()

@@ -88,8 +88,8 @@ def seed_corpus(root: Path) -> Path:
 
 
 def ingest_run(tmp: Path, label: str, corpus: Path, model, *, render: bool, jobs: int) -> dict:
-    from ingest.corpus import discover
-    from ingest.pipeline import ingest_corpus
+    from clamp2_engine.ingest.corpus import discover
+    from clamp2_engine.ingest.pipeline import ingest_corpus
 
     with open_store(StoreSpec(path=tmp / f"store-{label}")) as store:
         found = discover(corpus)

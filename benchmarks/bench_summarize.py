@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from benchmarks._report import machine, table, write_section
-from ingest.summarize import summarize_items
+from clamp2_engine.ingest.summarize import summarize_items
 
 REPO = Path(__file__).resolve().parents[1]
 

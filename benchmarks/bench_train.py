@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks._report import machine, table, write_section  # noqa: E402
-from train.config import CLaMP2Options, LoopConfig, M3Options  # noqa: E402
-from train.run import run_clamp2, run_m3  # noqa: E402
+from clamp2_engine.train.config import CLaMP2Options, LoopConfig, M3Options  # noqa: E402
+from clamp2_engine.train.run import run_clamp2, run_m3  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures"
 BENCH, TEXT_MODEL = FIXTURES / "bench-corpus", FIXTURES / "clamp2-parity" / "text_model"

@@ -98,7 +98,7 @@ def cli() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def prepare_cmd(dst: Path, jobs: int, seed: int) -> None:
     """Convert the corpus slice into DST (seed layout, split, pieces.jsonl) and train the tokenizer."""
-    from ingest.music21_corpus import select, split, write_seed
+    from clamp2_engine.ingest.music21_corpus import select, split, write_seed
 
     pieces = select(jobs=jobs)
     items = write_seed(dst, pieces)

@@ -33,8 +33,8 @@ def prepare(
     progress: bool = True,
 ) -> dict[str, int]:
     """Convert a slice of music21's corpus into ``dst`` (seed layout + split); returns counts."""
+    from clamp2_engine.ingest.music21_corpus import select, split, write_seed
     from clamp2_engine.paths import atomic_write_text
-    from ingest.music21_corpus import select, split, write_seed
 
     dst = Path(dst)
     pieces = select(quotas, jobs=os.cpu_count() or 1, progress=progress)

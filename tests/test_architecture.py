@@ -6,8 +6,10 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("clamp2_engine", "ingest", "train", "exporters")
-OUTER = ("ingest", "train", "exporters")
+PACKAGES = ("clamp2_engine",)
+# the outer packages (the repository's top-level ingest/, train/ and exporters/ are links to them)
+OUTER = ("clamp2_engine.ingest", "clamp2_engine.train", "clamp2_engine.exporters")
+OUTER_LAYERS = ("clamp2_engine.cli", "clamp2_engine.serve", *OUTER)
 
 
 def modules() -> dict[str, Path]:
@@ -41,7 +43,7 @@ def imports(path: Path, module: str, top_level_only: bool, known: set[str] | Non
                 found |= subs  # `from package import submodule`: the package itself is not what is used
             else:
                 found |= {base, *subs}
-    return {m for m in found if m.split(".")[0] in PACKAGES}
+    return {m for m in found if m.split(".")[0] in (*PACKAGES, "ingest", "train", "exporters")}
 
 
 def test_the_core_imports_none_of_the_outer_packages():
@@ -50,10 +52,9 @@ def test_the_core_imports_none_of_the_outer_packages():
     bad = [
         (name, imported)
         for name, path in modules().items()
-        if name.startswith("clamp2_engine")
-        and not name.startswith(("clamp2_engine.cli", "clamp2_engine.serve"))
+        if not name.startswith(OUTER_LAYERS)
         for imported in imports(path, name, top_level_only=False)
-        if imported.split(".")[0] in OUTER
+        if imported.startswith(OUTER)
     ]
     assert bad == []
 
@@ -132,3 +133,24 @@ def test_no_private_attribute_of_a_dependency_is_touched():
                 continue
             bad.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}")
     assert bad == []
+
+
+def test_the_outer_packages_are_imported_by_their_installed_names():
+    """Never ``import ingest`` (the repository's link): only ``clamp2_engine.ingest``, the installed name,
+    so that nothing of a generic name lands in site-packages or is imported twice."""
+    bad = [
+        (str(path.relative_to(ROOT)), m)
+        for path in [*source_files(), *sorted((ROOT / "tests").rglob("*.py"))]
+        for m in all_imports(path)
+        if m.split(".")[0] in ("ingest", "train", "exporters")
+    ]
+    assert bad == []
+
+
+def test_only_clamp2_engine_is_installed():
+    import tomllib
+
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert find["include"] == ["clamp2_engine*"]
+    for link in ("ingest", "train", "exporters"):
+        assert (ROOT / link).is_symlink() and (ROOT / link).resolve() == ROOT / "clamp2_engine" / link

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from clamp2_engine.cli import main
-from ingest.convert import convert_tree
-from ingest.convert.pool import run_tasks
+from clamp2_engine.ingest.convert import convert_tree
+from clamp2_engine.ingest.convert.pool import run_tasks
 
 TUNE_BOOK = """%abc-2.1
 % a book with two tunes

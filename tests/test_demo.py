@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from clamp2_engine.checkpoints import REGISTRY, resolve_checkpoint, sha256_file
 from clamp2_engine.cli import main
-from ingest.demo import QUERIES, demo_pieces, matches
+from clamp2_engine.ingest.demo import QUERIES, demo_pieces, matches
 
 pytestmark = pytest.mark.slow  # converts and ingests ~320 pieces once for the module (~1 minute)
 

@@ -14,7 +14,12 @@ from clamp2_engine.errors import EXTRAS
 
 OPTIONAL = tuple(EXTRAS)
 # modules that import an optional dependency at import time: dropped so that they import again
-IMPORTERS = ("ingest", "exporters", "clamp2_engine.plots", "clamp2_engine.runtime.onnx_runtime")
+IMPORTERS = (
+    "clamp2_engine.ingest",
+    "clamp2_engine.exporters",
+    "clamp2_engine.plots",
+    "clamp2_engine.runtime.onnx_runtime",
+)
 
 
 @pytest.fixture()

@@ -154,7 +154,7 @@ def test_hostile_jsonl_lines_are_error_rows_in_summarize(tmp_path, parity_dir):
     from click.testing import CliRunner
 
     from clamp2_engine.cli import main
-    from ingest.summarize import LOAD_ERROR_KEY, load_items
+    from clamp2_engine.ingest.summarize import LOAD_ERROR_KEY, load_items
 
     try:
         from tests.llm_server import ScriptedLLM
@@ -194,8 +194,8 @@ BAD_REPLIES = {  # key -> (script, where the item ends, requests with --answer-r
 
 
 def test_bad_replies_are_error_rows_and_the_key_never_lands(tmp_path, monkeypatch, capsys):
-    from ingest.summarize import errors_path_for, summarize_items
-    from ingest.summary_store import read_output
+    from clamp2_engine.ingest.summarize import errors_path_for, summarize_items
+    from clamp2_engine.ingest.summary_store import read_output
 
     try:
         from tests.llm_server import ScriptedLLM

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from test_index_helpers import build_seed, cos, load_model, model_args
 
 from clamp2_engine.cli import main
+from clamp2_engine.ingest.items import item_point_id
 from clamp2_engine.store import open_store
-from ingest.items import item_point_id
 
 try:
     from tests.llm_server import ScriptedLLM

@@ -96,8 +96,8 @@ def test_a_too_long_window_is_one_clear_line(parity_dir, long_text, tmp_path):
 
 
 def test_a_checkpoint_trained_with_max_text_length_16_needs_no_flag(parity_dir, long_text, tmp_path):
-    from train.config import CLaMP2Options, LoopConfig
-    from train.run import run_clamp2
+    from clamp2_engine.train.config import CLaMP2Options, LoopConfig
+    from clamp2_engine.train.run import run_clamp2
 
     root = tmp_path / "pairs"
     (root / "abc").mkdir(parents=True)

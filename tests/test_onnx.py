@@ -16,9 +16,9 @@ from click.testing import CliRunner
 
 from clamp2_engine import M3, CLaMP2
 from clamp2_engine.cli import main
+from clamp2_engine.exporters.onnx import export_onnx
 from clamp2_engine.runtime import onnx_runtime as ortmod
 from clamp2_engine.runtime.onnx_runtime import CPU, CUDA, OnnxExportMismatch, select_providers
-from exporters.onnx import export_onnx
 from tests.parity_helpers import CASES, cosine, expected_files
 
 MIN_COSINE = 0.99999

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from clamp2_engine.identity import ModelIdentity
+from clamp2_engine.ingest.items import item_point_id, item_unit
 from clamp2_engine.store import (
     MEMORY,
     CollectionError,
@@ -34,7 +35,6 @@ from clamp2_engine.store import (
 )
 from clamp2_engine.store.schema import RECORD_ID
 from clamp2_engine.store.server import connect
-from ingest.items import item_point_id, item_unit
 
 DIM = 8
 

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from clamp2_engine.cli import main
-from ingest.llm_prompt import LANGUAGES, build_messages, parse_answer, resolve_languages
-from ingest.summarize import (
+from clamp2_engine.ingest.llm_prompt import LANGUAGES, build_messages, parse_answer, resolve_languages
+from clamp2_engine.ingest.summarize import (
     SummarizeError,
     errors_path_for,
     item_identity,
@@ -22,8 +22,8 @@ from ingest.summarize import (
     pick_language,
     summarize_items,
 )
-from ingest.summarize_run import backoff_delay, retry_after_seconds
-from ingest.summary_store import JsonlAppender, OutputLockedError, read_output
+from clamp2_engine.ingest.summarize_run import backoff_delay, retry_after_seconds
+from clamp2_engine.ingest.summary_store import JsonlAppender, OutputLockedError, read_output
 
 try:
     from tests.llm_server import ScriptedLLM, valid_answer

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from ingest.summarize import errors_path_for, summarize_items
-from ingest.summary_store import read_output
+from clamp2_engine.ingest.summarize import errors_path_for, summarize_items
+from clamp2_engine.ingest.summary_store import read_output
 
 try:
     from tests.llm_server import ScriptedLLM

@@ -13,10 +13,17 @@ from click.testing import CliRunner
 
 from clamp2_engine.cli import main
 from clamp2_engine.patches import EOS_ID, MASK_ID, encode_patches
-from train.build import freeze_unused, m3_config, text_config
-from train.data import M3Dataset, collate_m3, crop, mask_patches, remove_instrument_info, sample_rng
-from train.items import PairCollate, PairDataset, choose_text, load_pairs, parse_item, pick_file
-from train.objectives import contrastive_loss
+from clamp2_engine.train.build import freeze_unused, m3_config, text_config
+from clamp2_engine.train.data import (
+    M3Dataset,
+    collate_m3,
+    crop,
+    mask_patches,
+    remove_instrument_info,
+    sample_rng,
+)
+from clamp2_engine.train.items import PairCollate, PairDataset, choose_text, load_pairs, parse_item, pick_file
+from clamp2_engine.train.objectives import contrastive_loss
 
 ABC = (
     'X:1\nL:1/8\nM:4/4\nK:G\nV:1 treble nm="Violin" snm="Vln."\nV:2 bass snm="Vc."\n[V:1]GABc|[V:2]G,A,B,C|\n'

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from clamp2_engine.checkpoints import load_checkpoint
 from clamp2_engine.cli import main
-from train.config import CLaMP2Options, LoopConfig
-from train.run import run_clamp2
+from clamp2_engine.train.config import CLaMP2Options, LoopConfig
+from clamp2_engine.train.run import run_clamp2
 
 REFERENCE_KEYS = {"model", "optimizer", "lr_sched", "epoch", "best_epoch", "min_eval_loss"}
 WORDS = [
@@ -42,7 +42,7 @@ def chorales(tmp_path_factory) -> Path:
     """16 Bach chorales from music21's corpus as interleaved ABC, with a JSONL pairing each with a phrase."""
     from music21 import corpus
 
-    from ingest.convert import score_to_interleaved_abc
+    from clamp2_engine.ingest.convert import score_to_interleaved_abc
 
     root = tmp_path_factory.mktemp("chorales")
     (root / "abc").mkdir()

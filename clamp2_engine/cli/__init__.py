@@ -1,7 +1,7 @@
 """The ``clamp2-engine`` command line: noun groups and verbs, each a thin layer over the library.
 
 Command modules are imported lazily, so ``clamp2-engine --help`` and light commands start fast and
-``clamp2_engine`` never imports ``ingest``, ``train`` or ``exporters`` unless a command needs them.
+the core never imports ``clamp2_engine.ingest``, ``.train`` or ``.exporters`` unless a command needs them.
 """
 
 from __future__ import annotations

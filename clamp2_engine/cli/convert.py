@@ -68,8 +68,8 @@ def convert(
     from clamp2_engine.errors import require_extra
 
     require_extra("convert")
-    from ingest.convert import convert_tree
-    from ingest.convert.batch import EXTENSION, SUFFIXES
+    from clamp2_engine.ingest.convert import convert_tree
+    from clamp2_engine.ingest.convert.batch import EXTENSION, SUFFIXES
 
     src_r, dst_r = src.resolve(), dst.resolve()
     if src_r.is_dir() and (dst_r == src_r or src_r in dst_r.parents) and EXTENSION[to] in SUFFIXES[to]:

@@ -50,8 +50,8 @@ def demo(
     from clamp2_engine.errors import require_extra
 
     require_extra("convert")  # the demo converts music21's scores
+    from clamp2_engine.ingest.demo import DEMO_COLLECTION, DEMO_CORPUS, QUERIES, prepare_demo_corpus
     from clamp2_engine.paths import data_dir
-    from ingest.demo import DEMO_COLLECTION, DEMO_CORPUS, QUERIES, prepare_demo_corpus
 
     def say(msg: str) -> None:
         click.secho(msg, err=True, bold=True)

@@ -199,8 +199,8 @@ def _eval_collection(
     store: Any = None,
 ) -> None:
     from clamp2_engine.evaluate import evaluate_collection, read_jsonl, round_metrics
+    from clamp2_engine.ingest.items import item_point_id
     from clamp2_engine.search import text_search_fn
-    from ingest.items import item_point_id
 
     items, bad_lines = read_jsonl(queries)
     _show_errors(bad_lines)

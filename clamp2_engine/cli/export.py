@@ -63,7 +63,7 @@ def onnx(
     from rich.console import Console
 
     from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
-    from exporters.onnx import export_onnx
+    from clamp2_engine.exporters.onnx import export_onnx
 
     console = Console(stderr=True)
     log = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}...[/dim]"))

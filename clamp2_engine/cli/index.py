@@ -146,10 +146,10 @@ def ingest(
     """
     from clamp2_engine.checkpoints import REGISTRY, default_model, default_text_model
     from clamp2_engine.cli.options import open_model
+    from clamp2_engine.ingest.corpus import CorpusError, discover, find_metadata, load_metadata
+    from clamp2_engine.ingest.pipeline import ingest_corpus
     from clamp2_engine.runlog import ErrorLog, RunSummary, console
     from clamp2_engine.store import CollectionError, model_source
-    from ingest.corpus import CorpusError, discover, find_metadata, load_metadata
-    from ingest.pipeline import ingest_corpus
 
     options = pop_model_options(kwargs)
     with store_client(kwargs) as store:
@@ -263,9 +263,9 @@ def _summarize(
     quiet: bool,
 ) -> list[dict[str, Any]]:
     """Items with summaries from the LLM (items that have ``summary_en`` already are not sent)."""
+    from clamp2_engine.ingest.summarize import SummarizeError, fill_summaries
     from clamp2_engine.paths import data_dir
     from clamp2_engine.runlog import console
-    from ingest.summarize import SummarizeError, fill_summaries
 
     if not base_url or not llm:
         raise click.UsageError("--summarize needs --base-url URL and --llm MODEL")
@@ -339,7 +339,7 @@ class Searcher:
 
     def vector(self, text: str | None = None, music: Path | None = None):
         if music is not None:
-            from ingest.corpus import music_query_input
+            from clamp2_engine.ingest.corpus import music_query_input
 
             try:
                 _modality, data = music_query_input(music)

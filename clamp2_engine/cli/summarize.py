@@ -107,9 +107,9 @@ def summarize(
     piece (the input fields, summary_en, summary_nen, filepaths last), ready for `ingest --metadata` and
     `train clamp2`. Re-running skips the items already in OUT; failures go to OUT's .errors.jsonl.
     """
+    from clamp2_engine.ingest.llm_prompt import resolve_languages
+    from clamp2_engine.ingest.summarize import SummarizeError, load_items, summarize_items
     from clamp2_engine.runlog import RunSummary, console
-    from ingest.llm_prompt import resolve_languages
-    from ingest.summarize import SummarizeError, load_items, summarize_items
 
     try:
         langs = list(resolve_languages(languages))

@@ -157,9 +157,9 @@ LOOP_KEYS = (
 
 def _run(kind: str, kwargs: dict[str, Any], make_options: Callable[[dict[str, Any]], Any]) -> None:
     from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
-    from train.config import LoopConfig
-    from train.loop import TrainingError
-    from train.run import run_clamp2, run_m3
+    from clamp2_engine.train.config import LoopConfig
+    from clamp2_engine.train.loop import TrainingError
+    from clamp2_engine.train.run import run_clamp2, run_m3
 
     quiet, as_json = kwargs.pop("quiet"), kwargs.pop("as_json")
     try:
@@ -216,7 +216,7 @@ def train() -> None:
 @click.option("--mask-ratio", type=click.FloatRange(0, 1, min_open=True), default=0.45, show_default=True)
 def m3(**kwargs: Any) -> None:
     """Pre-train M3 on DATA (.abc / .mtf files or folders) with the masked-patch objective."""
-    from train.config import M3Options
+    from clamp2_engine.train.config import M3Options
 
     _run(
         "m3",
@@ -278,7 +278,7 @@ def m3(**kwargs: Any) -> None:
 @click.option("--logit-scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
 def clamp2(**kwargs: Any) -> None:
     """Train CLaMP 2 on ITEMS (seed JSONL: metadata, summary_en, summary_nen, filepaths)."""
-    from train.config import CLaMP2Options
+    from clamp2_engine.train.config import CLaMP2Options
 
     if kwargs.get("init") and kwargs.get("m3"):
         raise click.UsageError("--init (a whole CLaMP 2) and --m3 (its music tower) exclude each other")

@@ -194,7 +194,7 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
         return await run_search(req, vector)
 
     async def music_input(file: UploadFile) -> str:
-        from ingest.corpus import music_query_input
+        from clamp2_engine.ingest.corpus import music_query_input
 
         path = await _upload(file)
         try:

@@ -41,9 +41,9 @@ def _pick(items: list[tuple[str, str]], part: str) -> str:
 
 def _musicxml(path: Path, part: str) -> str:
     """MusicXML for a score: the file itself, or made by ingest's ABC -> MusicXML conversion."""
-    from ingest.convert.abctools import abc2xml, split_tunes
-    from ingest.convert.common import read_input
-    from ingest.convert.score import read_musicxml
+    from clamp2_engine.ingest.convert.abctools import abc2xml, split_tunes
+    from clamp2_engine.ingest.convert.common import read_input
+    from clamp2_engine.ingest.convert.score import read_musicxml
 
     suffix = path.suffix.lower()
     if suffix in XML_SUFFIXES:
@@ -56,7 +56,7 @@ def _musicxml(path: Path, part: str) -> str:
         if not xmls:
             raise RenderError("the ABC could not be converted to MusicXML")
         return xmls[0]
-    from ingest.convert import score_to_interleaved_abc
+    from clamp2_engine.ingest.convert import score_to_interleaved_abc
 
     abc = _pick(score_to_interleaved_abc(path), part)
     xmls = abc2xml(abc)
@@ -86,7 +86,7 @@ def engrave(task: tuple[str, str]) -> str:
 def _midi_file(path: Path, part: str):
     import mido
 
-    from ingest.convert import mtf_to_midi, score_to_midis
+    from clamp2_engine.ingest.convert import mtf_to_midi, score_to_midis
 
     suffix = path.suffix.lower()
     if suffix in MIDI_SUFFIXES:
@@ -138,8 +138,8 @@ def piano_roll(task: tuple[str, str]) -> str:
 
 def run_in_worker(fn, task: tuple[str, str], timeout: float = RENDER_TIMEOUT_S):
     """``fn(task)`` in a worker process with a time limit; :class:`RenderError` with the reason."""
-    from ingest.convert.batch import PRELOAD, quiet_worker
-    from ingest.convert.pool import run_tasks
+    from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
+    from clamp2_engine.ingest.convert.pool import run_tasks
 
     [outcome] = run_tasks(fn, [task], jobs=1, timeout=timeout, initializer=quiet_worker, preload=PRELOAD)
     if not outcome.ok:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from clamp2_engine.checkpoints import ASSETS
-from ingest.music21_corpus import Piece, convert_pieces, corpus_root, display_title
+from clamp2_engine.ingest.music21_corpus import Piece, convert_pieces, corpus_root, display_title
 
 PIECES_FILE = ASSETS / "demo" / "pieces.jsonl"
 DEMO_COLLECTION = "demo"

@@ -14,9 +14,8 @@ from typing import Any
 import openai
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from clamp2_engine.runlog import ErrorLog, console, describe_error
-from ingest.llm_prompt import build_messages, parse_answer
-from ingest.summarize import (
+from clamp2_engine.ingest.llm_prompt import build_messages, parse_answer
+from clamp2_engine.ingest.summarize import (
     LOAD_ERROR_KEY,
     SOURCE_KEY,
     STAGE,
@@ -27,7 +26,8 @@ from ingest.summarize import (
     metadata_of,
     output_record,
 )
-from ingest.summary_store import JsonlAppender
+from clamp2_engine.ingest.summary_store import JsonlAppender
+from clamp2_engine.runlog import ErrorLog, console, describe_error
 
 RETRY_STATUS = {408, 409, 429}  # and every 5xx
 FATAL_STATUS = {

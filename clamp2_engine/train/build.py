@@ -24,7 +24,7 @@ from clamp2_engine.checkpoints import (
 from clamp2_engine.errors import first_line
 from clamp2_engine.models import CLaMP2Config, CLaMP2Model, M3Config, M3Model, TextConfig
 from clamp2_engine.models.factory import build_clamp2, build_m3, load_weights
-from train.config import CLaMP2Options, M3Options
+from clamp2_engine.train.config import CLaMP2Options, M3Options
 
 WEIGHT_FILES = (
     "model.safetensors",

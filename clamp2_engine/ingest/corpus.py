@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from clamp2_engine.ingest.items import item_filepaths, item_unit
 from clamp2_engine.paths import UnsafePathError, input_problem, iter_files, safe_join
 from clamp2_engine.runlog import ErrorLog
 from clamp2_engine.types import ABC_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES, SCORE_SUFFIXES
-from ingest.items import item_filepaths, item_unit
 
 PIPELINE_VERSION = 1  # bump when the same files would now give other model input
 SUMMARY_KEYS = ("summary_en", "summary_nen")
@@ -146,7 +146,7 @@ def discover(
 
 def load_metadata(path: Path) -> list[dict[str, Any]]:
     """Items of a ``.jsonl`` file or of a folder of per-piece ``.json`` files."""
-    from ingest.summarize import load_items
+    from clamp2_engine.ingest.summarize import load_items
 
     if not path.exists():
         raise CorpusError(f"metadata {path} not found")
@@ -234,7 +234,7 @@ def score_title(path: Path, part: str = "") -> tuple[str | None, str | None]:
     suffix = path.suffix.lower()
     try:
         if suffix in ABC_SUFFIXES:
-            from ingest.convert.abctools import split_tunes
+            from clamp2_engine.ingest.convert.abctools import split_tunes
 
             text = path.read_bytes()[: 1 << 20].decode("utf-8", errors="replace")
             tunes = split_tunes(text)
@@ -242,7 +242,7 @@ def score_title(path: Path, part: str = "") -> tuple[str | None, str | None]:
             t, c = (_ABC_FIELD[k].search(tune) for k in ("T", "C"))
             return (t.group(1) if t else None), (c.group(1) if c else None)
         if suffix in (".xml", ".musicxml", ".mxl"):
-            from ingest.convert.score import read_musicxml
+            from clamp2_engine.ingest.convert.score import read_musicxml
 
             xml, _ = read_musicxml(path.read_bytes())
             t, c = _XML_TITLE.search(xml), _XML_COMPOSER.search(xml)
@@ -283,7 +283,7 @@ def _read_ready(path: Path) -> str:
 def _score_pieces(path: Path, to: str, failed: list | None = None) -> list[tuple[str, str]]:
     """``(part, text)`` for every piece of a score: interleaved ABC, or MTF rendered through MIDI. With
     ``failed``, the tunes of a book that fail are collected there and the others kept."""
-    from ingest.convert import midi_to_mtf, score_to_interleaved_abc, score_to_midis
+    from clamp2_engine.ingest.convert import midi_to_mtf, score_to_interleaved_abc, score_to_midis
 
     if to == "abc":
         return [(sfx.lstrip("_"), text) for sfx, text in score_to_interleaved_abc(path, failed=failed)]
@@ -291,7 +291,7 @@ def _score_pieces(path: Path, to: str, failed: list | None = None) -> list[tuple
 
 
 def _midi_mtf(path: Path) -> str:
-    from ingest.convert import midi_to_mtf
+    from clamp2_engine.ingest.convert import midi_to_mtf
 
     return midi_to_mtf(path)
 
@@ -423,8 +423,8 @@ def music_query_input(
         if suffix in score_suffixes():
             if timeout is None:
                 return "abc", _first_score_piece(str(p))
-            from ingest.convert.batch import PRELOAD, quiet_worker
-            from ingest.convert.pool import run_tasks
+            from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
+            from clamp2_engine.ingest.convert.pool import run_tasks
 
             [outcome] = run_tasks(
                 _first_score_piece,

@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from clamp2_engine.checkpoints import save_checkpoint
 from clamp2_engine.runlog import ErrorLog
-from train.build import freeze_unused, set_dropout
-from train.config import BEST, ERRORS, LATEST, METRICS, LoopConfig
-from train.distributed import DistInfo, barrier, mean_across
-from train.report import Display, MetricsLog, fmt
+from clamp2_engine.train.build import freeze_unused, set_dropout
+from clamp2_engine.train.config import BEST, ERRORS, LATEST, METRICS, LoopConfig
+from clamp2_engine.train.distributed import DistInfo, barrier, mean_across
+from clamp2_engine.train.report import Display, MetricsLog, fmt
 
 Step = Callable[[nn.Module, dict], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 

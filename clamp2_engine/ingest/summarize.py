@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clamp2_engine.ingest.llm_prompt import LANGUAGES, SUMMARY_KEYS, resolve_languages
+from clamp2_engine.ingest.summary_store import JsonlAppender, prune_jsonl, read_output
 from clamp2_engine.jsonl import JsonLineError, iter_jsonl, parse_object
 from clamp2_engine.paths import iter_files
 from clamp2_engine.runlog import ErrorLog, describe_error
-from ingest.llm_prompt import LANGUAGES, SUMMARY_KEYS, resolve_languages
-from ingest.summary_store import JsonlAppender, prune_jsonl, read_output
 
 STAGE = "summarize"
 SOURCE_KEY, LOAD_ERROR_KEY = "__source__", "__error__"  # set by load_items; never sent nor written
@@ -210,7 +210,7 @@ def summarize_items(
     ``None`` answers are final and, unless ``retry_none``, not asked again on a re-run.
     Raises :class:`SummarizeError` when the run cannot go on (401/403/404, server unreachable).
     """
-    from ingest.summarize_run import Settings, run_pending
+    from clamp2_engine.ingest.summarize_run import Settings, run_pending
 
     if concurrency < 1 or max_retries < 0 or answer_retries < 0 or timeout <= 0:
         raise ValueError("concurrency >= 1, max_retries >= 0, answer_retries >= 0 and timeout > 0 required")

@@ -328,7 +328,7 @@ def texts(fields: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _convert(task: tuple[str, str]) -> list[tuple[str, str]]:
     """Worker: ``(collection, path)`` -> ``[(suffix, interleaved abc)]``."""
-    from ingest.convert import score_to_interleaved_abc
+    from clamp2_engine.ingest.convert import score_to_interleaved_abc
 
     return score_to_interleaved_abc(Path(task[1]))
 
@@ -337,8 +337,8 @@ def convert_pieces(
     files: Iterable[tuple[str, Path]], jobs: int = 2, timeout: float = 120.0
 ) -> Iterator[tuple[str, Path, list[tuple[str, str]] | None, str | None]]:
     """``(collection, path, pieces, error)`` for each file, converted in worker processes (any order)."""
-    from ingest.convert.batch import PRELOAD, quiet_worker
-    from ingest.convert.pool import run_tasks
+    from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
+    from clamp2_engine.ingest.convert.pool import run_tasks
 
     tasks = [(c, str(p)) for c, p in files]
     for o in run_tasks(

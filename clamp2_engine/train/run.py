@@ -1,7 +1,7 @@
 """Entry points: ``run_m3`` and ``run_clamp2`` read the data, build the model and hand both to the loop.
 
->>> from train.config import LoopConfig, M3Options
->>> from train.run import run_m3
+>>> from clamp2_engine.train.config import LoopConfig, M3Options
+>>> from clamp2_engine.train.run import run_m3
 >>> run_m3(LoopConfig(out="runs/m3", max_steps=100), M3Options(data=[Path("abc/")], hidden_size=128))
 """
 
@@ -19,13 +19,13 @@ import torch
 from clamp2_engine.checkpoints import load_checkpoint
 from clamp2_engine.paths import atomic_write_text, iter_files
 from clamp2_engine.runlog import ErrorLog
-from train.build import build_clamp2_model, build_m3_model
-from train.config import CONFIG, ERRORS, LATEST, CLaMP2Options, LoopConfig, M3Options, jsonable
-from train.data import MUSIC_SUFFIXES, M3Dataset, collate_m3
-from train.distributed import DistInfo, barrier, init_distributed, shutdown
-from train.items import PairCollate, PairDataset, load_pairs
-from train.loop import Trainer, TrainingError, TrainTask
-from train.objectives import CLaMP2Objective, M3Objective
+from clamp2_engine.train.build import build_clamp2_model, build_m3_model
+from clamp2_engine.train.config import CONFIG, ERRORS, LATEST, CLaMP2Options, LoopConfig, M3Options, jsonable
+from clamp2_engine.train.data import MUSIC_SUFFIXES, M3Dataset, collate_m3
+from clamp2_engine.train.distributed import DistInfo, barrier, init_distributed, shutdown
+from clamp2_engine.train.items import PairCollate, PairDataset, load_pairs
+from clamp2_engine.train.loop import Trainer, TrainingError, TrainTask
+from clamp2_engine.train.objectives import CLaMP2Objective, M3Objective
 
 T = TypeVar("T")
 

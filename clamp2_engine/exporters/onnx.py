@@ -345,7 +345,7 @@ def export_onnx(
         (out / TEXT_FILE).unlink(missing_ok=True)
     verification: dict[str, float] = {}
     if verify:
-        from exporters.verify import verify_export
+        from clamp2_engine.exporters.verify import verify_export
 
         log("verifying against PyTorch")
         verification = verify_export(out, module)

@@ -17,7 +17,7 @@ import numpy as np
 
 from clamp2_engine.paths import UnsafePathError, safe_join
 from clamp2_engine.text import dedupe_lines
-from train.data import (
+from clamp2_engine.train.data import (
     EpochDataset,
     crop,
     music_ids,

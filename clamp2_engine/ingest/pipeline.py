@@ -19,12 +19,7 @@ import numpy as np
 
 from clamp2_engine.encoder import InputError
 from clamp2_engine.errors import require_extra
-from clamp2_engine.jsonl import capped
-from clamp2_engine.runlog import ErrorLog, progress_bar
-from clamp2_engine.store import Collection, Point, Store, piece_identity, point_id
-from clamp2_engine.store.schema import CollectionRecord, UnitState, now_iso
-from clamp2_engine.types import MIDI_SUFFIXES, MUSIC_VECTORS, VECTORS
-from ingest.corpus import (
+from clamp2_engine.ingest.corpus import (
     Corpus,
     PieceInput,
     Problem,
@@ -37,6 +32,11 @@ from ingest.corpus import (
     score_title,
     unit_hash,
 )
+from clamp2_engine.jsonl import capped
+from clamp2_engine.runlog import ErrorLog, progress_bar
+from clamp2_engine.store import Collection, Point, Store, piece_identity, point_id
+from clamp2_engine.store.schema import CollectionRecord, UnitState, now_iso
+from clamp2_engine.types import MIDI_SUFFIXES, MUSIC_VECTORS, VECTORS
 
 if TYPE_CHECKING:  # pragma: no cover
     from clamp2_engine.api import CLaMP2
@@ -83,8 +83,8 @@ def _prepared(
             yield unit, pieces
     if not slow:
         return
-    from ingest.convert.batch import PRELOAD, quiet_worker
-    from ingest.convert.pool import run_tasks
+    from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
+    from clamp2_engine.ingest.convert.pool import run_tasks
 
     # ABC and the rendered MTF are converted apart: a rendering that times out leaves the ABC
     modalities = ("abc", "mtf") if render else ("abc",)

@@ -42,10 +42,10 @@ SUFFIXES = {
 DEFAULT_TIMEOUT = 180.0
 # Imported once by the fork server, so that each (re)started worker begins warm.
 PRELOAD = (
-    "ingest.convert.batch",
-    "ingest.convert.score",
-    "ingest.convert.m21",
-    "ingest.convert.mtf",
+    "clamp2_engine.ingest.convert.batch",
+    "clamp2_engine.ingest.convert.score",
+    "clamp2_engine.ingest.convert.m21",
+    "clamp2_engine.ingest.convert.mtf",
     "abctoolkit.xml2abc",
     "abctoolkit.abc2xml",
     "abctoolkit.rotate",

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 
 from clamp2_engine.runlog import console
-from train.config import jsonable
+from clamp2_engine.train.config import jsonable
 
 
 class MetricsLog:
