@@ -46,7 +46,8 @@ def demo(
     retrieval needs the released CLaMP 2 weights (`--model clamp2`). A second run is quick: converted
     pieces are kept and unchanged pieces are not embedded again.
     """
-    from clamp2_engine.cli.index import ingest, search
+    from clamp2_engine.cli.ingest import ingest
+    from clamp2_engine.cli.search import search
     from clamp2_engine.errors import require_extra
 
     require_extra("convert")  # the demo converts music21's scores

@@ -74,7 +74,7 @@ def serve(
     /collections, /pieces/ID[/score.svg|/midi], /healthz; docs at /docs) and a search page at /."""
     import uvicorn
 
-    from clamp2_engine.cli.index import _cli_loader
+    from clamp2_engine.cli.search import open_tower
     from clamp2_engine.serve.app import create_app
     from clamp2_engine.serve.service import ServeConfig
 
@@ -89,7 +89,7 @@ def serve(
         spec,
         collection,
         options,
-        _cli_loader,
+        open_tower,
         api_key=api_key,
         cors_origins=list(cors),
         batch_wait=batch_wait_ms / 1000,

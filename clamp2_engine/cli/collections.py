@@ -1,0 +1,213 @@
+"""``collections`` (list, info, optimize, drop) and ``migrate``: the collections of a store."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clamp2_engine.cli.ingest import errors_path
+from clamp2_engine.cli.options import (
+    collection_name,
+    fail,
+    store_client,
+    store_options,
+)
+
+# --- collections --------------------------------------------------------------------------------------
+
+
+@click.group()
+def collections() -> None:
+    """List, inspect, optimize and drop collections."""
+
+
+@collections.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@store_options
+def collections_list(as_json: bool, **kwargs: Any) -> None:
+    """Collections in the store, with their sizes and models."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with store_client(kwargs) as store:
+        rows = _or_fail(store.list)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table(title=f"collections ({store.describe()})")
+    for col in ("name", "points", "model", "dim", "created"):
+        table.add_column(col, justify="right" if col in ("points", "dim") else "left")
+    for r in rows:
+        points = "in use" if r["points"] is None else str(r["points"])
+        table.add_row(r["name"], points, str(r["model"] or "-"), str(r["dim"] or "-"), r["created"] or "")
+    Console().print(table)
+
+
+def _or_fail(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, a store or collection error becoming the command's one-line error."""
+    from clamp2_engine.store import CollectionError, StoreError
+
+    try:
+        return fn(*args)
+    except (CollectionError, StoreError) as exc:
+        raise fail(exc) from None
+
+
+@collections.command("info")
+@click.argument("name", callback=collection_name)
+@click.option("--json", "as_json", is_flag=True)
+@store_options
+def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
+    """The engine, counts, index state, disk size and model of collection NAME."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with store_client(kwargs) as store:
+        info = _or_fail(lambda: store.collection(name).info())
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+        return
+    table = Table(title=f"collection {name}", show_header=False)
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    model = info["model"]
+    indexed = info.get("indexed_vectors")
+    rows = [
+        ("store", info["store"]),
+        ("engine", info["engine"]),
+        ("points", str(info["points"])),
+        (
+            "vectors",
+            ", ".join(f"{k}: {v}" for k, v in info["vectors"].items()) + f" ({info['dim']}-d, cosine)",
+        ),
+        (
+            "index",
+            f"{indexed} vectors in HNSW, {info.get('segments')} segment(s)" if indexed is not None else "-",
+        ),
+        ("disk", f"{info['disk_bytes'] / 2**20:.1f} MiB" if "disk_bytes" in info else "-"),
+        ("model", f"{model.get('name')} ({model.get('kind')}, sha256 {model.get('checkpoint_sha256')})"),
+        ("model source", json.dumps(info["model_source"])),
+        ("created", info["created"]),
+        ("payload indexes", ", ".join(info["payload_indexes"]) or "none"),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
+
+
+@collections.command("optimize")
+@click.argument("name", callback=collection_name)
+@store_options
+def collections_optimize(name: str, **kwargs: Any) -> None:
+    """Build collection NAME's search index (HNSW) now; ingest does it at its end."""
+    started = time.perf_counter()
+    with store_client(kwargs) as store:
+        coll = _or_fail(store.collection, name)
+        click.echo(f"building the search index of {name} ...", err=True)
+        changed = coll.optimize()
+        indexed = coll.info().get("indexed_vectors")
+    what = "optimized" if changed else "already optimal"
+    click.echo(
+        f"{name}: {what} in {time.perf_counter() - started:.1f} s ({indexed} vectors indexed)", err=True
+    )
+
+
+@collections.command("drop")
+@click.argument("name", callback=collection_name)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@store_options
+def collections_drop(name: str, yes: bool, **kwargs: Any) -> None:
+    """Delete collection NAME and all its points."""
+    with store_client(kwargs) as store:
+        coll = _or_fail(store.collection, name)
+        if not yes:
+            click.confirm(f"drop collection {name!r} and its {coll.count()} points?", abort=True)
+        _or_fail(store.drop, name)
+    errors_path(name).unlink(missing_ok=True)  # its problems list goes with it
+    click.echo(f"dropped {name}", err=True)
+
+
+# --- migrate ------------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("-c", "--collection", required=True, callback=collection_name, help="Collection to copy.")
+@click.option("--to-url", default=None, metavar="URL", help="Target Qdrant server or cluster.")
+@click.option(
+    "--to-path",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Target embedded store folder (Qdrant Edge).",
+)
+@click.option(
+    "--from-local-mode",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Source: a folder written by clamp2-engine before Qdrant Edge (qdrant-client local mode).",
+)
+@click.option(
+    "--to-api-key-env",
+    default="QDRANT_API_KEY",
+    show_default=True,
+    metavar="VAR",
+    help="Variable holding the target server's API key.",
+)
+@click.option(
+    "--to-collection", default=None, callback=collection_name, help="Name in the target (default: the same)."
+)
+@click.option("--json", "as_json", is_flag=True)
+@store_options
+def migrate(
+    collection: str,
+    to_url: str | None,
+    to_path: Path | None,
+    from_local_mode: Path | None,
+    to_api_key_env: str,
+    to_collection: str | None,
+    as_json: bool,
+    **kwargs: Any,
+) -> None:
+    """Copy a collection (model record, vectors, payloads) to another store and verify it there: embedded
+    to a Qdrant server, a server to a folder, or an old local-mode folder to Qdrant Edge. Safe to re-run:
+    points keep their ids."""
+    from clamp2_engine.cli.options import resolve_spec
+    from clamp2_engine.runlog import progress_bar
+    from clamp2_engine.store import Store, StoreSpec
+
+    if (to_url is None) == (to_path is None):
+        raise click.UsageError("give the target: --to-url URL or --to-path DIR")
+    if from_local_mode is not None:
+        if any(kwargs.get(k) for k in ("qdrant_path", "qdrant_url")):
+            raise click.UsageError("--from-local-mode is the source: leave out --qdrant-path / --qdrant-url")
+        src_spec = StoreSpec(path=from_local_mode, engine="local-mode")
+    else:
+        src_spec = resolve_spec(*(kwargs.get(k) for k in ("qdrant_path", "qdrant_url", "qdrant_api_key_env")))
+    dst_spec = resolve_spec(to_path, to_url, to_api_key_env)
+    if dst_spec == src_spec or (
+        dst_spec.path and src_spec.path and dst_spec.path.resolve() == src_spec.path.resolve()
+    ):
+        raise click.UsageError("the target is the source store")
+    with _or_fail(Store, src_spec) as src, _or_fail(Store, dst_spec) as dst:
+        coll = _or_fail(src.collection, collection)
+        total = coll.count()
+        with progress_bar("migrate", total, enabled=not as_json and total > 0) as advance:
+            target = _or_fail(coll.copy_to, dst, to_collection, 512, advance)
+        n = target.count()
+    result = {
+        "collection": collection,
+        "to": dst_spec.describe(),
+        "target": target.name,
+        "points": n,
+        "verified": True,
+    }
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(
+            f"copied {n} points of {collection} to {result['target']} on {result['to']} (verified)", err=True
+        )

@@ -1,0 +1,377 @@
+"""``search`` and ``shell``: a collection searched by text, by a piece of music, or by pieces it holds."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from clamp2_engine.cli.options import (
+    collection_name,
+    fail,
+    model_options,
+    pop_model_options,
+    store_client,
+    store_options,
+)
+from clamp2_engine.jsonl import dumps, printable
+from clamp2_engine.types import MODALITIES
+
+MODALITY_CHOICES = MODALITIES
+
+
+# --- search -------------------------------------------------------------------------------------------
+
+
+def _search_options(f: Callable) -> Callable:
+    opts = [
+        click.option(
+            "-c", "--collection", required=True, callback=collection_name, help="Collection to search."
+        ),
+        click.option(
+            "--modality",
+            type=click.Choice(MODALITY_CHOICES),
+            default="any",
+            show_default=True,
+            help="Vectors searched: abc, mtf, text (the pieces' summaries), or any (abc and mtf, "
+            "each piece scored by its best).",
+        ),
+        click.option("-k", "--top-k", type=click.IntRange(1, 10_000), default=10, show_default=True),
+        click.option(
+            "--filter",
+            "filters",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Payload filter, repeatable (all must hold): composer=Bach, genres=Folk,Jazz, "
+            "corpus!=drafts.",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+class Searcher:
+    """A collection and its query towers, loaded once, each when first needed."""
+
+    def __init__(self, store, collection: str, options: dict[str, Any]):
+        from clamp2_engine.search import QueryModels
+        from clamp2_engine.store import CollectionError, StoreError
+
+        try:
+            self.collection = store.collection(collection)
+        except (CollectionError, StoreError) as exc:
+            raise fail(exc) from None
+        self.options = options
+        self.models = QueryModels(self.collection, options, loader=open_tower)
+
+    def model(self, tower: str):
+        """The model with the ``text`` or ``music`` tower, as the collection's record says to load it."""
+        from clamp2_engine.store import ModelMismatchError
+
+        try:
+            return self.models[tower]
+        except ModelMismatchError as exc:
+            raise fail(exc) from None
+
+    def vector(self, text: str | None = None, music: Path | None = None):
+        if music is not None:
+            from clamp2_engine.ingest.corpus import music_query_input
+
+            try:
+                _modality, data = music_query_input(music)
+                return self.model("music").encode_music(data)
+            except ValueError as exc:
+                raise fail(exc) from None
+        if not text or not text.strip():
+            raise click.UsageError("give a QUERY text or --music FILE")
+        model = self.model("text")
+        threads = _query_threads() if (self.options.get("backend") or "torch") == "torch" else None
+        with _torch_threads(threads):
+            return model.encode_text(text)
+
+    def search(self, query: Query) -> tuple[list[Any], str | None]:
+        """The hits of ``query``, and why there are none when a filter is the reason."""
+        try:
+            vector = self.vector(query.text, query.music) if (query.text or query.music) else None
+            return self.collection.find(vector, query)
+        except ValueError as exc:
+            raise fail(exc) from None
+
+
+@dataclass
+class Query:
+    """One search as the user asked for it."""
+
+    text: str | None = None
+    music: Path | None = None
+    modality: str = "any"
+    k: int = 10
+    filters: list[str] = field(default_factory=list)
+    like: list[str] = field(default_factory=list)
+    unlike: list[str] = field(default_factory=list)
+    diverse: bool = False
+    offset: int = 0
+
+
+def open_tower(options: dict[str, Any], tower: str):
+    """One tower of the model named by the command's options; failures as one-line errors."""
+    from clamp2_engine.cli.options import open_model
+
+    return open_model(options, load_music=tower == "music", load_text=tower == "text")
+
+
+def _query_threads() -> int:
+    """Intra-op threads for one short text query: $CLAMP2_QUERY_THREADS, default 1. A query of a few
+    tokens gains little from more threads, and loses a lot to them on a busy machine."""
+    try:
+        return max(1, int(os.environ.get("CLAMP2_QUERY_THREADS", "1")))
+    except ValueError:
+        raise click.ClickException("CLAMP2_QUERY_THREADS must be a number of threads") from None
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """PyTorch's intra-op threads set to ``n`` for the block (``None``: left alone, e.g. under ONNX)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    if n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _print_hits(hits, as_json: bool, title: str = "", why: str | None = None) -> None:
+    if as_json:
+        for h in hits:
+            click.echo(dumps(h.as_dict()))
+        if why:
+            click.echo(f"no hits: {why}", err=True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title) if title else None)
+    abouts = [_about(h.payload) for h in hits]
+    columns = [
+        ("rank", {"justify": "right"}),
+        ("score", {"justify": "right"}),
+        ("title", {}),
+        ("composer", {}),
+        *([("about", {})] if any(abouts) else []),
+        ("path", {"overflow": "fold"}),
+        ("modality", {}),
+    ]
+    for col, kw in columns:
+        table.add_column(col, **kw)
+    for h, about in zip(hits, abouts, strict=True):
+        p = h.payload
+        path = str(p.get("source", "")) + (f"#{p['part']}" if p.get("part") else "")
+        cells = [
+            str(p.get("title") or ""),
+            str(p.get("composer") or ""),
+            *([about] if any(abouts) else []),
+            path,
+        ]
+        table.add_row(str(h.rank), f"{h.score:.4f}", *(Text(printable(c)) for c in cells), h.modality)
+    Console().print(table)
+    if not hits:
+        click.echo(f"no hits: {why}" if why else "no hits")
+
+
+ABOUT_FIELDS = ("genre", "genres", "meter", "voices")
+
+
+def _about(payload: dict[str, Any]) -> str:
+    """A few descriptive metadata fields of a hit (genre, meter, voices) when it has them."""
+    meta = payload.get("metadata") or {}
+    parts = []
+    for key in ABOUT_FIELDS:
+        value = meta.get(key)
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value[:3])
+        if value not in (None, ""):
+            parts.append(f"{value} voice{'s' * (value != 1)}" if key == "voices" else str(value))
+    return " · ".join(parts)
+
+
+@click.command()
+@click.argument("query", required=False)
+@click.option(
+    "--music",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Query by example: a score, MIDI or .mtf file (instead of QUERY).",
+)
+@click.option("--like", multiple=True, metavar="ID", help="More like this piece (a point id; repeatable).")
+@click.option(
+    "--unlike", multiple=True, metavar="ID", help="Less like this piece (repeatable; with --like or QUERY)."
+)
+@click.option("--diverse", is_flag=True, help="Varied results (maximal marginal relevance), not near-copies.")
+@_search_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit (JSON Lines).")
+@store_options
+@model_options()
+def search(
+    query: str | None,
+    music: Path | None,
+    like: tuple[str, ...],
+    unlike: tuple[str, ...],
+    diverse: bool,
+    collection: str,
+    modality: str,
+    top_k: int,
+    filters: tuple[str, ...],
+    as_json: bool,
+    **kwargs: Any,
+) -> None:
+    """Search a collection by text in any language (QUERY), by a piece of music (--music FILE), or by
+    pieces it holds (--like ID, --unlike ID).
+
+    A text query loads only the text tower; --music only the music tower; --like alone no model.
+    """
+    if query is not None and music is not None:
+        raise click.UsageError("give a QUERY text or --music FILE, not both")
+    if query is None and music is None and not like:
+        raise click.UsageError("give either a QUERY text, --music FILE or --like ID")
+    if diverse and (like or unlike):
+        raise click.UsageError("--diverse works with a QUERY or --music, not with --like / --unlike")
+    request = Query(query, music, modality, top_k, list(filters), list(like), list(unlike), diverse)
+    _check_filters(filters)  # before the store or a model is opened
+    options = pop_model_options(kwargs)
+    with store_client(kwargs) as store:
+        searcher = Searcher(store, collection, options)
+        hits, why = searcher.search(request)
+        label = (
+            printable(query) if query is not None else (music.name if music else "like " + ", ".join(like))
+        )
+        _print_hits(hits, as_json, title=f"{collection}: {label}", why=why)
+
+
+def _check_filters(filters: tuple[str, ...] | list[str]) -> None:
+    from clamp2_engine.store import parse_filters
+
+    try:
+        parse_filters(filters)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+SHELL_HELP = """\
+type a text to search; commands:
+  :music PATH       search by a piece of music (score, MIDI, .mtf)
+  :k N              hits per query            :modality abc|mtf|text|any
+  :filter KEY=VAL   add a filter              :filter        show filters     :clear   drop filters
+  :json             toggle JSON output        :help          this text        :quit    leave (or Ctrl-D)"""
+
+
+@click.command()
+@_search_options
+@click.option("--json", "as_json", is_flag=True, help="Print hits as JSON Lines.")
+@store_options
+@model_options()
+def shell(
+    collection: str, modality: str, top_k: int, filters: tuple[str, ...], as_json: bool, **kwargs: Any
+) -> None:
+    """An interactive search session: the model and the store are opened once."""
+
+    _check_filters(filters)
+    options = pop_model_options(kwargs)
+    with store_client(kwargs) as store:
+        searcher = Searcher(store, collection, options)
+        searcher.model("text")
+        state = {"k": top_k, "modality": modality, "filters": list(filters), "json": as_json}
+        click.echo(f"{collection} on {store.describe()}; :help for commands", err=True)
+        interactive = sys.stdin.isatty()
+        if interactive:
+            import readline  # noqa: F401 - line editing and history for input()
+        while True:
+            try:
+                line = (input("search> ") if interactive else sys.stdin.readline() or _eof()).strip()
+            except EOFError:
+                break
+            except KeyboardInterrupt:  # Ctrl-C clears the line, as in a shell; Ctrl-D or :quit leaves
+                click.echo("^C  (:quit or Ctrl-D to leave)", err=True)
+                continue
+            if not line:
+                continue
+            if line in (":q", ":quit", ":exit", "exit", "quit"):
+                break
+            try:
+                _shell_line(searcher, line, state)
+            except click.ClickException as exc:
+                click.echo(f"error: {exc.format_message()}", err=True)
+            except KeyboardInterrupt:  # a search cut short; the session goes on
+                click.echo("interrupted", err=True)
+
+
+def _eof() -> str:
+    raise EOFError
+
+
+def _shell_line(searcher: Searcher, line: str, state: dict[str, Any]) -> None:
+    cmd, _, arg = line.partition(" ")
+    arg = arg.strip()
+    if cmd == ":help":
+        click.echo(SHELL_HELP)
+    elif cmd == ":k":
+        if not arg.isdigit() or int(arg) < 1:
+            raise click.ClickException(":k needs a positive number")
+        state["k"] = int(arg)
+        click.echo(f"k = {state['k']} hits per query")
+    elif cmd == ":modality":
+        if arg not in MODALITY_CHOICES:
+            raise click.ClickException(f":modality takes one of {', '.join(MODALITY_CHOICES)}")
+        state["modality"] = arg
+        click.echo(f"modality = {arg}")
+    elif cmd == ":filter":
+        if arg:
+            from clamp2_engine.store import parse_filters
+
+            try:
+                parse_filters([arg])
+            except ValueError as exc:
+                raise fail(exc) from None
+            state["filters"].append(arg)
+        click.echo("filters: " + (", ".join(state["filters"]) or "none"))
+    elif cmd == ":clear":
+        state["filters"] = []
+        click.echo("filters: none")
+    elif cmd == ":json":
+        state["json"] = not state["json"]
+        click.echo(f"JSON output {'on' if state['json'] else 'off'}")
+    elif cmd == ":music":
+        path = Path(arg).expanduser()
+        if not path.is_file():
+            raise click.ClickException(f"no file {arg!r}")
+        _shell_search(searcher, state, arg, music=path)
+    elif cmd.startswith(":"):
+        raise click.ClickException(f"unknown command {cmd} (:help lists them)")
+    else:
+        _shell_search(searcher, state, line, text=line)
+
+
+def _shell_search(
+    searcher: Searcher, state: dict[str, Any], label: str, text: str | None = None, music: Path | None = None
+) -> None:
+    started = time.perf_counter()
+    query = Query(text, music, state["modality"], state["k"], list(state["filters"]))
+    hits, why = searcher.search(query)
+    ms = (time.perf_counter() - started) * 1000
+    _print_hits(hits, state["json"], title=f"{printable(label)} ({ms:.0f} ms)", why=why)
