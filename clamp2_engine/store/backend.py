@@ -31,6 +31,7 @@ class Search:
     filters: Filters | None = None
     offset: int = 0
     with_payload: Payload = True
+    hnsw_ef: int | None = None  # HNSW candidates per search: higher is more exact and slower
 
 
 Scored = tuple[str, float, dict[str, Any]]  # point id, score, payload

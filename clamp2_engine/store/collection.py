@@ -35,6 +35,7 @@ from clamp2_engine.types import MODALITIES, MUSIC_VECTORS, VECTORS
 
 RAW_INDEXES = ("corpus", "unit")  # exact lookups of ingest's own
 DIVERSITY = 0.5  # `diverse`: relevance and variety weighed alike (maximal marginal relevance)
+HNSW_EF = 256  # HNSW candidates per search (Qdrant's default is 100): recall@10 >= 0.95 at 1M points
 
 
 class SearchSpec(Protocol):
@@ -241,6 +242,7 @@ class Collection:
         filters: Filters | Sequence[str] | None = None,
         diversity: float | None = None,
         with_payload: bool | list[str] = True,
+        hnsw_ef: int | None = HNSW_EF,
     ) -> list[list[Hit]]:
         """The nearest points to each query vector (a 1-d vector counts as one query); with ``diversity``
         (0..1), results re-ranked by maximal marginal relevance."""
@@ -250,7 +252,13 @@ class Collection:
         names = vector_names(modality)
         searches = [
             Search(
-                using, limit + offset, q.tolist(), diversity=diversity, filters=flt, with_payload=with_payload
+                using,
+                limit + offset,
+                q.tolist(),
+                diversity=diversity,
+                filters=flt,
+                with_payload=with_payload,
+                hnsw_ef=hnsw_ef,
             )
             for q in queries
             for using in names
@@ -294,7 +302,12 @@ class Collection:
                 limit_n = limit + offset + len(given)
                 searches.append(
                     Search(
-                        using, limit_n, positives=pos, negatives=neg, filters=parse_filters(filters) or None
+                        using,
+                        limit_n,
+                        positives=pos,
+                        negatives=neg,
+                        filters=parse_filters(filters) or None,
+                        hnsw_ef=HNSW_EF,
                     )
                 )
                 used.append(using)

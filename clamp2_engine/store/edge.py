@@ -205,6 +205,7 @@ class EdgeBackend(Backend):
                 query=_query(s),
                 filter=to_filter(s.filters),
                 with_payload=_with(s.with_payload),
+                params=qe.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef else None,
             )
             for s in searches
         ]

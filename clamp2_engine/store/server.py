@@ -201,6 +201,7 @@ class ServerBackend(Backend):
                 limit=s.limit,
                 offset=s.offset or None,
                 with_payload=s.with_payload,
+                params=models.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef else None,
             )
             for s in searches
         ]
