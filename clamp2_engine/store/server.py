@@ -100,6 +100,7 @@ class ServerBackend(Backend):
     def __init__(self, spec: StoreSpec):
         super().__init__(spec)
         self.engine = "server" if spec.engine == "server" else "local-mode"
+        self.indexed = spec.engine == "server" and spec.url != MEMORY  # in-process modes search exactly
         self.client = connect(spec)
 
     def names(self) -> list[str]:
@@ -201,7 +202,7 @@ class ServerBackend(Backend):
                 limit=s.limit,
                 offset=s.offset or None,
                 with_payload=s.with_payload,
-                params=models.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef else None,
+                params=models.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef and self.indexed else None,
             )
             for s in searches
         ]
