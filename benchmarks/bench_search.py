@@ -308,7 +308,7 @@ def main() -> None:
     for r in rows:
         print(r)
     md = [
-        f"Machine: {machine()}. Embedded Qdrant (local mode). Model: full-size CLaMP 2 with random weights "
+        f"Machine: {machine()}. Embedded store: Qdrant Edge. Model: full-size CLaMP 2 with random weights "
         f"(base M3 + XLM-R towers, 768-d); tokenizer: {tok_note}."
     ]
     if ingest_rows:
