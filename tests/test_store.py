@@ -509,3 +509,19 @@ def test_the_default_store_points_to_an_older_versions_collections(monkeypatch):
     monkeypatch.delenv("CLAMP2_QDRANT_URL", raising=False)
     with open_store() as s, pytest.raises(CollectionNotFoundError, match="--from-local-mode"):
         s.collection("music")
+
+
+def test_a_field_only_late_in_the_collection_still_counts_as_there(store):
+    coll = store.ensure("late", identity(), {})
+    points = [Point(point_id(f"p{i}"), {"abc": unit_vec(i)}, {"title": f"t{i}"}) for i in range(300)]
+    points.append(Point(point_id("last"), {"abc": unit_vec(999)}, {"metadata": {"mood": "calm"}}))
+    coll.upsert(points)
+    assert coll.explain_empty(["mood=stormy"]) == "no piece has mood 'stormy'"  # not "no such field"
+    assert coll.explain_empty(["colour=red"]) == "no piece has a field 'colour'"
+
+
+def test_listing_keeps_what_this_process_holds(tmp_path):
+    with open_store(StoreSpec(path=tmp_path / "edge")) as s:
+        fill(s)
+        s.collection("c")
+        assert s.list()[0]["points"] == 6 and s.backend.holds("c")

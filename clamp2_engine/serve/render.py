@@ -171,7 +171,8 @@ class Renderer:
         try:
             data = make()
         except RenderError as exc:
-            atomic_write_bytes(failed, str(exc).encode())
+            if "timed out" not in str(exc):  # a timeout may be the machine's load: try again next time
+                atomic_write_bytes(failed, str(exc).encode())
             raise
         atomic_write_bytes(target, data)
         return data

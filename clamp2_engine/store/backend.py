@@ -111,6 +111,10 @@ class Backend(ABC):
         """Open collection ``name`` now, taking an embedded engine's lock (a second process is told it is
         in use before any work starts); a no-op elsewhere."""
 
+    def holds(self, name: str) -> bool:
+        """Whether this process has collection ``name`` open (an embedded engine's lock)."""
+        return False
+
     def release(self, name: str) -> None:  # noqa: B027 - optional for engines without per-collection locks
         """Let other processes open collection ``name`` (an embedded engine's lock); a no-op elsewhere."""
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreError, StoreInUseError
 from clamp2_engine.store.backend import Backend, Search
-from clamp2_engine.store.filters import Filters, exact, parse_filters
+from clamp2_engine.store.filters import Filters, exact, parse_filters, present
 from clamp2_engine.store.schema import (
     INDEXED_KEYS,
     KEYS,
@@ -128,9 +128,11 @@ class Store:
                 rec: CollectionRecord | None = CollectionRecord.from_dict(self.backend.read_meta(name), name)
             except CollectionError:
                 rec = None
+            held = self.backend.holds(name)
             try:
                 points: int | None = self.backend.count(name)
-                self.backend.release(name)
+                if not held:  # opened only to count: let other processes have it again
+                    self.backend.release(name)
             except StoreInUseError:
                 points = None
             rows.append(
@@ -366,8 +368,8 @@ class Collection:
         for cond in flt.must:
             if self.count(Filters((cond,))):
                 continue
-            values = self._values(cond.key) if cond.key in INDEXED_KEYS else []
-            if cond.folded and not values and not self._has_field(cond.name):
+            values = [v for v, _n in self.facet(cond.name)] if cond.key in INDEXED_KEYS else []
+            if cond.folded and not values and not self.count(present(cond.key)):
                 return f"no piece has a field {cond.field!r}"
             close = (
                 difflib.get_close_matches(cond.values[0], values, n=3, cutoff=0.4)
@@ -381,14 +383,6 @@ class Collection:
     def facet(self, field: str, limit: int = 1000) -> list[tuple[str, int]]:
         """The most common (case-folded) values of a filterable field, with their counts."""
         return self.backend.facet(self.name, f"{KEYS}.{field}", limit)
-
-    def _values(self, key: str) -> list[str]:
-        return [v for v, _n in self.backend.facet(self.name, key)]
-
-    def _has_field(self, name: str) -> bool:
-        for page in self.scroll(payload=[KEYS], page=256):
-            return any(name in (p.payload.get(KEYS) or {}) for p in page)
-        return False
 
     # --- copying ---------------------------------------------------------------------------------
 

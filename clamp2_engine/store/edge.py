@@ -38,6 +38,7 @@ def to_filter(filters: Filters | None, vector: str | None = None) -> Any:
         match_any=lambda key, values: qe.FieldCondition(key, match=qe.MatchAny(values)),
         has_vector=qe.HasVectorCondition,
         make_filter=qe.Filter,
+        is_empty=qe.IsEmptyCondition,
     )
 
 
@@ -244,6 +245,9 @@ class EdgeBackend(Backend):
 
     def hold(self, name: str) -> None:
         self.shard(name)
+
+    def holds(self, name: str) -> bool:
+        return name in self.shards
 
     def release(self, name: str) -> None:
         shard = self.shards.pop(name, None)

@@ -65,6 +65,11 @@ def exact(key: str, *values: str) -> Filters:
     return Filters((Condition(key, key, tuple(values)),))
 
 
+def present(key: str) -> Filters:
+    """Points that have payload field ``key`` (not empty)."""
+    return Filters((Condition(key, key),))
+
+
 def parse_filters(exprs: Iterable[str] | Filters | None) -> Filters:
     """The conditions of ``exprs``; ``ValueError`` with a one-line message for a malformed one."""
     if isinstance(exprs, Filters):
@@ -102,11 +107,15 @@ def translate(
     match_any: Callable[[str, list], Any],
     has_vector: Callable[[str], Any],
     make_filter: Callable[..., Any],
+    is_empty: Callable[[str], Any],
 ) -> Any:
-    """``filters`` (and "has vector ``vector``") in a backend's own types, given its three constructors;
-    ``None`` when there is nothing to filter."""
+    """``filters`` (and "has vector ``vector``") in a backend's own types, given its constructors;
+    ``None`` when there is nothing to filter. A condition without values (:func:`present`) holds for
+    points that have the field."""
 
     def one(c: Condition) -> Any:
+        if not c.values and not c.numbers:
+            return make_filter(must_not=[is_empty(c.key)])
         conds = [match_any(c.key, list(c.values))] if c.values else []
         if c.numbers:
             conds.append(match_any(c.key, list(c.numbers)))

@@ -30,6 +30,7 @@ def to_filter(filters: Filters | None, vector: str | None = None) -> models.Filt
         match_any=lambda key, values: models.FieldCondition(key=key, match=models.MatchAny(any=values)),
         has_vector=lambda name: models.HasVectorCondition(has_vector=name),
         make_filter=models.Filter,
+        is_empty=lambda key: models.IsEmptyCondition(is_empty=models.PayloadField(key=key)),
     )
 
 
