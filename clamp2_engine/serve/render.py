@@ -14,6 +14,7 @@ import io
 import os
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from clamp2_engine.paths import atomic_write_bytes
 from clamp2_engine.types import MIDI_SUFFIXES, MTF_SUFFIXES
@@ -29,7 +30,7 @@ class RenderError(ValueError):
     """A piece that cannot be drawn or played; one line for the client."""
 
 
-def _pick(items: list[tuple[str, str]], part: str) -> str:
+def _pick(items: list[tuple[str, Any]], part: str) -> Any:
     """The piece ``part`` (``"3"`` = tune X:3, score 3) of a file's pieces, or its first."""
     for name, value in items:
         if part and name.lstrip("_") == part.lstrip("_"):
@@ -52,7 +53,7 @@ def _musicxml(path: Path, part: str) -> str:
     if suffix == ".abc":
         text = read_input(path).decode("utf-8", errors="replace")
         tunes = split_tunes(text) or [("", text)]
-        xmls = abc2xml(_pick([(x, t) for x, t in tunes], part))
+        xmls = abc2xml(_pick(tunes, part))
         if not xmls:
             raise RenderError("the ABC could not be converted to MusicXML")
         return xmls[0]
@@ -94,7 +95,7 @@ def _midi_file(path: Path, part: str):
     if suffix in MTF_SUFFIXES:
         return mtf_to_midi(path.read_text(encoding="utf-8", errors="replace"))
     midis = score_to_midis(path)
-    return _pick([(name, m) for name, m in midis], part)  # type: ignore[list-item]
+    return _pick(midis, part)
 
 
 def midi_bytes(task: tuple[str, str]) -> bytes:
