@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -15,6 +15,14 @@ from clamp2_engine.identity import ModelIdentity
 __all__ = ["CLaMP2", "M3", "ModelIdentity"]
 
 Items = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+class EncodeOptions(TypedDict, total=False):
+    """Keyword options of :meth:`CLaMP2.encode_music` / :meth:`CLaMP2.encode_text`."""
+
+    batch_size: int | None  # windows per forward pass (default: the model's)
+    show_progress: bool | None  # a progress bar (default: only for long work)
+    normalize: bool | None  # the old, deprecated name of ``pooled``
 
 
 def _is_single(items: Items) -> bool:
@@ -83,11 +91,22 @@ class CLaMP2:
         return cls(encoder, identity)
 
     def _encode(
-        self, modality: str, items: Items, pooled: bool, batch_size: int | None, show_progress: bool | None
+        self, modality: str, items: Items, pooled: bool, options: EncodeOptions
     ) -> np.ndarray | list[np.ndarray]:
+        pooled = _pooled_arg(pooled, options.get("normalize"))
+        if self.kind == "m3" and (pooled or modality == "text"):
+            raise ValueError(
+                "M3 is a music-only model: it has no text tower"
+                if modality == "text"
+                else "M3 has no projection: use pooled=False for its raw features"
+            )
         single = _is_single(items)
         feats = self.encoder.encode(
-            modality, [items] if single else list(items), pooled, batch_size, show_progress
+            modality,
+            [items] if single else list(items),
+            pooled,
+            options.get("batch_size"),
+            options.get("show_progress"),
         )
         if single:
             return feats[0]
@@ -96,40 +115,22 @@ class CLaMP2:
         return feats
 
     def encode_music(
-        self,
-        items: Items,
-        pooled: bool = True,
-        batch_size: int | None = None,
-        show_progress: bool | None = None,
-        *,
-        normalize: bool | None = None,
+        self, items: Items, pooled: bool = True, **options: Unpack[EncodeOptions]
     ) -> np.ndarray | list[np.ndarray]:
         """Embed interleaved ABC / MTF (paths or texts). One item -> ``[D]``; a list -> ``[N, D]``.
 
         ``pooled=True``: the pooled, projected feature (not L2-normalised: compare with cosine);
-        ``pooled=False``: raw hidden states ``[len, H]`` per item (a list for a list). ``normalize`` is the
-        old, deprecated name of ``pooled``.
+        ``pooled=False``: raw hidden states ``[len, H]`` per item (a list for a list). Options: see
+        :class:`EncodeOptions`.
         """
-        pooled = _pooled_arg(pooled, normalize)
-        if self.kind == "m3" and pooled:
-            raise ValueError("M3 has no projection: use pooled=False for its raw features")
-        return self._encode("music", items, pooled, batch_size, show_progress)
+        return self._encode("music", items, pooled, options)
 
     def encode_text(
-        self,
-        items: Items,
-        pooled: bool = True,
-        batch_size: int | None = None,
-        show_progress: bool | None = None,
-        *,
-        normalize: bool | None = None,
+        self, items: Items, pooled: bool = True, **options: Unpack[EncodeOptions]
     ) -> np.ndarray | list[np.ndarray]:
         """Embed texts (strings, or paths to ``.txt`` files). One item -> ``[D]``; a list -> ``[N, D]``
-        (``pooled`` as in :meth:`encode_music`)."""
-        pooled = _pooled_arg(pooled, normalize)
-        if self.kind == "m3":
-            raise ValueError("M3 is a music-only model: it has no text tower")
-        return self._encode("text", items, pooled, batch_size, show_progress)
+        (``pooled`` and options as in :meth:`encode_music`)."""
+        return self._encode("text", items, pooled, options)
 
 
 def _pooled_arg(pooled: bool, normalize: bool | None) -> bool:
@@ -139,7 +140,7 @@ def _pooled_arg(pooled: bool, normalize: bool | None) -> bool:
     warnings.warn(
         "normalize= is deprecated: it means pooled and projected, not L2-normalised; use pooled=",
         DeprecationWarning,
-        stacklevel=3,
+        stacklevel=4,  # _pooled_arg < _encode < encode_* < the caller
     )
     return normalize
 

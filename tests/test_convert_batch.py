@@ -102,20 +102,16 @@ def _errors(dst: Path) -> dict[str, dict]:
     return {Path(rec["source"]).name: rec for rec in map(json.loads, lines)}
 
 
-@pytest.mark.parametrize("name", sorted(BAD_FOR_ABC))
-def test_bad_input_is_reported_for_abc(abc_run, name: str) -> None:
-    dst, _ = abc_run
+@pytest.mark.parametrize(
+    ("run", "name", "reason"),
+    [("abc_run", name, reason) for name, reason in sorted(BAD_FOR_ABC.items())]
+    + [("mtf_run", name, reason) for name, reason in sorted(BAD_FOR_MTF.items())],
+)
+def test_bad_input_is_reported(request, run: str, name: str, reason: str) -> None:
+    dst, _ = request.getfixturevalue(run)
     record = _errors(dst)[name]
     assert record["stage"] and record["reason"]
-    assert BAD_FOR_ABC[name] in record["reason"]
-
-
-@pytest.mark.parametrize("name", sorted(BAD_FOR_MTF))
-def test_bad_input_is_reported_for_mtf(mtf_run, name: str) -> None:
-    dst, _ = mtf_run
-    record = _errors(dst)[name]
-    assert record["stage"] and record["reason"]
-    assert BAD_FOR_MTF[name] in record["reason"]
+    assert reason in record["reason"]
 
 
 def test_good_files_beside_bad_ones_convert_to_abc(abc_run, parity_dir: Path) -> None:

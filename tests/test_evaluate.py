@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import save_feature
 
 from clamp2_engine.cli import main
 from clamp2_engine.evaluate import (
@@ -153,23 +154,14 @@ def test_feature_key(tmp_path, name, key):
 def test_pairing_by_key_with_unmatched_and_nested(tmp_path):
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((4, 8)).astype(np.float32)
-    q = write_folder(
-        tmp_path / "q",
-        {
-            "a.txt.npy": vecs[None, 0],
-            "b.txt.npy": vecs[None, 1],
-            "s/c.npy": vecs[None, 2],
-            "only_q.npy": vecs[None, 3],
-        },
-    )
-    r = write_folder(
-        tmp_path / "r",
-        {
-            "a.abc.npy": vecs[None, 0],
-            "b.abc.npy": vecs[None, 1],
-            "s/c.abc.npy": vecs[None, 2],
-            "x.npy": vecs[None, 3],
-        },
+    # the same vectors under the names each side gives them; the fourth is unmatched on both sides
+    sides = {
+        "q": ["a.txt.npy", "b.txt.npy", "s/c.npy", "only_q.npy"],
+        "r": ["a.abc.npy", "b.abc.npy", "s/c.abc.npy", "x.npy"],
+    }
+    q, r = (
+        write_folder(tmp_path / side, {n: vecs[None, i] for i, n in enumerate(names)})
+        for side, names in sides.items()
     )
     result = evaluate_folders(q, r)
     assert result.keys == ["a", "b", "s/c"]
@@ -201,13 +193,8 @@ def test_raw_features_are_mean_pooled(tmp_path):
     ],
 )
 def test_bad_feature_file_is_a_clear_error(tmp_path, content, reason):
-    path = tmp_path / "bad.npy"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        np.save(path, content)
     with pytest.raises(FeatureError, match=reason):
-        load_vector(path)
+        load_vector(save_feature(tmp_path / "bad.npy", content))
 
 
 def test_bad_files_are_skipped_per_file(tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from helpers import sigkilled
 from test_index_helpers import model_args
 
 from clamp2_engine.cli import main
@@ -78,16 +78,11 @@ def test_sigkill_mid_batch_then_rerun(tmp_path, parity_dir, bench_dir):
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    try:
+    with sigkilled(proc):
         line = proc.stdout.readline()
         if not line.startswith("killable"):
             proc.kill()
             pytest.fail(f"the ingest did not reach its second batch: {line!r} {proc.stderr.read()[-2000:]}")
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     with open_store(StoreSpec(path=store)) as opened:
         assert opened.collection("k").count() == 4 + 5  # batch 1, and batch 2 less one piece
 
@@ -131,14 +126,9 @@ def test_sigkill_during_the_index_build_then_reopen_and_rebuild(tmp_path):
 
     store = tmp_path / "edge"
     proc = subprocess.Popen([sys.executable, "-c", BUILDER, str(store)], stdout=subprocess.PIPE, text=True)
-    try:
+    with sigkilled(proc):
         assert proc.stdout.readline().strip() == "indexing"
         time.sleep(1.0)  # well inside a build of several seconds
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     with open_store(StoreSpec(path=store)) as opened:
         coll = opened.collection("big")
         assert coll.count() == 50_000 and coll.count(vector="abc") == 50_000

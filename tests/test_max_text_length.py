@@ -96,7 +96,8 @@ def test_a_too_long_window_is_one_clear_line(parity_dir, long_text, tmp_path):
 
 
 def test_a_checkpoint_trained_with_max_text_length_16_needs_no_flag(parity_dir, long_text, tmp_path):
-    from clamp2_engine.train.config import CLaMP2Options, LoopConfig
+    from tiny_train import tiny_clamp2, tiny_loop
+
     from clamp2_engine.train.run import run_clamp2
 
     root = tmp_path / "pairs"
@@ -109,26 +110,8 @@ def test_a_checkpoint_trained_with_max_text_length_16_needs_no_flag(parity_dir, 
             json.dumps({"summary_en": f"piece number {i} {path.stem}", "filepaths": [f"abc/{path.name}"]})
         )
     (root / "items.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    loop = LoopConfig(
-        out=tmp_path / "run",
-        max_steps=2,
-        batch_size=3,
-        warmup_steps=1,
-        eval_split=0.0,
-        progress=False,
-        device="cpu",
-    )
-    opts = CLaMP2Options(
-        items=root / "items.jsonl",
-        text_model=str(parity_dir / "text_model"),
-        hidden_size=32,
-        num_layers=1,
-        patch_length=16,
-        text_hidden_size=64,
-        text_layers=1,
-        embed_dim=32,
-        max_text_length=16,
-    )
+    loop = tiny_loop(tmp_path / "run", max_steps=2, batch_size=3, warmup_steps=1, eval_split=0.0)
+    opts = tiny_clamp2(root / "items.jsonl", parity_dir, text_hidden_size=64, max_text_length=16)
     run_clamp2(loop, opts)
     ckpt = tmp_path / "run" / "latest.pth"
     saved = load_checkpoint(ckpt)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import save_feature
 
 from clamp2_engine import probe as P
 from clamp2_engine.cli import main
@@ -72,11 +73,7 @@ def test_label_missing_is_an_error(name):
     ],
 )
 def test_wrong_feature_file_is_a_clear_error(tmp_path, content, reason):
-    path = tmp_path / "jazz_bad.npy"
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        np.save(path, content)
+    path = save_feature(tmp_path / "jazz_bad.npy", content)
     with pytest.raises(P.FeatureError, match=reason):
         P.load_feature(path)
     files, errors = P.scan_features([tmp_path])

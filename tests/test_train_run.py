@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from tiny_train import tiny_clamp2, tiny_loop
 
 from clamp2_engine.checkpoints import load_checkpoint
 from clamp2_engine.cli import main
-from clamp2_engine.train.config import CLaMP2Options, LoopConfig
 from clamp2_engine.train.run import run_clamp2
 
 REFERENCE_KEYS = {"model", "optimizer", "lr_sched", "epoch", "best_epoch", "min_eval_loss"}
@@ -195,8 +195,8 @@ def test_checkpoints_have_the_reference_layout_and_load_in_embed(
 
 
 def _run(out: Path, items: Path, parity_dir: Path, steps: int, resume: bool = False) -> dict:
-    loop = LoopConfig(
-        out=out,
+    loop = tiny_loop(
+        out,
         max_steps=steps,
         batch_size=4,
         lr=2e-3,
@@ -205,20 +205,8 @@ def _run(out: Path, items: Path, parity_dir: Path, steps: int, resume: bool = Fa
         eval_split=0.25,
         dropout=0.0,
         resume=resume,
-        progress=False,
-        device="cpu",
     )
-    opts = CLaMP2Options(
-        items=items,
-        text_model=str(parity_dir / "text_model"),
-        hidden_size=32,
-        num_layers=1,
-        patch_length=16,
-        text_hidden_size=32,
-        text_layers=1,
-        embed_dim=32,
-    )
-    return run_clamp2(loop, opts)
+    return run_clamp2(loop, tiny_clamp2(items, parity_dir))
 
 
 @pytest.mark.slow

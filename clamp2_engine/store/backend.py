@@ -37,6 +37,16 @@ class Search:
 Scored = tuple[str, float, dict[str, Any]]  # point id, score, payload
 
 
+@dataclass(frozen=True)
+class Scroll:
+    """What a scroll reads: the points matching ``filters``, ``page`` at a time."""
+
+    filters: Filters | None = None
+    payload: Payload = True
+    vectors: bool = False
+    page: int = 1024
+
+
 class Backend(ABC):
     """A store of named collections."""
 
@@ -75,16 +85,19 @@ class Backend(ABC):
     def count(self, name: str, filters: Filters | None = None, vector: str | None = None) -> int:
         """Points matching ``filters`` (and having vector ``vector``), exactly."""
 
-    @abstractmethod
-    def scroll(
-        self,
-        name: str,
-        filters: Filters | None = None,
-        payload: Payload = True,
-        vectors: bool = False,
-        page: int = 1024,
-    ) -> Iterator[list[Point]]:
+    def scroll(self, name: str, request: Scroll) -> Iterator[list[Point]]:
         """Every matching point, a page at a time."""
+        offset = None
+        while True:
+            points, offset = self.scroll_page(name, request, offset)
+            if points:
+                yield points
+            if offset is None:
+                return
+
+    @abstractmethod
+    def scroll_page(self, name: str, request: Scroll, offset: Any) -> tuple[list[Point], Any]:
+        """One page from ``offset`` (``None``: the start) and the next page's offset (``None``: the end)."""
 
     @abstractmethod
     def retrieve(

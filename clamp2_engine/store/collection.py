@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreError, StoreInUseError
-from clamp2_engine.store.backend import Backend, Search
+from clamp2_engine.store.backend import Backend, Scroll, Search
 from clamp2_engine.store.filters import Filters, exact, parse_filters, present
 from clamp2_engine.store.schema import (
     INDEXED_KEYS,
@@ -206,7 +206,7 @@ class Collection:
         vectors: bool = False,
         page: int = 1024,
     ) -> Iterator[list[Point]]:
-        return self.backend.scroll(self.name, filters, payload, vectors, page)
+        return self.backend.scroll(self.name, Scroll(filters, payload, vectors, page))
 
     def unit_states(self, corpus: str) -> dict[str, UnitState]:
         """Every unit of ``corpus`` in the collection: its points and content hashes."""

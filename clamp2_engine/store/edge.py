@@ -13,14 +13,14 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import qdrant_edge as qe
 
 from clamp2_engine.errors import CollectionNotFoundError, StoreError, StoreInUseError
-from clamp2_engine.store.backend import Backend, Payload, Scored, Search
+from clamp2_engine.store.backend import Backend, Payload, Scored, Scroll, Search
 from clamp2_engine.store.filters import Filters, translate
 from clamp2_engine.store.schema import Point
 from clamp2_engine.store.spec import StoreSpec, is_local_mode_folder
@@ -169,28 +169,17 @@ class EdgeBackend(Backend):
     def count(self, name: str, filters: Filters | None = None, vector: str | None = None) -> int:
         return self.shard(name).count(qe.CountRequest(exact=True, filter=to_filter(filters, vector)))
 
-    def scroll(
-        self,
-        name: str,
-        filters: Filters | None = None,
-        payload: Payload = True,
-        vectors: bool = False,
-        page: int = 1024,
-    ) -> Iterator[list[Point]]:
-        shard, offset = self.shard(name), None
-        while True:
-            request = qe.ScrollRequest(
+    def scroll_page(self, name: str, request: Scroll, offset: Any) -> tuple[list[Point], Any]:
+        records, offset = self.shard(name).scroll(
+            qe.ScrollRequest(
                 offset=offset,
-                limit=page,
-                filter=to_filter(filters),
-                with_payload=_with(payload),
-                with_vector=vectors,
+                limit=request.page,
+                filter=to_filter(request.filters),
+                with_payload=_with(request.payload),
+                with_vector=request.vectors,
             )
-            records, offset = shard.scroll(request)
-            if records:
-                yield [_point(r) for r in records]
-            if offset is None:
-                return
+        )
+        return [_point(r) for r in records], offset
 
     def retrieve(
         self, name: str, ids: Sequence[str], payload: Payload = True, vectors: bool = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,7 +13,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from clamp2_engine.errors import StoreError, StoreInUseError, StoreUnreachableError
-from clamp2_engine.store.backend import Backend, Payload, Scored, Search
+from clamp2_engine.store.backend import Backend, Payload, Scored, Scroll, Search
 from clamp2_engine.store.filters import Filters, translate
 from clamp2_engine.store.schema import META_KEY, RECORD_ID, Point
 from clamp2_engine.store.spec import MEMORY, StoreSpec, redact_url
@@ -157,33 +157,21 @@ class ServerBackend(Backend):
             n -= 1  # the reserved record point
         return n
 
-    def scroll(
-        self,
-        name: str,
-        filters: Filters | None = None,
-        payload: Payload = True,
-        vectors: bool = False,
-        page: int = 1024,
-    ) -> Iterator[list[Point]]:
-        offset = None
-        while True:
-            records, offset = self.client.scroll(
-                name,
-                scroll_filter=to_filter(filters),
-                limit=page,
-                offset=offset,
-                with_payload=payload,
-                with_vectors=vectors,
-            )
-            points = [
-                Point(str(r.id), dict(r.vector) if isinstance(r.vector, dict) else {}, dict(r.payload or {}))
-                for r in records
-                if str(r.id) != RECORD_ID
-            ]
-            if points:
-                yield points
-            if offset is None:
-                return
+    def scroll_page(self, name: str, request: Scroll, offset: Any) -> tuple[list[Point], Any]:
+        records, offset = self.client.scroll(
+            name,
+            scroll_filter=to_filter(request.filters),
+            limit=request.page,
+            offset=offset,
+            with_payload=request.payload,
+            with_vectors=request.vectors,
+        )
+        points = [
+            Point(str(r.id), dict(r.vector) if isinstance(r.vector, dict) else {}, dict(r.payload or {}))
+            for r in records
+            if str(r.id) != RECORD_ID
+        ]
+        return points, offset
 
     def retrieve(
         self, name: str, ids: Sequence[str], payload: Payload = True, vectors: bool = False

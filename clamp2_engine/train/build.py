@@ -6,6 +6,7 @@ Fresh weights follow the reference: transformers' own initialisation for BERT / 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -205,13 +206,7 @@ def build_clamp2_model(
     base = infer_m3_config(m3_state) if m3_state is not None else None
     music = m3_config(*music_sizes, base=base)
     if base is not None:  # the decoder is not part of CLaMP 2; keep its default so configs compare equal
-        music = M3Config(
-            hidden_size=music.hidden_size,
-            num_layers=music.num_layers,
-            patch_size=music.patch_size,
-            patch_length=music.patch_length,
-            type_vocab_size=music.type_vocab_size,
-        )
+        music = dataclasses.replace(music, decoder_layers=M3Config.decoder_layers, alphabet=M3Config.alphabet)
     overrides = opts.text_overrides()
     pretrained = None if overrides or not _has_weights(text_spec) else _pretrained_text(text_spec)
     text = text_config(pretrained.config if pretrained is not None else hf_config, overrides)

@@ -194,11 +194,9 @@ def collate_m3(batch: list[dict[str, Any]]) -> dict[str, Any]:
     patches, masks = pad_stack([b["patches"] for b in batch], PAD_ID)
     targets, _ = pad_stack([b["targets"] for b in batch], PAD_ID)
     selection, _ = pad_stack([b["selection"] for b in batch], 0)
-    return {
-        "patches": patches,
-        "masks": masks,
-        "selection": selection,
-        "targets": targets,
-        "errors": [e for b in batch for e in b["errors"]],
-        "size": len(batch),
-    }
+    return batch_of(batch, patches=patches, masks=masks, selection=selection, targets=targets)
+
+
+def batch_of(samples: list[dict[str, Any]], **tensors: torch.Tensor) -> dict[str, Any]:
+    """A collated batch: ``tensors``, the samples' errors, and how many samples it holds."""
+    return {**tensors, "errors": [e for s in samples for e in s["errors"]], "size": len(samples)}

@@ -19,6 +19,7 @@ from clamp2_engine.paths import UnsafePathError, safe_join
 from clamp2_engine.text import dedupe_lines
 from clamp2_engine.train.data import (
     EpochDataset,
+    batch_of,
     crop,
     music_ids,
     pad_stack,
@@ -192,11 +193,4 @@ class PairCollate:
     def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
         text, text_masks = pad_stack([b["text"] for b in batch], self.text_pad_id)
         music, music_masks = pad_stack([b["music"] for b in batch], 0)
-        return {
-            "text": text,
-            "text_masks": text_masks,
-            "music": music,
-            "music_masks": music_masks,
-            "errors": [e for b in batch for e in b["errors"]],
-            "size": len(batch),
-        }
+        return batch_of(batch, text=text, text_masks=text_masks, music=music, music_masks=music_masks)
