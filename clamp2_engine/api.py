@@ -20,7 +20,8 @@ Items = str | os.PathLike | Sequence[str | os.PathLike]
 class EncodeOptions(TypedDict, total=False):
     """Keyword options of :meth:`CLaMP2.encode_music` / :meth:`CLaMP2.encode_text`."""
 
-    batch_size: int | None  # windows per forward pass (default: the model's)
+    batch_size: int | None  # windows per forward pass at most (default: as the token budget allows)
+    max_batch_tokens: int | None  # padded positions per forward pass (default: the model's)
     show_progress: bool | None  # a progress bar (default: only for long work)
     normalize: bool | None  # the old, deprecated name of ``pooled``
 
@@ -61,7 +62,8 @@ class CLaMP2:
         onnx_dir: str | os.PathLike | None = None,
         load_music: bool = True,
         load_text: bool = True,
-        batch_size: int = 16,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
         kind: str | None = None,
         max_text_length: int | None = None,
     ) -> CLaMP2:
@@ -70,7 +72,9 @@ class CLaMP2:
 
         ``load_music`` / ``load_text`` pick the towers (a text search needs only the text tower).
         ``max_text_length``: text tokens per window (the reference's MAX_TEXT_LENGTH); default: what the
-        checkpoint records, else 128. ``backend="onnx"`` serves graphs exported by ``clamp2-engine export
+        checkpoint records, else 128. ``max_batch_tokens``: padded positions (patches or tokens) per forward
+        pass, default tuned per device and dtype; ``batch_size``: windows per pass at most (default: no limit
+        but the budget). ``backend="onnx"`` serves graphs exported by ``clamp2-engine export
         onnx`` from ``onnx_dir``.
         """
         from clamp2_engine.loading import load_encoder
@@ -85,6 +89,7 @@ class CLaMP2:
             load_music=load_music,
             load_text=load_text,
             batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
             kind=kind,
             max_text_length=max_text_length,
         )
@@ -107,6 +112,7 @@ class CLaMP2:
             pooled,
             options.get("batch_size"),
             options.get("show_progress"),
+            options.get("max_batch_tokens"),
         )
         if single:
             return feats[0]

@@ -14,12 +14,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from clamp2_engine.errors import first_line
-from clamp2_engine.models.config import CLaMP2Config, M3Config, TextConfig
+
+if TYPE_CHECKING:  # torch and the model configs load only when a checkpoint is read (a search served by
+    # ONNX Runtime imports this module for its names and errors, and never needs torch)
+    import torch
+
+    from clamp2_engine.models.config import CLaMP2Config, M3Config, TextConfig
 
 DEFAULT_TEXT_MODEL = "FacebookAI/xlm-roberta-base"
 DEMO_SHA256 = (
@@ -202,19 +205,44 @@ def _hub_file(spec: str, known: KnownCheckpoint) -> Path:
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
+SHA_CACHE_FILE = "sha256-cache.json"
+SHA_CACHE_ENTRIES = 256
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, cached per (path, size, mtime)."""
+    """SHA-256 of a file, remembered per (path, size, mtime) in this process and in the data folder's
+    ``sha256-cache.json`` (a 1.5 GB checkpoint takes a second to hash; a search should not pay that)."""
+    import json
+
+    from clamp2_engine.paths import atomic_write_text, data_dir
+
     st = os.stat(path)
-    key = (os.fspath(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
+    resolved = os.fspath(Path(path).resolve())
+    key = (resolved, st.st_size, st.st_mtime_ns)
+    if key in _SHA_CACHE:
+        return _SHA_CACHE[key]
+    store = data_dir() / SHA_CACHE_FILE
+    try:
+        known = json.loads(store.read_text(encoding="utf-8"))
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    entry = known.get(resolved)
+    if isinstance(entry, list) and entry[:2] == [st.st_size, st.st_mtime_ns] and len(entry) == 3:
+        _SHA_CACHE[key] = entry[2]
+        return entry[2]
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    _SHA_CACHE[key] = digest = h.hexdigest()
+    known[resolved] = [st.st_size, st.st_mtime_ns, digest]
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(store, json.dumps(dict(list(known.items())[-SHA_CACHE_ENTRIES:])))
+    except OSError:  # a read-only data folder: hashed again next time
+        pass
+    return digest
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -222,6 +250,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     A bare state dict is wrapped as ``{'model': state_dict}``.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -277,6 +307,8 @@ def infer_m3_config(
     decoder_prefix: str | None = "decoder.base.transformer.h.",
 ) -> M3Config:
     """M3 sizes from tensor shapes under ``prefix`` (``encoder.`` or ``music_model.``)."""
+    from clamp2_engine.models.config import M3Config
+
     hidden, features = _shape(state_dict, prefix + "patch_embedding.weight")
     alphabet = 128
     if features % alphabet:
@@ -300,6 +332,8 @@ def infer_text_config(
     state_dict: dict[str, torch.Tensor], hf_config: Any = None, prefix: str = "text_model."
 ) -> TextConfig:
     """XLM-R sizes from tensor shapes; head count and pad id from ``hf_config`` when consistent."""
+    from clamp2_engine.models.config import TextConfig
+
     vocab, hidden = _shape(state_dict, prefix + "embeddings.word_embeddings.weight")
     positions = _shape(state_dict, prefix + "embeddings.position_embeddings.weight")[0]
     types = _shape(state_dict, prefix + "embeddings.token_type_embeddings.weight")[0]
@@ -326,6 +360,8 @@ def infer_text_config(
 def infer_clamp2_config(
     state_dict: dict[str, torch.Tensor], hf_text_config: Any = None, max_text_length: int = 128
 ) -> CLaMP2Config:
+    from clamp2_engine.models.config import CLaMP2Config
+
     music = infer_m3_config(state_dict, CLAMP2_PREFIX, decoder_prefix=None)
     text = infer_text_config(state_dict, hf_text_config)
     embed_dim = _shape(state_dict, "music_proj.weight")[0]
@@ -343,6 +379,8 @@ def save_checkpoint(
     **extra: Any,
 ) -> Path:
     """Write a checkpoint in the reference layout, atomically (temporary file then rename)."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     obj = {

@@ -1,4 +1,4 @@
-"""Batched embedding: inputs -> ids -> windows -> length-sorted, dynamically padded batches -> features.
+"""Batched embedding: inputs -> ids -> windows -> length-sorted batches within a token budget -> features.
 
 The one path from text or music to a vector, shared by ``embed``, ``ingest``, ``search``, evaluation and
 every backend. Windowing and recombination follow the reference extractors exactly:
@@ -6,6 +6,11 @@ every backend. Windowing and recombination follow the reference extractors exact
 - windows ``[0:S], [S:2S], ...`` with the last replaced by the last ``S`` positions;
 - pooled: the windows' pooled features averaged with weights ``[S]*full + [len % S]``;
 - raw: the windows' real hidden states concatenated, the last cut to its last ``len % S`` rows.
+
+Windows are sorted longest first and cut into batches that hold at most ``max_batch_tokens`` padded
+positions (patches or tokens) each, as the fastest embedding libraries batch: a pass of many short windows
+costs what one long window costs, and no pass is larger than the device runs well (see
+:meth:`Runtime.batch_tokens`). A window longer than the budget runs alone.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from clamp2_engine.types import MODEL_MUSIC_SUFFIXES, TEXT_SUFFIXES
 MUSIC_SUFFIXES = MODEL_MUSIC_SUFFIXES  # names kept for callers
 MAX_INPUT_BYTES = 32 * 1024 * 1024
 PROGRESS_MIN_WINDOWS = 256
+MAX_WINDOWS = 1024  # windows per pass at most, whatever the budget
 
 
 class InputError(ValueError):
@@ -90,6 +96,18 @@ def combine_raw(hidden: list[np.ndarray], length: int, size: int) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
+def plan_batches(lengths: Sequence[int], max_tokens: int, max_windows: int = MAX_WINDOWS) -> list[slice]:
+    """Cut windows sorted longest first (``lengths``) into consecutive batches of at most ``max_tokens``
+    padded positions (a batch pads to its first, longest window) and at most ``max_windows`` windows."""
+    batches, start = [], 0
+    while start < len(lengths):
+        per_window = max(1, lengths[start])
+        size = max(1, min(max_windows, max_tokens // per_window, len(lengths) - start))
+        batches.append(slice(start, start + size))
+        start += size
+    return batches
+
+
 class Encoder:
     """Turns items into features with any :class:`Runtime`; sizes come from the loaded model."""
 
@@ -102,7 +120,8 @@ class Encoder:
         patch_length: int,
         max_text_length: int = 128,
         strip_unit_length: bool = False,
-        batch_size: int = 16,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
     ):
         self.runtime = runtime
         self.tokenizer = tokenizer
@@ -110,7 +129,8 @@ class Encoder:
         self.patch_length = patch_length
         self.max_text_length = max_text_length
         self.strip_unit_length = strip_unit_length  # the M3 extractor drops "L:1/8\n" from ABC
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # windows per pass at most (None: as many as the budget allows)
+        self.max_batch_tokens = max_batch_tokens  # None: the runtime's default for its device and dtype
 
     # -- preparation (per item; raises InputError / ValueError for that item) --
     def prepare_music(self, item: str | os.PathLike) -> np.ndarray:
@@ -133,6 +153,10 @@ class Encoder:
         return np.asarray(self.tokenizer(joined)["input_ids"], dtype=np.int64)
 
     # -- batched forward --
+    def budget(self, modality: str, max_batch_tokens: int | None = None) -> int:
+        """Padded positions per forward pass: the argument, else the encoder's, else the runtime's default."""
+        return max(1, max_batch_tokens or self.max_batch_tokens or self.runtime.batch_tokens(modality))
+
     def features(
         self,
         modality: str,
@@ -140,6 +164,7 @@ class Encoder:
         normalize: bool = True,
         batch_size: int | None = None,
         show_progress: bool | None = None,
+        max_batch_tokens: int | None = None,
     ) -> list[np.ndarray]:
         """Features for already-prepared id arrays, in input order (pooled ``[D]`` or raw ``[len, H]``)."""
         if modality == "music":
@@ -149,18 +174,20 @@ class Encoder:
             pad = self.tokenizer.pad_token_id if self.tokenizer is not None else 1
         else:
             raise ValueError(f"unknown modality {modality!r}")
-        bs = max(1, batch_size or self.batch_size)
         jobs = [
             (i, w, s, e) for i, ids in enumerate(prepared) for w, (s, e) in enumerate(windows(len(ids), size))
         ]
-        jobs.sort(
-            key=lambda j: j[3] - j[2], reverse=True
-        )  # longest first: padding is minimal, OOM shows early
+        jobs.sort(key=lambda j: j[3] - j[2], reverse=True)  # longest first: least padding, OOM shows early
+        plan = plan_batches(
+            [e - s for _, _, s, e in jobs],
+            self.budget(modality, max_batch_tokens),
+            batch_size or self.batch_size or MAX_WINDOWS,
+        )
         outputs: list[list[np.ndarray | None]] = [[None] * len(windows(len(ids), size)) for ids in prepared]
         show = len(jobs) >= PROGRESS_MIN_WINDOWS if show_progress is None else show_progress
         with progress_bar(f"embedding {modality}", len(jobs), enabled=show) as advance:
-            for start in range(0, len(jobs), bs):
-                chunk = jobs[start : start + bs]
+            for part in plan:
+                chunk = jobs[part]
                 longest = chunk[0][3] - chunk[0][2]
                 first = prepared[chunk[0][0]]
                 batch = np.full((len(chunk), longest, *first.shape[1:]), pad, dtype=np.int64)
@@ -187,7 +214,8 @@ class Encoder:
         normalize: bool = True,
         batch_size: int | None = None,
         show_progress: bool | None = None,
+        max_batch_tokens: int | None = None,
     ) -> list[np.ndarray]:
         prepare = self.prepare_music if modality == "music" else self.prepare_text
         prepared = [prepare(item) for item in items]
-        return self.features(modality, prepared, normalize, batch_size, show_progress)
+        return self.features(modality, prepared, normalize, batch_size, show_progress, max_batch_tokens)

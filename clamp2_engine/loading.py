@@ -134,7 +134,8 @@ def torch_encoder(
     dtype: str = "fp32",
     load_music: bool = True,
     load_text: bool = True,
-    batch_size: int = 16,
+    batch_size: int | None = None,
+    max_batch_tokens: int | None = None,
     kind: str | None = None,
     max_text_length: int | None = None,
     onnx_dir: str | os.PathLike | None = None,
@@ -160,6 +161,7 @@ def torch_encoder(
         max_text_length=ident.max_text_length or DEFAULT_MAX_TEXT_LENGTH,
         strip_unit_length=ident.kind == "m3",
         batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
     )
     return encoder, ident
 

@@ -68,15 +68,25 @@ def test_cli_reproduces_reference(parity_dir, cli_outputs, kind, sub):
         assert cosine(got, exp) >= MIN_COSINE, exp_path.name
 
 
-@pytest.mark.parametrize("batch_size", [1, 16])
+# every way of cutting windows into passes: one window a pass, a fixed count, a token budget smaller than
+# a long piece (its windows land in different passes, short ones share a pass), and one pass for everything
+BATCHINGS = {
+    "one-window": {"batch_size": 1},
+    "16-windows": {"batch_size": 16},
+    "budget-40": {"max_batch_tokens": 40},
+    "budget-huge": {"max_batch_tokens": 1 << 20},
+}
+
+
+@pytest.mark.parametrize("batching", list(BATCHINGS))
 @pytest.mark.parametrize(("kind", "sub"), CASES)
-def test_api_reproduces_reference(parity_dir, clamp2, m3, kind, sub, batch_size):
+def test_api_reproduces_reference(parity_dir, clamp2, m3, kind, sub, batching):
     model = m3 if kind == "m3" else clamp2
     expected = expected_files(parity_dir, kind, sub)
     inputs = [input_for(parity_dir, sub, e) for e in expected]
     normalize = kind == "clamp2_normalized"
     encode = model.encode_text if sub == "txt" else model.encode_music
-    feats = encode(inputs, pooled=normalize, batch_size=batch_size)
+    feats = encode(inputs, pooled=normalize, **BATCHINGS[batching])
     for exp_path, feat in zip(expected, feats, strict=True):
         exp = np.load(exp_path)
         assert feat[None].shape == exp.shape, exp_path.name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clamp2_engine.encoder import combine_pooled, combine_raw, windows
+from clamp2_engine.encoder import combine_pooled, combine_raw, plan_batches, windows
 from clamp2_engine.patches import (
     encode_patches,
     ids_to_patch,
@@ -85,6 +85,25 @@ def test_recombination_weights_and_raw_cut():
     parts = [np.arange(4)[:, None], np.arange(1, 5)[:, None]]
     assert combine_raw(parts, 5, 4).ravel().tolist() == [0, 1, 2, 3, 4]
     assert combine_raw(parts, 8, 4).ravel().tolist() == [0, 1, 2, 3, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("lengths", "budget", "cap", "sizes"),
+    [
+        ([512, 512, 512], 1024, 64, [2, 1]),  # two full windows a pass
+        ([512, 100, 90, 10], 1024, 64, [2, 2]),  # a pass pads to its first (longest) window
+        ([600, 300], 256, 64, [1, 1]),  # a window over the budget runs alone
+        ([10] * 10, 1 << 20, 4, [4, 4, 2]),  # the window cap
+        ([0, 0], 8, 64, [2]),  # empty windows still count one position each
+        ([], 8, 64, []),
+    ],
+)
+def test_token_budget_batches(lengths, budget, cap, sizes):
+    plan = plan_batches(lengths, budget, cap)
+    assert [p.stop - p.start for p in plan] == sizes
+    assert [i for p in plan for i in range(p.start, p.stop)] == list(range(len(lengths)))
+    for p in plan:
+        assert p.stop - p.start == 1 or (p.stop - p.start) * max(1, lengths[p.start]) <= budget
 
 
 def test_text_lines_deduplicated_in_first_occurrence_order():

@@ -493,3 +493,37 @@ def test_migrate_an_old_local_mode_folder(store, tmp_path):
     assert [h["score"] for h in got] == pytest.approx([h["score"] for h in want], abs=1e-5)
     clear = [h["id"] for h in want if h["score"] > want[-1]["score"] + 1e-4]  # ties may come in either order
     assert [h["id"] for h in got][: len(clear)] == clear
+
+
+def test_a_cached_onnx_export_serves_search_without_torch(store, parity_dir, tmp_path):
+    """`export onnx` without --out fills the model cache; search then runs on ONNX Runtime (no torch, no
+    transformers imported) with the same hits and scores as PyTorch."""
+    import os
+
+    path, _ = store
+    args = ["search", QUERY, "-c", "music", "--qdrant-path", path, "--json", "-k", "5"]
+    torch_hits = hits_of(run(*args, "--backend", "torch"))
+    res = run("export", "onnx", *model_args(parity_dir), "--json")
+    assert res.exit_code == 0, res.output
+    cache = Path(json.loads(res.stdout)["out"])
+    assert cache.parent.name == "onnx" and (cache / "manifest.json").is_file()
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        from click.testing import CliRunner
+        from clamp2_engine.cli import main
+        res = CliRunner().invoke(main, sys.argv[1:], catch_exceptions=False)
+        print(json.dumps({"out": res.stdout, "code": res.exit_code,
+                          "torch": "torch" in sys.modules, "transformers": "transformers" in sys.modules}))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *map(str, args)], capture_output=True, text=True, env=dict(os.environ)
+    )
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0, proc.stderr[-2000:]
+    assert not report["torch"] and not report["transformers"]
+    onnx_hits = [json.loads(line) for line in report["out"].splitlines() if line.strip()]
+    assert [h["id"] for h in onnx_hits] == [h["id"] for h in torch_hits]
+    for got, want in zip(onnx_hits, torch_hits, strict=True):
+        assert got["score"] == pytest.approx(want["score"], abs=1e-5)

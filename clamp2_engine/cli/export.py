@@ -32,7 +32,14 @@ def export() -> None:
     help="Folder (or Hub name) with the XLM-R config and tokenizer; default: FacebookAI/xlm-roberta-base. "
     "Env: CLAMP2_TEXT_MODEL.",
 )
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder to write; default: the model cache in the data folder, which search and serve then use "
+    "by themselves for this model's collections (fast start, no torch import).",
+)
 @click.option(
     "--fp16", is_flag=True, help="Half-precision weights (inputs stay int64, outputs float32); for GPUs."
 )
@@ -47,7 +54,7 @@ def export() -> None:
 def onnx(
     model: str | None,
     text_model: str | None,
-    out: str,
+    out: str | None,
     fp16: bool,
     opset: int,
     no_fuse: bool,
@@ -58,7 +65,8 @@ def onnx(
 ) -> None:
     """Write music.onnx and text.onnx (CLaMP 2) or music.onnx (M3), plus the tokenizer, into --out.
 
-    Serve them with `--backend onnx --onnx-dir OUT` on embed, ingest and search.
+    Serve them with `--backend onnx --onnx-dir OUT` on embed, ingest and search. Without --out the graphs
+    go to the model cache, and `search` / `serve` use them for every collection this model made.
     """
     from rich.console import Console
 

@@ -118,9 +118,9 @@ def fail(exc: BaseException) -> click.ClickException:
     return click.ClickException(first_line(exc))
 
 
-def model_options(batch_size: int = 16) -> Callable:
-    """Decorator adding --model, --text-model, --device, --dtype, --backend, --onnx-dir, --batch-size,
-    --max-text-length."""
+def model_options() -> Callable:
+    """Decorator adding --model, --text-model, --device, --dtype, --backend, --onnx-dir, --max-batch-tokens,
+    --batch-size, --max-text-length."""
 
     def decorate(f: Callable) -> Callable:
         opts = [
@@ -157,9 +157,9 @@ def model_options(batch_size: int = 16) -> Callable:
             click.option(
                 "--backend",
                 type=click.Choice(BACKEND_CHOICES),
-                default="torch",
-                show_default=True,
-                help="Inference runtime.",
+                default=None,
+                help="Inference runtime; default: torch, except that search and serve use the model's "
+                "cached ONNX export (`export onnx` without --out) when there is one.",
             ),
             click.option(
                 "--onnx-dir",
@@ -168,11 +168,17 @@ def model_options(batch_size: int = 16) -> Callable:
                 help="Folder written by `export onnx` (with --backend onnx).",
             ),
             click.option(
+                "--max-batch-tokens",
+                type=click.IntRange(1, 1 << 24),
+                default=None,
+                help="Padded positions (patches or tokens) per forward pass; default: tuned per device and "
+                "dtype (1024 on CPU at fp32, 16384 or more on a GPU).",
+            ),
+            click.option(
                 "--batch-size",
                 type=click.IntRange(1, 4096),
-                default=batch_size,
-                show_default=True,
-                help="Windows per forward pass.",
+                default=None,
+                help="Windows per forward pass at most; default: as many as --max-batch-tokens allows.",
             ),
             max_text_length_option,
         ]
@@ -191,6 +197,7 @@ MODEL_OPTION_NAMES = (
     "backend",
     "onnx_dir",
     "batch_size",
+    "max_batch_tokens",
     "max_text_length",
 )
 
@@ -221,7 +228,8 @@ def open_model(
             onnx_dir=options.get("onnx_dir"),
             load_music=load_music,
             load_text=load_text,
-            batch_size=options.get("batch_size") or 16,
+            batch_size=options.get("batch_size"),
+            max_batch_tokens=options.get("max_batch_tokens"),
             kind=kind,
             max_text_length=options.get("max_text_length"),
         )

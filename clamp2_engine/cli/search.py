@@ -93,7 +93,7 @@ class Searcher:
         if not text or not text.strip():
             raise click.UsageError("give a QUERY text or --music FILE")
         model = self.model("text")
-        threads = _query_threads() if (self.options.get("backend") or "torch") == "torch" else None
+        threads = _query_threads() if model.encoder.runtime.backend == "torch" else None
         with _torch_threads(threads):
             return model.encode_text(text)
 

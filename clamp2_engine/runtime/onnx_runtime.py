@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from clamp2_engine.errors import first_line
-from clamp2_engine.runtime.base import Runtime
+from clamp2_engine.runtime.base import BATCH_TOKENS, Runtime
+from clamp2_engine.runtime.tokenizer import TokenizerFile
 
 MUSIC_FILE = "music.onnx"
 TEXT_FILE = "text.onnx"
@@ -138,10 +139,17 @@ def tokenizer_fingerprint(tokenizer) -> dict[str, str]:
 class OnnxRuntime(Runtime):
     """Music and text forward passes on ONNX Runtime sessions (either may be ``None``)."""
 
+    backend = "onnx"
+
     def __init__(self, music_session=None, text_session=None, kind: str = "clamp2"):
         self.music_session, self.text_session, self.kind = music_session, text_session, kind
         self.has_music = music_session is not None
         self.has_text = text_session is not None and kind == "clamp2"
+
+    def batch_tokens(self, modality: str) -> int:
+        session = self.music_session if modality == "music" else self.text_session
+        on_gpu = session is not None and session.get_providers()[0] == CUDA
+        return BATCH_TOKENS[("cuda" if on_gpu else "cpu", "fp32")]
 
     @staticmethod
     def _run(session, names: tuple[str, str], ids: np.ndarray, masks: np.ndarray, output: str) -> np.ndarray:
@@ -164,6 +172,33 @@ class OnnxRuntime(Runtime):
         if not self.has_text:
             raise RuntimeError("this model has no text tower loaded")
         return self._run(self.text_session, ("ids", "masks"), ids, masks, "pooled" if pooled else "hidden")
+
+
+def export_cache_dir(checkpoint_sha256: str, precision: str = "fp32") -> Path:
+    """Where ``export onnx`` without ``--out`` writes a checkpoint's graphs, and where search and serve
+    look for them: ``<data dir>/onnx/<first 16 hex digits of its sha256>-<precision>``."""
+    from clamp2_engine.paths import data_dir
+
+    return data_dir() / "onnx" / f"{checkpoint_sha256[:16]}-{precision}"
+
+
+def cached_export(identity: dict[str, Any], tower: str = "text") -> Path | None:
+    """The cached fp32 export of the model ``identity`` describes when it holds ``tower``'s graph, serves
+    texts at least as long as the identity's windows, and onnxruntime is installed; else ``None``."""
+    import importlib.util
+
+    sha = identity.get("checkpoint_sha256")
+    if not sha or importlib.util.find_spec("onnxruntime") is None:
+        return None
+    folder = export_cache_dir(sha)
+    found = peek_identity(folder)
+    if not found or found.get("checkpoint_sha256") != sha:
+        return None
+    if not (folder / (TEXT_FILE if tower == "text" else MUSIC_FILE)).is_file():
+        return None
+    if tower == "text" and (found.get("max_text_length") or 128) < (identity.get("max_text_length") or 128):
+        return None
+    return folder
 
 
 def peek_identity(onnx_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -275,7 +310,8 @@ def onnx_encoder(
     device: str | None = None,
     load_music: bool = True,
     load_text: bool = True,
-    batch_size: int = 16,
+    batch_size: int | None = None,
+    max_batch_tokens: int | None = None,
     kind: str | None = None,
     providers: Sequence[Provider] | None = None,
     threads: int | None = None,
@@ -346,6 +382,7 @@ def onnx_encoder(
         max_text_length=identity["max_text_length"] or 128,
         strip_unit_length=identity["kind"] == "m3",
         batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
     )
     return encoder, ModelIdentity(**identity)
 
@@ -356,10 +393,14 @@ def load_onnx_model(cls, onnx_dir: str | os.PathLike | None, **kwargs: Any):
 
 
 def _load_tokenizer(root: Path, text_model: str | os.PathLike | None):
-    from transformers import AutoTokenizer
-
+    """The export's own tokenizer (by ``tokenizers``, without importing ``transformers``), or ``text_model``
+    by ``transformers``; the caller checks it against the graph either way."""
     spec = os.fspath(text_model) if text_model is not None else os.fspath(root / TOKENIZER_DIR)
     try:
+        if text_model is None and TokenizerFile.available(spec):
+            return TokenizerFile(spec), repr(spec)
+        from transformers import AutoTokenizer
+
         return AutoTokenizer.from_pretrained(spec), repr(spec)
     except Exception as exc:
         reason = first_line(exc, 200)

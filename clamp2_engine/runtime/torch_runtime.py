@@ -8,7 +8,7 @@ import torch
 from clamp2_engine.errors import first_line
 from clamp2_engine.models.clamp2 import CLaMP2Model, masked_mean
 from clamp2_engine.models.m3 import M3PatchEncoder
-from clamp2_engine.runtime.base import Runtime
+from clamp2_engine.runtime.base import BATCH_TOKENS, Runtime
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -30,6 +30,8 @@ def pick_device(device: str | None = None) -> torch.device:
 class TorchRuntime(Runtime):
     """Runs a :class:`CLaMP2Model` (either tower) or a bare :class:`M3PatchEncoder`."""
 
+    backend = "torch"
+
     def __init__(
         self,
         model: CLaMP2Model | M3PatchEncoder,
@@ -41,14 +43,20 @@ class TorchRuntime(Runtime):
         self.device = pick_device(str(device) if device is not None else None)
         if self.device.type == "cpu" and dtype == "fp16":
             raise ValueError("fp16 is not supported on CPU; use bf16 or fp32")
-        self.dtype = DTYPES[dtype]
+        self.dtype, self.dtype_name = DTYPES[dtype], dtype
         self.model = model.to(self.device, dtype=self.dtype).eval()
+        for module in self.model.modules():
+            if isinstance(module, M3PatchEncoder):
+                module.prepare_inference()
         if isinstance(model, M3PatchEncoder):
             self.kind, self.has_music, self.has_text = "m3", True, False
         else:
             self.kind = "clamp2"
             self.has_music = hasattr(model, "music_model")
             self.has_text = hasattr(model, "text_model")
+
+    def batch_tokens(self, modality: str) -> int:
+        return BATCH_TOKENS.get((self.device.type, self.dtype_name), BATCH_TOKENS[("cpu", "fp32")])
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
