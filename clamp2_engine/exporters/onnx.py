@@ -230,34 +230,56 @@ def trace(tower: Tower, path: Path, opset: int) -> None:
         )
 
 
-def postprocess(tower: Tower, path: Path, fuse: bool, fp16: bool):
-    """Fused transformer ops (ONNX Runtime's optimizer), optional fp16 weights with fp32/int64 I/O."""
+def postprocess(tower: Tower, path: Path, fuse: bool, precision: str):
+    """Fused transformer ops (ONNX Runtime's optimizer), then the precision: fp16 weights with fp32/int64
+    I/O, or int8 by ONNX Runtime's dynamic quantization (int8 weights of every MatMul, fused Attention and
+    embedding Gather; activations quantized per batch at run time)."""
     import onnx
 
     proto = onnx.load(os.fspath(path))
-    if not fuse and not fp16:
-        return proto
-    from onnxruntime.transformers.optimizer import optimize_model
+    if fuse:
+        from onnxruntime.transformers.optimizer import optimize_model
 
-    opt = (
-        optimize_model(
+        proto = optimize_model(
             proto,
             model_type="bert",
             num_heads=tower.num_heads,
             hidden_size=tower.hidden_size,
             opt_level=0,
             only_onnxruntime=False,
-        )
-        if fuse
-        else None
-    )
-    if fp16:
-        if opt is None:
-            from onnxruntime.transformers.onnx_model import OnnxModel
+        ).model
+    if precision == "fp16":
+        from onnxruntime.transformers.onnx_model import OnnxModel
 
-            opt = OnnxModel(proto)
-        opt.convert_float_to_float16(keep_io_types=True)
-    return opt.model
+        half = OnnxModel(proto)
+        half.convert_float_to_float16(keep_io_types=True)
+        return half.model
+    if precision == "int8":
+        return quantize_int8(proto, path.with_name(path.name + ".int8"))
+    return proto
+
+
+def quantize_int8(proto, scratch: Path):
+    """``proto`` with int8 weights (ONNX Runtime dynamic quantization, symmetric, per output channel)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if not any(o.domain == "com.microsoft" for o in proto.opset_import):  # the fused ops' domain
+        proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    try:
+        quantize_dynamic(
+            proto,
+            os.fspath(scratch),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            use_external_data_format=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # the fused ops' outputs
+        )
+        return onnx.load(os.fspath(scratch))
+    finally:
+        scratch.unlink(missing_ok=True)
+        for leftover in scratch.parent.glob(scratch.name + "*"):
+            leftover.unlink(missing_ok=True)
 
 
 def save_graph(proto, path: Path, metadata: dict[str, str]) -> None:
@@ -301,6 +323,7 @@ def export_onnx(
     text_model: str | os.PathLike | None = None,
     *,
     fp16: bool = False,
+    int8: bool = False,
     opset: int = DEFAULT_OPSET,
     fuse: bool = True,
     verify: bool = True,
@@ -326,7 +349,9 @@ def export_onnx(
         _check_free(Path(out).expanduser(), overwrite)
     log("loading the checkpoint")
     module, identity, tokenizer = load_for_export(model, text_model, max_text_length=max_text_length)
-    precision = "fp16" if fp16 else "fp32"
+    if fp16 and int8:
+        raise ValueError("choose fp16 or int8, not both")
+    precision = "fp16" if fp16 else "int8" if int8 else "fp32"
     out = (
         Path(out).expanduser()
         if out is not None
@@ -342,7 +367,7 @@ def export_onnx(
         raw = out / f".{tower.name}.{os.getpid()}.raw.onnx"
         try:
             trace(tower, raw, opset)
-            proto = postprocess(tower, raw, fuse, fp16)
+            proto = postprocess(tower, raw, fuse, precision)
         finally:
             raw.unlink(missing_ok=True)
         meta = {
