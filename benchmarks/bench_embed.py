@@ -37,7 +37,7 @@ def strategies(ckpt: Path, work: Path, onnx: bool) -> dict[str, E.Runner]:
     runners = {REFERENCE: E.reference(ckpt)}
     runners["engine torch fp32 (token budget 1024)"] = E.torch_engine(ckpt, "fp32")
     if torch.backends.mkldnn.is_available():
-        runners["engine torch bf16 (token budget 2048)"] = E.torch_engine(ckpt, "bf16")
+        runners["engine torch bf16 (token budget 1024)"] = E.torch_engine(ckpt, "bf16")
     if onnx:
         runners["engine onnxruntime fp32"] = E.onnx_engine(E.export(ckpt, work, "fp32"))
         runners["engine onnxruntime int8 (dynamic quantization)"] = E.onnx_engine(
@@ -141,6 +141,40 @@ def sweep(args, files, ckpt: Path) -> None:
     print(f"load {min(loads):.1f}-{max(loads):.1f}")
 
 
+def profile(ckpt: Path) -> str:
+    """Where a 512-patch music pass spends its time, per operator, at fp32 and bf16 (torch.profiler)."""
+    import torch
+    from torch.profiler import profile as torch_profile
+
+    from clamp2_engine import CLaMP2
+
+    rows, totals = {}, {}
+    for dtype in ("fp32", "bf16"):
+        model = CLaMP2.from_pretrained(ckpt, E.TEXT_MODEL, device="cpu", dtype=dtype, load_text=False)
+        run = model.encoder.runtime.music
+        patches = torch.randint(0, 128, (1, 512, 64)).numpy()
+        masks = torch.ones(1, 512, dtype=torch.long).numpy()
+        run(patches, masks, pooled=True)
+        with torch_profile() as prof:
+            run(patches, masks, pooled=True)
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        totals[dtype] = sum(e.self_cpu_time_total for e in events) / 1e3
+        for e in events[:5]:
+            rows.setdefault(e.key, {})[dtype] = e.self_cpu_time_total / 1e3
+    lines = [
+        [op, *(f"{t.get(d, 0):.0f} ({t.get(d, 0) / totals[d]:.0%})" for d in totals)]
+        for op, t in rows.items()
+    ]
+    lines.append(["all operators", *(f"{totals[d]:.0f}" for d in totals)])
+    return "\n".join(
+        [
+            "Where one 512-patch music pass spends its time (torch.profiler, self CPU milliseconds and share):",
+            "",
+            table(["operator", *totals], lines),
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=None, help="files per modality (default: all 60)")
@@ -149,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--no-process", action="store_true", help="skip the whole-process timings")
     ap.add_argument("--sweep", action="store_true", help="time token budgets instead")
+    ap.add_argument("--no-profile", action="store_true", help="skip the per-operator profile")
     ap.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = ap.parse_args(argv)
     files = E.corpus(args.limit)
@@ -160,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
         parts = [in_process(args, files, ckpt, work)]
         if not args.no_process:
             parts.append(processes(args, ckpt, work))
+        if not args.no_profile:
+            parts.append(profile(ckpt))
     finally:
         if args.work is None:  # the checkpoint and exports take a few GB
             shutil.rmtree(work, ignore_errors=True)

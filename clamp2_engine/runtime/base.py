@@ -6,12 +6,13 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-# Default token budgets per (device type, dtype), measured by benchmarks/bench_embed.py --sweep: on CPU a
-# pass of about two 512-patch windows runs fastest (larger ones fall out of cache); a GPU wants many.
+# Default token budgets per (device type, dtype), measured by benchmarks/bench_embed.py --sweep: a CPU is
+# compute-bound from a few hundred positions a pass, so larger passes only add padding and fall out of
+# cache (1024: two 512-patch windows, or many short ones); a GPU wants many windows a pass.
 BATCH_TOKENS: dict[tuple[str, str], int] = {
     ("cpu", "fp32"): 1024,
-    ("cpu", "bf16"): 2048,
-    ("cpu", "int8"): 2048,
+    ("cpu", "bf16"): 1024,
+    ("cpu", "int8"): 1024,
     ("cuda", "fp32"): 16384,
     ("cuda", "bf16"): 32768,
     ("cuda", "fp16"): 32768,
