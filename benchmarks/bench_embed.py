@@ -34,15 +34,14 @@ REFERENCE = "reference strategy (fp32, 1 file a pass, padded, one-hot, eager)"
 def strategies(ckpt: Path, work: Path, onnx: bool) -> dict[str, E.Runner]:
     import torch
 
+    exports = {p: E.export(ckpt, work, p) for p in ("fp32", "int8")} if onnx else {}  # before models load
     runners = {REFERENCE: E.reference(ckpt)}
     runners["engine torch fp32 (token budget 1024)"] = E.torch_engine(ckpt, "fp32")
     if torch.backends.mkldnn.is_available():
         runners["engine torch bf16 (token budget 1024)"] = E.torch_engine(ckpt, "bf16")
     if onnx:
-        runners["engine onnxruntime fp32"] = E.onnx_engine(E.export(ckpt, work, "fp32"))
-        runners["engine onnxruntime int8 (dynamic quantization)"] = E.onnx_engine(
-            E.export(ckpt, work, "int8")
-        )
+        runners["engine onnxruntime fp32"] = E.onnx_engine(exports["fp32"])
+        runners["engine onnxruntime int8 (dynamic quantization)"] = E.onnx_engine(exports["int8"])
     return runners
 
 

@@ -31,14 +31,15 @@ TARGET = 30.0  # the engine's best strategy against the reference on the same GP
 
 
 def strategies(ckpt: Path, work: Path, device: str, onnx: bool) -> dict[str, E.Runner]:
+    precision = "fp16" if device.startswith("cuda") else "fp32"
+    exported = E.export(ckpt, work, precision) if onnx else None  # before the models load
     runners = {REFERENCE: E.reference(ckpt, device)}
     dtypes = ["fp32", "bf16", "fp16"] if device.startswith("cuda") else ["fp32", "bf16"]
     for dtype in dtypes:
         runners[f"engine torch {dtype}"] = E.torch_engine(ckpt, dtype, device)
-    if onnx:
-        precision = "fp16" if device.startswith("cuda") else "fp32"
+    if exported is not None:
         name = f"engine onnxruntime {'CUDA' if precision == 'fp16' else 'CPU'} {precision}"
-        runners[name] = E.onnx_engine(E.export(ckpt, work, precision), device)
+        runners[name] = E.onnx_engine(exported, device)
     return runners
 
 

@@ -58,23 +58,19 @@ def checkpoint(folder: Path, small: bool = False) -> Path:
 
 
 def export(ckpt: Path, folder: Path, precision: str = "fp32") -> Path:
-    """``ckpt`` exported to ONNX at ``precision`` into ``folder/onnx-<precision>`` (kept across runs)."""
-    from clamp2_engine.exporters.onnx import export_onnx
+    """``ckpt`` exported to ONNX at ``precision`` into ``folder/onnx-<precision>-<stem>`` (kept across
+    runs), by ``clamp2-engine export onnx`` in its own process: an export holds several copies of the model
+    at once, memory a benchmark holding other models does not have."""
     from clamp2_engine.runtime.onnx_runtime import peek_identity
 
     out = folder / f"onnx-{precision}-{ckpt.stem}"
     if peek_identity(out) is None:
-        t0 = time.perf_counter()
-        export_onnx(
-            ckpt,
-            out,
-            TEXT_MODEL,
-            fp16=precision == "fp16",
-            int8=precision == "int8",
-            verify=False,
-            overwrite=True,
-        )
-        print(f"exported {ckpt.name} ({precision}) in {time.perf_counter() - t0:.0f} s", flush=True)
+        flags = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"]}[precision]
+        command = [
+            sys.executable, "-m", "clamp2_engine", "export", "onnx", "--model", str(ckpt), "--text-model",
+            str(TEXT_MODEL), "--out", str(out), "--no-verify", "--overwrite", *flags,
+        ]  # fmt: skip
+        print(f"exported {ckpt.name} ({precision}) in {whole_process(command):.0f} s", flush=True)
     return out
 
 

@@ -14,6 +14,7 @@ Transformer blocks are exported with eager attention, then fused by ONNX Runtime
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -259,6 +260,17 @@ def postprocess(tower: Tower, path: Path, fuse: bool, precision: str):
     return proto
 
 
+class _DropRecord(logging.Filter):
+    """Drops log records whose message contains ``text``."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def quantize_int8(proto, scratch: Path):
     """``proto`` with int8 weights (ONNX Runtime dynamic quantization, symmetric, per output channel)."""
     import onnx
@@ -266,6 +278,8 @@ def quantize_int8(proto, scratch: Path):
 
     if not any(o.domain == "com.microsoft" for o in proto.opset_import):  # the fused ops' domain
         proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    hint = _DropRecord("pre-processing before quantization")  # advice for image models, on the root logger
+    logging.getLogger().addFilter(hint)
     try:
         quantize_dynamic(
             proto,
@@ -277,6 +291,7 @@ def quantize_int8(proto, scratch: Path):
         )
         return onnx.load(os.fspath(scratch))
     finally:
+        logging.getLogger().removeFilter(hint)
         scratch.unlink(missing_ok=True)
         for leftover in scratch.parent.glob(scratch.name + "*"):
             leftover.unlink(missing_ok=True)
