@@ -197,7 +197,7 @@ def engine_process(ckpt: Path, src: Path, dst: Path, *flags: str) -> list[str]:
     """The ``clamp2-engine embed`` command for ``src`` with the benchmark model."""
     return [
         sys.executable, "-m", "clamp2_engine", "embed", str(src), str(dst), "--normalize", "--model", str(ckpt),
-        "--text-model", str(TEXT_MODEL), "--quiet", *flags,
+        "--text-model", str(TEXT_MODEL), "--quiet", "--overwrite", *flags,
     ]  # fmt: skip
 
 

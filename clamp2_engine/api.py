@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from clamp2_engine.encoder import Encoder
 from clamp2_engine.identity import ModelIdentity
+
+if TYPE_CHECKING:  # pragma: no cover  (typing.Unpack is Python 3.11+)
+    from typing_extensions import Unpack
 
 __all__ = ["CLaMP2", "M3", "ModelIdentity"]
 

@@ -28,6 +28,7 @@ EXTRAS = {
     "multipart": "serve",
     "python_multipart": "serve",
     "verovio": "serve",
+    "ray": "ray",
 }
 
 

@@ -103,6 +103,39 @@ def _file_name(name: str) -> str:
     default=None,
     help="With --summarize: where the summaries are kept (default: <data dir>/summaries/COLLECTION.jsonl).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process and its worker pool; ray: Ray Data on a local Ray or a cluster (the [ray] extra).",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="auto|ray://HOST:10001",
+    help="With --engine ray: the cluster to join; default: a local Ray started for this run.",
+)
+@click.option(
+    "--embed-workers",
+    type=click.IntRange(1, 4096),
+    default=1,
+    show_default=True,
+    help="With --engine ray: actors embedding, each holding the model.",
+)
+@click.option(
+    "--convert-workers",
+    type=click.IntRange(1, 1_000_000),
+    default=None,
+    help="With --engine ray: conversion tasks at once (default: as Ray schedules them).",
+)
+@click.option(
+    "--num-gpus-per-worker",
+    type=click.FloatRange(0, 64),
+    default=0.0,
+    show_default=True,
+    help="With --engine ray: GPUs each embedding actor asks for (fractions share a GPU).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's counts as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @allow_failures_option
@@ -123,6 +156,11 @@ def ingest(
     api_key_env: str,
     concurrency: int,
     summaries: Path | None,
+    engine: str,
+    ray_address: str | None,
+    embed_workers: int,
+    convert_workers: int | None,
+    num_gpus_per_worker: float,
     as_json: bool,
     quiet: bool,
     allow_failures: bool,
@@ -176,21 +214,27 @@ def ingest(
         )
         if need_text and source["text_model"] is None and source["model"] not in REGISTRY:
             source["text_model"] = default_text_model()  # a known model's own text model is implied
+        common = dict(
+            source=source,
+            render=render,
+            write_batch=write_batch,
+            errors=errors,
+            progress=not (quiet or as_json),
+            timeout=timeout,
+            on_index=None if (quiet or as_json) else _say_indexing,
+        )
         try:
-            report = ingest_corpus(
-                store,
-                collection,
-                found,
-                model,
-                source=source,
-                render=render,
-                write_batch=write_batch,
-                errors=errors,
-                progress=not (quiet or as_json),
-                jobs=(os.cpu_count() or 1) if jobs is None else jobs,
-                timeout=timeout,
-                on_index=None if (quiet or as_json) else _say_indexing,
-            )
+            if engine == "ray":
+                from clamp2_engine.ingest.ray_engine import RayOptions, ingest_corpus_ray
+
+                ray_options = RayOptions(ray_address, embed_workers, convert_workers, num_gpus_per_worker)
+                actor_options = {**options, "load_text": need_text}
+                report = ingest_corpus_ray(
+                    store, collection, found, actor_options, model.identity, ray_options=ray_options, **common
+                )
+            else:
+                jobs = (os.cpu_count() or 1) if jobs is None else jobs
+                report = ingest_corpus(store, collection, found, model, jobs=jobs, **common)
         except CollectionError as exc:
             raise fail(exc) from None
         except KeyboardInterrupt:

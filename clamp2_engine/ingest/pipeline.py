@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,32 +114,35 @@ def _log_problems(errors: ErrorLog | None, problems: list[Problem], unit: Unit) 
             errors.add(source, stage, reason, unit=unit.key)
 
 
-def ingest_corpus(
+@dataclass
+class Plan:
+    """An ingest's starting point: the collection, what it already holds, and the units to (re)embed."""
+
+    coll: Collection
+    corpus: Corpus
+    states: dict[str, UnitState]
+    pending: list[Unit]
+    report: IngestReport
+    started: float
+
+
+def plan_ingest(
     store: Store,
     collection: str,
     corpus: Corpus,
-    model: CLaMP2,
+    identity: Any,
     *,
     source: dict[str, Any] | None = None,
     render: bool = True,
-    write_batch: int = DEFAULT_WRITE_BATCH,
     errors: ErrorLog | None = None,
-    progress: bool = True,
-    jobs: int = 0,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    on_index: Callable[[], None] | None = None,
-) -> IngestReport:
-    """Bring ``collection`` in step with ``corpus`` (see the module docstring).
-
-    Scores are converted in ``jobs`` worker processes with ``timeout`` seconds each (``jobs=0``: in
-    this process, no time limit); everything else is prepared in this process. When anything changed,
-    the search index is built at the end (``on_index`` is called first, e.g. to say so).
-    """
+) -> Plan:
+    """Open (or create) the collection for ``identity``'s model, hash every unit, count the unchanged ones
+    as skipped, delete the points of vanished ones, and list the rest: what every engine starts from."""
     started = time.perf_counter()
     report = IngestReport(
         collection, corpus.name, corpus.layout, errors_path=str(errors.path) if errors is not None else None
     )
-    coll = store.ensure(collection, model.identity, source or {})
+    coll = store.ensure(collection, identity, source or {})
     _complete_source(coll, source or {}, corpus)
     states = coll.unit_states(corpus.name)
     report.counts["units"] = len(corpus.units) + corpus.rejected
@@ -175,25 +179,59 @@ def ingest_corpus(
         errors.keep_previous(lambda r: r.get("unit") in skipped)
     vanished = [pid for key, st in states.items() if key not in present for pid in st.ids]
     report.counts["removed"] += coll.delete(vanished)
-    with progress_bar(f"ingest {corpus.name}", len(pending), enabled=progress and bool(pending)) as advance:
-        batch: list[tuple[Unit, list[PieceInput]]] = []
-        for unit, pieces in _prepared(pending, render, jobs, timeout, errors):
-            batch.append((unit, pieces))
-            if len(batch) >= max(1, write_batch):
-                _ingest_batch(coll, corpus, batch, model, states, errors, report)
-                advance(len(batch), note=f"{report.counts['points']} pieces")
-                batch = []
-        if batch:
-            _ingest_batch(coll, corpus, batch, model, states, errors, report)
-            advance(len(batch), note=f"{report.counts['points']} pieces")
+    return Plan(coll, corpus, states, pending, report, started)
+
+
+def finish_ingest(plan: Plan, on_index: Callable[[], None] | None = None) -> IngestReport:
+    """Build the search index when anything changed; the report, timed from the plan."""
+    report = plan.report
     if report.counts["points"] or report.counts["removed"]:
         if on_index is not None:
             on_index()
         indexing = time.perf_counter()
-        coll.optimize()
+        plan.coll.optimize()
         report.index_seconds = time.perf_counter() - indexing
-    report.seconds = time.perf_counter() - started
+    report.seconds = time.perf_counter() - plan.started
     return report
+
+
+def ingest_corpus(
+    store: Store,
+    collection: str,
+    corpus: Corpus,
+    model: CLaMP2,
+    *,
+    source: dict[str, Any] | None = None,
+    render: bool = True,
+    write_batch: int = DEFAULT_WRITE_BATCH,
+    errors: ErrorLog | None = None,
+    progress: bool = True,
+    jobs: int = 0,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    on_index: Callable[[], None] | None = None,
+) -> IngestReport:
+    """Bring ``collection`` in step with ``corpus`` (see the module docstring), in this process.
+
+    Scores are converted in ``jobs`` worker processes with ``timeout`` seconds each (``jobs=0``: in
+    this process, no time limit); everything else is prepared in this process. When anything changed,
+    the search index is built at the end (``on_index`` is called first, e.g. to say so).
+    """
+    plan = plan_ingest(store, collection, corpus, model.identity, source=source, render=render, errors=errors)
+    log = partial(_log, errors)
+    with progress_bar(
+        f"ingest {corpus.name}", len(plan.pending), enabled=progress and bool(plan.pending)
+    ) as advance:
+        batch: list[tuple[Unit, list[PieceInput]]] = []
+        for unit, pieces in _prepared(plan.pending, render, jobs, timeout, errors):
+            batch.append((unit, pieces))
+            if len(batch) >= max(1, write_batch):
+                write_units(plan, batch, embed_units(model, batch, log), model.identity, log)
+                advance(len(batch), note=f"{plan.report.counts['points']} pieces")
+                batch = []
+        if batch:
+            write_units(plan, batch, embed_units(model, batch, log), model.identity, log)
+            advance(len(batch), note=f"{plan.report.counts['points']} pieces")
+    return finish_ingest(plan, on_index)
 
 
 def _complete_source(coll: Collection, source: dict[str, Any], corpus: Corpus) -> None:
@@ -217,16 +255,19 @@ def _log(errors: ErrorLog | None, unit: Unit, stage: str, reason: str) -> None:
         errors.add(str(where or unit.label), stage, reason, unit=unit.key)
 
 
-def _ingest_batch(
-    coll: Collection,
-    corpus: Corpus,
+Log = Callable[[Unit, str, str], None]  # (unit, stage, reason): one error row
+
+
+def write_units(
+    plan: Plan,
     prepared: Sequence[tuple[Unit, list[PieceInput]]],
-    model: CLaMP2,
-    states: dict[str, UnitState],
-    errors: ErrorLog | None,
-    report: IngestReport,
+    vectors: list[list[dict[str, tuple[np.ndarray, int]]]],
+    identity: Any,
+    log: Log,
 ) -> None:
-    vectors = _embed(model, prepared, errors)
+    """Upsert the points of embedded units (``vectors`` from :func:`embed_units`), drop their stale points,
+    count them; a unit without any music vector is a failed one."""
+    coll, corpus, states, report = plan.coll, plan.corpus, plan.states, plan.report
     points = []
     stale: list[str] = []
     for (unit, pieces), unit_vectors in zip(prepared, vectors, strict=True):
@@ -241,7 +282,7 @@ def _ingest_batch(
                 Point(
                     pid,
                     {k: a for k, (a, _n) in vecs.items()},
-                    _payload(corpus, unit, piece, vecs, len(kept), model),
+                    _payload(corpus, unit, piece, vecs, len(kept), identity),
                 )
             )
             for k in vecs:
@@ -254,15 +295,13 @@ def _ingest_batch(
         else:
             report.counts["failed"] += 1
             if not pieces:
-                _log(errors, unit, "convert", "no usable music in this item (see the reasons above)")
+                log(unit, "convert", "no usable music in this item (see the reasons above)")
     coll.upsert(points)
     report.counts["removed"] += coll.delete(stale)
 
 
-def _embed(
-    model: CLaMP2,
-    prepared: Sequence[tuple[Unit, list[PieceInput]]],
-    errors: ErrorLog | None,
+def embed_units(
+    model: CLaMP2, prepared: Sequence[tuple[Unit, list[PieceInput]]], log: Log
 ) -> list[list[dict[str, tuple[np.ndarray, int]]]]:
     """Per unit, per piece: ``{vector name: (feature, input length)}``; bad inputs are logged and left out."""
     enc = model.encoder
@@ -277,12 +316,12 @@ def _embed(
                     try:
                         jobs["music"].append((u, p, modality, enc.prepare_music(text)))
                     except (InputError, ValueError) as exc:
-                        _log(errors, unit, f"prepare {modality}", str(exc))
+                        log(unit, f"prepare {modality}", str(exc))
             if summary and enc.tokenizer is not None:
                 try:
                     jobs["text"].append((u, p, "text", enc.prepare_text(summary)))
                 except (InputError, ValueError) as exc:
-                    _log(errors, unit, "prepare text", str(exc))
+                    log(unit, "prepare text", str(exc))
     for tower, items in jobs.items():
         if not items:
             continue
@@ -298,7 +337,7 @@ def _payload(
     piece: PieceInput,
     vecs: dict[str, tuple[np.ndarray, int]],
     parts: int,
-    model: CLaMP2,
+    identity: Any,
 ) -> dict[str, Any]:
     meta = capped(unit.metadata)  # notes of what was cut are logged when the unit is prepared
     title, composer = first_string(meta.get("title")), first_string(meta.get("composer"))
@@ -322,6 +361,6 @@ def _payload(
         "metadata": meta,
         "summary_en": capped(item.get("summary_en")),
         "summary_nen": capped(item.get("summary_nen")),
-        "model": {"name": model.identity.name, "checkpoint_sha256": model.identity.checkpoint_sha256},
+        "model": {"name": identity.name, "checkpoint_sha256": identity.checkpoint_sha256},
         "ingested_at": now_iso(),
     }

@@ -1,0 +1,109 @@
+"""Ingest speed: the single-process engine against `--engine ray` (a local Ray), whole processes.
+
+    python benchmarks/bench_ingest.py [--scores 40] [--no-write]
+
+Two corpora, each ingested from scratch into a fresh embedded store by `clamp2-engine ingest` in its own
+process, with the packaged `demo` model: the bench corpus (seed layout: 60 pieces as ABC, MTF and a
+summary, nothing to convert) and MusicXML chorales from music21's corpus (converted to ABC and rendered to
+MIDI/MTF on the way). Reports pieces/s per engine, start-up included, and the per-core conversion rate
+docs/scale.md plans with. Writes the ``bench_ingest`` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import embedding as E  # noqa: E402
+from benchmarks._report import machine, table, write_section  # noqa: E402
+
+
+def chorales(folder: Path, n: int) -> Path:
+    """The first ``n`` MusicXML Bach chorales of music21's corpus, copied into ``folder``."""
+    from music21 import corpus
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(corpus.getComposer("bach", "mxl"))[:n]:
+        shutil.copy(path, folder / Path(path).name)
+    return folder
+
+
+def ingest(corpus: Path, home: Path, engine: str) -> tuple[float, dict]:
+    """Seconds and the JSON report of one `clamp2-engine ingest` process into a fresh store."""
+    shutil.rmtree(home, ignore_errors=True)
+    command = [
+        sys.executable, "-m", "clamp2_engine", "ingest", str(corpus), "-c", "bench", "--model", "demo",
+        "--json", "--engine", engine,
+    ]  # fmt: skip
+    env = {**os.environ, "CLAMP2_HOME": str(home), "HF_HUB_OFFLINE": "1", "RAY_DEDUP_LOGS": "0"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"ingest --engine {engine} failed: {proc.stderr[-3000:]}")
+    return seconds, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scores", type=int, default=40, help="MusicXML chorales to convert and ingest")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    rows, loads = [], [os.getloadavg()[0]]
+    try:
+        corpora = {
+            "bench corpus (seed layout, 60 pieces, nothing to convert)": E.BENCH,
+            f"{args.scores} MusicXML chorales (converted to ABC and rendered to MTF)": chorales(
+                work / "chorales", args.scores
+            ),
+        }
+        for label, corpus in corpora.items():
+            for engine in ("local", "ray"):
+                seconds, report = ingest(corpus, work / "home", engine)
+                rows.append(
+                    [
+                        label,
+                        engine,
+                        report["embedded"],
+                        report["failed"],
+                        f"{seconds:.1f}",
+                        f"{report['embedded'] / seconds:.2f}",
+                    ]
+                )
+                print(rows[-1], flush=True)
+                loads.append(os.getloadavg()[0])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = "\n".join(
+        [
+            "## Ingest: one process vs Ray Data (`benchmarks/bench_ingest.py`)",
+            "",
+            f"Machine: {machine()}; load average {min(loads):.1f}-{max(loads):.1f}. `clamp2-engine ingest CORPUS "
+            "-c bench --model demo --engine local|ray` as whole processes into a fresh embedded store (Ray: a "
+            "local Ray started by the run; one embedding actor, conversion tasks as Ray schedules them). "
+            "Seconds include start-up, planning, writing and the index build.",
+            "",
+            table(["corpus", "engine", "pieces embedded", "failed", "seconds", "pieces/s"], rows),
+            "",
+            "On one 2-core machine Ray adds its start-up (a few seconds) and buys nothing: its use is to spread "
+            "conversion over many cores and embedding over many GPUs (docs/scale.md).",
+        ]
+    )
+    print(text)
+    if not args.no_write:
+        write_section("bench_ingest", text)
+
+
+if __name__ == "__main__":
+    main()
