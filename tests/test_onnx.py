@@ -360,3 +360,23 @@ def test_engine_never_imports_exporters():
         "clamp2_engine.cli.export; assert not any(m.startswith('exporters') for m in sys.modules), 'exporters'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_int8_export_quantizes_and_serves(parity_dir, tmp_path):
+    """`export onnx --int8`: int8 weights (a smaller graph), verified against PyTorch, served like any export."""
+    out = tmp_path / "int8"
+    result = export_onnx(parity_dir / "checkpoints" / "clamp2.pth", out, parity_dir / "text_model", int8=True)
+    assert (
+        result.precision == "int8" and json.loads((out / "manifest.json").read_text())["precision"] == "int8"
+    )
+    assert min(result.verification.values()) >= 0.95, result.verification
+    graph = onnx.load(str(out / "text.onnx"))
+    assert any(
+        n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "QAttention") for n in graph.graph.node
+    )
+    model = CLaMP2.from_pretrained(backend="onnx", onnx_dir=out, device="cpu")
+    reference = CLaMP2.from_pretrained(parity_dir / "checkpoints" / "clamp2.pth", parity_dir / "text_model")
+    text = "a chorale for four voices"
+    assert cosine(model.encode_text(text), reference.encode_text(text)) >= 0.95
+    with pytest.raises(ValueError, match="fp16 or int8"):
+        export_onnx(parity_dir / "checkpoints" / "clamp2.pth", tmp_path / "x", fp16=True, int8=True)

@@ -360,12 +360,12 @@ def export_onnx(
         raise ValueError(
             f"opset {opset} is too old: 14 or newer is needed (LayerNormalization fusions, int64 ops)"
         )
+    if fp16 and int8:
+        raise ValueError("choose fp16 or int8, not both")
     if out is not None:
         _check_free(Path(out).expanduser(), overwrite)
     log("loading the checkpoint")
     module, identity, tokenizer = load_for_export(model, text_model, max_text_length=max_text_length)
-    if fp16 and int8:
-        raise ValueError("choose fp16 or int8, not both")
     precision = "fp16" if fp16 else "int8" if int8 else "fp32"
     out = (
         Path(out).expanduser()
