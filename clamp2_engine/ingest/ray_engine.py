@@ -179,7 +179,8 @@ def ingest_corpus_ray(
                     prepared.append((unit, pickle.loads(batch["pieces"][k])))
                     vectors.append(pickle.loads(batch["vectors"][k]))
                 write_units(plan, prepared, vectors, identity, log)
-                advance(len(prepared), note=f"{plan.report.counts['points']} pieces")
+                counts = plan.report.counts
+                advance(len(prepared), note=f"{counts['points']} pieces written, {counts['failed']} failed")
     finally:
         if started_ray:
             ray.shutdown()
