@@ -46,17 +46,20 @@ def with_cached_export(record: CollectionRecord, options: dict[str, Any], tower:
 Loader = Callable[[dict[str, Any], str], "CLaMP2"]
 
 
-def load_tower(options: dict[str, Any], tower: str) -> CLaMP2:
-    """``CLaMP2.from_pretrained`` with ``options`` (unset ones left to its defaults) and one tower."""
+def load_model(options: dict[str, Any]) -> CLaMP2:
+    """``CLaMP2.from_pretrained`` with ``options``: ``model``, ``text_model`` and its keywords (unset ones
+    left to its defaults)."""
     from clamp2_engine.api import CLaMP2
 
+    opts = {k: v for k, v in options.items() if v is not None}
+    return CLaMP2.from_pretrained(opts.pop("model", None), opts.pop("text_model", None), **opts)
+
+
+def load_tower(options: dict[str, Any], tower: str) -> CLaMP2:
+    """:func:`load_model` with one tower (``text`` or ``music``)."""
     if tower not in TOWERS:
         raise ValueError(f"tower must be one of {TOWERS}")
-    opts = {k: v for k, v in options.items() if v is not None}
-    model, text_model = opts.pop("model", None), opts.pop("text_model", None)
-    return CLaMP2.from_pretrained(
-        model, text_model, load_music=tower == "music", load_text=tower == "text", **opts
-    )
+    return load_model({**options, "load_music": tower == "music", "load_text": tower == "text"})
 
 
 def load_query_model(

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import pickle
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -30,6 +31,7 @@ from clamp2_engine.ingest.pipeline import (
     IngestReport,
     Log,
     _log,
+    _log_problems,
     embed_units,
     finish_ingest,
     plan_ingest,
@@ -49,31 +51,30 @@ class RayOptions:
     num_gpus_per_worker: float = 0.0
 
 
-def _timeout(seconds: float | None):
-    """A SIGALRM-based time limit for one conversion (Ray runs a task in its worker's main thread)."""
+@contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """SIGALRM raises ``TimeoutError`` after ``seconds`` (Ray runs a task in its worker's main thread)."""
+    if not seconds:
+        yield
+        return
 
     def expired(_signum, _frame):
         raise TimeoutError(f"conversion timed out after {seconds:.0f} s")
 
-    class Limit:
-        def __enter__(self):
-            if seconds:
-                self.old = signal.signal(signal.SIGALRM, expired)
-                signal.setitimer(signal.ITIMER_REAL, seconds)
-
-        def __exit__(self, *_exc):
-            if seconds:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, self.old)
-
-    return Limit()
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def convert_row(row: dict[str, Any], render: bool, timeout: float | None) -> dict[str, Any]:
     """One unit (pickled in ``row["unit"]``) -> its pieces and the problems met, pickled."""
     unit: Unit = pickle.loads(row["unit"])
     try:
-        with _timeout(timeout):
+        with _time_limit(timeout):
             pieces, problems = prepare_unit(unit, render)
     except TimeoutError as exc:  # raised outside a conversion step: the whole unit failed
         pieces, problems = [], [(unit.label, "timeout", str(exc))]
@@ -90,26 +91,24 @@ class Embedder:
     inputs it could not embed, to be logged by the driver)."""
 
     def __init__(self, options: dict[str, Any]):
-        from clamp2_engine.api import CLaMP2
+        from clamp2_engine.search import load_model
 
-        opts = {k: v for k, v in options.items() if v is not None}
-        self.model = CLaMP2.from_pretrained(opts.pop("model", None), opts.pop("text_model", None), **opts)
+        self.model = load_model(options)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         prepared = [
             (pickle.loads(u), pickle.loads(p)) for u, p in zip(batch["unit"], batch["pieces"], strict=True)
         ]
-        logged: list[list[tuple[str, str]]] = [[] for _ in prepared]
-        row = {id(unit): k for k, (unit, _) in enumerate(prepared)}
+        logged: dict[str, list[tuple[str, str]]] = {unit.key: [] for unit, _ in prepared}
         vectors = embed_units(
-            self.model, prepared, lambda unit, stage, reason: logged[row[id(unit)]].append((stage, reason))
+            self.model, prepared, lambda unit, stage, reason: logged[unit.key].append((stage, reason))
         )
         return {
             "i": batch["i"],
             "pieces": batch["pieces"],
             "problems": batch["problems"],
             "vectors": _objects(pickle.dumps(v) for v in vectors),
-            "logged": _objects(pickle.dumps(entry) for entry in logged),
+            "logged": _objects(pickle.dumps(logged[unit.key]) for unit, _ in prepared),
         }
 
 
@@ -171,9 +170,7 @@ def ingest_corpus_ray(
                 vectors = []
                 for k, i in enumerate(batch["i"]):
                     unit = plan.pending[int(i)]
-                    for source, stage, reason in pickle.loads(batch["problems"][k]):
-                        if errors is not None:
-                            errors.add(source, stage, reason, unit=unit.key)
+                    _log_problems(errors, pickle.loads(batch["problems"][k]), unit)
                     for stage, reason in pickle.loads(batch["logged"][k]):
                         log(unit, stage, reason)
                     prepared.append((unit, pickle.loads(batch["pieces"][k])))

@@ -12,7 +12,6 @@ import numpy as np
 BATCH_TOKENS: dict[tuple[str, str], int] = {
     ("cpu", "fp32"): 1024,
     ("cpu", "bf16"): 1024,
-    ("cpu", "int8"): 1024,
     ("cuda", "fp32"): 16384,
     ("cuda", "bf16"): 32768,
     ("cuda", "fp16"): 32768,
