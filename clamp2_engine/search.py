@@ -1,5 +1,6 @@
-"""Searching a collection with the model that made it: the query towers, loaded once and checked
-against the collection's record, and a text-search function for evaluation."""
+"""A collection's query models: the towers of the model that made it, loaded once and checked against
+the collection's record (its cached ONNX export when there is one). :mod:`clamp2_engine.session` searches
+with them."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from clamp2_engine.errors import CollectionError
-from clamp2_engine.store import Collection, CollectionRecord, StoreSpec, check_model, open_store, vector_names
+from clamp2_engine.store import Collection, CollectionRecord, check_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from clamp2_engine.api import CLaMP2
@@ -99,43 +99,3 @@ class QueryModels:
                 self.collection.record, tower, self.collection.name, self.loader, **self.options
             )
         return self.loaded[tower]
-
-
-def text_search_fn(
-    collection: str,
-    *,
-    modality: str = "abc",
-    limit: int = 100,
-    store: StoreSpec | None = None,
-    filters: Any = None,
-    **model_options: Any,
-) -> Callable[[list[str]], list[list[str]]]:
-    """``fn(texts) -> [[point id, ...] best first, ...]`` searching ``collection`` by text.
-
-    Opens the store (default: :func:`clamp2_engine.store.resolve_store`) and loads the text tower once.
-    The returned function has ``.collection`` and ``.model`` attributes; ``fn.close()`` releases the store.
-    """
-    from clamp2_engine.checkpoints import ModelNotFoundError
-
-    vector_names(modality)
-    opened = open_store(store)
-    try:
-        coll = opened.collection(collection)
-        try:
-            clamp = QueryModels(coll, model_options)["text"]
-        except ModelNotFoundError as exc:
-            raise CollectionError(str(exc)) from None
-    except BaseException:
-        opened.close()
-        raise
-
-    def fn(texts: list[str]) -> list[list[str]]:
-        if not texts:
-            return []
-        vectors = clamp.encode_text(list(texts))
-        hits = coll.search(vectors, modality=modality, limit=limit, filters=filters, with_payload=False)
-        return [[h.id for h in row] for row in hits]
-
-    fn.collection, fn.model = coll, clamp  # type: ignore[attr-defined]
-    fn.close = opened.close  # type: ignore[attr-defined]
-    return fn

@@ -11,7 +11,7 @@ from test_index_helpers import build_seed, load_model, model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.ingest.items import item_point_id
-from clamp2_engine.search import text_search_fn
+from clamp2_engine.session import text_search_fn
 from clamp2_engine.store import CollectionError, CollectionNotFoundError, open_store
 
 NAMES = [

@@ -340,7 +340,7 @@ def test_read_jsonl_reports_bad_lines(tmp_path):
 def test_cli_collection_with_fake_index(tmp_path, monkeypatch):
     """The interface `eval --collection` expects from clamp2_engine.search and ingest.items."""
     import clamp2_engine.ingest.items
-    import clamp2_engine.search
+    import clamp2_engine.session
 
     seen = {}
 
@@ -348,8 +348,8 @@ def test_cli_collection_with_fake_index(tmp_path, monkeypatch):
         def unit_states(self, corpus):
             return {"A": "state of A", "B": "state of B"}
 
-    def text_search_fn(collection, *, modality, limit, store=None):
-        seen.update(collection=collection, modality=modality, limit=limit)
+    def text_search_fn(collection, *, modality, limit, store=None, mode="semantic"):
+        seen.update(collection=collection, modality=modality, limit=limit, mode=mode)
 
         def fn(texts):
             return [["A"] if t == "first piece" else ["x", "B"] for t in texts]
@@ -365,7 +365,7 @@ def test_cli_collection_with_fake_index(tmp_path, monkeypatch):
     def close():
         seen["closed"] = True
 
-    monkeypatch.setattr(clamp2_engine.search, "text_search_fn", text_search_fn)
+    monkeypatch.setattr(clamp2_engine.session, "text_search_fn", text_search_fn)
     monkeypatch.setattr(clamp2_engine.ingest.items, "item_point_id", item_point_id)
     q = tmp_path / "items.jsonl"
     q.write_text("".join(json.dumps(i) + "\n" for i in ITEMS[:2]) + "broken\n")

@@ -149,7 +149,8 @@ def test_foreign_and_missing_collections_are_clear_errors(tmp_path):
 def test_info_counts_vectors_per_modality(store):
     fill(store)
     info = store.collection("c").info()
-    assert info["points"] == 6 and info["vectors"] == {"abc": 3, "mtf": 3, "text": 2}
+    assert info["points"] == 6
+    assert info["vectors"] == {"abc": 3, "mtf": 3, "text": 2, "lexical": 6}
     assert info["dim"] == DIM and info["model"]["name"] == "test.pth"
     assert info["engine"] == ("edge" if store.spec.engine == "edge" else "server")
     assert [r["points"] for r in store.list()] == [6]
@@ -227,7 +228,8 @@ def test_bad_filters_are_clear(bad):
 
 def test_empty_results_say_which_filter_matched_nothing(store):
     coll = fill(store)
-    assert coll.explain_empty(["composer=Bahc"]) == "no piece has composer 'bahc'; closest: 'bach'"
+    assert coll.explain_empty(["composer=Bahc"]) == "no piece has composer 'bahc'; closest: 'Bach'"
+    assert coll.explain_empty(["composer==bach"]) == "no piece has composer 'bach'; closest: 'Bach'"
     assert coll.explain_empty(["colour=red"]) == "no piece has a field 'colour'"
     assert coll.explain_empty(["composer=Bach", "genres=Classical", "year=1701"]) == (
         "no piece matches all the filters together"
@@ -332,7 +334,8 @@ def test_old_local_mode_folder_is_migrated_to_edge(tmp_path):
         open_store(StoreSpec(path=tmp_path / "new")) as dst,
     ):
         copied = src.collection("c").copy_to(dst)
-        assert copied.count() == 5 and copied.record.schema == 2
+        assert copied.count() == 5
+        assert copied.record.schema == 3 and copied.record.lexical  # upgraded as it is copied
         assert [
             h.payload["title"] for h in copied.search(unit_vec(1), filters=["composer=BACH"], limit=1)[0]
         ] == ["t1"]

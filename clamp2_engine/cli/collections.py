@@ -1,4 +1,4 @@
-"""``collections`` (list, info, optimize, drop) and ``migrate``: the collections of a store."""
+"""``collections`` (list, info, optimize, reindex, drop) and ``migrate``: the collections of a store."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from clamp2_engine.cli.options import (
 
 @click.group()
 def collections() -> None:
-    """List, inspect, optimize and drop collections."""
+    """List, inspect, optimize, reindex and drop collections."""
 
 
 @collections.command("list")
@@ -115,6 +115,31 @@ def collections_optimize(name: str, **kwargs: Any) -> None:
     click.echo(
         f"{name}: {what} in {time.perf_counter() - started:.1f} s ({indexed} vectors indexed)", err=True
     )
+
+
+@collections.command("reindex")
+@click.argument("name", callback=collection_name)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@store_options
+def collections_reindex(name: str, as_json: bool, **kwargs: Any) -> None:
+    """Bring collection NAME to the current schema without re-embedding: add the lexical (BM25) index
+    that hybrid search and word filters use, put metadata under one name per field (genre -> genres),
+    and make the facet indexes. Vectors are not touched; running it again is harmless."""
+    from clamp2_engine.runlog import progress_bar
+
+    started = time.perf_counter()
+    with store_client(kwargs) as store:
+        coll = _or_fail(store.collection, name)
+        total = coll.count()
+        click.echo(f"reindexing {name} ({total} points) ...", err=True)
+        with progress_bar("reindex", total, enabled=not as_json and total > 0) as advance:
+            done = _or_fail(coll.reindex, 256, advance)
+        coll.optimize()
+    seconds = time.perf_counter() - started
+    if as_json:
+        click.echo(json.dumps({"name": name, "points": done, "seconds": round(seconds, 2), "lexical": True}))
+    else:
+        click.echo(f"{name}: {done} points reindexed in {seconds:.1f} s (lexical index ready)", err=True)
 
 
 @collections.command("drop")

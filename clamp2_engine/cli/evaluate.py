@@ -89,6 +89,14 @@ def _write_jsonl(path: Path, records) -> None:
     help="Which music vectors of the collection answer the queries.",
 )
 @click.option(
+    "--mode",
+    type=click.Choice(["semantic", "hybrid", "lexical"]),
+    default="semantic",
+    show_default=True,
+    help="How the query texts are matched (with --collection). semantic measures the model; hybrid and "
+    "lexical add the pieces' words (titles, summaries), which item summaries used as queries contain.",
+)
+@click.option(
     "-k",
     "--top-k",
     "k",
@@ -113,6 +121,7 @@ def eval_cmd(
     queries: Path | None,
     field: str,
     modality: str,
+    mode: str,
     k: int,
     corpus: str | None,
     plot: Path | None,
@@ -133,7 +142,7 @@ def eval_cmd(
             raise click.UsageError("--collection needs --queries items.jsonl")
         store = _store_spec(store_kwargs)
         _eval_collection(
-            collection, queries, field, modality, k, corpus, ranks_out, plot, decimals, as_json, store
+            collection, queries, field, modality, k, corpus, ranks_out, plot, decimals, as_json, store, mode
         )
         return
     if query_dir is None or ref_dir is None:
@@ -197,10 +206,11 @@ def _eval_collection(
     decimals: int,
     as_json: bool,
     store: Any = None,
+    mode: str = "semantic",
 ) -> None:
     from clamp2_engine.evaluate import evaluate_collection, read_jsonl, round_metrics
     from clamp2_engine.ingest.items import item_point_id
-    from clamp2_engine.search import text_search_fn
+    from clamp2_engine.session import text_search_fn
 
     items, bad_lines = read_jsonl(queries)
     _show_errors(bad_lines)
@@ -209,7 +219,7 @@ def _eval_collection(
     corpus_name = corpus or root.name
     search_fn = None
     try:
-        search_fn = text_search_fn(collection, modality=modality, limit=k, store=store)
+        search_fn = text_search_fn(collection, modality=modality, limit=k, store=store, mode=mode)
         units = search_fn.collection.unit_states(corpus_name)
         if not units:
             raise click.ClickException(

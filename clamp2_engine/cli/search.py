@@ -1,13 +1,11 @@
-"""``search`` and ``shell``: a collection searched by text, by a piece of music, or by pieces it holds."""
+"""``search`` and ``shell``: a collection searched by text, by a piece of music, or by pieces it holds;
+thin layers over :class:`clamp2_engine.session.SearchSession`."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from clamp2_engine.cli.options import (
     store_options,
 )
 from clamp2_engine.jsonl import dumps, printable
-from clamp2_engine.types import MODALITIES
+from clamp2_engine.types import MODALITIES, MODES
 
 MODALITY_CHOICES = MODALITIES
 
@@ -43,13 +41,30 @@ def _search_options(f: Callable) -> Callable:
             help="Vectors searched: abc, mtf, text (the pieces' summaries), or any (abc and mtf, "
             "each piece scored by its best).",
         ),
+        click.option(
+            "--mode",
+            type=click.Choice(MODES),
+            default="hybrid",
+            show_default=True,
+            help="How a text query is matched: hybrid (meaning and words: titles, composers, summaries; "
+            "fused by reciprocal rank), semantic (CLaMP 2 alone), lexical (words alone, BM25). Music and "
+            "--like queries are matched by meaning.",
+        ),
+        click.option(
+            "--lexical-weight",
+            type=click.FloatRange(0, 100),
+            default=None,
+            metavar="W",
+            help="Hybrid: the weight of the words against meaning's 1.0 in the fusion (default 1.0).",
+        ),
         click.option("-k", "--top-k", type=click.IntRange(1, 10_000), default=10, show_default=True),
         click.option(
             "--filter",
             "filters",
             multiple=True,
             metavar="KEY=VALUE",
-            help="Payload filter, repeatable (all must hold): composer=Bach, genres=Folk,Jazz, "
+            help="Payload filter, repeatable (all must hold): composer=bach (a word of the value, any case "
+            "or accents), composer==J.S. Bach (the exact value), genres=folk,jazz (any of them), "
             "corpus!=drafts.",
         ),
     ]
@@ -59,66 +74,65 @@ def _search_options(f: Callable) -> Callable:
 
 
 class Searcher:
-    """A collection and its query towers, loaded once, each when first needed."""
+    """The CLI's face of a :class:`SearchSession`: library errors as one-line messages."""
 
     def __init__(self, store, collection: str, options: dict[str, Any]):
-        from clamp2_engine.search import QueryModels
+        from clamp2_engine.session import SearchSession
         from clamp2_engine.store import CollectionError, StoreError
 
         try:
-            self.collection = store.collection(collection)
+            self.session = SearchSession.open(store, collection, options, loader=open_tower)
         except (CollectionError, StoreError) as exc:
             raise fail(exc) from None
-        self.options = options
-        self.models = QueryModels(self.collection, options, loader=open_tower)
+        self.collection = self.session.collection
+        self.told: set[str] = set()  # notices are said once a session
 
     def model(self, tower: str):
         """The model with the ``text`` or ``music`` tower, as the collection's record says to load it."""
         from clamp2_engine.store import ModelMismatchError
 
         try:
-            return self.models[tower]
+            return self.session.model(tower)
         except ModelMismatchError as exc:
             raise fail(exc) from None
 
-    def vector(self, text: str | None = None, music: Path | None = None):
-        if music is not None:
-            from clamp2_engine.ingest.corpus import music_query_input
+    def music_vector(self, music: Path):
+        from clamp2_engine.ingest.corpus import music_query_input
 
-            try:
-                _modality, data = music_query_input(music)
-                return self.model("music").encode_music(data)
-            except ValueError as exc:
-                raise fail(exc) from None
-        if not text or not text.strip():
-            raise click.UsageError("give a QUERY text or --music FILE")
-        model = self.model("text")
-        threads = _query_threads() if model.encoder.runtime.backend == "torch" else None
-        with _torch_threads(threads):
-            return model.encode_text(text)
-
-    def search(self, query: Query) -> tuple[list[Any], str | None]:
-        """The hits of ``query``, and why there are none when a filter is the reason."""
         try:
-            vector = self.vector(query.text, query.music) if (query.text or query.music) else None
-            return self.collection.find(vector, query)
+            _modality, data = music_query_input(music)
+            self.model("music")
+            return self.session.music_vector(data)
         except ValueError as exc:
             raise fail(exc) from None
 
+    def search(self, query, music: Path | None = None):
+        """The result of ``query`` (a :class:`clamp2_engine.session.Query`), with ``music`` its example."""
+        from clamp2_engine.store import CollectionError
 
-@dataclass
-class Query:
-    """One search as the user asked for it."""
+        try:
+            vector = self.music_vector(music) if music is not None else None
+            if vector is None and query.needs_text_vector:
+                self.model("text")
+            result = self.session.find(query, vector)
+        except (CollectionError, ValueError) as exc:
+            raise fail(exc) from None
+        for notice in result.notices:
+            if notice not in self.told:
+                click.echo(f"note: {notice}", err=True)
+                self.told.add(notice)
+        return result
 
-    text: str | None = None
-    music: Path | None = None
-    modality: str = "any"
-    k: int = 10
-    filters: list[str] = field(default_factory=list)
-    like: list[str] = field(default_factory=list)
-    unlike: list[str] = field(default_factory=list)
-    diverse: bool = False
-    offset: int = 0
+
+def make_query(**fields: Any):
+    """A :class:`clamp2_engine.session.Query`, or a usage error."""
+    from clamp2_engine.session import Query, QueryError
+
+    weight = fields.pop("lexical_weight", None)
+    try:
+        return Query(**fields, weights=None if weight is None else (1.0, weight))
+    except QueryError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def open_tower(options: dict[str, Any], tower: str):
@@ -126,34 +140,6 @@ def open_tower(options: dict[str, Any], tower: str):
     from clamp2_engine.cli.options import open_model
 
     return open_model(options, load_music=tower == "music", load_text=tower == "text")
-
-
-def _query_threads() -> int:
-    """Intra-op threads for one short text query: $CLAMP2_QUERY_THREADS, default 1. A query of a few
-    tokens gains little from more threads, and loses a lot to them on a busy machine."""
-    try:
-        return max(1, int(os.environ.get("CLAMP2_QUERY_THREADS", "1")))
-    except ValueError:
-        raise click.ClickException("CLAMP2_QUERY_THREADS must be a number of threads") from None
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """PyTorch's intra-op threads set to ``n`` for the block (``None``: left alone, e.g. under ONNX)."""
-    if n is None:
-        yield
-        return
-    import torch
-
-    old = torch.get_num_threads()
-    if n == old:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _print_hits(hits, as_json: bool, title: str = "", why: str | None = None) -> None:
@@ -236,6 +222,8 @@ def search(
     diverse: bool,
     collection: str,
     modality: str,
+    mode: str,
+    lexical_weight: float | None,
     top_k: int,
     filters: tuple[str, ...],
     as_json: bool,
@@ -244,24 +232,34 @@ def search(
     """Search a collection by text in any language (QUERY), by a piece of music (--music FILE), or by
     pieces it holds (--like ID, --unlike ID).
 
-    A text query loads only the text tower; --music only the music tower; --like alone no model.
+    A text query is matched by meaning and by words (--mode hybrid): titles, composers and summaries
+    count, so "bwv 278" finds the piece of that name. It loads only the text tower (--mode lexical: no
+    model); --music only the music tower; --like alone no model.
     """
     if query is not None and music is not None:
         raise click.UsageError("give a QUERY text or --music FILE, not both")
     if query is None and music is None and not like:
-        raise click.UsageError("give either a QUERY text, --music FILE or --like ID")
-    if diverse and (like or unlike):
-        raise click.UsageError("--diverse works with a QUERY or --music, not with --like / --unlike")
-    request = Query(query, music, modality, top_k, list(filters), list(like), list(unlike), diverse)
+        raise click.UsageError("give a QUERY text, --music FILE or --like ID")
+    request = make_query(
+        text=query,
+        modality=modality,
+        mode=mode,
+        k=top_k,
+        filters=tuple(filters),
+        like=tuple(like),
+        unlike=tuple(unlike),
+        diverse=diverse,
+        lexical_weight=lexical_weight,
+    )
     _check_filters(filters)  # before the store or a model is opened
     options = pop_model_options(kwargs)
     with store_client(kwargs) as store:
         searcher = Searcher(store, collection, options)
-        hits, why = searcher.search(request)
+        result = searcher.search(request, music)
         label = (
             printable(query) if query is not None else (music.name if music else "like " + ", ".join(like))
         )
-        _print_hits(hits, as_json, title=f"{collection}: {label}", why=why)
+        _print_hits(result.hits, as_json, title=f"{collection}: {label}", why=result.why)
 
 
 def _check_filters(filters: tuple[str, ...] | list[str]) -> None:
@@ -276,6 +274,7 @@ def _check_filters(filters: tuple[str, ...] | list[str]) -> None:
 SHELL_HELP = """\
 type a text to search; commands:
   :music PATH       search by a piece of music (score, MIDI, .mtf)
+  :mode hybrid|semantic|lexical               how a text is matched (meaning and words, or one)
   :k N              hits per query            :modality abc|mtf|text|any
   :filter KEY=VAL   add a filter              :filter        show filters     :clear   drop filters
   :json             toggle JSON output        :help          this text        :quit    leave (or Ctrl-D)"""
@@ -287,7 +286,14 @@ type a text to search; commands:
 @store_options
 @model_options()
 def shell(
-    collection: str, modality: str, top_k: int, filters: tuple[str, ...], as_json: bool, **kwargs: Any
+    collection: str,
+    modality: str,
+    mode: str,
+    lexical_weight: float | None,
+    top_k: int,
+    filters: tuple[str, ...],
+    as_json: bool,
+    **kwargs: Any,
 ) -> None:
     """An interactive search session: the model and the store are opened once."""
 
@@ -295,8 +301,16 @@ def shell(
     options = pop_model_options(kwargs)
     with store_client(kwargs) as store:
         searcher = Searcher(store, collection, options)
-        searcher.model("text")
-        state = {"k": top_k, "modality": modality, "filters": list(filters), "json": as_json}
+        if mode != "lexical":
+            searcher.model("text")
+        state = {
+            "k": top_k,
+            "modality": modality,
+            "mode": mode,
+            "lexical_weight": lexical_weight,
+            "filters": list(filters),
+            "json": as_json,
+        }
         click.echo(f"{collection} on {store.describe()}; :help for commands", err=True)
         interactive = sys.stdin.isatty()
         if interactive:
@@ -340,6 +354,11 @@ def _shell_line(searcher: Searcher, line: str, state: dict[str, Any]) -> None:
             raise click.ClickException(f":modality takes one of {', '.join(MODALITY_CHOICES)}")
         state["modality"] = arg
         click.echo(f"modality = {arg}")
+    elif cmd == ":mode":
+        if arg not in MODES:
+            raise click.ClickException(f":mode takes one of {', '.join(MODES)}")
+        state["mode"] = arg
+        click.echo(f"mode = {arg}")
     elif cmd == ":filter":
         if arg:
             from clamp2_engine.store import parse_filters
@@ -371,7 +390,14 @@ def _shell_search(
     searcher: Searcher, state: dict[str, Any], label: str, text: str | None = None, music: Path | None = None
 ) -> None:
     started = time.perf_counter()
-    query = Query(text, music, state["modality"], state["k"], list(state["filters"]))
-    hits, why = searcher.search(query)
+    query = make_query(
+        text=text,
+        modality=state["modality"],
+        mode=state["mode"],
+        k=state["k"],
+        filters=tuple(state["filters"]),
+        lexical_weight=state["lexical_weight"],
+    )
+    result = searcher.search(query, music)
     ms = (time.perf_counter() - started) * 1000
-    _print_hits(hits, state["json"], title=f"{printable(label)} ({ms:.0f} ms)", why=why)
+    _print_hits(result.hits, state["json"], title=f"{printable(label)} ({ms:.0f} ms)", why=result.why)

@@ -36,6 +36,7 @@ from clamp2_engine.ingest.corpus import (
 from clamp2_engine.jsonl import capped
 from clamp2_engine.runlog import ErrorLog, progress_bar
 from clamp2_engine.store import Collection, Point, Store, piece_identity, point_id
+from clamp2_engine.store.fields import canonical_metadata
 from clamp2_engine.store.schema import CollectionRecord, UnitState, now_iso
 from clamp2_engine.types import MIDI_SUFFIXES, MUSIC_VECTORS, VECTORS
 
@@ -339,7 +340,7 @@ def _payload(
     parts: int,
     identity: Any,
 ) -> dict[str, Any]:
-    meta = capped(unit.metadata)  # notes of what was cut are logged when the unit is prepared
+    meta = canonical_metadata(capped(unit.metadata))  # cuts are logged when the unit is prepared
     title, composer = first_string(meta.get("title")), first_string(meta.get("composer"))
     if title is None and composer is None and unit.item is None:
         title, composer = score_title(unit.files[0][1], piece.part)

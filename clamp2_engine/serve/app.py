@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreError, first_line
 from clamp2_engine.serve.render import RenderError
 from clamp2_engine.serve.service import PieceNotFound, ServeConfig, Service
+from clamp2_engine.session import Query, Result
 from clamp2_engine.store import parse_filters
 
 STATIC = Path(__file__).parent / "static"
@@ -32,12 +33,15 @@ OPEN_PATHS = ("/", "/favicon.ico", "/docs", "/docs/oauth2-redirect", "/redoc", "
 log = logging.getLogger("clamp2_engine.serve")
 
 Modality = Literal["any", "abc", "mtf", "text"]
+Mode = Literal["hybrid", "semantic", "lexical"]
 
 
 class SearchRequest(BaseModel):
     query: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     k: int = Field(10, ge=1, le=1000)
     modality: Modality = "any"
+    mode: Mode = Field("hybrid", description="hybrid: meaning and words; semantic: CLaMP 2; lexical: BM25")
+    lexical_weight: float | None = Field(None, ge=0, le=100, description="hybrid: words against meaning's 1")
     filters: list[str] = Field(default_factory=list, max_length=32)
     like: list[str] = Field(default_factory=list, max_length=32)
     unlike: list[str] = Field(default_factory=list, max_length=32)
@@ -57,16 +61,27 @@ def error(status: int, message: str) -> HTTPException:
     return HTTPException(status, message)
 
 
-def _validated(req: SearchRequest) -> SearchRequest:
-    if not (req.query and req.query.strip()) and not req.like:
+def _query(req: SearchRequest, text: bool = True) -> Query:
+    """The library's query for a request; 400 for one that cannot run."""
+    query = req.query if text and req.query and req.query.strip(" \t\r\n\x00") else None
+    if text and query is None and not req.like:
         raise error(400, "give a query, or like (point ids), or both")
-    if req.diverse and (req.like or req.unlike):
-        raise error(400, "diverse works with a query, not with like / unlike")
     try:
         parse_filters(req.filters)
+        return Query(
+            text=query,
+            modality=req.modality,
+            mode=req.mode,
+            k=req.k,
+            offset=req.offset,
+            filters=tuple(req.filters),
+            like=tuple(req.like),
+            unlike=tuple(req.unlike),
+            diverse=req.diverse,
+            weights=None if req.lexical_weight is None else (1.0, req.lexical_weight),
+        )
     except ValueError as exc:
-        raise error(400, str(exc)) from None
-    return req
+        raise error(400, first_line(exc)) from None
 
 
 async def _upload(file: UploadFile) -> Path:
@@ -169,7 +184,7 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        coll, _models = svc.collection()
+        coll = svc.collection()
         return {
             "status": "ok",
             "collection": coll.name,
@@ -177,21 +192,22 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
             "model": coll.record.model.get("name"),
         }
 
-    async def run_search(req: SearchRequest, vector) -> dict[str, Any]:
-        coll, _models = svc.collection(req.collection)
-        hits, why = await asyncio.to_thread(svc.search, coll, vector, req)
-        return {"hits": [h.as_dict() for h in hits], **({"why": why} if why else {})}
+    def answer(result: Result) -> dict[str, Any]:
+        out: dict[str, Any] = {"hits": [h.as_dict() for h in result.hits], "mode": result.mode}
+        if result.why:
+            out["why"] = result.why
+        if result.notices:
+            out["notices"] = result.notices
+        return out
 
     @app.post("/search")
     async def search(req: SearchRequest) -> dict[str, Any]:
-        _validated(req)
-        svc.collection(req.collection)  # an unknown collection is a 404 before any encoding
-        vector = (
-            (await svc.encode_text([req.query], req.collection))[0]
-            if req.query and req.query.strip()
-            else None
-        )
-        return await run_search(req, vector)
+        query = _query(req)
+        session = svc.session(req.collection)  # an unknown collection is a 404 before any encoding
+        planned, _notices = session.plan(query)
+        text = planned.text if planned.needs_text_vector else None
+        vector = (await svc.encode_text([text], req.collection))[0] if text else None
+        return answer(await asyncio.to_thread(svc.search, query, vector, req.collection))
 
     async def music_input(file: UploadFile) -> str:
         from clamp2_engine.ingest.corpus import music_query_input
@@ -221,19 +237,13 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
             )
         except ValueError as exc:
             raise RequestValidationError(getattr(exc, "errors", lambda: [])()) from None
-        parse_filters_or_400(req.filters)
+        query = _query(req, text=False)
         svc.collection(req.collection)
         vector = await svc.encode_music(await music_input(file), req.collection)
-        return await run_search(req, vector)
-
-    def parse_filters_or_400(filters: list[str]) -> None:
-        try:
-            parse_filters(filters)
-        except ValueError as exc:
-            raise error(400, str(exc)) from None
+        return answer(await asyncio.to_thread(svc.search, query, vector, req.collection))
 
     def model_info(name: str | None) -> dict[str, Any]:
-        coll, _models = svc.collection(name)
+        coll = svc.collection(name)
         return {
             "name": coll.record.model.get("name"),
             "checkpoint_sha256": coll.record.model.get("checkpoint_sha256"),

@@ -14,10 +14,11 @@ import numpy as np
 
 from clamp2_engine.errors import CollectionError, CollectionNotFoundError
 from clamp2_engine.paths import UnsafePathError, data_dir, safe_join
-from clamp2_engine.search import Loader, QueryModels, load_tower
+from clamp2_engine.search import Loader, load_tower
 from clamp2_engine.serve.batching import MicroBatcher
 from clamp2_engine.serve.render import Renderer
-from clamp2_engine.store import Collection, Hit, Store, StoreSpec
+from clamp2_engine.session import Query, Result, SearchSession
+from clamp2_engine.store import Collection, Store, StoreSpec
 
 FACET_FIELDS = ("composer", "genres")
 
@@ -52,7 +53,7 @@ class Service:
         self.config = config
         self.store = Store(config.store)
         self.lock = threading.Lock()
-        self.collections: dict[str, tuple[Collection, QueryModels]] = {}
+        self.sessions: dict[str, SearchSession] = {}
         self.batchers: dict[str, MicroBatcher] = {}
         self.renderer = Renderer(config.cache_dir or data_dir() / "cache" / "render")
 
@@ -65,28 +66,28 @@ class Service:
         with self.lock:
             return fn(*args, **kwargs)
 
-    def collection(self, name: str | None = None) -> tuple[Collection, QueryModels]:
-        """A served collection (the default one when ``name`` is ``None``) and its query towers."""
+    def session(self, name: str | None = None) -> SearchSession:
+        """The search session of a served collection (the default one when ``name`` is ``None``)."""
         name = name or self.config.collection
         with self.lock:
-            if name not in self.collections:
-                coll = self.store.collection(name)
-                self.collections[name] = (
-                    coll,
-                    QueryModels(coll, self.config.model_options, self.config.loader),
+            if name not in self.sessions:
+                self.sessions[name] = SearchSession.open(
+                    self.store, name, self.config.model_options, self.config.loader
                 )
-            return self.collections[name]
+            return self.sessions[name]
+
+    def collection(self, name: str | None = None) -> Collection:
+        return self.session(name).collection
 
     def warm(self) -> None:
         """Open the default collection and load its text tower (``/healthz`` is ok after this)."""
-        _coll, models = self.collection()
-        models["text"]
+        self.session().model("text")
 
     async def encode_text(self, texts: list[str], name: str | None = None) -> np.ndarray:
-        coll, models = self.collection(name)
-        key = coll.record.model.get("checkpoint_sha256", coll.name)
+        session = self.session(name)
+        key = session.collection.record.model.get("checkpoint_sha256", session.collection.name)
         if key not in self.batchers:
-            model = models["text"]
+            model = session.model("text")
             self.batchers[key] = MicroBatcher(
                 lambda batch: np.atleast_2d(model.encode_text(batch)),
                 self.config.max_batch,
@@ -95,12 +96,12 @@ class Service:
         return await self.batchers[key].encode(texts)
 
     async def encode_music(self, data: str, name: str | None = None) -> np.ndarray:
-        _coll, models = self.collection(name)
-        model = await asyncio.to_thread(lambda: models["music"])
-        return await asyncio.to_thread(model.encode_music, data)
+        session = self.session(name)
+        await asyncio.to_thread(session.model, "music")
+        return await asyncio.to_thread(session.music_vector, data)
 
     def piece(self, pid: str, name: str | None = None) -> dict[str, Any]:
-        coll, _models = self.collection(name)
+        coll = self.collection(name)
         try:
             found = self.locked(coll.retrieve, [pid])
         except ValueError:
@@ -113,7 +114,7 @@ class Service:
     def piece_file(self, piece: dict[str, Any], prefer: str = "abc") -> Path:
         """The source file of a piece (the one its ``prefer`` vector came from), inside its corpus root."""
         p = piece["payload"]
-        coll, _models = self.collection(piece["collection"])
+        coll = self.collection(piece["collection"])
         root = self.config.corpus_roots.get(p.get("corpus")) or coll.record.corpora.get(str(p.get("corpus")))
         if not root:
             raise PieceNotFound(
@@ -129,17 +130,21 @@ class Service:
             raise PieceNotFound(f"the piece's file {rel} is no longer in {root}")
         return path
 
-    def facets(self, coll: Collection) -> dict[str, list[str]]:
-        return {f: [v for v, _n in self.locked(coll.facet, f, 200)] for f in FACET_FIELDS}
+    def facets(self, coll: Collection) -> dict[str, list[dict[str, Any]]]:
+        """Display values with their counts, most common first, per facet field."""
+        return {
+            f: [{"value": v, "count": n} for v, n in self.locked(coll.facet, f, 200)] for f in FACET_FIELDS
+        }
 
     def info(self, name: str) -> dict[str, Any]:
-        coll, _models = self.collection(name)
+        coll = self.collection(name)
         return {**self.locked(coll.info), "facets": self.facets(coll)}
 
-    def search(self, coll: Collection, vector: np.ndarray | None, req: Any) -> tuple[list[Hit], str | None]:
-        """Run a validated search request (``req``: the API's model) under the store lock."""
+    def search(self, query: Query, vector: np.ndarray | None, name: str | None = None) -> Result:
+        """Run ``query`` on a served collection under the store lock."""
+        session = self.session(name)
         with self.lock:
-            return coll.find(vector, req)
+            return session.find(query, vector)
 
 
 __all__ = ["CollectionError", "CollectionNotFoundError", "PieceNotFound", "ServeConfig", "Service"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clamp2_engine.store.filters import Filters
+from clamp2_engine.store.lexical import SparseVector
 from clamp2_engine.store.schema import Point
 from clamp2_engine.store.spec import StoreSpec
 
@@ -18,12 +19,15 @@ Payload = bool | list[str]  # all of the payload, none, or these fields
 
 @dataclass
 class Search:
-    """One query on one vector name: nearest to ``vector``; or recommend (``positives`` / ``negatives``,
-    best score); or, with ``diversity``, maximal marginal relevance around ``vector``."""
+    """One query on one vector name: nearest to ``vector`` (dense, or sparse for the lexical vector); or
+    recommend (``positives`` / ``negatives``, best score); or, with ``diversity``, maximal marginal
+    relevance around ``vector``; or, with ``fuse``, the searches of ``fuse`` (each a prefetch, ``using``
+    unused) fused by weighted reciprocal rank fusion: a point's score is the sum over the searches that
+    found it of ``weight / (rrf_k + rank)``."""
 
     using: str
     limit: int
-    vector: list[float] | None = None
+    vector: list[float] | SparseVector | None = None
     positives: list[list[float]] = field(default_factory=list)
     negatives: list[list[float]] = field(default_factory=list)
     diversity: float | None = None  # 0: relevance only ... 1: diversity only
@@ -32,9 +36,13 @@ class Search:
     offset: int = 0
     with_payload: Payload = True
     hnsw_ef: int | None = None  # HNSW candidates per search: higher is more exact and slower
+    fuse: list[Search] = field(default_factory=list)
+    weights: list[float] | None = None  # one per search of ``fuse``
+    rrf_k: int = 60
 
 
 Scored = tuple[str, float, dict[str, Any]]  # point id, score, payload
+Index = tuple[str, str]  # a payload path and its index kind: "keyword" or "text" (words, folded)
 
 
 @dataclass(frozen=True)
@@ -62,9 +70,24 @@ class Backend(ABC):
     def exists(self, name: str) -> bool: ...
 
     @abstractmethod
-    def create(self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[str]) -> None:
-        """A collection of cosine vectors (every name of ``VECTORS``, ``dim``-d), keyword indexes on
-        ``indexes``, and ``meta`` as its record."""
+    def create(
+        self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[Index], lexical: bool = True
+    ) -> None:
+        """A collection of cosine vectors (every name of ``VECTORS``, ``dim``-d), with ``lexical``, the
+        sparse ``LEXICAL`` vector (IDF modifier); ``indexes`` on the payload; ``meta`` as its record."""
+
+    @abstractmethod
+    def add_lexical(self, name: str) -> None:
+        """Add the sparse ``LEXICAL`` vector to an existing collection (a no-op when it has it)."""
+
+    @abstractmethod
+    def set_index(self, name: str, index: Index) -> None:
+        """Index payload path ``index[0]`` as ``index[1]``, replacing an index of another kind."""
+
+    @abstractmethod
+    def rewrite(self, name: str, points: Sequence[Point]) -> None:
+        """Replace the payloads of existing ``points`` and set the vectors they carry; other vectors are
+        left exactly as they are."""
 
     @abstractmethod
     def drop(self, name: str) -> None: ...

@@ -1,9 +1,11 @@
 """``Store`` (the collections of one place) and ``Collection`` (one of them): what every command uses.
 
-A collection holds the vectors of one model, named by its record. It writes points (with their
-case-folded ``keys``), reads back what ingest needs to be idempotent, and searches: by vectors, one name
-or ``any`` (abc and mtf, each point scored by its best), by example (``like`` / ``unlike``), and with
-maximal marginal relevance (``diversity``).
+A collection holds the vectors of one model, named by its record. It writes points (with their folded
+``keys`` and their lexical BM25 vector), reads back what ingest needs to be idempotent, and searches: by
+vectors, one name or ``any`` (abc and mtf, each point scored by its best); by words (``lexical``); both
+at once (``hybrid``: one query, a dense prefetch per vector name and a sparse one, fused by weighted
+reciprocal rank fusion in the engine); by example (``like`` / ``unlike``); and with maximal marginal
+relevance (``diversity``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import numpy as np
 
 from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreError, StoreInUseError
 from clamp2_engine.store.backend import Backend, Scroll, Search
-from clamp2_engine.store.filters import Filters, exact, parse_filters, present
+from clamp2_engine.store.fields import FACETS, INDEXES, KEYS, display_path, fold, with_keys
+from clamp2_engine.store.filters import Condition, Filters, exact, parse_filters, present
+from clamp2_engine.store.lexical import LEXICAL, document_vector, query_vector
 from clamp2_engine.store.schema import (
-    INDEXED_KEYS,
-    KEYS,
+    SCHEMA_VERSION,
     STATE_FIELDS,
     CollectionRecord,
     Hit,
@@ -28,19 +31,23 @@ from clamp2_engine.store.schema import (
     UnitState,
     check_model,
     new_record,
-    with_keys,
 )
 from clamp2_engine.store.spec import StoreSpec, legacy_hint, resolve_store
 from clamp2_engine.types import MODALITIES, MUSIC_VECTORS, VECTORS
 
-RAW_INDEXES = ("corpus", "unit")  # exact lookups of ingest's own
 DIVERSITY = 0.5  # `diverse`: relevance and variety weighed alike (maximal marginal relevance)
 HNSW_EF = 256  # HNSW candidates per search (Qdrant's default is 100): recall@10 >= 0.95 at 1M points
+PREFETCH = 100  # candidates each side of a hybrid search brings to the fusion
+WEIGHTS = (1.0, 1.0)  # hybrid: (semantic, lexical) weights of the fusion (bench_hybrid.py)
+RRF_K = 60  # reciprocal rank fusion's constant: a point at rank r of a side adds weight / (RRF_K + r)
 
 
 class SearchSpec(Protocol):
     """What a search asks for, however it arrived (the CLI's options, the HTTP API's body)."""
 
+    text: str | None
+    mode: str  # hybrid | semantic | lexical
+    weights: tuple[float, float] | None  # hybrid: (semantic, lexical)
     like: Sequence[str]
     unlike: Sequence[str]
     modality: str
@@ -105,7 +112,7 @@ class Store:
     def create(self, name: str, record: CollectionRecord) -> Collection:
         """A new, empty collection laid out for ``record``'s model."""
         try:
-            self.backend.create(name, record.dim, record.as_dict(), (*RAW_INDEXES, *INDEXED_KEYS))
+            self.backend.create(name, record.dim, record.as_dict(), INDEXES, lexical=record.lexical)
         except ValueError as exc:  # invalid names
             raise CollectionError(f"cannot create collection {name!r}: {exc}") from None
         return Collection(self.backend, name, record)
@@ -169,8 +176,33 @@ class Collection:
     # --- writing ---------------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[Point]) -> None:
-        """Write ``points`` (their ``keys`` computed here); existing ids are replaced."""
-        self.backend.upsert(self.name, [Point(p.id, p.vectors, with_keys(p.payload)) for p in points])
+        """Write ``points`` (their ``keys`` and lexical vector computed here); existing ids are replaced."""
+        self.backend.upsert(self.name, [self._complete(p) for p in points])
+
+    def _complete(self, p: Point, vectors: bool = True) -> Point:
+        """``p`` with canonical metadata, ``keys`` and (in a collection that has it) its lexical vector;
+        ``vectors=False``: with the lexical vector alone."""
+        payload = with_keys(p.payload)
+        dense = {k: v for k, v in p.vectors.items() if k != LEXICAL} if vectors else {}
+        lexical = {LEXICAL: document_vector(payload)} if self.record.lexical else {}
+        return Point(p.id, {**dense, **lexical}, payload)
+
+    def reindex(self, page: int = 256, progress: Callable[[int], None] | None = None) -> int:
+        """Bring the collection to the current schema without re-embedding: the lexical vector added and
+        computed from the stored payloads, metadata under canonical names, ``keys`` recomputed, the word
+        and facet indexes made. Dense vectors are not touched. Returns the points rewritten."""
+        self.backend.add_lexical(self.name)
+        self.record = CollectionRecord(**{**self.record.as_dict(), "lexical": True, "schema": SCHEMA_VERSION})
+        for index in INDEXES:
+            self.backend.set_index(self.name, index)
+        done = 0
+        for points in self.scroll(page=page):
+            self.backend.rewrite(self.name, [self._complete(p, vectors=False) for p in points])
+            done += len(points)
+            if progress:
+                progress(len(points))
+        self.write_record(self.record)
+        return done
 
     def delete(self, ids: Sequence[str]) -> int:
         ids = list(ids)
@@ -225,7 +257,9 @@ class Collection:
             "name": self.name,
             "store": self.backend.spec.describe(),
             "points": self.count(),
-            "vectors": {v: self.count(vector=v) for v in VECTORS},
+            "vectors": {
+                v: self.count(vector=v) for v in (*VECTORS, *((LEXICAL,) if self.record.lexical else ()))
+            },
             "distance": "cosine",
             "dim": self.record.dim,
             **self.backend.info(self.name),
@@ -319,10 +353,56 @@ class Collection:
         rows = [[r for r in row if r[0] not in set(given)] for row in rows]
         return self._fuse(rows, tuple(used), limit, offset)
 
+    def hybrid(
+        self,
+        vector: np.ndarray | None,
+        text: str,
+        *,
+        modality: str = "any",
+        limit: int = 10,
+        offset: int = 0,
+        filters: Filters | Sequence[str] | None = None,
+        weights: tuple[float, float] | None = None,
+        with_payload: bool | list[str] = True,
+    ) -> list[Hit]:
+        """Points found by meaning (``vector``, on each vector name of ``modality``) and by the words of
+        ``text`` (the lexical vector), in one query fused by weighted reciprocal rank fusion; without
+        ``vector``, by words alone. Scores are fusion scores (sums of ``weight / (60 + rank)``)."""
+        self._need_lexical()
+        flt = parse_filters(filters) or None
+        n = max(PREFETCH, limit + offset)
+        semantic, lexical = weights or WEIGHTS
+        sides = [] if vector is None else list(vector_names(modality))
+        dense = np.asarray(vector, dtype=np.float32).ravel().tolist() if vector is not None else None
+        fuse = [Search(u, n, dense, filters=flt, hnsw_ef=HNSW_EF) for u in sides]
+        words = Search(LEXICAL, n, query_vector(text), filters=flt)
+        if sides:
+            search = Search(
+                "",
+                limit + offset,
+                fuse=[*fuse, words],
+                weights=[semantic / len(sides)] * len(sides) + [lexical],
+                rrf_k=RRF_K,
+                with_payload=with_payload,
+            )
+        else:  # words alone: BM25 scores, no fusion
+            search = Search(LEXICAL, limit + offset, words.vector, filters=flt, with_payload=with_payload)
+        rows = self.backend.query(self.name, [search])
+        return self._fuse(rows, ("hybrid" if sides else LEXICAL,), limit, offset)
+
+    def _need_lexical(self) -> None:
+        if not self.record.lexical:
+            raise CollectionError(
+                f"collection {self.name!r} has no lexical index (it was made before hybrid search): "
+                f"reindex it to search by words"
+            )
+
     def find(self, vector: np.ndarray | None, request: SearchSpec) -> tuple[list[Hit], str | None]:
-        """A search as a person asks for it (a query vector, examples, or both; ``diverse`` for MMR), and,
-        when nothing is found, why (see :meth:`explain_empty`)."""
+        """A search as a person asks for it: by meaning (a query vector), words (``mode`` lexical), both
+        (``mode`` hybrid, the query's ``text`` beside its vector), by examples, or a query and examples;
+        ``diverse`` for MMR. Also, when nothing is found, why (see :meth:`explain_empty`)."""
         r = request
+        text = (r.text or "").strip() if r.mode in ("hybrid", "lexical") else ""
         if r.like or r.unlike:
             hits = self.recommend(
                 r.like,
@@ -333,15 +413,26 @@ class Collection:
                 offset=r.offset,
                 filters=r.filters,
             )
+        elif text and (r.mode == "lexical" or not r.diverse):
+            hits = self.hybrid(
+                None if r.mode == "lexical" else vector,
+                text,
+                modality=r.modality,
+                limit=r.k,
+                offset=r.offset,
+                filters=r.filters,
+                weights=r.weights,
+            )
         else:
-            diversity = DIVERSITY if r.diverse else None
+            if vector is None:
+                raise CollectionError("a semantic search needs a query vector")
             hits = self.search(
                 vector,
                 modality=r.modality,
                 limit=r.k,
                 offset=r.offset,
                 filters=r.filters,
-                diversity=diversity,
+                diversity=DIVERSITY if r.diverse else None,
             )[0]
         return hits, (None if hits else self.explain_empty(r.filters))
 
@@ -368,21 +459,21 @@ class Collection:
         for cond in flt.must:
             if self.count(Filters((cond,))):
                 continue
-            values = [v for v, _n in self.facet(cond.name)] if cond.key in INDEXED_KEYS else []
-            if cond.folded and not values and not self.count(present(cond.key)):
-                return f"no piece has a field {cond.field!r}"
-            close = (
-                difflib.get_close_matches(cond.values[0], values, n=3, cutoff=0.4)
-                or [v for v in values if cond.values[0] in v or v in cond.values[0]][:3]
-            )
-            wanted = " or ".join(repr(v) for v in cond.values)
-            hint = f"; closest: {', '.join(repr(v) for v in close)}" if close else ""
-            return f"no piece has {cond.field} {wanted}{hint}"
+            values = [v for v, _n in self.facet(cond.name)] if cond.name in FACETS else []
+            if (cond.folded or cond.key == display_path(cond.name)) and not values:
+                if not self.count(present(f"{KEYS}.{cond.name}")) and not self.count(present(cond.key)):
+                    return f"no piece has a field {cond.field!r}"
+            return f"no piece has {cond.field} {_wanted(cond)}{_closest(cond, values)}"
         return "no piece matches all the filters together" if self.count(flt) == 0 else None
 
     def facet(self, field: str, limit: int = 1000) -> list[tuple[str, int]]:
-        """The most common (case-folded) values of a filterable field, with their counts."""
-        return self.backend.facet(self.name, f"{KEYS}.{field}", limit)
+        """The most common display values of a facet field (:data:`FACETS`), with their counts; values
+        that differ only in case or accents are counted together, under their most common spelling."""
+        groups: dict[str, list[tuple[str, int]]] = {}
+        for value, n in self.backend.facet(self.name, display_path(field), limit):
+            groups.setdefault(fold(value), []).append((value, n))
+        merged = [(max(g, key=lambda vn: vn[1])[0], sum(n for _v, n in g)) for g in groups.values()]
+        return sorted(merged, key=lambda vn: (-vn[1], vn[0]))[:limit]
 
     # --- copying ---------------------------------------------------------------------------------
 
@@ -400,7 +491,8 @@ class Collection:
             target = store.collection(name)
             check_model(self.record, target.record.model, name)
         else:
-            target = store.create(name, CollectionRecord(**{**self.record.as_dict(), "schema": 2}))
+            record = {**self.record.as_dict(), "schema": SCHEMA_VERSION, "lexical": True}
+            target = store.create(name, CollectionRecord(**record))
         for points in self.scroll(vectors=True, page=page):
             target.upsert(points)
             if progress:
@@ -419,9 +511,26 @@ class Collection:
             copied = {p.id: p for p in self.retrieve([p.id for p in points], payload=False, vectors=True)}
             for p in points:
                 for v, vec in p.vectors.items():
+                    if v not in VECTORS:
+                        continue
                     got = copied.get(p.id)
                     if got is None or v not in got.vectors or _cosine(vec, got.vectors[v]) < 0.99999:
                         raise StoreError(f"copy differs from the source at point {p.id} ({v} vector)")
+
+
+def _wanted(cond: Condition) -> str:
+    shown = [v if len(v) <= 60 else v[:57] + "..." for v in cond.values[:5]]
+    more = f" (and {len(cond.values) - 5} more)" if len(cond.values) > 5 else ""
+    return " or ".join(repr(v) for v in shown) + more
+
+
+def _closest(cond: Condition, values: list[str]) -> str:
+    folded = {fold(v): v for v in values}
+    wanted = fold(cond.values[0])
+    close = [folded[f] for f in difflib.get_close_matches(wanted, list(folded), n=3, cutoff=0.4)] or [
+        v for f, v in folded.items() if wanted in f or f in wanted
+    ][:3]
+    return f"; closest: {', '.join(repr(v) for v in close)}" if close else ""
 
 
 def _cosine(a: Any, b: Any) -> float:

@@ -20,8 +20,9 @@ from typing import Any
 import qdrant_edge as qe
 
 from clamp2_engine.errors import CollectionNotFoundError, StoreError, StoreInUseError
-from clamp2_engine.store.backend import Backend, Payload, Scored, Scroll, Search
+from clamp2_engine.store.backend import Backend, Index, Payload, Scored, Scroll, Search
 from clamp2_engine.store.filters import Filters, translate
+from clamp2_engine.store.lexical import LEXICAL, SparseVector
 from clamp2_engine.store.schema import Point
 from clamp2_engine.store.spec import StoreSpec, is_local_mode_folder
 from clamp2_engine.types import VECTORS
@@ -36,6 +37,7 @@ def to_filter(filters: Filters | None, vector: str | None = None) -> Any:
         filters,
         vector,
         match_any=lambda key, values: qe.FieldCondition(key, match=qe.MatchAny(values)),
+        match_words=lambda key, text: qe.FieldCondition(key, match=qe.MatchText(text)),
         has_vector=qe.HasVectorCondition,
         make_filter=qe.Filter,
         is_empty=qe.IsEmptyCondition,
@@ -43,16 +45,59 @@ def to_filter(filters: Filters | None, vector: str | None = None) -> Any:
 
 
 def _query(s: Search) -> Any:
+    if s.fuse:
+        return qe.Fusion.Rrf(k=s.rrf_k, weights=s.weights)
     if s.positives or s.negatives:
         return qe.Query.RecommendBestScore(qe.RecommendQuery(s.positives, s.negatives), using=s.using)
     if s.diversity is not None:
         return qe.Mmr(s.vector, 1.0 - s.diversity, max(s.candidates, s.limit + s.offset), using=s.using)
-    return qe.Query.Nearest(s.vector, using=s.using)
+    return qe.Query.Nearest(_vector(s.vector), using=s.using)
+
+
+def _vector(v: Any) -> Any:
+    return qe.SparseVector(list(v.indices), list(v.values)) if isinstance(v, SparseVector) else v
+
+
+def _params(s: Search) -> Any:
+    return qe.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef else None
+
+
+def _request(s: Search) -> Any:
+    prefetches = [
+        qe.Prefetch(p.limit, _query(p), params=_params(p), filter=to_filter(p.filters)) for p in s.fuse
+    ]
+    return qe.QueryRequest(
+        limit=s.limit,
+        offset=s.offset or None,
+        query=_query(s),
+        prefetches=prefetches or None,
+        filter=None if s.fuse else to_filter(s.filters),
+        with_payload=_with(s.with_payload),
+        params=None if s.fuse else _params(s),
+    )
 
 
 def _point(record: Any) -> Point:
     vectors = record.vector if isinstance(record.vector, dict) else {}
-    return Point(str(record.id), dict(vectors), dict(record.payload or {}))
+    return Point(
+        str(record.id),
+        {
+            k: SparseVector(tuple(v.indices), tuple(v.values)) if k == LEXICAL else v
+            for k, v in vectors.items()
+        },
+        dict(record.payload or {}),
+    )
+
+
+TEXT_INDEX = dict(tokenizer=qe.TokenizerType.Word, lowercase=True, ascii_folding=True)
+
+
+def _index_schema(kind: str) -> Any:
+    return qe.PayloadSchemaType.Keyword if kind == "keyword" else qe.TextIndexParams(**TEXT_INDEX)
+
+
+def _point_vectors(p: Point) -> dict[str, Any]:
+    return {**p.vector_lists(), **{k: _vector(v) for k, v in p.sparse.items()}}
 
 
 def _with(payload: Payload) -> Any:
@@ -119,7 +164,9 @@ class EdgeBackend(Backend):
                 ) from None
             raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
 
-    def create(self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[str]) -> None:
+    def create(
+        self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[Index], lexical: bool = True
+    ) -> None:
         folder = self._dir(name)
         if folder.exists():  # a creation that did not finish (no record): start it again, if it is ours
             if not set(os.listdir(folder)) <= {SHARD_DIR, RECORD_FILE + ".tmp"}:
@@ -128,11 +175,37 @@ class EdgeBackend(Backend):
                 )
             shutil.rmtree(folder)
         params = {v: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine) for v in VECTORS}
-        shard = self._open(folder / SHARD_DIR, qe.EdgeShard.create, qe.EdgeConfig(vectors=params))
-        for key in indexes:
-            shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+        sparse = {LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if lexical else None
+        config = qe.EdgeConfig(vectors=params, sparse_vectors=sparse)
+        shard = self._open(folder / SHARD_DIR, qe.EdgeShard.create, config)
+        for key, kind in indexes:
+            shard.update(qe.UpdateOperation.create_field_index(key, _index_schema(kind)))
         self.shards[name] = shard
         self.write_meta(name, meta)
+
+    def add_lexical(self, name: str) -> None:
+        try:
+            self.shard(name).update(qe.UpdateOperation.create_sparse_vector(LEXICAL, qe.Modifier.Idf))
+        except Exception as exc:  # qdrant_edge raises plain Exception; an existing vector is fine
+            if "exist" not in str(exc).lower():
+                raise StoreError(
+                    f"cannot add the lexical vector to {name!r}: {str(exc).splitlines()[0]}"
+                ) from None
+
+    def set_index(self, name: str, index: Index) -> None:
+        key, kind = index
+        shard = self.shard(name)
+        if key in shard.info().payload_schema:
+            shard.update(qe.UpdateOperation.delete_field_index(key))
+        shard.update(qe.UpdateOperation.create_field_index(key, _index_schema(kind)))
+
+    def rewrite(self, name: str, points: Sequence[Point]) -> None:
+        shard = self.shard(name)
+        for p in points:
+            shard.update(qe.UpdateOperation.overwrite_payload([uuid.UUID(p.id)], p.payload))
+        updates = [qe.PointVectors(uuid.UUID(p.id), _point_vectors(p)) for p in points if p.vectors]
+        if updates:
+            shard.update(qe.UpdateOperation.update_vectors(updates))
 
     def drop(self, name: str) -> None:
         self.shard(name)  # holding its lock: never delete what another process has open
@@ -159,7 +232,7 @@ class EdgeBackend(Backend):
 
     def upsert(self, name: str, points: Sequence[Point]) -> None:
         if points:
-            batch = [qe.Point(uuid.UUID(p.id), p.vector_lists(), p.payload) for p in points]
+            batch = [qe.Point(uuid.UUID(p.id), _point_vectors(p), p.payload) for p in points]
             self.shard(name).update(qe.UpdateOperation.upsert_points(batch))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
@@ -188,17 +261,7 @@ class EdgeBackend(Backend):
         return [_point(r) for r in found]
 
     def query(self, name: str, searches: Sequence[Search]) -> list[list[Scored]]:
-        requests = [
-            qe.QueryRequest(
-                limit=s.limit,
-                offset=s.offset or None,
-                query=_query(s),
-                filter=to_filter(s.filters),
-                with_payload=_with(s.with_payload),
-                params=qe.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef else None,
-            )
-            for s in searches
-        ]
+        requests = [_request(s) for s in searches]
         if not requests:
             return []
         shard = self.shard(name)
@@ -210,7 +273,12 @@ class EdgeBackend(Backend):
         return [[(str(p.id), float(p.score), dict(p.payload or {})) for p in points] for points in results]
 
     def facet(self, name: str, key: str, limit: int = 1000) -> list[tuple[str, int]]:
-        response = self.shard(name).facet(qe.FacetRequest(key, limit=limit, exact=True))
+        try:
+            response = self.shard(name).facet(qe.FacetRequest(key, limit=limit, exact=True))
+        except Exception as exc:  # no keyword index on the field (a collection made before it had one)
+            if isinstance(exc, StoreError):
+                raise
+            return []
         return [(str(getattr(h.value, "value", h.value)), int(h.count)) for h in response.hits]
 
     def info(self, name: str) -> dict[str, Any]:

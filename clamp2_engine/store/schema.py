@@ -1,9 +1,9 @@
 """What a collection holds, defined once: vector names, point ids, payload fields, the model record.
 
 One point per piece, named vectors ``abc`` / ``mtf`` (music) and ``text`` (the piece's English summary),
-cosine distance; a vector is absent when the piece lacks that modality. Every point carries ``keys``: a
-case-folded copy of its filterable fields (``composer``, ``genres``, ...), so that filters match
-``bach`` and ``Bach`` alike through keyword indexes. The record names the model that made the vectors,
+cosine distance; a vector is absent when the piece lacks that modality; and a sparse ``lexical`` vector
+(BM25, :mod:`.lexical`) over the words the piece is found by. The payload fields people filter by are
+defined in :mod:`.fields` (one name per concept, display values, and the folded ``keys``). The record names the model that made the vectors,
 so that a collection is never mixed with another model's vectors. ``docs/schema.md`` describes the
 layout for services that query it directly.
 """
@@ -21,45 +21,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clamp2_engine.errors import CollectionError, ModelMismatchError
+from clamp2_engine.store.fields import KEYS, with_keys  # noqa: F401 - re-exported
+from clamp2_engine.store.lexical import LEXICAL, SparseVector
 from clamp2_engine.types import VECTORS
 
 if TYPE_CHECKING:  # pragma: no cover
     from clamp2_engine.identity import ModelIdentity
 
-SCHEMA_VERSION = 2  # 2: payloads carry `keys` (case-folded filter fields)
+SCHEMA_VERSION = 3  # 2: payloads carry `keys`; 3: canonical field names, word-indexed `keys`, lexical vectors
 META_KEY = "clamp2_engine"
 ID_NAMESPACE = uuid.UUID("6f1c2a52-3d0e-5b7a-9a43-c1a2f0e8b7d4")
 # the point holding the model record where a server keeps no collection metadata (Qdrant < 1.16)
 RECORD_ID = str(uuid.uuid5(ID_NAMESPACE, "clamp2-engine collection record"))
-KEYS = "keys"  # the payload field holding the case-folded filter values
 
-# payload fields at the top level of every point; any other filter key is looked up under "metadata."
-TOP_FIELDS = (
-    "piece_id",
-    "corpus",
-    "unit",
-    "unit_hash",
-    "unit_parts",
-    "part",
-    "title",
-    "composer",
-    "source",
-    "sources",
-    "formats",
-    "modalities",
-    "lengths",
-    "metadata",
-    "summary_en",
-    "summary_nen",
-    "model",
-    "ingested_at",
-)
-# top-level fields copied into `keys` (with every short metadata field); each has a keyword index
-KEY_FIELDS = ("corpus", "unit", "title", "composer", "source", "formats", "modalities", "part")
-INDEXED_METADATA = ("genre", "genres", "tags", "instruments", "ensembles", "meter", "key", "voices", "era")
-INDEXED_KEYS = tuple(f"{KEYS}.{f}" for f in (*KEY_FIELDS, *INDEXED_METADATA))
+
 STATE_FIELDS = ("unit", "unit_hash", "unit_parts")  # what idempotent ingest reads back
-MAX_KEY_VALUES = 32  # a metadata list longer than this is not copied into `keys`
 
 
 def point_id(piece_id: str) -> str:
@@ -72,62 +48,30 @@ def piece_identity(corpus: str, unit: str, part: str = "") -> str:
     return f"{corpus}:{unit}" + (f"#{part}" if part else "")
 
 
-def fold(value: Any) -> str:
-    """The form a filter value is compared in: text case-folded and trimmed; numbers as text."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip().casefold()
-
-
-def _key_values(value: Any) -> str | list[str] | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, str | int | float):
-        return fold(value) if str(value).strip() else None
-    if isinstance(value, list) and 0 < len(value) <= MAX_KEY_VALUES:
-        out = [fold(v) for v in value if isinstance(v, str | int | float) and not isinstance(v, bool)]
-        return [v for v in out if v] or None
-    return None
-
-
-def search_keys(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The case-folded copy of ``payload``'s filterable fields (its ``keys``): the top-level keyword fields
-    and every metadata field that is text, a number or a short list of them. A top-level field wins over a
-    metadata field of the same name."""
-    keys: dict[str, Any] = {}
-    meta = payload.get("metadata")
-    if isinstance(meta, Mapping):
-        for name, value in meta.items():
-            if isinstance(name, str) and (v := _key_values(value)) is not None:
-                keys[name] = v
-    for name in KEY_FIELDS:
-        if (v := _key_values(payload.get(name))) is not None:
-            keys[name] = v
-    return keys
-
-
-def with_keys(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """``payload`` with its ``keys`` (re)computed."""
-    out = {k: v for k, v in payload.items() if k != KEYS}
-    out[KEYS] = search_keys(out)
-    return out
-
-
 @dataclass
 class Point:
     """A point to write, or one read back: id, named vectors, payload."""
 
     id: str
-    vectors: dict[str, np.ndarray | list[float]] = field(default_factory=dict)
+    vectors: dict[str, np.ndarray | list[float] | SparseVector] = field(default_factory=dict)
     payload: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = set(self.vectors) - set(VECTORS)
+        unknown = set(self.vectors) - {*VECTORS, LEXICAL}
         if unknown:
             raise ValueError(f"unknown vector names {sorted(unknown)}")
 
     def vector_lists(self) -> dict[str, list[float]]:
-        return {k: np.asarray(v, dtype=np.float32).tolist() for k, v in self.vectors.items()}
+        """The dense vectors as lists of floats."""
+        return {
+            k: np.asarray(v, dtype=np.float32).tolist()
+            for k, v in self.vectors.items()
+            if not isinstance(v, SparseVector)
+        }
+
+    @property
+    def sparse(self) -> dict[str, SparseVector]:
+        return {k: v for k, v in self.vectors.items() if isinstance(v, SparseVector)}
 
 
 @dataclass
@@ -180,6 +124,7 @@ class CollectionRecord:
     schema: int = SCHEMA_VERSION
     created: str = ""
     corpora: dict[str, str] = field(default_factory=dict)  # corpus name -> the folder it was ingested from
+    lexical: bool = False  # points carry the sparse BM25 vector (schema 3; `collections reindex` adds it)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -188,6 +133,7 @@ class CollectionRecord:
             "model_source": self.model_source,
             "created": self.created,
             "corpora": self.corpora,
+            "lexical": self.lexical,
         }
 
     @classmethod
@@ -201,6 +147,7 @@ class CollectionRecord:
             int(meta.get("schema", 1)),
             str(meta.get("created", "")),
             {str(k): str(v) for k, v in (meta.get("corpora") or {}).items()},
+            bool(meta.get("lexical", False)),
         )
 
     @property
@@ -216,7 +163,7 @@ def new_record(identity: ModelIdentity, source: Mapping[str, Any]) -> Collection
     """The record of a new collection for ``identity``, loadable again from ``source``."""
     if identity.kind != "clamp2":
         raise ModelMismatchError(f"collections need a CLaMP 2 checkpoint; {identity.name} is {identity.kind}")
-    return CollectionRecord(identity.as_dict(), dict(source), SCHEMA_VERSION, now_iso())
+    return CollectionRecord(identity.as_dict(), dict(source), SCHEMA_VERSION, now_iso(), lexical=True)
 
 
 def model_source(

@@ -13,8 +13,9 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from clamp2_engine.errors import StoreError, StoreInUseError, StoreUnreachableError
-from clamp2_engine.store.backend import Backend, Payload, Scored, Scroll, Search
+from clamp2_engine.store.backend import Backend, Index, Payload, Scored, Scroll, Search
 from clamp2_engine.store.filters import Filters, translate
+from clamp2_engine.store.lexical import LEXICAL, SparseVector
 from clamp2_engine.store.schema import META_KEY, RECORD_ID, Point
 from clamp2_engine.store.spec import MEMORY, StoreSpec, redact_url
 from clamp2_engine.types import VECTORS
@@ -28,6 +29,7 @@ def to_filter(filters: Filters | None, vector: str | None = None) -> models.Filt
         filters,
         vector,
         match_any=lambda key, values: models.FieldCondition(key=key, match=models.MatchAny(any=values)),
+        match_words=lambda key, text: models.FieldCondition(key=key, match=models.MatchText(text=text)),
         has_vector=lambda name: models.HasVectorCondition(has_vector=name),
         make_filter=models.Filter,
         is_empty=lambda key: models.IsEmptyCondition(is_empty=models.PayloadField(key=key)),
@@ -35,6 +37,8 @@ def to_filter(filters: Filters | None, vector: str | None = None) -> models.Filt
 
 
 def _query(s: Search) -> Any:
+    if s.fuse:
+        return models.RrfQuery(rrf=models.Rrf(k=s.rrf_k, weights=s.weights))
     if s.positives or s.negatives:
         return models.RecommendQuery(
             recommend=models.RecommendInput(
@@ -44,7 +48,36 @@ def _query(s: Search) -> Any:
     if s.diversity is not None:
         mmr = models.Mmr(diversity=s.diversity, candidates_limit=max(s.candidates, s.limit + s.offset))
         return models.NearestQuery(nearest=s.vector, mmr=mmr)
-    return s.vector
+    return _vector(s.vector)
+
+
+def _vector(v: Any) -> Any:
+    if isinstance(v, SparseVector):
+        return models.SparseVector(indices=list(v.indices), values=list(v.values))
+    return v
+
+
+def _point_vectors(p: Point) -> dict[str, Any]:
+    return {**p.vector_lists(), **{k: _vector(v) for k, v in p.sparse.items()}}
+
+
+def _read_vectors(vector: Any) -> dict[str, Any]:
+    if not isinstance(vector, dict):
+        return {}
+    return {
+        k: SparseVector(tuple(v.indices), tuple(v.values)) if isinstance(v, models.SparseVector) else v
+        for k, v in vector.items()
+    }
+
+
+SPARSE = models.SparseVectorParams(modifier=models.Modifier.IDF)
+TEXT_INDEX = models.TextIndexParams(
+    type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True, ascii_folding=True
+)
+
+
+def _index_schema(kind: str) -> Any:
+    return models.PayloadSchemaType.KEYWORD if kind == "keyword" else TEXT_INDEX
 
 
 def connect(spec: StoreSpec, timeout: int = PROBE_TIMEOUT_S) -> QdrantClient:
@@ -110,17 +143,48 @@ class ServerBackend(Backend):
     def exists(self, name: str) -> bool:
         return self.client.collection_exists(name)
 
-    def create(self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[str]) -> None:
+    def create(
+        self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[Index], lexical: bool = True
+    ) -> None:
         params = models.VectorParams(size=dim, distance=models.Distance.COSINE)
         self.client.create_collection(
-            name, vectors_config={v: params for v in VECTORS}, metadata={META_KEY: meta}
+            name,
+            vectors_config={v: params for v in VECTORS},
+            sparse_vectors_config={LEXICAL: SPARSE} if lexical else None,
+            metadata={META_KEY: meta},
         )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*Payload indexes have no effect.*")
-            for key in indexes:
-                self.client.create_payload_index(name, key, field_schema=models.PayloadSchemaType.KEYWORD)
+        for index in indexes:
+            self.set_index(name, index)
         if self.read_meta(name) is None:
             self.write_meta(name, meta)
+
+    def add_lexical(self, name: str) -> None:
+        if LEXICAL not in (self.client.get_collection(name).config.params.sparse_vectors or {}):
+            config = models.SparseVectorNameConfig(
+                sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)
+            )
+            self.client.create_vector_name(name, LEXICAL, config)
+
+    def set_index(self, name: str, index: Index) -> None:
+        key, kind = index
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Payload indexes have no effect.*")
+            if key in (self.client.get_collection(name).payload_schema or {}):
+                self.client.delete_payload_index(name, key)
+            self.client.create_payload_index(name, key, field_schema=_index_schema(kind))
+
+    def rewrite(self, name: str, points: Sequence[Point]) -> None:
+        ops: list[Any] = [
+            models.OverwritePayloadOperation(
+                overwrite_payload=models.SetPayload(payload=p.payload, points=[p.id])
+            )
+            for p in points
+        ]
+        updates = [models.PointVectors(id=p.id, vector=_point_vectors(p)) for p in points if p.vectors]
+        if updates:
+            ops.append(models.UpdateVectorsOperation(update_vectors=models.UpdateVectors(points=updates)))
+        if ops:
+            self.client.batch_update_points(name, ops, wait=True)
 
     def drop(self, name: str) -> None:
         self.client.delete_collection(name)
@@ -143,7 +207,7 @@ class ServerBackend(Backend):
     def upsert(self, name: str, points: Sequence[Point]) -> None:
         if points:
             structs = [
-                models.PointStruct(id=p.id, vector=p.vector_lists(), payload=p.payload) for p in points
+                models.PointStruct(id=p.id, vector=_point_vectors(p), payload=p.payload) for p in points
             ]
             self.client.upsert(name, points=structs, wait=True)
 
@@ -167,7 +231,7 @@ class ServerBackend(Backend):
             with_vectors=request.vectors,
         )
         points = [
-            Point(str(r.id), dict(r.vector) if isinstance(r.vector, dict) else {}, dict(r.payload or {}))
+            Point(str(r.id), _read_vectors(r.vector), dict(r.payload or {}))
             for r in records
             if str(r.id) != RECORD_ID
         ]
@@ -177,26 +241,37 @@ class ServerBackend(Backend):
         self, name: str, ids: Sequence[str], payload: Payload = True, vectors: bool = False
     ) -> list[Point]:
         found = self.client.retrieve(name, list(ids), with_payload=payload, with_vectors=vectors)
-        return [
-            Point(str(r.id), dict(r.vector) if isinstance(r.vector, dict) else {}, dict(r.payload or {}))
-            for r in found
-        ]
+        return [Point(str(r.id), _read_vectors(r.vector), dict(r.payload or {})) for r in found]
 
     def query(self, name: str, searches: Sequence[Search]) -> list[list[Scored]]:
         requests = [
             models.QueryRequest(
                 query=_query(s),
-                using=s.using,
-                filter=to_filter(s.filters),
+                using=None if s.fuse else s.using,
+                prefetch=[
+                    models.Prefetch(
+                        query=_query(p),
+                        using=p.using,
+                        filter=to_filter(p.filters),
+                        limit=p.limit,
+                        params=self._params(p),
+                    )
+                    for p in s.fuse
+                ]
+                or None,
+                filter=None if s.fuse else to_filter(s.filters),
                 limit=s.limit,
                 offset=s.offset or None,
                 with_payload=s.with_payload,
-                params=models.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef and self.indexed else None,
+                params=None if s.fuse else self._params(s),
             )
             for s in searches
         ]
         responses = self.client.query_batch_points(name, requests=requests) if requests else []
         return [[(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
+
+    def _params(self, s: Search) -> models.SearchParams | None:
+        return models.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef and self.indexed else None
 
     def facet(self, name: str, key: str, limit: int = 1000) -> list[tuple[str, int]]:
         try:

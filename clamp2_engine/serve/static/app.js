@@ -66,9 +66,9 @@ function card(hit) {
 
 async function run(extra, label) {
   const filters = [];
-  if ($("composer").value) filters.push(`composer=${$("composer").value}`);
-  if ($("genre").value) filters.push(`genres=${$("genre").value}`);
-  const body = Object.assign({ k: 12, modality: $("modality").value, filters }, extra);
+  if ($("composer").value) filters.push(`composer==${$("composer").value}`);
+  if ($("genre").value) filters.push(`genres==${$("genre").value}`);
+  const body = Object.assign({ k: 12, modality: $("modality").value, mode: $("mode").value, filters }, extra);
   if (!body.like && $("diverse").checked) body.diverse = true;
   $("status").textContent = `searching ${label}…`;
   const res = await api("/search", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
@@ -85,7 +85,7 @@ async function fillFilters() {
   if (!health.ok) return;
   const info = await (await api(`/collections/${encodeURIComponent((await health.json()).collection)}`)).json();
   for (const [field, id] of [["composer", "composer"], ["genres", "genre"]]) {
-    for (const value of (info.facets || {})[field] || []) $(id).append(new Option(value, value));
+    for (const f of (info.facets || {})[field] || []) $(id).append(new Option(`${f.value} (${f.count})`, f.value));
   }
 }
 

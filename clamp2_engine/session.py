@@ -1,0 +1,213 @@
+"""A search session: one collection and its query models, as a person searches it.
+
+``search``, ``shell``, ``serve`` and ``eval --collection`` all search through :class:`SearchSession`:
+it owns the collection's query towers (loaded when first needed, checked against the collection's
+record), turns a :class:`Query` into vectors, chooses what the collection can answer (a collection made
+before hybrid search is searched semantically, with a notice saying so), and returns a :class:`Result`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clamp2_engine.errors import CollectionError
+from clamp2_engine.search import Loader, QueryModels, load_tower
+from clamp2_engine.store import Collection, Hit, Store, StoreSpec, open_store, vector_names
+from clamp2_engine.types import MODES, Mode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clamp2_engine.api import CLaMP2
+
+DEFAULT_MODE: Mode = "hybrid"
+
+
+class QueryError(CollectionError):
+    """A query that cannot be run as asked (no text, a mode the query cannot use, ...)."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One search as a person asks for it. ``text`` is searched by meaning and by words (``mode``:
+    hybrid, semantic, lexical); a music query arrives as its vector (:meth:`SearchSession.music_vector`);
+    ``like`` / ``unlike`` are point ids. ``weights``: hybrid's (semantic, lexical) fusion weights."""
+
+    text: str | None = None
+    modality: str = "any"
+    mode: str = DEFAULT_MODE
+    k: int = 10
+    offset: int = 0
+    filters: tuple[str, ...] = ()
+    like: tuple[str, ...] = ()
+    unlike: tuple[str, ...] = ()
+    diverse: bool = False
+    weights: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise QueryError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.text is not None and not self.text.strip(" \t\r\n\x00"):
+            raise QueryError("the query text is empty")
+        if self.diverse and (self.like or self.unlike):
+            raise QueryError("diverse works with a query text or music, not with like / unlike")
+
+    @property
+    def needs_text_vector(self) -> bool:
+        """Whether the text tower is needed (lexical search and example searches need none)."""
+        return bool(self.text) and self.mode != "lexical"
+
+
+@dataclass
+class Result:
+    """Hits, why there are none (a filter no piece meets), the mode used, and notices for the user."""
+
+    hits: list[Hit]
+    why: str | None = None
+    mode: str = DEFAULT_MODE
+    notices: list[str] = field(default_factory=list)
+
+
+class SearchSession:
+    """A collection with its query towers; ``find(Query)`` runs a search."""
+
+    def __init__(
+        self, collection: Collection, options: dict[str, Any] | None = None, loader: Loader = load_tower
+    ):
+        self.collection = collection
+        self.models = QueryModels(collection, options, loader)
+
+    @classmethod
+    def open(
+        cls, store: Store, name: str, options: dict[str, Any] | None = None, loader: Loader = load_tower
+    ) -> SearchSession:
+        return cls(store.collection(name), options, loader)
+
+    def model(self, tower: str) -> CLaMP2:
+        """The collection's model with the ``text`` or ``music`` tower loaded."""
+        return self.models[tower]
+
+    @property
+    def lexical(self) -> bool:
+        """Whether the collection can be searched by words."""
+        return self.collection.record.lexical
+
+    def text_vector(self, text: str) -> np.ndarray:
+        """A text query's vector (one short query: few threads, see :func:`query_threads`)."""
+        model = self.model("text")
+        threads = query_threads() if model.encoder.runtime.backend == "torch" else None
+        with _torch_threads(threads):
+            return model.encode_text(text)
+
+    def music_vector(self, data: str) -> np.ndarray:
+        """A music query's vector, from model input (interleaved ABC or MTF text)."""
+        return self.model("music").encode_music(data)
+
+    def plan(self, query: Query) -> tuple[Query, list[str]]:
+        """The query as this collection can answer it, and a notice when that differs from the ask."""
+        if query.mode == "semantic" or self.lexical:
+            if query.mode == "lexical" and not query.text:
+                raise QueryError("a lexical search needs a query text")
+            return query, []
+        if query.mode == "lexical":
+            raise QueryError(
+                f"collection {self.collection.name!r} has no lexical index (it was made before hybrid "
+                "search): reindex it to search by words"
+            )
+        notice = (
+            f"collection {self.collection.name!r} has no lexical index (it was made before hybrid search): "
+            "searched by meaning alone; reindex it to search by words too"
+        )
+        return replace(query, mode="semantic"), [notice]
+
+    def find(self, query: Query, vector: np.ndarray | None = None) -> Result:
+        """Run ``query``; ``vector`` is its query vector when the caller made it (a music query, or texts
+        batched across requests), else the text is encoded here when the mode needs it."""
+        query, notices = self.plan(query)
+        if vector is None and query.needs_text_vector:
+            vector = self.text_vector(query.text or "")
+        if vector is None and not query.like and not (query.text and query.mode != "semantic"):
+            raise QueryError("give a query text, music, or like (point ids)")
+        hits, why = self.collection.find(vector, query)
+        mode = query.mode if query.text and not query.like else "semantic"
+        return Result(hits, why, mode, notices)
+
+
+def text_search_fn(
+    collection: str,
+    *,
+    modality: str = "abc",
+    limit: int = 100,
+    store: StoreSpec | None = None,
+    filters: Any = None,
+    mode: str = "semantic",
+    **model_options: Any,
+) -> Callable[[list[str]], list[list[str]]]:
+    """``fn(texts) -> [[point id, ...] best first, ...]`` searching ``collection`` by text (``mode``:
+    semantic by default, since evaluation measures the model).
+
+    Opens the store (default: :func:`clamp2_engine.store.resolve_store`) and loads the text tower once.
+    The returned function has ``.collection`` and ``.model`` attributes; ``fn.close()`` releases the store.
+    """
+    from clamp2_engine.checkpoints import ModelNotFoundError
+
+    vector_names(modality)
+    Query(mode=mode)
+    opened = open_store(store)
+    try:
+        session = SearchSession.open(opened, collection, model_options)
+        try:
+            clamp = session.model("text") if mode != "lexical" else None
+        except ModelNotFoundError as exc:
+            raise CollectionError(str(exc)) from None
+    except BaseException:
+        opened.close()
+        raise
+
+    def fn(texts: list[str]) -> list[list[str]]:
+        if not texts:
+            return []
+        vectors = clamp.encode_text(list(texts)) if clamp is not None else [None] * len(texts)
+        vectors = np.atleast_2d(vectors) if clamp is not None else vectors
+        base = Query(modality=modality, mode=mode, k=limit, filters=tuple(filters or ()))
+        rows = []
+        for text, vector in zip(texts, vectors, strict=True):
+            hits = session.find(replace(base, text=text if text.strip() else None), vector).hits
+            rows.append([h.id for h in hits])
+        return rows
+
+    fn.collection, fn.model = session.collection, clamp  # type: ignore[attr-defined]
+    fn.close = opened.close  # type: ignore[attr-defined]
+    return fn
+
+
+def query_threads() -> int:
+    """Intra-op threads for one short text query: $CLAMP2_QUERY_THREADS, default 1. A query of a few
+    tokens gains little from more threads, and loses a lot to them on a busy machine."""
+    try:
+        return max(1, int(os.environ.get("CLAMP2_QUERY_THREADS", "1")))
+    except ValueError:
+        raise QueryError("CLAMP2_QUERY_THREADS must be a number of threads") from None
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """PyTorch's intra-op threads set to ``n`` for the block (``None``: left alone, e.g. under ONNX)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    if n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
