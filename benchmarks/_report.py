@@ -26,9 +26,23 @@ def machine() -> str:
     except Exception:  # pragma: no cover - torch is a dependency
         gpu, tv = "unknown", "?"
     return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, "
+        f"{cpu()}, {os.cpu_count()} CPU cores, {gpu}, "
         f"Python {platform.python_version()}, torch {tv}, {date.today().isoformat()}"
     )
+
+
+def cpu() -> str:
+    """The CPU's model name and the vector extensions that decide its speed (as ``lscpu`` shows them)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    named = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX-512 BF16", "avx512_vnni": "VNNI"}
+    named |= {"avx_vnni": "AVX-VNNI", "amx_tile": "AMX"}
+    shown = [v for k, v in named.items() if k in flags]
+    return f"{model or platform.machine()} ({', '.join(shown) or 'no AVX2'})"
 
 
 def write_section(name: str, markdown: str, doc: Path = DOC) -> None:

@@ -393,6 +393,7 @@ def test_cli_collection_with_fake_index(tmp_path, monkeypatch):
         "collection": "music",
         "modality": "mtf",
         "limit": 50,
+        "mode": "semantic",  # eval measures the model by default
         "root": tmp_path.resolve(),
         "corpus": "demo",
         "closed": True,

@@ -4,6 +4,8 @@ stand-in), through the library's SearchSession."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from test_store import identity, spec_for, unit_vec
@@ -234,3 +236,75 @@ def test_reindex_adds_the_lexical_side_and_changes_no_vector(old_store):
     assert {v.lower(): n for v, n in reopened.facet("genres")}["chorale"] == 2
     assert reopened.retrieve([point_id("k:2")])[0].payload["metadata"] == {"genres": ["jig"]}
     assert reopened.reindex() == len(PIECES) + N_NOISE  # again: harmless
+
+
+# --- the command line ------------------------------------------------------------------------------------
+
+
+def cli(*args: object, input: str | None = None):
+    from click.testing import CliRunner
+
+    from clamp2_engine.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def edge_folder(tmp_path):
+    """The pieces in an embedded store, closed again so that the commands can open it."""
+    folder = tmp_path / "edge"
+    with open_store(spec_for("edge", tmp_path, "edge")) as store:
+        store.ensure("music", identity(), {"model": "/m.pth"}).upsert(points())
+    return folder
+
+
+def test_cli_lexical_search_needs_no_model(edge_folder):
+    res = cli(
+        "search", "fur elise", "-c", "music", "--mode", "lexical", "--json", "--qdrant-path", edge_folder
+    )
+    assert res.exit_code == 0, res.output
+    first = json.loads(res.stdout.splitlines()[0])
+    assert first["title"] == "Für Elise" and first["modality"] == LEXICAL
+    res = cli(
+        "search",
+        "jig",
+        "-c",
+        "music",
+        "--mode",
+        "lexical",
+        "--filter",
+        "composer==J.S. Bach",
+        "--qdrant-path",
+        edge_folder,
+    )
+    assert res.exit_code == 0 and "no hits" in res.output
+
+
+def test_cli_shell_switches_mode(edge_folder):
+    script = ":mode lexical\nbwv 278\n:mode fuzzy\n:quit\n"
+    res = cli(
+        "shell", "-c", "music", "--mode", "lexical", "--json", "--qdrant-path", edge_folder, input=script
+    )
+    assert res.exit_code == 0, res.output
+    hits = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    assert hits[0]["title"] == "BWV 278"
+    assert "mode = lexical" in res.output and ":mode takes one of hybrid, semantic, lexical" in res.output
+
+
+def test_cli_reindex_an_old_collection(tmp_path):
+    from clamp2_engine.store.schema import new_record
+
+    folder = tmp_path / "edge"
+    with open_store(spec_for("edge", tmp_path, "edge")) as store:
+        record = new_record(identity(), {"model": "/m.pth"}).as_dict() | {"schema": 2, "lexical": False}
+        store.backend.create("old", 8, record, [("corpus", "keyword")], lexical=False)
+        store.backend.upsert("old", points())
+    res = cli("search", "bwv 278", "-c", "old", "--mode", "lexical", "--qdrant-path", folder)
+    assert res.exit_code == 1 and "no lexical index" in res.output and "reindex" in res.output
+    res = cli("collections", "reindex", "old", "--json", "--qdrant-path", folder)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["points"] == len(PIECES) + N_NOISE
+    res = cli("search", "bwv 278", "-c", "old", "--mode", "lexical", "--json", "--qdrant-path", folder)
+    assert json.loads(res.stdout.splitlines()[0])["title"] == "BWV 278"
+    info = json.loads(cli("collections", "info", "old", "--json", "--qdrant-path", folder).stdout)
+    assert info["lexical"] and info["vectors"][LEXICAL] == len(PIECES) + N_NOISE

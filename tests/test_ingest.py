@@ -61,7 +61,12 @@ def test_parity_inputs_all_become_points(parity_store, parity_dir):
     info = client.collection("parity").info()
     # scores give ABC, MIDI and MTF give MTF (no rendering here), no summaries: no text vectors
     n_scores = len([p for p in music if p.suffix in (".abc", ".xml", ".mxl")])
-    assert info["vectors"] == {"abc": n_scores, "mtf": len(music) - n_scores, "text": 0}
+    assert info["vectors"] == {
+        "abc": n_scores,
+        "mtf": len(music) - n_scores,
+        "text": 0,
+        "lexical": len(music),
+    }
     assert (
         info["model"]["checkpoint_sha256"]
         == json.loads((parity_dir / "manifest.json").read_text())["checkpoints"]["clamp2.pth"]

@@ -153,7 +153,20 @@ def test_a_collection_records_its_text_window_and_search_reuses_it(
     info = CliRunner().invoke(main, ["collections", "info", "short", "--json"])
     assert json.loads(info.stdout)["model"]["max_text_length"] == 32
     res = CliRunner().invoke(
-        main, ["search", items[1]["summary_en"], "-c", "short", "--modality", "text", "-k", "3", "--json"]
+        main,
+        [
+            "search",
+            items[1]["summary_en"],
+            "-c",
+            "short",
+            "--modality",
+            "text",
+            "-k",
+            "3",
+            "--json",
+            "--mode",
+            "semantic",
+        ],
     )
     assert res.exit_code == 0, res.output
     hits = [json.loads(line) for line in res.stdout.splitlines()]

@@ -86,17 +86,21 @@ def test_text_search_json_and_the_query_vector(store, text_model, loads):
     assert loads == [{"music": False, "text": True}]  # a one-shot text search loads the text tower only
     assert [h["rank"] for h in hits] == list(range(1, 8))
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
-    assert {h["modality"] for h in hits} <= {"abc", "mtf"}
+    assert {h["modality"] for h in hits} == {"hybrid"}  # meaning and words, fused
+    semantic = hits_of(
+        run("search", QUERY, "-c", "music", "--qdrant-path", path, "--json", "--mode", "semantic")
+    )
+    assert {h["modality"] for h in semantic} <= {"abc", "mtf"}
     for h in hits:
         assert set(h) >= {"id", "score", "title", "composer", "source", "modality", "payload"}
         assert h["payload"]["source"] == h["source"] and h["payload"]["corpus"] == "inputs"
-    # the query's vector is encode_text(QUERY): every score is its cosine with the stored vector
+    # the query's vector is encode_text(QUERY): every semantic score is its cosine with the stored vector
     query = text_model.encode_text(QUERY)
     with open_store(StoreSpec(path=path)) as s:
         stored = {
-            p.id: p.vectors for p in s.collection("music").retrieve([h["id"] for h in hits], vectors=True)
+            p.id: p.vectors for p in s.collection("music").retrieve([h["id"] for h in semantic], vectors=True)
         }
-    for h in hits:
+    for h in semantic:
         assert cos(query, stored[h["id"]][h["modality"]]) == pytest.approx(h["score"], abs=1e-5)
 
 
@@ -160,8 +164,14 @@ def test_filters_ignore_case_and_explain_an_empty_result(store, loads):
     res = run(*base, "--filter", "composer=Arcangelo Coreli")
     assert (
         res.exit_code == 0
-        and "no hits: no piece has composer 'arcangelo coreli'; closest: 'arcangelo corelli'" in res.stdout
+        and "no hits: no piece has composer 'arcangelo coreli'; closest: 'Arcangelo Corelli'" in res.stdout
     )
+    assert hits_of(run(*base, "--json", "--filter", "composer=corelli")) == exact  # a word of the value
+    assert (
+        hits_of(run(*base, "--json", "--filter", "composer==Arcangelo Corelli")) == exact
+    )  # the exact value
+    res = run(*base, "--filter", "composer==arcangelo corelli")
+    assert "closest: 'Arcangelo Corelli'" in res.stdout
     res = run(*base, "--filter", "colour=red")
     assert "no hits: no piece has a field 'colour'" in res.stdout
     res = run(*base, "--json", "--filter", "formats=mid", "--filter", "formats!=mid")
@@ -196,7 +206,11 @@ def test_like_unlike_and_diverse(store, loads):
 
 def test_usage_errors(store, parity_dir):
     path, _ = store
-    assert "either a QUERY" in run("search", "-c", "music", "--qdrant-path", path).output
+    assert (
+        "give a QUERY text, --music FILE or --like ID"
+        in run("search", "-c", "music", "--qdrant-path", path).output
+    )
+    assert "the query text is empty" in run("search", " ", "-c", "music", "--qdrant-path", path).output
     res = run(
         "search",
         "x",
@@ -324,7 +338,9 @@ def test_collections_commands(store, tmp_path):
         ("music", 43, "clamp2.pth", 128)
     ]
     info = json.loads(run("collections", "info", "music", "--qdrant-path", path, "--json").stdout)
-    assert info["vectors"] == {"abc": 22, "mtf": 21, "text": 0} and info["distance"] == "cosine"
+    assert (
+        info["vectors"] == {"abc": 22, "mtf": 21, "text": 0, "lexical": 43} and info["distance"] == "cosine"
+    )
     assert info["model_source"]["model"].endswith("clamp2.pth")
     assert "music" in run("collections", "list", "--qdrant-path", path).stdout
     assert "clamp2.pth" in run("collections", "info", "music", "--qdrant-path", path).stdout
@@ -338,7 +354,8 @@ def test_collections_commands(store, tmp_path):
     res = run("migrate", "-c", "music", "--qdrant-path", path, "--to-path", other, "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["points"] == 43 and json.loads(res.stdout)["verified"]
-    q = ["search", QUERY, "-c", "music", "--json", "-k", "5", "--qdrant-path"]
+    # the same answers (by meaning: equal vectors tie, and each engine orders tied pieces its own way)
+    q = ["search", QUERY, "-c", "music", "--json", "-k", "5", "--mode", "semantic", "--qdrant-path"]
     assert [h["id"] for h in hits_of(run(*q, other))] == [h["id"] for h in hits_of(run(*q, path))]
     assert run("collections", "drop", "music", "--qdrant-path", other, input="n\n").exit_code == 1
     assert run("collections", "drop", "music", "--qdrant-path", other, input="y\n").exit_code == 0
@@ -449,7 +466,7 @@ def test_the_schema_doc_example_runs(store, capsys):
     doc = (Path(__file__).resolve().parents[1] / "docs" / "schema.md").read_text(encoding="utf-8")
     code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
     code = code.replace('QdrantClient(url="http://localhost:6333", api_key=None)', "SERVER")
-    code = code.replace('value="chopin"', 'value="arcangelo corelli"')
+    code = code.replace('text="chopin"', 'text="corelli"')
     with open_store(StoreSpec(path=path)) as src, open_store(StoreSpec(url=MEMORY)) as server:
         src.collection("music").copy_to(server)  # the server path: qdrant-client's in-memory stand-in
         namespace = {"SERVER": server.backend.client}
@@ -500,7 +517,8 @@ def test_migrate_an_old_local_mode_folder(store, tmp_path):
     res = run("migrate", "-c", "music", "--from-local-mode", old, "--to-path", new, "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["points"] == 43
-    q = ["search", QUERY, "-c", "music", "--json", "-k", "5", "--filter", "formats=MID", "--qdrant-path"]
+    q = ["search", QUERY, "-c", "music", "--json", "-k", "5", "--filter", "formats=MID", "--mode", "semantic"]
+    q.append("--qdrant-path")
     got, want = hits_of(run(*q, new)), hits_of(run(*q, path))
     assert [h["score"] for h in got] == pytest.approx([h["score"] for h in want], abs=1e-5)
     clear = [h["id"] for h in want if h["score"] > want[-1]["score"] + 1e-4]  # ties may come in either order
@@ -513,7 +531,7 @@ def test_a_cached_onnx_export_serves_search_without_torch(store, parity_dir, tmp
     import os
 
     path, _ = store
-    args = ["search", QUERY, "-c", "music", "--qdrant-path", path, "--json", "-k", "5"]
+    args = ["search", QUERY, "-c", "music", "--qdrant-path", path, "--json", "-k", "5", "--mode", "semantic"]
     torch_hits = hits_of(run(*args, "--backend", "torch"))
     res = run("export", "onnx", *model_args(parity_dir), "--json")
     assert res.exit_code == 0, res.output

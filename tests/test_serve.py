@@ -106,7 +106,8 @@ def test_healthz_and_collections(client):
     [row] = client.get("/collections").json()["collections"]
     assert row["name"] == "music" and row["points"] == 28
     info = client.get("/collections/music").json()
-    assert info["points"] == 28 and "arcangelo corelli" in info["facets"]["composer"]
+    assert info["points"] == 28
+    assert {"value": "Arcangelo Corelli", "count": 1} in info["facets"]["composer"]  # display values
     assert client.get("/collections/nope").status_code == 404
 
 
@@ -122,6 +123,20 @@ def test_text_search_and_the_query_vector(client, parity_dir, corpus):
     assert float(ref @ got / np.linalg.norm(ref) / np.linalg.norm(got)) > 0.99999
     paged = hits(client.post("/search", json={"query": QUERY, "k": 2, "offset": 2}))
     assert [h["id"] for h in paged] == [h["id"] for h in found[2:4]]
+
+
+def test_modes_and_word_filters(client):
+    """Hybrid is the default; a title's words find its piece; modes and word filters as in the CLI."""
+    titled = hits(client.post("/search", json={"query": QUERY, "k": 28, "mode": "semantic"}))
+    target = next(h for h in titled if h["title"] and len(h["title"].split()) >= 2)
+    words = target["title"].lower()
+    for mode in ("hybrid", "lexical"):
+        res = client.post("/search", json={"query": words, "k": 3, "mode": mode})
+        assert res.json()["mode"] == mode and res.json()["hits"][0]["title"] == target["title"]
+    semantic = client.post("/search", json={"query": QUERY, "k": 5, "mode": "semantic"}).json()
+    assert semantic["mode"] == "semantic" and {h["modality"] for h in semantic["hits"]} <= {"abc", "mtf"}
+    corelli = hits(client.post("/search", json={"query": QUERY, "filters": ["composer=corelli"]}))
+    assert corelli and all(h["composer"] == "Arcangelo Corelli" for h in corelli)
 
 
 def test_like_unlike_filters_and_diverse(client):
@@ -153,6 +168,10 @@ def test_like_unlike_filters_and_diverse(client):
         ({"like": ["00000000-0000-0000-0000-000000000000"]}, 422, "no piece"),
         ({"query": QUERY, "like": ["00000000-0000-0000-0000-000000000000"], "diverse": True}, 400, "diverse"),
         ({"query": "x" * 5000}, 422, "query"),
+        ({"query": QUERY, "mode": "fuzzy"}, 422, "mode"),
+        ({"query": QUERY, "lexical_weight": -1}, 422, "lexical_weight"),
+        ({"query": "\u0000"}, 400, "give a query"),
+        ({"query": QUERY, "filters": ["composer=" + "x" * 300]}, 400, "too long"),
     ],
 )
 def test_search_errors_are_one_line_4xx(client, body, status, message):

@@ -16,6 +16,7 @@ from typing import Any
 
 from clamp2_engine.checkpoints import ASSETS
 from clamp2_engine.ingest.music21_corpus import Piece, convert_pieces, corpus_root, display_title
+from clamp2_engine.store.fields import canonical
 
 PIECES_FILE = ASSETS / "demo" / "pieces.jsonl"
 DEMO_COLLECTION = "demo"
@@ -103,12 +104,15 @@ def prepare_demo_corpus(dst: str | Path, limit: int | None = None, jobs: int = 2
 
 
 def matches(payload: dict[str, Any], expect: dict[str, Any]) -> bool:
-    """Whether a hit's payload has every expected field value (strings compared case-insensitively)."""
+    """Whether a hit's payload has every expected field value (strings compared case-insensitively; a
+    list field, such as ``genres``, has it among its values)."""
     for key, want in expect.items():
+        key = canonical(key)
         got = payload.get(key, (payload.get("metadata") or {}).get(key))
+        values = got if isinstance(got, list) else [got]
         if isinstance(want, str):
-            if not isinstance(got, str) or got.casefold() != want.casefold():
+            if not any(isinstance(v, str) and v.casefold() == want.casefold() for v in values):
                 return False
-        elif got != want:
+        elif want not in values:
             return False
     return True

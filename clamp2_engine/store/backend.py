@@ -22,8 +22,8 @@ class Search:
     """One query on one vector name: nearest to ``vector`` (dense, or sparse for the lexical vector); or
     recommend (``positives`` / ``negatives``, best score); or, with ``diversity``, maximal marginal
     relevance around ``vector``; or, with ``fuse``, the searches of ``fuse`` (each a prefetch, ``using``
-    unused) fused by weighted reciprocal rank fusion: a point's score is the sum over the searches that
-    found it of ``weight / (rrf_k + rank)``."""
+    unused) fused by weighted reciprocal rank fusion (a point's score is the sum over the searches that
+    found it of ``1 / (position / weight + rrf_k - 1)``, Qdrant's) or by distribution-based score fusion."""
 
     using: str
     limit: int
@@ -37,8 +37,9 @@ class Search:
     with_payload: Payload = True
     hnsw_ef: int | None = None  # HNSW candidates per search: higher is more exact and slower
     fuse: list[Search] = field(default_factory=list)
-    weights: list[float] | None = None  # one per search of ``fuse``
-    rrf_k: int = 60
+    fusion: str = "rrf"  # "rrf" (weighted, by rank) or "dbsf" (by scores normalised per search, summed)
+    weights: list[float] | None = None  # rrf: one per search of ``fuse``
+    rrf_k: int = 2
 
 
 Scored = tuple[str, float, dict[str, Any]]  # point id, score, payload

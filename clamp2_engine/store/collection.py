@@ -38,8 +38,9 @@ from clamp2_engine.types import MODALITIES, MUSIC_VECTORS, VECTORS
 DIVERSITY = 0.5  # `diverse`: relevance and variety weighed alike (maximal marginal relevance)
 HNSW_EF = 256  # HNSW candidates per search (Qdrant's default is 100): recall@10 >= 0.95 at 1M points
 PREFETCH = 100  # candidates each side of a hybrid search brings to the fusion
-WEIGHTS = (1.0, 1.0)  # hybrid: (semantic, lexical) weights of the fusion (bench_hybrid.py)
-RRF_K = 60  # reciprocal rank fusion's constant: a point at rank r of a side adds weight / (RRF_K + r)
+WEIGHTS = (1.0, 1.25)  # hybrid: (semantic, lexical) weights of the fusion (swept in bench_hybrid.py)
+RRF_K = 2  # reciprocal rank fusion's constant (Qdrant's default): position p (1, 2, ...) of a side adds
+# 1 / (p / weight + RRF_K - 1), Qdrant's weighted RRF
 
 
 class SearchSpec(Protocol):
@@ -367,28 +368,30 @@ class Collection:
     ) -> list[Hit]:
         """Points found by meaning (``vector``, on each vector name of ``modality``) and by the words of
         ``text`` (the lexical vector), in one query fused by weighted reciprocal rank fusion; without
-        ``vector``, by words alone. Scores are fusion scores (sums of ``weight / (60 + rank)``)."""
+        ``vector``, by words alone. Scores are fusion scores (at position p of a side: ``1 / (p / weight + RRF_K - 1)``, summed)."""
         self._need_lexical()
         flt = parse_filters(filters) or None
         n = max(PREFETCH, limit + offset)
         semantic, lexical = weights or WEIGHTS
         sides = [] if vector is None else list(vector_names(modality))
         dense = np.asarray(vector, dtype=np.float32).ravel().tolist() if vector is not None else None
-        fuse = [Search(u, n, dense, filters=flt, hnsw_ef=HNSW_EF) for u in sides]
         words = Search(LEXICAL, n, query_vector(text), filters=flt)
         if sides:
-            search = Search(
-                "",
-                limit + offset,
-                fuse=[*fuse, words],
-                weights=[semantic / len(sides)] * len(sides) + [lexical],
-                rrf_k=RRF_K,
-                with_payload=with_payload,
-            )
+            meaning = [Search(u, n, dense, filters=flt, hnsw_ef=HNSW_EF) for u in sides]
+            if len(meaning) > 1:  # the music vectors first make one ranking of meaning, by their scores
+                meaning = [Search("", n, fuse=meaning, fusion="dbsf")]
+            search = Search("", n, fuse=[*meaning, words], weights=[semantic, lexical], rrf_k=RRF_K)
         else:  # words alone: BM25 scores, no fusion
-            search = Search(LEXICAL, limit + offset, words.vector, filters=flt, with_payload=with_payload)
+            search = Search(LEXICAL, n, words.vector, filters=flt)
+        # a window of n, ties broken by id here, so that pages agree; payloads for the page alone
+        search.with_payload = False
         rows = self.backend.query(self.name, [search])
-        return self._fuse(rows, ("hybrid" if sides else LEXICAL,), limit, offset)
+        hits = self._fuse(rows, ("hybrid" if sides else LEXICAL,), limit, offset)
+        if with_payload and hits:
+            found = {p.id: p.payload for p in self.retrieve([h.id for h in hits], payload=with_payload)}
+            for h in hits:
+                h.payload = {k: v for k, v in found.get(h.id, {}).items() if k != KEYS}
+        return hits
 
     def _need_lexical(self) -> None:
         if not self.record.lexical:

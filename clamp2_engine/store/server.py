@@ -37,6 +37,8 @@ def to_filter(filters: Filters | None, vector: str | None = None) -> models.Filt
 
 
 def _query(s: Search) -> Any:
+    if s.fuse and s.fusion == "dbsf":
+        return models.FusionQuery(fusion=models.Fusion.DBSF)
     if s.fuse:
         return models.RrfQuery(rrf=models.Rrf(k=s.rrf_k, weights=s.weights))
     if s.positives or s.negatives:
@@ -248,17 +250,7 @@ class ServerBackend(Backend):
             models.QueryRequest(
                 query=_query(s),
                 using=None if s.fuse else s.using,
-                prefetch=[
-                    models.Prefetch(
-                        query=_query(p),
-                        using=p.using,
-                        filter=to_filter(p.filters),
-                        limit=p.limit,
-                        params=self._params(p),
-                    )
-                    for p in s.fuse
-                ]
-                or None,
+                prefetch=[self._prefetch(p) for p in s.fuse] or None,
                 filter=None if s.fuse else to_filter(s.filters),
                 limit=s.limit,
                 offset=s.offset or None,
@@ -269,6 +261,16 @@ class ServerBackend(Backend):
         ]
         responses = self.client.query_batch_points(name, requests=requests) if requests else []
         return [[(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
+
+    def _prefetch(self, s: Search) -> models.Prefetch:
+        """``s`` as a prefetch stage (a fusion of its own prefetches when it has ``fuse``)."""
+        if s.fuse:
+            return models.Prefetch(
+                prefetch=[self._prefetch(p) for p in s.fuse], query=_query(s), limit=s.limit
+            )
+        return models.Prefetch(
+            query=_query(s), using=s.using, filter=to_filter(s.filters), limit=s.limit, params=self._params(s)
+        )
 
     def _params(self, s: Search) -> models.SearchParams | None:
         return models.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef and self.indexed else None
