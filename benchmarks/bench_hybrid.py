@@ -231,8 +231,8 @@ def report(q: dict, lat: dict, loads: tuple[str, str]) -> str:
 **Quality** on the demo collection ({c["pieces"]} music21 pieces, `--model demo`, no MTF rendering):
 {c["titles"]} distinct titles typed in lower case without punctuation, {len(c["composers"])} composer
 queries ({", ".join(c["composers"])}), {c["described"]} descriptions of pieces in English, German,
-French and Spanish (relevant: same genres and composer). Whole searches through `SearchSession`,
-encoding included (ms per query).
+French and Spanish (relevant: same genres and composer). Searches through `SearchSession`, the query
+vectors encoded beforehand (ms per query: the store's part).
 
 {table(["mode", "title MRR@10", "title P@5", "composer MRR@10", "composer P@5", "described P@10", "ms/query"], rows)}
 

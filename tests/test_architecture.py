@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("clamp2_engine",)
 # the outer packages (the repository's top-level ingest/, train/ and exporters/ are links to them)
@@ -59,11 +61,15 @@ def test_the_core_imports_none_of_the_outer_packages():
     assert bad == []
 
 
-def test_module_level_imports_have_no_cycle():
+@pytest.mark.parametrize("top_level_only", [True, False], ids=["module-level", "function-level too"])
+def test_imports_have_no_cycle(top_level_only):
+    """No import circle, not even one hidden in a function-level import."""
     mods = modules()
     graph = {
         name: {
-            m for m in imports(path, name, top_level_only=True, known=set(mods)) if m in mods and m != name
+            m
+            for m in imports(path, name, top_level_only=top_level_only, known=set(mods))
+            if m in mods and m != name
         }
         for name, path in mods.items()
     }
@@ -83,6 +89,31 @@ def test_module_level_imports_have_no_cycle():
         if name not in state:
             visit(name, [name])
     assert cycles == []
+
+
+def test_serve_uses_nothing_of_the_cli():
+    """serve is wired with the library alone (its loader, its errors), so a model failure inside a request
+    never becomes a CLI error."""
+    bad = [
+        (name, imported)
+        for name, path in modules().items()
+        if name.startswith("clamp2_engine.serve")
+        for imported in imports(path, name, top_level_only=False)
+        if imported.startswith("clamp2_engine.cli")
+    ]
+    assert bad == []
+    wiring = (ROOT / "clamp2_engine" / "cli" / "serve.py").read_text(encoding="utf-8")
+    assert "open_tower" not in wiring and "open_model" not in wiring
+
+
+def test_no_function_is_over_100_lines():
+    long = [
+        (str(path.relative_to(ROOT)), node.name, node.end_lineno - node.lineno + 1)
+        for path in modules().values()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 100
+    ]
+    assert long == []
 
 
 def all_imports(path: Path) -> set[str]:

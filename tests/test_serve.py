@@ -335,3 +335,15 @@ def test_the_page_in_a_real_browser(server, tmp_path):
     assert dom.count('class="card"') >= 5, dom[-2000:]
     cards = dom.split('class="card"')[1:]
     assert sum("<svg" in c for c in cards) >= 3  # engraved scores (and piano rolls) inside the cards
+
+
+def test_openapi_documents_every_answer(client):
+    spec = client.get("/openapi.json").json()
+    ok = spec["paths"]["/search"]["post"]["responses"]
+    assert ok["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SearchResponse")
+    assert ok["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+    hit = spec["components"]["schemas"]["Hit"]["properties"]
+    assert {"rank", "score", "id", "modality", "title", "composer", "payload"} <= set(hit)
+    for path in ("/healthz", "/embed/text", "/collections", "/collections/{name}", "/pieces/{pid}"):
+        method = next(iter(spec["paths"][path].values()))
+        assert "$ref" in method["responses"]["200"]["content"]["application/json"]["schema"], path

@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-from clamp2_engine.cli.ingest import errors_path
 from clamp2_engine.cli.options import (
     collection_name,
     fail,
@@ -153,6 +152,8 @@ def collections_drop(name: str, yes: bool, **kwargs: Any) -> None:
         if not yes:
             click.confirm(f"drop collection {name!r} and its {coll.count()} points?", abort=True)
         _or_fail(store.drop, name)
+    from clamp2_engine.ingest.run import errors_path
+
     errors_path(name).unlink(missing_ok=True)  # its problems list goes with it
     click.echo(f"dropped {name}", err=True)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from clamp2_engine.cli.options import store_options
+from clamp2_engine.cli.options import store_client, store_options
 
 NEXT_STEPS = (
     'next: clamp2-engine search "your words" -c {c}   |   clamp2-engine shell -c {c}   |   '
@@ -46,12 +46,13 @@ def demo(
     retrieval needs the released CLaMP 2 weights (`--model clamp2`). A second run is quick: converted
     pieces are kept and unchanged pieces are not embedded again.
     """
-    from clamp2_engine.cli.ingest import ingest
+    from clamp2_engine.cli.ingest import run_ingest, say_indexing
     from clamp2_engine.cli.search import search
     from clamp2_engine.errors import require_extra
 
     require_extra("convert")  # the demo converts music21's scores
     from clamp2_engine.ingest.demo import DEMO_COLLECTION, DEMO_CORPUS, QUERIES, prepare_demo_corpus
+    from clamp2_engine.ingest.run import IngestOptions
     from clamp2_engine.paths import data_dir
 
     def say(msg: str) -> None:
@@ -68,18 +69,15 @@ def demo(
         err=True,
     )
     say(f"[2/3] ingesting them into collection '{DEMO_COLLECTION}' with the demo model")
-    ctx.invoke(
-        ingest,
-        corpus=prepared.root,
-        collection=DEMO_COLLECTION,
+    options = IngestOptions(
         corpus_name=DEMO_CORPUS,
-        model="demo",
         render=False,
-        allow_failures=True,
-        as_json=as_json,
-        quiet=quiet,
-        **store,
+        model={"model": "demo"},
+        progress=not (quiet or as_json),
+        on_index=None if (quiet or as_json) else say_indexing,
     )
+    with store_client(dict(store)) as opened:
+        run_ingest(opened, prepared.root, DEMO_COLLECTION, options, as_json=as_json)
     say("[3/3] searching")
     for text in queries or [q.text for q in QUERIES]:
         ctx.invoke(search, query=text, collection=DEMO_COLLECTION, top_k=top_k, as_json=as_json, **store)

@@ -4,8 +4,6 @@ imported inside the command)."""
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +20,6 @@ from clamp2_engine.cli.options import (
     store_client,
     store_options,
 )
-
-
-def _file_name(name: str) -> str:
-    """``name`` made safe as a file name."""
-    return re.sub(r"[^\w.-]", "_", name).lstrip(".") or "collection"
-
 
 # --- ingest -------------------------------------------------------------------------------------------
 
@@ -171,146 +163,87 @@ def ingest(
     CORPUS is a folder of scores (.xml .mxl .abc .krn ...), MIDI and .mtf files, or the seed layout
     (abc/, mtf/ and a JSONL of items with `filepaths` and `summary_en`).
     """
-    from clamp2_engine.checkpoints import REGISTRY, default_model, default_text_model
-    from clamp2_engine.cli.options import open_model
-    from clamp2_engine.ingest.corpus import CorpusError, discover, find_metadata, load_metadata
-    from clamp2_engine.ingest.pipeline import ingest_corpus
-    from clamp2_engine.runlog import ErrorLog, RunSummary, console
-    from clamp2_engine.store import CollectionError, model_source
+    from clamp2_engine.ingest.run import IngestOptions, SummaryOptions
 
-    options = pop_model_options(kwargs)
+    if summarize and (not base_url or not llm):
+        raise click.UsageError("--summarize needs --base-url URL and --llm MODEL")
+    if summarize and metadata is None:
+        from clamp2_engine.ingest.corpus import find_metadata
+
+        if find_metadata(corpus.resolve()) is None:
+            raise click.UsageError(
+                "--summarize needs metadata: --metadata items.jsonl, or a corpus in the seed layout"
+            )
+    ray = None
+    if engine == "ray":
+        from clamp2_engine.ingest.ray_engine import RayOptions
+
+        ray = RayOptions(ray_address, embed_workers, convert_workers, num_gpus_per_worker)
+    quiet = quiet or as_json
+    options = IngestOptions(
+        metadata=metadata,
+        corpus_name=corpus_name,
+        render=render,
+        write_batch=write_batch,
+        jobs=jobs,
+        timeout=timeout,
+        summaries=SummaryOptions(base_url, llm, api_key_env, concurrency, summaries) if summarize else None,  # type: ignore[arg-type]
+        model=pop_model_options(kwargs),
+        ray=ray,
+        progress=not quiet,
+        on_index=None if quiet else say_indexing,
+        on_summary_problems=_say_summary_problems,
+    )
     with store_client(kwargs) as store:
-        _recorded_model(store, collection, options)  # takes the collection's lock: nothing is written before
-        errors = ErrorLog(errors_path(collection), reset=True)
-        items = None
-        try:
-            if summarize:
-                meta_path = metadata or find_metadata(corpus.resolve())
-                if meta_path is None:
-                    raise click.UsageError(
-                        "--summarize needs metadata: --metadata items.jsonl, or a corpus in the seed layout"
-                    )
-                items = _summarize(
-                    load_metadata(Path(meta_path)),
-                    collection,
-                    summaries,
-                    base_url,
-                    llm,
-                    api_key_env,
-                    concurrency,
-                    quiet or as_json,
-                )
-            found = discover(corpus, metadata=metadata, items=items, name=corpus_name, errors=errors)
-        except CorpusError as exc:
-            raise fail(exc) from None
-        if not found.units:  # never mirror an empty (unmounted? mistyped?) folder into the collection
-            hint = f"; problems: {errors.path}" if errors.count else ""
-            raise click.ClickException(f"no music found in {corpus} ({found.layout} layout){hint}")
-        need_text = any(u.summary for u in found.units)
-        model = open_model(options, load_music=True, load_text=need_text)
-        source = model_source(
-            options.get("model") or default_model(),
-            options.get("text_model") if (need_text or options.get("text_model")) else None,
+        done = run_ingest(store, corpus, collection, options, engine, as_json)
+    exit_for_failures(done.report.counts["failed"], allow_failures)
+
+
+def run_ingest(store, corpus: Path, collection: str, options, engine: str = "local", as_json: bool = False):
+    """:func:`clamp2_engine.ingest.run.run` with its errors as one-line messages and its outcome printed
+    (a Rich summary, or JSON); ``ingest`` and ``demo`` share it."""
+    from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
+    from clamp2_engine.ingest.corpus import CorpusError
+    from clamp2_engine.ingest.run import run
+    from clamp2_engine.ingest.summarize import SummarizeError
+    from clamp2_engine.runlog import RunSummary, console
+    from clamp2_engine.store import CollectionError, StoreError
+
+    if options.model.get("backend") == "onnx" and not options.model.get("onnx_dir"):
+        raise click.UsageError("--backend onnx needs --onnx-dir DIR (written by `clamp2-engine export onnx`)")
+    try:
+        done = run(store, corpus, collection, options, engine)  # type: ignore[arg-type]
+    except (CorpusError, CollectionError, StoreError, SummarizeError) as exc:
+        raise fail(exc) from None
+    except (ModelNotFoundError, CheckpointError, ValueError, RuntimeError, OSError) as exc:
+        raise fail(exc) from None
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; what was written is kept: re-run to finish") from None
+    report, errors = done.report, done.errors
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        where = f"{done.corpus.name} ({done.corpus.layout} layout) -> collection {collection} on {store.describe()}"
+        console.print(where, highlight=False)
+        summary = RunSummary("ingest", seconds=report.seconds)
+        for key in ("units", "skipped", "embedded", "failed", "points", "removed"):
+            summary.add(key, report.counts[key])
+        summary.print(errors)
+    if errors.count and as_json:
+        console.print(
+            f"{errors.count} problem(s) with {len(errors.sources)} input(s) logged in {errors.path}",
+            highlight=False,
         )
-        if need_text and source["text_model"] is None and source["model"] not in REGISTRY:
-            source["text_model"] = default_text_model()  # a known model's own text model is implied
-        common = dict(
-            source=source,
-            render=render,
-            write_batch=write_batch,
-            errors=errors,
-            progress=not (quiet or as_json),
-            timeout=timeout,
-            on_index=None if (quiet or as_json) else _say_indexing,
-        )
-        try:
-            if engine == "ray":
-                from clamp2_engine.ingest.ray_engine import RayOptions, ingest_corpus_ray
-
-                ray_options = RayOptions(ray_address, embed_workers, convert_workers, num_gpus_per_worker)
-                actor_options = {**options, "load_text": need_text}
-                report = ingest_corpus_ray(
-                    store, collection, found, actor_options, model.identity, ray_options=ray_options, **common
-                )
-            else:
-                jobs = (os.cpu_count() or 1) if jobs is None else jobs
-                report = ingest_corpus(store, collection, found, model, jobs=jobs, **common)
-        except CollectionError as exc:
-            raise fail(exc) from None
-        except KeyboardInterrupt:
-            raise click.ClickException("interrupted; what was written is kept: re-run to finish") from None
-        if as_json:
-            click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
-        else:
-            console.print(
-                f"{found.name} ({found.layout} layout) -> collection {collection} on {store.describe()}",
-                highlight=False,
-            )
-            summary = RunSummary("ingest", seconds=report.seconds)
-            for key in ("units", "skipped", "embedded", "failed", "points", "removed"):
-                summary.add(key, report.counts[key])
-            summary.print(errors)
-        if errors.count and as_json:
-            console.print(
-                f"{errors.count} problem(s) with {len(errors.sources)} input(s) logged in {errors.path}",
-                highlight=False,
-            )
-    exit_for_failures(report.counts["failed"], allow_failures)
+    return done
 
 
-def errors_path(collection: str) -> Path:
-    """Where ``ingest`` lists the problems of COLLECTION's inputs."""
-    from clamp2_engine.paths import data_dir
-
-    return data_dir() / "ingest" / f"{_file_name(collection)}.errors.jsonl"
-
-
-def _say_indexing() -> None:
+def say_indexing() -> None:
     from clamp2_engine.runlog import console
 
     console.print("building the search index (HNSW) ...", highlight=False)
 
 
-def _recorded_model(store, collection: str, options: dict[str, Any]) -> None:
-    """Fill unset model options from COLLECTION's record when the collection exists (opening it: a
-    collection in use by another process is refused here, before any work)."""
-    from clamp2_engine.search import with_record
-    from clamp2_engine.store import CollectionError, CollectionNotFoundError, StoreError
-
-    try:
-        options.update(with_record(store.collection(collection).record, options))
-    except CollectionNotFoundError:
-        return
-    except (CollectionError, StoreError) as exc:
-        raise fail(exc) from None
-
-
-def _summarize(
-    items: list[dict[str, Any]],
-    collection: str,
-    out: Path | None,
-    base_url: str | None,
-    llm: str | None,
-    api_key_env: str,
-    concurrency: int,
-    quiet: bool,
-) -> list[dict[str, Any]]:
-    """Items with summaries from the LLM (items that have ``summary_en`` already are not sent)."""
-    from clamp2_engine.ingest.summarize import SummarizeError, fill_summaries
-    from clamp2_engine.paths import data_dir
+def _say_summary_problems(n: int, path: Path) -> None:
     from clamp2_engine.runlog import console
 
-    if not base_url or not llm:
-        raise click.UsageError("--summarize needs --base-url URL and --llm MODEL")
-    out = out or data_dir() / "summaries" / f"{_file_name(collection)}.jsonl"
-    options = {"base_url": base_url, "model": llm, "api_key_env": api_key_env, "concurrency": concurrency}
-    try:
-        merged, report = fill_summaries(items, out, **options, progress=not quiet)
-    except SummarizeError as exc:
-        raise click.ClickException(f"summarize: {exc} (finished summaries are kept in {out})") from None
-    if report is not None and (report.failed or report.none):
-        console.print(
-            f"[yellow]{report.failed + report.none} item(s) got no summary; reasons in {report.errors_path}[/yellow]",
-            highlight=False,
-        )
-    return merged
+    console.print(f"[yellow]{n} item(s) got no summary; reasons in {path}[/yellow]", highlight=False)

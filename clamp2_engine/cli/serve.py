@@ -74,7 +74,6 @@ def serve(
     /collections, /pieces/ID[/score.svg|/midi], /healthz; docs at /docs) and a search page at /."""
     import uvicorn
 
-    from clamp2_engine.cli.search import open_tower
     from clamp2_engine.serve.app import create_app
     from clamp2_engine.serve.service import ServeConfig
 
@@ -85,11 +84,12 @@ def serve(
             raise click.ClickException(f"--api-key-env {api_key_env}: ${api_key_env} is not set")
     options = pop_model_options(kwargs)
     spec = resolve_spec(*(kwargs.pop(k, None) for k in ("qdrant_path", "qdrant_url", "qdrant_api_key_env")))
+    if options.get("backend") == "onnx" and not options.get("onnx_dir"):
+        raise click.UsageError("--backend onnx needs --onnx-dir DIR (written by `clamp2-engine export onnx`)")
     config = ServeConfig(
         spec,
         collection,
         options,
-        open_tower,
         api_key=api_key,
         cors_origins=list(cors),
         batch_wait=batch_wait_ms / 1000,

@@ -23,113 +23,128 @@ def loop_options(batch_size: int, lr: float) -> Callable:
     """Options every training command shares (the run folder, length, optimisation, evaluation, hardware)."""
 
     def decorate(f: Callable) -> Callable:
-        opts = [
-            click.option(
-                "--out",
-                "out",
-                required=True,
-                type=click.Path(file_okay=False, path_type=Path),
-                metavar="RUN_DIR",
-                help="Run folder: best.pth, latest.pth, metrics.jsonl, config.json.",
-            ),
-            click.option(
-                "--resume",
-                is_flag=True,
-                help="Continue RUN_DIR from latest.pth (optimizer, scheduler, "
-                "step and position in the epoch).",
-            ),
-            click.option("--epochs", type=click.IntRange(1), default=100, show_default=True),
-            click.option(
-                "--max-steps",
-                type=click.IntRange(1),
-                default=None,
-                help="Stop after this many optimizer steps in total (a resumed run counts earlier ones).",
-            ),
-            click.option(
-                "--batch-size",
-                type=click.IntRange(1),
-                default=batch_size,
-                show_default=True,
-                help="Per process; the global batch is this x processes x --grad-accum.",
-            ),
-            click.option(
-                "--grad-accum",
-                type=click.IntRange(1),
-                default=1,
-                show_default=True,
-                help="Micro-batches per optimizer step.",
-            ),
-            click.option("--lr", type=click.FloatRange(0, min_open=True), default=lr, show_default=True),
-            click.option("--weight-decay", type=click.FloatRange(0), default=0.01, show_default=True),
-            click.option(
-                "--warmup-steps",
-                type=click.IntRange(0),
-                default=1000,
-                show_default=True,
-                help="Linear warm-up, then a constant learning rate.",
-            ),
-            click.option(
-                "--max-grad-norm",
-                type=click.FloatRange(0, min_open=True),
-                default=None,
-                help="Clip gradients to this norm (default: no clipping, as the reference).",
-            ),
-            click.option(
-                "--eval-every",
-                type=click.IntRange(1),
-                default=None,
-                help="Evaluate and checkpoint every N steps (default: at the end of every epoch).",
-            ),
-            click.option(
-                "--save-every",
-                type=click.IntRange(1),
-                default=None,
-                help="Also write latest.pth every N steps.",
-            ),
-            click.option(
-                "--log-every",
-                type=click.IntRange(1),
-                default=10,
-                show_default=True,
-                help="Steps per metrics.jsonl line.",
-            ),
-            click.option(
-                "--eval-split",
-                type=click.FloatRange(0, 1, max_open=True),
-                default=0.01,
-                show_default=True,
-                help="Fraction held out for evaluation when no eval set is given.",
-            ),
-            click.option(
-                "--precision",
-                type=click.Choice(PRECISIONS),
-                default="auto",
-                show_default=True,
-                help="auto: bf16 (or fp16 with loss scaling) autocast on CUDA, fp32 on CPU.",
-            ),
-            click.option("--device", default=None, metavar="cpu|cuda", help="Default: cuda when available."),
-            click.option(
-                "--workers",
-                type=click.IntRange(0),
-                default=0,
-                show_default=True,
-                help="Data-loading worker processes per training process.",
-            ),
-            click.option("--seed", type=int, default=0, show_default=True),
-            click.option(
-                "--dropout",
-                type=click.FloatRange(0, 1, max_open=True),
-                default=None,
-                help="Set every dropout probability (default: the models' 0.1).",
-            ),
-            click.option("-q", "--quiet", is_flag=True, help="No progress display or summary table."),
-            click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON."),
-        ]
-        for opt in reversed(opts):
+        for opt in reversed([*_run_options(), *_optimizer_options(batch_size, lr), *_eval_options()]):
             f = opt(f)
         return f
 
     return decorate
+
+
+def _run_options() -> list[Callable]:
+    """The run folder and how long it trains."""
+    return [
+        click.option(
+            "--out",
+            "out",
+            required=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            metavar="RUN_DIR",
+            help="Run folder: best.pth, latest.pth, metrics.jsonl, config.json.",
+        ),
+        click.option(
+            "--resume",
+            is_flag=True,
+            help="Continue RUN_DIR from latest.pth (optimizer, scheduler, step and position in the epoch).",
+        ),
+        click.option("--epochs", type=click.IntRange(1), default=100, show_default=True),
+        click.option(
+            "--max-steps",
+            type=click.IntRange(1),
+            default=None,
+            help="Stop after this many optimizer steps in total (a resumed run counts earlier ones).",
+        ),
+    ]
+
+
+def _optimizer_options(batch_size: int, lr: float) -> list[Callable]:
+    """Batches, learning rate and its schedule, clipping."""
+    return [
+        click.option(
+            "--batch-size",
+            type=click.IntRange(1),
+            default=batch_size,
+            show_default=True,
+            help="Per process; the global batch is this x processes x --grad-accum.",
+        ),
+        click.option(
+            "--grad-accum",
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="Micro-batches per optimizer step.",
+        ),
+        click.option("--lr", type=click.FloatRange(0, min_open=True), default=lr, show_default=True),
+        click.option("--weight-decay", type=click.FloatRange(0), default=0.01, show_default=True),
+        click.option(
+            "--warmup-steps",
+            type=click.IntRange(0),
+            default=1000,
+            show_default=True,
+            help="Linear warm-up, then a constant learning rate.",
+        ),
+        click.option(
+            "--max-grad-norm",
+            type=click.FloatRange(0, min_open=True),
+            default=None,
+            help="Clip gradients to this norm (default: no clipping, as the reference).",
+        ),
+    ]
+
+
+def _eval_options() -> list[Callable]:
+    """Evaluation, checkpoints, logging, precision and hardware, output."""
+    return [
+        click.option(
+            "--eval-every",
+            type=click.IntRange(1),
+            default=None,
+            help="Evaluate and checkpoint every N steps (default: at the end of every epoch).",
+        ),
+        click.option(
+            "--save-every",
+            type=click.IntRange(1),
+            default=None,
+            help="Also write latest.pth every N steps.",
+        ),
+        click.option(
+            "--log-every",
+            type=click.IntRange(1),
+            default=10,
+            show_default=True,
+            help="Steps per metrics.jsonl line.",
+        ),
+        click.option(
+            "--eval-split",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.01,
+            show_default=True,
+            help="Fraction held out for evaluation when no eval set is given.",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(PRECISIONS),
+            default="auto",
+            show_default=True,
+            help="auto: bf16 (or fp16 with loss scaling) autocast on CUDA, fp32 on CPU.",
+        ),
+        click.option("--device", default=None, metavar="cpu|cuda", help="Default: cuda when available."),
+        click.option(
+            "--workers",
+            type=click.IntRange(0),
+            default=0,
+            show_default=True,
+            help="Data-loading worker processes per training process.",
+        ),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option(
+            "--dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=None,
+            help="Set every dropout probability (default: the models' 0.1).",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress display or summary table."),
+        click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON."),
+    ]
 
 
 LOOP_KEYS = (

@@ -15,7 +15,7 @@ import openai
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clamp2_engine.ingest.llm_prompt import build_messages, parse_answer
-from clamp2_engine.ingest.summarize import (
+from clamp2_engine.ingest.summary_items import (
     LOAD_ERROR_KEY,
     SOURCE_KEY,
     STAGE,

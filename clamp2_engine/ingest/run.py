@@ -1,0 +1,148 @@
+"""``run``: a folder of music into a collection, the one entry point of both engines (what ``ingest`` and
+``demo`` call): the collection's recorded model, optional LLM summaries, discovery, the empty-corpus
+guard, which towers to load, the model's source record, then :func:`.pipeline.ingest_corpus` (this
+process and its worker pool) or :func:`.ray_engine.ingest_corpus_ray` (Ray Data)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from clamp2_engine.ingest.corpus import Corpus, CorpusError, discover, find_metadata, load_metadata
+from clamp2_engine.ingest.pipeline import DEFAULT_TIMEOUT, DEFAULT_WRITE_BATCH, IngestReport, ingest_corpus
+from clamp2_engine.paths import data_dir
+from clamp2_engine.runlog import ErrorLog
+from clamp2_engine.search import load_model, with_record
+from clamp2_engine.store import CollectionNotFoundError, Store, model_source
+
+Engine = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class SummaryOptions:
+    """LLM summaries of the metadata before ingesting (they become ``text`` vectors)."""
+
+    base_url: str
+    llm: str
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    out: Path | None = None  # default: <data dir>/summaries/COLLECTION.jsonl
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How a corpus is ingested; ``model`` holds the model options (``CLaMP2.from_pretrained``'s, with
+    ``model`` and ``text_model``), filled from the collection's record when it exists."""
+
+    metadata: Path | None = None
+    corpus_name: str | None = None
+    render: bool = True
+    write_batch: int = DEFAULT_WRITE_BATCH
+    jobs: int | None = None  # local engine: conversion workers (default: CPU count; 0: in this process)
+    timeout: float | None = DEFAULT_TIMEOUT
+    summaries: SummaryOptions | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    ray: Any = None  # ray engine: a ray_engine.RayOptions
+    progress: bool = True
+    on_index: Callable[[], None] | None = None  # called before the search index is built
+    on_summary_problems: Callable[[int, Path], None] | None = None  # items without a summary, their log
+
+
+@dataclass
+class IngestRun:
+    """What :func:`run` did: the corpus found, the pipeline's report, the problems log."""
+
+    corpus: Corpus
+    report: IngestReport
+    errors: ErrorLog
+
+
+def errors_path(collection: str) -> Path:
+    """Where ingest lists the problems of ``collection``'s inputs."""
+    name = re.sub(r"[^\w.-]", "_", collection).lstrip(".") or "collection"
+    return data_dir() / "ingest" / f"{name}.errors.jsonl"
+
+
+def run(
+    store: Store, corpus: Path, collection: str, options: IngestOptions, engine: Engine = "local"
+) -> IngestRun:
+    """Bring ``collection`` of ``store`` in step with the music of folder ``corpus`` (see the module
+    docstring). Raises :class:`CorpusError` for a corpus that cannot be read or holds no music,
+    :class:`~clamp2_engine.ingest.summarize.SummarizeError` when the LLM cannot be used, and the store's
+    and model loader's own errors."""
+    options = replace(options, model=_recorded_model(store, collection, options.model))  # takes the lock
+    errors = ErrorLog(errors_path(collection), reset=True)
+    items = _summaries(corpus, collection, options) if options.summaries else None
+    found = discover(corpus, metadata=options.metadata, items=items, name=options.corpus_name, errors=errors)
+    if not found.units:  # never mirror an empty (unmounted? mistyped?) folder into the collection
+        hint = f"; problems: {errors.path}" if errors.count else ""
+        raise CorpusError(f"no music found in {corpus} ({found.layout} layout){hint}")
+    need_text = any(u.summary for u in found.units)
+    model = load_model({**options.model, "load_music": True, "load_text": need_text})
+    common = dict(
+        source=_source(options.model, need_text),
+        render=options.render,
+        write_batch=options.write_batch,
+        errors=errors,
+        progress=options.progress,
+        timeout=options.timeout,
+        on_index=options.on_index,
+    )
+    if engine == "ray":
+        from clamp2_engine.ingest.ray_engine import ingest_corpus_ray
+
+        actor_options = {**options.model, "load_text": need_text}
+        report = ingest_corpus_ray(
+            store, collection, found, actor_options, model.identity, ray_options=options.ray, **common
+        )
+    else:
+        jobs = (os.cpu_count() or 1) if options.jobs is None else options.jobs
+        report = ingest_corpus(store, collection, found, model, jobs=jobs, **common)
+    return IngestRun(found, report, errors)
+
+
+def _recorded_model(store: Store, collection: str, model: dict[str, Any]) -> dict[str, Any]:
+    """Unset model options taken from ``collection``'s record when it exists (opening it: a collection
+    another process uses is refused here, before any work)."""
+    try:
+        return with_record(store.collection(collection).record, model)
+    except CollectionNotFoundError:
+        return dict(model)
+
+
+def _source(model: dict[str, Any], need_text: bool) -> dict[str, Any]:
+    """How to load the model again, as the collection records it."""
+    from clamp2_engine.checkpoints import REGISTRY, default_model, default_text_model
+
+    source = model_source(
+        model.get("model") or default_model(),
+        model.get("text_model") if (need_text or model.get("text_model")) else None,
+    )
+    if need_text and source["text_model"] is None and source["model"] not in REGISTRY:
+        source["text_model"] = default_text_model()  # a known model's own text model is implied
+    return source
+
+
+def _summaries(corpus: Path, collection: str, options: IngestOptions) -> list[dict[str, Any]]:
+    """The corpus's metadata items with summaries from the LLM (items that have ``summary_en`` already are
+    not sent)."""
+    from clamp2_engine.ingest.summarize import SummarizeError, fill_summaries
+
+    s = options.summaries
+    assert s is not None
+    meta_path = options.metadata or find_metadata(corpus.resolve())
+    if meta_path is None:
+        raise CorpusError("summaries need metadata: an items.jsonl beside the corpus (seed layout), or given")
+    out = s.out or data_dir() / "summaries" / f"{errors_path(collection).stem.removesuffix('.errors')}.jsonl"
+    llm = {"base_url": s.base_url, "model": s.llm, "api_key_env": s.api_key_env, "concurrency": s.concurrency}
+    try:
+        merged, report = fill_summaries(load_metadata(Path(meta_path)), out, **llm, progress=options.progress)
+    except SummarizeError as exc:
+        raise SummarizeError(f"summarize: {exc} (finished summaries are kept in {out})") from None
+    if report is not None and (report.failed or report.none) and options.on_summary_problems:
+        options.on_summary_problems(report.failed + report.none, report.errors_path)
+    return merged

@@ -1,0 +1,88 @@
+"""How the server answers what goes wrong: the API key and body-size guard, and one handler per kind of
+error. A client's mistake is a 4xx ``{"error": "one line"}`` with no traceback anywhere; a server fault is
+a 500 whose traceback goes to the log."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreError, first_line
+from clamp2_engine.serve.render import RenderError
+from clamp2_engine.serve.service import PieceNotFound, ServeConfig
+
+# the page and the API docs carry no data (the page's API calls carry the key)
+OPEN_PATHS = ("/", "/favicon.ico", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+log = logging.getLogger("clamp2_engine.serve")
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status)
+
+
+def guard(
+    config: ServeConfig,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    """The middleware: the API key (constant-time, never logged), the body size, the request time limit."""
+
+    async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        path = request.url.path
+        if config.api_key and path not in OPEN_PATHS and not path.startswith("/static/"):
+            auth = request.headers.get("authorization", "")
+            given = request.headers.get("x-api-key") or auth.removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), config.api_key.encode()):
+                return error(401, "missing or wrong API key (X-API-Key or Authorization: Bearer)")
+        size = request.headers.get("content-length")
+        if size and (not size.isdigit() or int(size) > config.max_body):
+            return error(413, f"the request body is over {config.max_body // 2**20} MiB")
+        try:
+            return await asyncio.wait_for(call_next(request), config.request_timeout)
+        except TimeoutError:
+            return error(503, f"the request took longer than {config.request_timeout:.0f} s")
+
+    return middleware
+
+
+def install(app: FastAPI) -> None:
+    """The exception handlers."""
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        return error(422, f"{where}: {first.get('msg', 'invalid request')}".strip(": "))
+
+    @app.exception_handler(CollectionNotFoundError)
+    @app.exception_handler(PieceNotFound)
+    async def not_found(_request: Request, exc: Exception) -> JSONResponse:
+        return error(404, first_line(exc))
+
+    @app.exception_handler(CollectionError)
+    @app.exception_handler(RenderError)
+    async def unprocessable(_request: Request, exc: Exception) -> JSONResponse:
+        return error(422, first_line(exc))
+
+    @app.exception_handler(StoreError)
+    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        return error(503, first_line(exc))
+
+    @app.exception_handler(Exception)
+    async def internal(_request: Request, exc: Exception) -> JSONResponse:
+        from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
+
+        if isinstance(exc, ModelNotFoundError | CheckpointError):  # the collection's model is not here
+            log.error("cannot load the collection's model: %s", first_line(exc))
+            return error(503, "the collection's model cannot be loaded on this server (see its log)")
+        log.exception("internal error")  # a server fault: the traceback belongs in the log
+        return error(500, "internal error (see the server's log)")

@@ -1,0 +1,119 @@
+"""The HTTP API's request and response bodies (pydantic): what ``/docs`` documents for every route."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_TEXTS = 256
+MAX_TEXT_CHARS = 4096
+
+Modality = Literal["any", "abc", "mtf", "text"]
+Mode = Literal["hybrid", "semantic", "lexical"]
+
+
+class Error(BaseModel):
+    """Every error: one plain sentence."""
+
+    error: str = Field(examples=["no collection 'nope' (see `GET /collections`)"])
+
+
+class SearchRequest(BaseModel):
+    query: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="text in any language")
+    k: int = Field(10, ge=1, le=1000, description="hits per page")
+    modality: Modality = "any"
+    mode: Mode = Field("hybrid", description="hybrid: meaning and words; semantic: CLaMP 2; lexical: BM25")
+    lexical_weight: float | None = Field(None, ge=0, le=100, description="hybrid: words against meaning's 1")
+    filters: list[str] = Field(default_factory=list, max_length=32, examples=[["composer=bach"]])
+    like: list[str] = Field(default_factory=list, max_length=32, description="point ids")
+    unlike: list[str] = Field(default_factory=list, max_length=32, description="point ids")
+    offset: int = Field(0, ge=0, le=10_000)
+    collection: str | None = Field(None, description="default: the collection the server was started with")
+    diverse: bool = Field(False, description="varied results (maximal marginal relevance)")
+
+
+class Hit(BaseModel):
+    rank: int
+    score: float = Field(description="cosine (semantic), BM25 (lexical) or fusion score (hybrid)")
+    id: str = Field(description="the point id: a UUID")
+    modality: str = Field(description="the vector that found it: abc, mtf, text, hybrid or lexical")
+    title: str | None = None
+    composer: str | None = None
+    source: str | None = None
+    corpus: str | None = None
+    payload: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+    mode: str = Field(description="how the query was matched")
+    why: str | None = Field(None, description="why there are no hits, when a filter is the reason")
+    notices: list[str] | None = Field(None, description="e.g. that the collection has no lexical index")
+
+
+class EmbedTextRequest(BaseModel):
+    texts: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]] = Field(
+        min_length=1, max_length=MAX_TEXTS
+    )
+    collection: str | None = None
+
+
+class ModelInfo(BaseModel):
+    name: str | None
+    checkpoint_sha256: str | None
+    dim: int
+
+
+class EmbedResponse(BaseModel):
+    vectors: list[list[float]]
+    model: ModelInfo
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    collection: str
+    store: str
+    model: str | None
+
+
+class CollectionRow(BaseModel):
+    name: str
+    points: int | None = Field(description="null for an embedded collection another process holds")
+    model: str | None
+    dim: int | None
+    created: str | None
+
+
+class Collections(BaseModel):
+    collections: list[CollectionRow]
+
+
+class Facet(BaseModel):
+    value: str = Field(examples=["J.S. Bach"])
+    count: int
+
+
+class CollectionInfo(BaseModel):
+    """A collection's engine facts and model record (more fields than these, per engine)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    points: int
+    vectors: dict[str, int]
+    dim: int
+    lexical: bool = False
+    facets: dict[str, list[Facet]]
+
+
+class Piece(BaseModel):
+    id: str
+    collection: str
+    payload: dict[str, Any]
+    abc: str | None = Field(None, description="the piece's ABC, when its source is ABC")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Error} for code in (400, 401, 404, 408, 413, 415, 422, 503)
+}

@@ -1,0 +1,49 @@
+"""``GET /pieces/{id}`` and what the page shows of a piece: its engraved score and its MIDI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from clamp2_engine.serve.deps import ServiceDep
+from clamp2_engine.serve.models import ERRORS, Piece
+from clamp2_engine.serve.service import PieceNotFound
+
+router = APIRouter(prefix="/pieces", tags=["pieces"], responses=ERRORS)
+
+
+@router.get("/{pid}", response_model=Piece, response_model_exclude_unset=True)
+async def piece(pid: str, svc: ServiceDep, collection: str | None = None) -> Piece:
+    """A piece's payload, and its ABC when its source is ABC."""
+    found = svc.piece(pid, collection)
+    p = found["payload"]
+    if str((p.get("sources") or {}).get("abc", "")).lower().endswith(".abc"):
+        with contextlib.suppress(PieceNotFound, OSError):
+            text = svc.piece_file(found, "abc").read_text(encoding="utf-8", errors="replace")
+            found["abc"] = text[:200_000]
+    return Piece.model_validate(found)
+
+
+@router.get("/{pid}/score.svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
+async def score(pid: str, svc: ServiceDep, collection: str | None = None) -> Response:
+    """The first page engraved by Verovio (a piano roll for MIDI-only pieces)."""
+    found = svc.piece(pid, collection)
+    path = svc.piece_file(found, "abc")
+    svg = await asyncio.to_thread(svc.renderer.svg, path, str(found["payload"].get("part") or ""))
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/{pid}/midi", response_class=Response, responses={200: {"content": {"audio/midi": {}}}})
+async def midi(pid: str, svc: ServiceDep, collection: str | None = None) -> Response:
+    """The piece as a MIDI file."""
+    found = svc.piece(pid, collection)
+    path = svc.piece_file(found, "mtf")
+    data = await asyncio.to_thread(svc.renderer.midi, path, str(found["payload"].get("part") or ""))
+    name = (Path(str(found["payload"].get("source") or pid)).stem or "piece") + ".mid"
+    return Response(
+        data, media_type="audio/midi", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
