@@ -251,8 +251,8 @@ upserts with the lexical vector {lat["upsert_per_s"]:.0f} points/s), one query a
 
 {table(["mode", "p50 ms", "p95 ms"], lat_rows)}
 
-Hybrid p50 is **{ratio:.2f}x** semantic's (one query: the abc and mtf prefetches fused by their scores
-(DBSF), then with the sparse prefetch by weighted RRF, in the engine; the page's payloads fetched apart).
+Hybrid p50 is **{ratio:.2f}x** semantic's (one batched request: the abc, mtf and sparse searches, each
+side's best 100; fused by weighted RRF in the library; the page's payloads fetched apart).
 """
 
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from clamp2_engine.patches import PAD_ID, encode_patches, is_mtf
 from clamp2_engine.runlog import progress_bar
 from clamp2_engine.runtime.base import Runtime
-from clamp2_engine.text import join_for_tokenizer
+from clamp2_engine.text import MAX_TEXT_LENGTH, join_for_tokenizer
 from clamp2_engine.types import MODEL_MUSIC_SUFFIXES, TEXT_SUFFIXES
 
 MUSIC_SUFFIXES = MODEL_MUSIC_SUFFIXES  # names kept for callers
@@ -118,7 +119,7 @@ class Encoder:
         *,
         patch_size: int,
         patch_length: int,
-        max_text_length: int = 128,
+        max_text_length: int = MAX_TEXT_LENGTH,
         strip_unit_length: bool = False,
         batch_size: int | None = None,
         max_batch_tokens: int | None = None,
@@ -131,6 +132,29 @@ class Encoder:
         self.strip_unit_length = strip_unit_length  # the M3 extractor drops "L:1/8\n" from ABC
         self.batch_size = batch_size  # windows per pass at most (None: as many as the budget allows)
         self.max_batch_tokens = max_batch_tokens  # None: the runtime's default for its device and dtype
+
+    @classmethod
+    def from_identity(
+        cls,
+        runtime: Runtime,
+        tokenizer: Any,
+        identity: Any,
+        *,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
+    ) -> Encoder:
+        """The encoder of a loaded model, its sizes from its identity (a ``ModelIdentity`` or its dict)."""
+        ident = identity if isinstance(identity, dict) else identity.as_dict()
+        return cls(
+            runtime,
+            tokenizer,
+            patch_size=ident["patch_size"],
+            patch_length=ident["patch_length"],
+            max_text_length=ident.get("max_text_length") or MAX_TEXT_LENGTH,
+            strip_unit_length=ident["kind"] == "m3",
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+        )
 
     # -- preparation (per item; raises InputError / ValueError for that item) --
     def prepare_music(self, item: str | os.PathLike) -> np.ndarray:

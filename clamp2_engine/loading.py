@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from clamp2_engine.identity import ModelIdentity
+from clamp2_engine.text import MAX_TEXT_LENGTH
 
-DEFAULT_MAX_TEXT_LENGTH = 128  # the reference's MAX_TEXT_LENGTH
+DEFAULT_MAX_TEXT_LENGTH = MAX_TEXT_LENGTH  # the reference's MAX_TEXT_LENGTH
 
 
 @dataclass
@@ -152,18 +153,11 @@ def torch_encoder(
         load_text=load_text,
         max_text_length=max_text_length,
     )
-    ident = loaded.identity
-    encoder = Encoder(
-        TorchRuntime(loaded.module, device, dtype),
-        loaded.tokenizer,
-        patch_size=ident.patch_size,
-        patch_length=ident.patch_length,
-        max_text_length=ident.max_text_length or DEFAULT_MAX_TEXT_LENGTH,
-        strip_unit_length=ident.kind == "m3",
-        batch_size=batch_size,
-        max_batch_tokens=max_batch_tokens,
+    runtime = TorchRuntime(loaded.module, device, dtype)
+    encoder = Encoder.from_identity(
+        runtime, loaded.tokenizer, loaded.identity, batch_size=batch_size, max_batch_tokens=max_batch_tokens
     )
-    return encoder, ident
+    return encoder, loaded.identity
 
 
 def onnx_encoder(

@@ -9,7 +9,7 @@ before hybrid search is searched semantically, with a notice saying so), and ret
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clamp2_engine.errors import CollectionError
+from clamp2_engine.load import LoadOptions
 from clamp2_engine.search import Loader, QueryModels, load_tower
 from clamp2_engine.store import Collection, Hit, Store, StoreSpec, open_store, vector_names
 from clamp2_engine.types import MODES, Mode
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from clamp2_engine.api import CLaMP2
 
 DEFAULT_MODE: Mode = "hybrid"
+Options = LoadOptions | Mapping[str, Any] | None  # the model's load options (default: the collection's)
 
 
 class QueryError(CollectionError):
@@ -75,15 +77,13 @@ class Result:
 class SearchSession:
     """A collection with its query towers; ``find(Query)`` runs a search."""
 
-    def __init__(
-        self, collection: Collection, options: dict[str, Any] | None = None, loader: Loader = load_tower
-    ):
+    def __init__(self, collection: Collection, options: Options = None, loader: Loader = load_tower):
         self.collection = collection
         self.models = QueryModels(collection, options, loader)
 
     @classmethod
     def open(
-        cls, store: Store, name: str, options: dict[str, Any] | None = None, loader: Loader = load_tower
+        cls, store: Store, name: str, options: Options = None, loader: Loader = load_tower
     ) -> SearchSession:
         return cls(store.collection(name), options, loader)
 

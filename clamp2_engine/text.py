@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+MAX_TEXT_LENGTH = 128  # text tokens per window: the reference's MAX_TEXT_LENGTH (its one definition)
+
 
 def dedupe_lines(text: str) -> list[str]:
     """Non-empty lines of ``text`` in first-occurrence order, each once."""

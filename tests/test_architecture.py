@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("clamp2_engine",)
-# the outer packages (the repository's top-level ingest/, train/ and exporters/ are links to them)
+# the outer packages (the repository's top-level ingest/, train/ and exporters/ hold a README pointing in)
 OUTER = ("clamp2_engine.ingest", "clamp2_engine.train", "clamp2_engine.exporters")
 OUTER_LAYERS = ("clamp2_engine.cli", "clamp2_engine.serve", *OUTER)
 
@@ -171,7 +171,7 @@ def test_no_private_attribute_of_a_dependency_is_touched():
 
 
 def test_the_outer_packages_are_imported_by_their_installed_names():
-    """Never ``import ingest`` (the repository's link): only ``clamp2_engine.ingest``, the installed name,
+    """Never ``import ingest`` (the repository's pointer folder): only ``clamp2_engine.ingest``, the installed name,
     so that nothing of a generic name lands in site-packages or is imported twice."""
     bad = [
         (str(path.relative_to(ROOT)), m)
@@ -187,5 +187,8 @@ def test_only_clamp2_engine_is_installed():
 
     find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     assert find["include"] == ["clamp2_engine*"]
-    for link in ("ingest", "train", "exporters"):
-        assert (ROOT / link).is_symlink() and (ROOT / link).resolve() == ROOT / "clamp2_engine" / link
+    for folder in ("ingest", "train", "exporters"):  # shown at the top, pointing in; no second copy
+        assert (
+            not (ROOT / folder).is_symlink() and (ROOT / "clamp2_engine" / folder / "__init__.py").is_file()
+        )
+        assert sorted(p.name for p in (ROOT / folder).iterdir()) == ["README.md"]

@@ -53,6 +53,7 @@ def demo(
     require_extra("convert")  # the demo converts music21's scores
     from clamp2_engine.ingest.demo import DEMO_COLLECTION, DEMO_CORPUS, QUERIES, prepare_demo_corpus
     from clamp2_engine.ingest.run import IngestOptions
+    from clamp2_engine.load import LoadOptions
     from clamp2_engine.paths import data_dir
 
     def say(msg: str) -> None:
@@ -72,7 +73,7 @@ def demo(
     options = IngestOptions(
         corpus_name=DEMO_CORPUS,
         render=False,
-        model={"model": "demo"},
+        model=LoadOptions(model="demo"),
         progress=not (quiet or as_json),
         on_index=None if (quiet or as_json) else say_indexing,
     )

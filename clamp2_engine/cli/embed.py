@@ -82,12 +82,12 @@ def embed(
     exit_for_failures(summary.counts.get("failed", 0), allow_failures)
 
 
-def _peek_kind(options: dict) -> str:
+def _peek_kind(options) -> str:
     """The checkpoint's kind without building a model (cheap: key names only)."""
-    if options.get("backend") == "onnx":
+    if options.backend == "onnx":
         from clamp2_engine.runtime.onnx_runtime import peek_identity
 
-        return (peek_identity(options.get("onnx_dir") or "") or {}).get("kind", "clamp2")
+        return (peek_identity(options.onnx_dir or "") or {}).get("kind", "clamp2")
     from clamp2_engine.checkpoints import (
         CheckpointError,
         ModelNotFoundError,
@@ -97,6 +97,6 @@ def _peek_kind(options: dict) -> str:
     )
 
     try:
-        return detect_kind(load_checkpoint(resolve_checkpoint(options.get("model")))["model"])
+        return detect_kind(load_checkpoint(resolve_checkpoint(options.model))["model"])
     except (ModelNotFoundError, CheckpointError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -209,8 +209,6 @@ def run_ingest(store, corpus: Path, collection: str, options, engine: str = "loc
     from clamp2_engine.runlog import RunSummary, console
     from clamp2_engine.store import CollectionError, StoreError
 
-    if options.model.get("backend") == "onnx" and not options.model.get("onnx_dir"):
-        raise click.UsageError("--backend onnx needs --onnx-dir DIR (written by `clamp2-engine export onnx`)")
     try:
         done = run(store, corpus, collection, options, engine)  # type: ignore[arg-type]
     except (CorpusError, CollectionError, StoreError, SummarizeError) as exc:

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from clamp2_engine.load import LoadOptions
+from clamp2_engine.text import MAX_TEXT_LENGTH
 from clamp2_engine.types import BACKENDS as BACKEND_CHOICES
 from clamp2_engine.types import DTYPES as DTYPE_CHOICES
 
@@ -33,7 +35,7 @@ max_text_length_option = click.option(
     default=None,
     metavar="N",
     help="Text tokens per window (the reference's MAX_TEXT_LENGTH). Default: what the checkpoint or "
-    "collection records, else 128.",
+    f"collection records, else {MAX_TEXT_LENGTH}.",
 )
 
 
@@ -202,36 +204,23 @@ MODEL_OPTION_NAMES = (
 )
 
 
-def pop_model_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Remove the model options from a command's kwargs and return them."""
-    return {k: kwargs.pop(k) for k in MODEL_OPTION_NAMES if k in kwargs}
+def pop_model_options(kwargs: dict[str, Any]) -> LoadOptions:
+    """Remove the model options from a command's kwargs and return them, checked together."""
+    options = LoadOptions.of({k: kwargs.pop(k) for k in MODEL_OPTION_NAMES if k in kwargs})
+    if options.backend == "onnx" and not options.onnx_dir:
+        raise click.UsageError("--backend onnx needs --onnx-dir DIR (written by `clamp2-engine export onnx`)")
+    return options
 
 
 def open_model(
-    options: dict[str, Any], *, load_music: bool = True, load_text: bool = True, kind: str | None = None
+    options: LoadOptions, *, load_music: bool = True, load_text: bool = True, kind: str | None = None
 ):
     """Load the model for a command; every expected failure becomes a one-line ``ClickException``."""
-    from clamp2_engine.api import CLaMP2
     from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
+    from clamp2_engine.load import load
 
-    if options.get("backend") == "onnx" and not options.get("onnx_dir"):
-        raise click.ClickException(
-            "--backend onnx needs --onnx-dir DIR (written by `clamp2-engine export onnx`)"
-        )
+    towers = ("music",) * load_music + ("text",) * load_text
     try:
-        return CLaMP2.from_pretrained(
-            options.get("model"),
-            options.get("text_model"),
-            device=options.get("device"),
-            backend=options.get("backend") or "torch",
-            dtype=options.get("dtype") or "fp32",
-            onnx_dir=options.get("onnx_dir"),
-            load_music=load_music,
-            load_text=load_text,
-            batch_size=options.get("batch_size"),
-            max_batch_tokens=options.get("max_batch_tokens"),
-            kind=kind,
-            max_text_length=options.get("max_text_length"),
-        )
+        return load(options, towers, kind)
     except (ModelNotFoundError, CheckpointError, ValueError, RuntimeError, OSError) as exc:
         raise fail(exc) from None

@@ -135,7 +135,7 @@ def make_query(**fields: Any):
         raise click.UsageError(str(exc)) from None
 
 
-def open_tower(options: dict[str, Any], tower: str):
+def open_tower(options, tower: str):
     """One tower of the model named by the command's options; failures as one-line errors."""
     from clamp2_engine.cli.options import open_model
 

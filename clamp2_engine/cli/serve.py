@@ -84,8 +84,6 @@ def serve(
             raise click.ClickException(f"--api-key-env {api_key_env}: ${api_key_env} is not set")
     options = pop_model_options(kwargs)
     spec = resolve_spec(*(kwargs.pop(k, None) for k in ("qdrant_path", "qdrant_url", "qdrant_api_key_env")))
-    if options.get("backend") == "onnx" and not options.get("onnx_dir"):
-        raise click.UsageError("--backend onnx needs --onnx-dir DIR (written by `clamp2-engine export onnx`)")
     config = ServeConfig(
         spec,
         collection,

@@ -90,10 +90,10 @@ class Embedder:
     """A Ray Data actor: the model loaded once, then batches of converted units -> their vectors (and the
     inputs it could not embed, to be logged by the driver)."""
 
-    def __init__(self, options: dict[str, Any]):
-        from clamp2_engine.search import load_model
+    def __init__(self, options: tuple[Any, tuple[str, ...]]):
+        from clamp2_engine.load import load
 
-        self.model = load_model(options)
+        self.model = load(*options)  # (LoadOptions, towers)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         prepared = [
@@ -123,7 +123,7 @@ def ingest_corpus_ray(
     store: Store,
     collection: str,
     corpus: Corpus,
-    model_options: dict[str, Any],
+    model_options: tuple[Any, tuple[str, ...]],
     identity: Any,
     *,
     ray_options: RayOptions | None = None,
@@ -136,8 +136,8 @@ def ingest_corpus_ray(
     on_index: Callable[[], None] | None = None,
 ) -> IngestReport:
     """Bring ``collection`` in step with ``corpus`` on Ray (see the module docstring). ``model_options``
-    are what each actor loads the model with (``CLaMP2.from_pretrained`` keywords plus ``model`` and
-    ``text_model``); ``identity`` is that model's, loaded once on the driver to check the collection."""
+    are what each actor loads the model with: ``(LoadOptions, towers)`` for :func:`clamp2_engine.load.load`;
+    ``identity`` is that model's, loaded once on the driver to check the collection."""
     require_extra("ray")
     import ray
 

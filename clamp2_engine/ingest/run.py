@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from clamp2_engine.ingest.corpus import Corpus, CorpusError, discover, find_metadata, load_metadata
 from clamp2_engine.ingest.pipeline import DEFAULT_TIMEOUT, DEFAULT_WRITE_BATCH, IngestReport, ingest_corpus
+from clamp2_engine.load import LoadOptions, load
 from clamp2_engine.paths import data_dir
 from clamp2_engine.runlog import ErrorLog
-from clamp2_engine.search import load_model, with_record
 from clamp2_engine.store import CollectionNotFoundError, Store, model_source
 
 Engine = Literal["local", "ray"]
@@ -45,7 +45,7 @@ class IngestOptions:
     jobs: int | None = None  # local engine: conversion workers (default: CPU count; 0: in this process)
     timeout: float | None = DEFAULT_TIMEOUT
     summaries: SummaryOptions | None = None
-    model: dict[str, Any] = field(default_factory=dict)
+    model: LoadOptions = field(default_factory=LoadOptions)
     ray: Any = None  # ray engine: a ray_engine.RayOptions
     progress: bool = True
     on_index: Callable[[], None] | None = None  # called before the search index is built
@@ -82,7 +82,7 @@ def run(
         hint = f"; problems: {errors.path}" if errors.count else ""
         raise CorpusError(f"no music found in {corpus} ({found.layout} layout){hint}")
     need_text = any(u.summary for u in found.units)
-    model = load_model({**options.model, "load_music": True, "load_text": need_text})
+    model = load(options.model, ("music", "text") if need_text else ("music",))
     common = dict(
         source=_source(options.model, need_text),
         render=options.render,
@@ -95,9 +95,15 @@ def run(
     if engine == "ray":
         from clamp2_engine.ingest.ray_engine import ingest_corpus_ray
 
-        actor_options = {**options.model, "load_text": need_text}
+        towers = ("music", "text") if need_text else ("music",)
         report = ingest_corpus_ray(
-            store, collection, found, actor_options, model.identity, ray_options=options.ray, **common
+            store,
+            collection,
+            found,
+            (options.model, towers),
+            model.identity,
+            ray_options=options.ray,
+            **common,
         )
     else:
         jobs = (os.cpu_count() or 1) if options.jobs is None else options.jobs
@@ -105,22 +111,21 @@ def run(
     return IngestRun(found, report, errors)
 
 
-def _recorded_model(store: Store, collection: str, model: dict[str, Any]) -> dict[str, Any]:
+def _recorded_model(store: Store, collection: str, model: LoadOptions) -> LoadOptions:
     """Unset model options taken from ``collection``'s record when it exists (opening it: a collection
     another process uses is refused here, before any work)."""
     try:
-        return with_record(store.collection(collection).record, model)
+        return LoadOptions.of(model).with_record(store.collection(collection).record)
     except CollectionNotFoundError:
-        return dict(model)
+        return LoadOptions.of(model)
 
 
-def _source(model: dict[str, Any], need_text: bool) -> dict[str, Any]:
+def _source(model: LoadOptions, need_text: bool) -> dict[str, Any]:
     """How to load the model again, as the collection records it."""
     from clamp2_engine.checkpoints import REGISTRY, default_model, default_text_model
 
     source = model_source(
-        model.get("model") or default_model(),
-        model.get("text_model") if (need_text or model.get("text_model")) else None,
+        model.model or default_model(), model.text_model if (need_text or model.text_model) else None
     )
     if need_text and source["text_model"] is None and source["model"] not in REGISTRY:
         source["text_model"] = default_text_model()  # a known model's own text model is implied

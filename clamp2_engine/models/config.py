@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from clamp2_engine.patches import ALPHABET, PATCH_LENGTH, PATCH_SIZE
+from clamp2_engine.text import MAX_TEXT_LENGTH
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class CLaMP2Config:
     music: M3Config = field(default_factory=M3Config)
     text: TextConfig = field(default_factory=TextConfig)
     embed_dim: int = 768
-    max_text_length: int = 128
+    max_text_length: int = MAX_TEXT_LENGTH
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -24,6 +24,7 @@ from clamp2_engine.errors import first_line
 from clamp2_engine.models.clamp2 import CLaMP2Model
 from clamp2_engine.models.config import CLaMP2Config, M3Config
 from clamp2_engine.models.m3 import M3Model, M3PatchEncoder
+from clamp2_engine.text import MAX_TEXT_LENGTH
 
 IGNORABLE = (".pooler.",)  # reference checkpoints carry BERT/XLM-R poolers that inference never uses
 
@@ -128,7 +129,7 @@ def build_clamp2(
     *,
     load_text: bool = True,
     load_music: bool = True,
-    max_text_length: int = 128,
+    max_text_length: int = MAX_TEXT_LENGTH,
     attn_implementation: str | None = "sdpa",
 ) -> CLaMP2Model:
     """A CLaMP 2 module (one or both towers) filled from a reference state dict."""

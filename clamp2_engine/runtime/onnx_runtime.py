@@ -25,6 +25,7 @@ import numpy as np
 from clamp2_engine.errors import first_line
 from clamp2_engine.runtime.base import BATCH_TOKENS, Runtime
 from clamp2_engine.runtime.tokenizer import TokenizerFile
+from clamp2_engine.text import MAX_TEXT_LENGTH
 
 MUSIC_FILE = "music.onnx"
 TEXT_FILE = "text.onnx"
@@ -196,7 +197,8 @@ def cached_export(identity: dict[str, Any], tower: str = "text") -> Path | None:
         return None
     if not (folder / (TEXT_FILE if tower == "text" else MUSIC_FILE)).is_file():
         return None
-    if tower == "text" and (found.get("max_text_length") or 128) < (identity.get("max_text_length") or 128):
+    exported, wanted = found.get("max_text_length"), identity.get("max_text_length")
+    if tower == "text" and (exported or MAX_TEXT_LENGTH) < (wanted or MAX_TEXT_LENGTH):
         return None
     return folder
 
@@ -366,7 +368,7 @@ def onnx_encoder(
             )
     _check_requested(identity, model, kind, root)
     if max_text_length and identity["kind"] == "clamp2":
-        exported = identity["max_text_length"] or 128
+        exported = identity["max_text_length"] or MAX_TEXT_LENGTH
         if max_text_length > exported:
             raise ValueError(
                 f"{root} was exported for texts of at most {exported} tokens per window; "
@@ -374,15 +376,8 @@ def onnx_encoder(
             )
         identity = {**identity, "max_text_length": max_text_length}
     runtime = OnnxRuntime(music_session, text_session, identity["kind"])
-    encoder = Encoder(
-        runtime,
-        tokenizer,
-        patch_size=identity["patch_size"],
-        patch_length=identity["patch_length"],
-        max_text_length=identity["max_text_length"] or 128,
-        strip_unit_length=identity["kind"] == "m3",
-        batch_size=batch_size,
-        max_batch_tokens=max_batch_tokens,
+    encoder = Encoder.from_identity(
+        runtime, tokenizer, identity, batch_size=batch_size, max_batch_tokens=max_batch_tokens
     )
     return encoder, ModelIdentity(**identity)
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from clamp2_engine.errors import CollectionError, CollectionNotFoundError
+from clamp2_engine.load import LoadOptions
 from clamp2_engine.paths import UnsafePathError, data_dir, safe_join
 from clamp2_engine.search import Loader, load_tower
 from clamp2_engine.serve.batching import MicroBatcher
@@ -29,7 +30,7 @@ class ServeConfig:
 
     store: StoreSpec
     collection: str
-    model_options: dict[str, Any] = field(default_factory=dict)
+    model_options: LoadOptions = field(default_factory=LoadOptions)
     loader: Loader = load_tower
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)

@@ -21,9 +21,7 @@ Payload = bool | list[str]  # all of the payload, none, or these fields
 class Search:
     """One query on one vector name: nearest to ``vector`` (dense, or sparse for the lexical vector); or
     recommend (``positives`` / ``negatives``, best score); or, with ``diversity``, maximal marginal
-    relevance around ``vector``; or, with ``fuse``, the searches of ``fuse`` (each a prefetch, ``using``
-    unused) fused by weighted reciprocal rank fusion (a point's score is the sum over the searches that
-    found it of ``1 / (position / weight + rrf_k - 1)``, Qdrant's) or by distribution-based score fusion."""
+    relevance around ``vector``."""
 
     using: str
     limit: int
@@ -36,10 +34,6 @@ class Search:
     offset: int = 0
     with_payload: Payload = True
     hnsw_ef: int | None = None  # HNSW candidates per search: higher is more exact and slower
-    fuse: list[Search] = field(default_factory=list)
-    fusion: str = "rrf"  # "rrf" (weighted, by rank) or "dbsf" (by scores normalised per search, summed)
-    weights: list[float] | None = None  # rrf: one per search of ``fuse``
-    rrf_k: int = 2
 
 
 Scored = tuple[str, float, dict[str, Any]]  # point id, score, payload

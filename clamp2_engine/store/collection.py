@@ -3,8 +3,8 @@
 A collection holds the vectors of one model, named by its record. It writes points (with their folded
 ``keys`` and their lexical BM25 vector), reads back what ingest needs to be idempotent, and searches: by
 vectors, one name or ``any`` (abc and mtf, each point scored by its best); by words (``lexical``); both
-at once (``hybrid``: one query, a dense prefetch per vector name and a sparse one, fused by weighted
-reciprocal rank fusion in the engine); by example (``like`` / ``unlike``); and with maximal marginal
+at once (``hybrid``: one batched request, a dense search per vector name and a sparse one, fused by
+Qdrant's weighted reciprocal rank fusion); by example (``like`` / ``unlike``); and with maximal marginal
 relevance (``diversity``).
 """
 
@@ -39,8 +39,7 @@ DIVERSITY = 0.5  # `diverse`: relevance and variety weighed alike (maximal margi
 HNSW_EF = 256  # HNSW candidates per search (Qdrant's default is 100): recall@10 >= 0.95 at 1M points
 PREFETCH = 100  # candidates each side of a hybrid search brings to the fusion
 WEIGHTS = (1.0, 1.25)  # hybrid: (semantic, lexical) weights of the fusion (swept in bench_hybrid.py)
-RRF_K = 2  # reciprocal rank fusion's constant (Qdrant's default): position p (1, 2, ...) of a side adds
-# 1 / (p / weight + RRF_K - 1), Qdrant's weighted RRF
+RRF_K = 2  # reciprocal rank fusion's constant (Qdrant's default): see weighted_rrf
 
 
 class SearchSpec(Protocol):
@@ -366,27 +365,30 @@ class Collection:
         weights: tuple[float, float] | None = None,
         with_payload: bool | list[str] = True,
     ) -> list[Hit]:
-        """Points found by meaning (``vector``, on each vector name of ``modality``) and by the words of
-        ``text`` (the lexical vector), in one query fused by weighted reciprocal rank fusion; without
-        ``vector``, by words alone. Scores are fusion scores (at position p of a side: ``1 / (p / weight + RRF_K - 1)``, summed)."""
+        """Points found by meaning (``vector``, on each vector name of ``modality``, a point ranked by its
+        best score as :meth:`search` does) and by the words of ``text`` (the lexical vector), fused by
+        Qdrant's weighted reciprocal rank fusion; without ``vector``, by words alone (BM25 scores). One
+        batched request brings each side's best ``PREFETCH``; the fusion is done here, ties broken by id,
+        so that every page agrees with the others (the engine orders equal scores differently from one
+        call to the next, and duplicates of a piece tie). Scores are fusion scores: position p of a side
+        adds ``1 / (p / weight + RRF_K - 1)``."""
         self._need_lexical()
         flt = parse_filters(filters) or None
         n = max(PREFETCH, limit + offset)
-        semantic, lexical = weights or WEIGHTS
         sides = [] if vector is None else list(vector_names(modality))
         dense = np.asarray(vector, dtype=np.float32).ravel().tolist() if vector is not None else None
-        words = Search(LEXICAL, n, query_vector(text), filters=flt)
+        searches = [Search(u, n, dense, filters=flt, with_payload=False, hnsw_ef=HNSW_EF) for u in sides]
+        searches.append(Search(LEXICAL, n, query_vector(text), filters=flt, with_payload=False))
+        rows = self.backend.query(self.name, searches)
+        words = self._fuse(rows[-1:], (LEXICAL,), n, 0)
         if sides:
-            meaning = [Search(u, n, dense, filters=flt, hnsw_ef=HNSW_EF) for u in sides]
-            if len(meaning) > 1:  # the music vectors first make one ranking of meaning, by their scores
-                meaning = [Search("", n, fuse=meaning, fusion="dbsf")]
-            search = Search("", n, fuse=[*meaning, words], weights=[semantic, lexical], rrf_k=RRF_K)
-        else:  # words alone: BM25 scores, no fusion
-            search = Search(LEXICAL, n, words.vector, filters=flt)
-        # a window of n, ties broken by id here, so that pages agree; payloads for the page alone
-        search.with_payload = False
-        rows = self.backend.query(self.name, [search])
-        hits = self._fuse(rows, ("hybrid" if sides else LEXICAL,), limit, offset)
+            meaning = self._fuse(rows[:-1], tuple(sides), n, 0)
+            semantic, lexical = weights or WEIGHTS
+            fused = weighted_rrf([[h.id for h in meaning], [h.id for h in words]], [semantic, lexical], RRF_K)
+            ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[offset : offset + limit]
+            hits = [Hit(r, pid, score, "hybrid", {}) for r, (pid, score) in enumerate(ranked, offset + 1)]
+        else:
+            hits = words[offset : offset + limit]
         if with_payload and hits:
             found = {p.id: p.payload for p in self.retrieve([h.id for h in hits], payload=with_payload)}
             for h in hits:
@@ -519,6 +521,20 @@ class Collection:
                     got = copied.get(p.id)
                     if got is None or v not in got.vectors or _cosine(vec, got.vectors[v]) < 0.99999:
                         raise StoreError(f"copy differs from the source at point {p.id} ({v} vector)")
+
+
+def weighted_rrf(
+    rankings: Sequence[Sequence[str]], weights: Sequence[float], k: int = RRF_K
+) -> dict[str, float]:
+    """Qdrant's weighted reciprocal rank fusion: the item at position p (1, 2, ...) of a ranking adds
+    ``1 / (p / weight + k - 1)`` to its score (a ranking of weight 0 adds nothing)."""
+    scores: dict[str, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        if weight <= 0:
+            continue
+        for p, pid in enumerate(ranking, 1):
+            scores[pid] = scores.get(pid, 0.0) + 1.0 / (p / weight + k - 1)
+    return scores
 
 
 def _wanted(cond: Condition) -> str:

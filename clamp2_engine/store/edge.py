@@ -45,8 +45,6 @@ def to_filter(filters: Filters | None, vector: str | None = None) -> Any:
 
 
 def _query(s: Search) -> Any:
-    if s.fuse:
-        return qe.Fusion.Dbsf() if s.fusion == "dbsf" else qe.Fusion.Rrf(k=s.rrf_k, weights=s.weights)
     if s.positives or s.negatives:
         return qe.Query.RecommendBestScore(qe.RecommendQuery(s.positives, s.negatives), using=s.using)
     if s.diversity is not None:
@@ -62,27 +60,14 @@ def _params(s: Search) -> Any:
     return qe.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef else None
 
 
-def _prefetch(s: Search) -> Any:
-    """``s`` as a prefetch stage (a fusion of its own prefetches when it has ``fuse``)."""
-    nested = [_prefetch(p) for p in s.fuse] or None
-    return qe.Prefetch(
-        s.limit,
-        _query(s),
-        prefetches=nested,
-        params=_params(s),
-        filter=None if s.fuse else to_filter(s.filters),
-    )
-
-
 def _request(s: Search) -> Any:
     return qe.QueryRequest(
         limit=s.limit,
         offset=s.offset or None,
         query=_query(s),
-        prefetches=[_prefetch(p) for p in s.fuse] or None,
-        filter=None if s.fuse else to_filter(s.filters),
+        filter=to_filter(s.filters),
         with_payload=_with(s.with_payload),
-        params=None if s.fuse else _params(s),
+        params=_params(s),
     )
 
 

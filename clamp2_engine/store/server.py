@@ -37,10 +37,6 @@ def to_filter(filters: Filters | None, vector: str | None = None) -> models.Filt
 
 
 def _query(s: Search) -> Any:
-    if s.fuse and s.fusion == "dbsf":
-        return models.FusionQuery(fusion=models.Fusion.DBSF)
-    if s.fuse:
-        return models.RrfQuery(rrf=models.Rrf(k=s.rrf_k, weights=s.weights))
     if s.positives or s.negatives:
         return models.RecommendQuery(
             recommend=models.RecommendInput(
@@ -249,28 +245,17 @@ class ServerBackend(Backend):
         requests = [
             models.QueryRequest(
                 query=_query(s),
-                using=None if s.fuse else s.using,
-                prefetch=[self._prefetch(p) for p in s.fuse] or None,
-                filter=None if s.fuse else to_filter(s.filters),
+                using=s.using,
+                filter=to_filter(s.filters),
                 limit=s.limit,
                 offset=s.offset or None,
                 with_payload=s.with_payload,
-                params=None if s.fuse else self._params(s),
+                params=self._params(s),
             )
             for s in searches
         ]
         responses = self.client.query_batch_points(name, requests=requests) if requests else []
         return [[(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
-
-    def _prefetch(self, s: Search) -> models.Prefetch:
-        """``s`` as a prefetch stage (a fusion of its own prefetches when it has ``fuse``)."""
-        if s.fuse:
-            return models.Prefetch(
-                prefetch=[self._prefetch(p) for p in s.fuse], query=_query(s), limit=s.limit
-            )
-        return models.Prefetch(
-            query=_query(s), using=s.using, filter=to_filter(s.filters), limit=s.limit, params=self._params(s)
-        )
 
     def _params(self, s: Search) -> models.SearchParams | None:
         return models.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef and self.indexed else None

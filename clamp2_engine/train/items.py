@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from clamp2_engine.paths import UnsafePathError, safe_join
-from clamp2_engine.text import dedupe_lines
+from clamp2_engine.text import MAX_TEXT_LENGTH, dedupe_lines
 from clamp2_engine.train.data import (
     EpochDataset,
     batch_of,
@@ -146,7 +146,7 @@ class PairDataset(EpochDataset):
         train: bool,
         patch_size: int,
         patch_length: int,
-        max_text_length: int = 128,
+        max_text_length: int = MAX_TEXT_LENGTH,
         text_dropout: bool = True,
         keep_instruments: float = 0.1,
         seed: int = 0,
