@@ -69,7 +69,7 @@ class LoadOptions:
         chosen = self.backend or self.model or self.text_model or self.onnx_dir
         if chosen or (self.dtype or "fp32") != "fp32":
             return self
-        from clamp2_engine.runtime.onnx_runtime import cached_export
+        from clamp2_engine.runtime.onnx_export import cached_export
 
         folder = cached_export(record.model, tower)
         if folder is None:

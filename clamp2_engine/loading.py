@@ -169,7 +169,7 @@ def onnx_encoder(
     **options: Any,
 ) -> tuple[Any, ModelIdentity]:
     """``(encoder, identity)`` for graphs written by ``export onnx`` (their precision is fixed at export)."""
-    from clamp2_engine.runtime.onnx_runtime import onnx_encoder as build
+    from clamp2_engine.runtime.onnx_loader import onnx_encoder as build
 
     if dtype != "fp32":
         raise ValueError(

@@ -12,14 +12,18 @@ from clamp2_engine.checkpoints import (
     CheckpointError,
     ModelNotFoundError,
     detect_kind,
-    infer_clamp2_config,
-    infer_m3_config,
     load_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
 )
 from clamp2_engine.cli import main
-from clamp2_engine.models.factory import build_clamp2, build_m3, load_text_assets
+from clamp2_engine.models.factory import (
+    build_clamp2,
+    build_m3,
+    infer_clamp2_config,
+    infer_m3_config,
+    load_text_assets,
+)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,9 @@ from clamp2_engine import M3, CLaMP2
 from clamp2_engine.cli import main
 from clamp2_engine.exporters.onnx import export_onnx
 from clamp2_engine.runtime import onnx_runtime as ortmod
-from clamp2_engine.runtime.onnx_runtime import CPU, CUDA, OnnxExportMismatch, select_providers
+from clamp2_engine.runtime.onnx_export import peek_identity
+from clamp2_engine.runtime.onnx_loader import OnnxExportMismatch
+from clamp2_engine.runtime.onnx_runtime import CPU, CUDA, select_providers
 from tests.parity_helpers import CASES, cosine, expected_files
 
 MIN_COSINE = 0.99999
@@ -112,7 +114,7 @@ def test_identity_and_manifest(parity_dir, exports, onnx_models):
     assert manifest["identity"] == torch_model.identity.as_dict()
     assert set(manifest["verification"]) == {"music.pooled", "music.hidden", "text.pooled", "text.hidden"}
     assert onnx_models["m3"].kind == "m3" and not (exports["m3"] / "text.onnx").exists()
-    assert ortmod.peek_identity(exports["m3"])["kind"] == "m3" and ortmod.peek_identity(parity_dir) is None
+    assert peek_identity(exports["m3"])["kind"] == "m3" and peek_identity(parity_dir) is None
     meta = {
         p.key: p.value
         for p in onnx.load(exports["clamp2"] / "music.onnx", load_external_data=False).metadata_props

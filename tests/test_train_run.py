@@ -148,7 +148,7 @@ def test_checkpoints_have_the_reference_layout_and_load_in_embed(
             ckpt = load_checkpoint(run / name)
             assert REFERENCE_KEYS <= set(ckpt)
     m3 = load_checkpoint(m3_run / "best.pth")
-    from clamp2_engine.checkpoints import infer_clamp2_config, infer_m3_config
+    from clamp2_engine.models.factory import infer_clamp2_config, infer_m3_config
 
     assert set(m3["model"]) == set(M3Model(infer_m3_config(m3["model"])).state_dict())  # strict load works
     c2 = load_checkpoint(clamp2_run / "best.pth")

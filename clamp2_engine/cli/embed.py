@@ -85,7 +85,7 @@ def embed(
 def _peek_kind(options) -> str:
     """The checkpoint's kind without building a model (cheap: key names only)."""
     if options.backend == "onnx":
-        from clamp2_engine.runtime.onnx_runtime import peek_identity
+        from clamp2_engine.runtime.onnx_export import peek_identity
 
         return (peek_identity(options.onnx_dir or "") or {}).get("kind", "clamp2")
     from clamp2_engine.checkpoints import (

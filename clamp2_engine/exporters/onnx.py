@@ -27,7 +27,7 @@ from torch import nn
 
 from clamp2_engine.models.clamp2 import CLaMP2Model, masked_mean
 from clamp2_engine.models.m3 import M3PatchEncoder
-from clamp2_engine.runtime.onnx_runtime import (
+from clamp2_engine.runtime.onnx_export import (
     FORMAT_VERSION,
     MANIFEST,
     META,
@@ -348,7 +348,7 @@ def export_onnx(
 ) -> ExportResult:
     """Export ``model`` (checkpoint path or registry name) into the folder ``out``; see the module docs.
 
-    ``out=None``: the model cache (:func:`~clamp2_engine.runtime.onnx_runtime.export_cache_dir`), replaced
+    ``out=None``: the model cache (:func:`~clamp2_engine.runtime.onnx_export.export_cache_dir`), replaced
     if it is there, where search and serve find the graphs by themselves."""
     import onnx
     import onnxruntime

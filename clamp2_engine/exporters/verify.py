@@ -56,7 +56,8 @@ def verify_export(onnx_dir: str | os.PathLike, module, seed: int = 0, providers=
     """Worst cosines (``"music.pooled"``, ``"music.hidden"``, ``"text.pooled"``, ``"text.hidden"``) of the
     export in ``onnx_dir`` against ``module`` (the PyTorch model it was exported from) in fp32 on CPU."""
     from clamp2_engine.api import CLaMP2
-    from clamp2_engine.runtime.onnx_runtime import CPU, load_onnx_model
+    from clamp2_engine.runtime.onnx_loader import load_onnx_model
+    from clamp2_engine.runtime.onnx_runtime import CPU
     from clamp2_engine.runtime.torch_runtime import TorchRuntime
 
     loaded = load_onnx_model(CLaMP2, onnx_dir, device="cpu", providers=providers or [CPU])

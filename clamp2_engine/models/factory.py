@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +13,99 @@ from torch import nn
 
 from clamp2_engine.checkpoints import (
     CLAMP2_PREFIX,
+    M3_PREFIX,
     CheckpointError,
     HubUnreachableError,
     ModelNotFoundError,
     cache_first,
     default_text_model,
-    infer_clamp2_config,
-    infer_m3_config,
 )
 from clamp2_engine.errors import first_line
 from clamp2_engine.models.clamp2 import CLaMP2Model
-from clamp2_engine.models.config import CLaMP2Config, M3Config
+from clamp2_engine.models.config import CLaMP2Config, M3Config, TextConfig
 from clamp2_engine.models.m3 import M3Model, M3PatchEncoder
+from clamp2_engine.patches import ALPHABET
 from clamp2_engine.text import MAX_TEXT_LENGTH
 
 IGNORABLE = (".pooler.",)  # reference checkpoints carry BERT/XLM-R poolers that inference never uses
+
+
+# --- sizes from a checkpoint's tensor shapes -----------------------------------------------------
+
+
+def _count_layers(state_dict: dict[str, torch.Tensor], prefix: str) -> int:
+    pat = re.compile(re.escape(prefix) + r"(\d+)\.")
+    idx = {int(m.group(1)) for k in state_dict if (m := pat.match(k))}
+    return max(idx) + 1 if idx else 0
+
+
+def _shape(state_dict: dict[str, torch.Tensor], key: str) -> tuple[int, ...]:
+    if key not in state_dict:
+        raise CheckpointError(f"checkpoint lacks {key}")
+    return tuple(state_dict[key].shape)
+
+
+def infer_m3_config(
+    state_dict: dict[str, torch.Tensor],
+    prefix: str = M3_PREFIX,
+    decoder_prefix: str | None = "decoder.base.transformer.h.",
+) -> M3Config:
+    """M3 sizes from tensor shapes under ``prefix`` (``encoder.`` or ``music_model.``)."""
+    hidden, features = _shape(state_dict, prefix + "patch_embedding.weight")
+    alphabet = ALPHABET
+    if features % alphabet:
+        raise CheckpointError(f"patch embedding width {features} is not a multiple of {alphabet}")
+    positions, _ = _shape(state_dict, prefix + "base.embeddings.position_embeddings.weight")
+    types = _shape(state_dict, prefix + "base.embeddings.token_type_embeddings.weight")[0]
+    layers = _count_layers(state_dict, prefix + "base.encoder.layer.")
+    dec = _count_layers(state_dict, decoder_prefix) if decoder_prefix else 0
+    return M3Config(
+        hidden_size=hidden,
+        num_layers=layers,
+        patch_size=features // alphabet,
+        patch_length=positions,
+        decoder_layers=dec or 3,
+        alphabet=alphabet,
+        type_vocab_size=types,
+    )
+
+
+def infer_text_config(
+    state_dict: dict[str, torch.Tensor], hf_config: Any = None, prefix: str = "text_model."
+) -> TextConfig:
+    """XLM-R sizes from tensor shapes; head count and pad id from ``hf_config`` when consistent."""
+    vocab, hidden = _shape(state_dict, prefix + "embeddings.word_embeddings.weight")
+    positions = _shape(state_dict, prefix + "embeddings.position_embeddings.weight")[0]
+    types = _shape(state_dict, prefix + "embeddings.token_type_embeddings.weight")[0]
+    inter = _shape(state_dict, prefix + "encoder.layer.0.intermediate.dense.weight")[0]
+    layers = _count_layers(state_dict, prefix + "encoder.layer.")
+    heads = getattr(hf_config, "num_attention_heads", None)
+    if not heads or getattr(hf_config, "hidden_size", None) != hidden or hidden % heads:
+        heads = max(1, hidden // 64)
+    pad = getattr(hf_config, "pad_token_id", 1)
+    eps = getattr(hf_config, "layer_norm_eps", 1e-5)
+    return TextConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        intermediate_size=inter,
+        max_position_embeddings=positions,
+        type_vocab_size=types,
+        pad_token_id=1 if pad is None else pad,
+        layer_norm_eps=eps,
+    )
+
+
+def infer_clamp2_config(
+    state_dict: dict[str, torch.Tensor], hf_text_config: Any = None, max_text_length: int = MAX_TEXT_LENGTH
+) -> CLaMP2Config:
+    """CLaMP 2 sizes from tensor shapes (the music tower under ``music_model.``, the text tower, the
+    projections)."""
+    music = infer_m3_config(state_dict, CLAMP2_PREFIX, decoder_prefix=None)
+    text = infer_text_config(state_dict, hf_text_config)
+    embed_dim = _shape(state_dict, "music_proj.weight")[0]
+    return CLaMP2Config(music=music, text=text, embed_dim=embed_dim, max_text_length=max_text_length)
 
 
 def load_text_assets(spec: str | os.PathLike | None = None) -> tuple[Any, Any]:

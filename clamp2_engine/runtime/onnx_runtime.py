@@ -1,9 +1,6 @@
-"""ONNX Runtime backend: serves the graphs written by ``clamp2-engine export onnx``.
-
-An export folder holds ``music.onnx`` (patch ids ``[B, L, P]`` + mask -> ``pooled`` ``[B, D]``, ``hidden``
-``[B, L, H]``), ``text.onnx`` (token ids + mask -> the same; CLaMP 2 only) and ``tokenizer/``. Each graph
-carries the model's identity and its tokenizer / patch settings in its ONNX metadata, and a graph that
-does not match them is refused. Segmenting and the weighted mean over segments stay in the shared
+"""ONNX Runtime backend: sessions over the graphs written by ``clamp2-engine export onnx`` and the
+:class:`~clamp2_engine.runtime.base.Runtime` that runs them (the export folder is :mod:`.onnx_export`; loading
+and checking one is :mod:`.onnx_loader`). Segmenting and the weighted mean over segments stay in the shared
 :class:`~clamp2_engine.encoder.Encoder`, so both backends give the same features.
 
 Providers are chosen in one place (:func:`select_providers`): explicit providers win, else CUDA when
@@ -12,39 +9,22 @@ Providers are chosen in one place (:func:`select_providers`): explicit providers
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clamp2_engine.errors import first_line
 from clamp2_engine.runtime.base import BATCH_TOKENS, Runtime
-from clamp2_engine.runtime.tokenizer import TokenizerFile
-from clamp2_engine.text import MAX_TEXT_LENGTH
 
-MUSIC_FILE = "music.onnx"
-TEXT_FILE = "text.onnx"
-TOKENIZER_DIR = "tokenizer"
-MANIFEST = "manifest.json"
-FORMAT_VERSION = "1"
-META = "clamp2."  # metadata key prefix
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 ENV_PROVIDERS = "CLAMP2_ORT_PROVIDERS"  # comma-separated, e.g. "CPUExecutionProvider"
 ENV_THREADS = "CLAMP2_ORT_THREADS"  # intra-op threads (default: ONNX Runtime's, one per physical core)
-
 Provider = str | tuple[str, dict[str, Any]]
 log = logging.getLogger(__name__)
 _warned_cpu = False
-
-
-class OnnxExportMismatch(ValueError):
-    """An export folder whose graphs do not match each other, the tokenizer or the requested model."""
 
 
 def available_providers() -> list[str]:
@@ -125,18 +105,6 @@ def graph_metadata(session) -> dict[str, str]:
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
-def tokenizer_fingerprint(tokenizer) -> dict[str, str]:
-    """What a text graph must agree with: vocabulary size and digest, pad id and sep token."""
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    digest = hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()
-    return {
-        "tokenizer_size": str(len(tokenizer)),
-        "tokenizer_sha256": digest,
-        "pad_token_id": str(tokenizer.pad_token_id),
-        "sep_token": str(tokenizer.sep_token),
-    }
-
-
 class OnnxRuntime(Runtime):
     """Music and text forward passes on ONNX Runtime sessions (either may be ``None``)."""
 
@@ -173,232 +141,3 @@ class OnnxRuntime(Runtime):
         if not self.has_text:
             raise RuntimeError("this model has no text tower loaded")
         return self._run(self.text_session, ("ids", "masks"), ids, masks, "pooled" if pooled else "hidden")
-
-
-def export_cache_dir(checkpoint_sha256: str, precision: str = "fp32") -> Path:
-    """Where ``export onnx`` without ``--out`` writes a checkpoint's graphs, and where search and serve
-    look for them: ``<data dir>/onnx/<first 16 hex digits of its sha256>-<precision>``."""
-    from clamp2_engine.paths import data_dir
-
-    return data_dir() / "onnx" / f"{checkpoint_sha256[:16]}-{precision}"
-
-
-def cached_export(identity: dict[str, Any], tower: str = "text") -> Path | None:
-    """The cached fp32 export of the model ``identity`` describes when it holds ``tower``'s graph, serves
-    texts at least as long as the identity's windows, and onnxruntime is installed; else ``None``."""
-    import importlib.util
-
-    sha = identity.get("checkpoint_sha256")
-    if not sha or importlib.util.find_spec("onnxruntime") is None:
-        return None
-    folder = export_cache_dir(sha)
-    found = peek_identity(folder)
-    if not found or found.get("checkpoint_sha256") != sha:
-        return None
-    if not (folder / (TEXT_FILE if tower == "text" else MUSIC_FILE)).is_file():
-        return None
-    exported, wanted = found.get("max_text_length"), identity.get("max_text_length")
-    if tower == "text" and (exported or MAX_TEXT_LENGTH) < (wanted or MAX_TEXT_LENGTH):
-        return None
-    return folder
-
-
-def peek_identity(onnx_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The identity recorded in an export folder's ``manifest.json`` (cheap; for planning only: the graphs'
-    own metadata is what :func:`load_onnx_model` checks). ``None`` when there is no readable manifest."""
-    try:
-        return json.loads((Path(onnx_dir).expanduser() / MANIFEST).read_text(encoding="utf-8"))["identity"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _check_graph(meta: dict[str, str], tower: str, path: Path) -> dict[str, Any]:
-    """The identity stored in one graph, after checking its format and tower."""
-    if META + "identity" not in meta:
-        raise OnnxExportMismatch(
-            f"{path} has no clamp2-engine metadata: export it with `clamp2-engine export onnx`"
-        )
-    if meta.get(META + "format") != FORMAT_VERSION:
-        raise OnnxExportMismatch(
-            f"{path} is export format {meta.get(META + 'format')!r}, this clamp2-engine "
-            f"reads {FORMAT_VERSION!r}: export it again"
-        )
-    if meta.get(META + "tower") != tower:
-        raise OnnxExportMismatch(f"{path} holds the {meta.get(META + 'tower')!r} tower, not {tower!r}")
-    return json.loads(meta[META + "identity"])
-
-
-def _check_music(session, meta: dict[str, str], identity: dict[str, Any], path: Path) -> None:
-    from clamp2_engine.patches import ALPHABET
-
-    dims = session.get_inputs()[0].shape
-    if (
-        len(dims) != 3
-        or dims[2] != identity["patch_size"]
-        or meta.get(META + "patch_size") != str(identity["patch_size"])
-    ):
-        raise OnnxExportMismatch(
-            f"{path} takes patches shaped {dims}, but its model's patch size is {identity['patch_size']}"
-        )
-    if meta.get(META + "patch_length") != str(identity["patch_length"]):
-        raise OnnxExportMismatch(
-            f"{path}: patch length {meta.get(META + 'patch_length')} in the graph, "
-            f"{identity['patch_length']} in its identity"
-        )
-    if meta.get(META + "alphabet") != str(ALPHABET):
-        raise OnnxExportMismatch(
-            f"{path} was exported for a {meta.get(META + 'alphabet')}-character patch "
-            f"alphabet; this clamp2-engine patches with {ALPHABET}"
-        )
-
-
-def _check_tokenizer(tokenizer, meta: dict[str, str], path: Path, source: str) -> None:
-    found = tokenizer_fingerprint(tokenizer)
-    for key, value in found.items():
-        if meta.get(META + key) != value:
-            raise OnnxExportMismatch(
-                f"tokenizer {source} does not match {path} ({key}: the graph was exported "
-                f"with {meta.get(META + key)!r}, the tokenizer has {value!r})"
-            )
-    if int(meta.get(META + "vocab_size", "0")) < len(tokenizer):
-        raise OnnxExportMismatch(
-            f"tokenizer {source} has {len(tokenizer)} tokens but {path} embeds "
-            f"{meta.get(META + 'vocab_size')}"
-        )
-
-
-def _check_requested(
-    identity: dict[str, Any], model: str | os.PathLike | None, kind: str | None, onnx_dir: Path
-) -> None:
-    """``kind`` must match; ``model``, when given, must be the exported checkpoint (by sha256).
-
-    A checkpoint file is hashed; a registry name is checked against the registry's sha256 when it has one
-    (a name is never downloaded just to check it); other names cannot be verified and are only logged.
-    """
-    if kind and kind != identity["kind"]:
-        raise OnnxExportMismatch(f"{onnx_dir} holds a {identity['kind']} export, not {kind}")
-    if model is None:
-        return
-    from clamp2_engine.checkpoints import REGISTRY, sha256_file
-
-    spec = os.fspath(model)
-    path = Path(spec).expanduser()
-    known = REGISTRY.get(spec)
-    if path.is_file():
-        found = sha256_file(path)
-    elif known is not None and known.sha256:
-        found = known.sha256
-    else:
-        if spec != identity["name"]:
-            log.info(
-                "--model %r cannot be checked against %s (exported from %r); using the export",
-                spec,
-                onnx_dir,
-                identity["name"],
-            )
-        return
-    if found != identity["checkpoint_sha256"]:
-        raise OnnxExportMismatch(
-            f"{onnx_dir} was exported from another checkpoint than {spec} (sha256 "
-            f"{identity['checkpoint_sha256'][:12]}...); drop --model or export it again"
-        )
-
-
-def onnx_encoder(
-    onnx_dir: str | os.PathLike | None,
-    *,
-    model: str | os.PathLike | None = None,
-    text_model: str | os.PathLike | None = None,
-    device: str | None = None,
-    load_music: bool = True,
-    load_text: bool = True,
-    batch_size: int | None = None,
-    max_batch_tokens: int | None = None,
-    kind: str | None = None,
-    providers: Sequence[Provider] | None = None,
-    threads: int | None = None,
-    max_text_length: int | None = None,
-):
-    """``(encoder, identity)`` served by ONNX Runtime from an export folder.
-
-    ``max_text_length`` defaults to the export's; a smaller one windows texts more finely.
-
-    ``model`` (optional) must be the exported checkpoint; ``text_model`` (optional) a tokenizer folder that
-    matches the export (default: the export's own ``tokenizer/``).
-    """
-    from clamp2_engine.encoder import Encoder
-    from clamp2_engine.identity import ModelIdentity
-
-    if onnx_dir is None:
-        raise ValueError("the onnx backend needs onnx_dir (a folder written by `clamp2-engine export onnx`)")
-    root = Path(onnx_dir).expanduser()
-    music_path, text_path = root / MUSIC_FILE, root / TEXT_FILE
-    if not music_path.is_file() and not text_path.is_file():
-        raise FileNotFoundError(
-            f"{root} holds no {MUSIC_FILE} or {TEXT_FILE}: export with `clamp2-engine export onnx --out DIR`"
-        )
-    if load_text and not text_path.is_file() and not load_music:
-        raise FileNotFoundError(f"{root} has no {TEXT_FILE} (an M3 export, or a music-only one)")
-    if load_music and not music_path.is_file():
-        raise FileNotFoundError(f"{root} has no {MUSIC_FILE}")
-
-    identities: list[tuple[Path, dict[str, Any]]] = []
-    music_session = text_session = None
-    if load_music:
-        music_session = build_session(music_path, providers, threads, device)
-        meta = graph_metadata(music_session)
-        identity = _check_graph(meta, "music", music_path)
-        _check_music(music_session, meta, identity, music_path)
-        identities.append((music_path, identity))
-    tokenizer = None
-    if load_text and not text_path.is_file() and identities and identities[0][1]["kind"] == "clamp2":
-        raise FileNotFoundError(f"{root} has no {TEXT_FILE}: it was exported without the text tower")
-    if load_text and text_path.is_file():
-        text_session = build_session(text_path, providers, threads, device)
-        meta = graph_metadata(text_session)
-        identities.append((text_path, _check_graph(meta, "text", text_path)))
-        tokenizer, source = _load_tokenizer(root, text_model)
-        _check_tokenizer(tokenizer, meta, text_path, source)
-    (first_path, identity), *rest = identities
-    for path, other in rest:
-        if other != identity:
-            raise OnnxExportMismatch(
-                f"{first_path} and {path} come from different exports "
-                f"({identity['checkpoint_sha256'][:12]} vs {other['checkpoint_sha256'][:12]})"
-            )
-    _check_requested(identity, model, kind, root)
-    if max_text_length and identity["kind"] == "clamp2":
-        exported = identity["max_text_length"] or MAX_TEXT_LENGTH
-        if max_text_length > exported:
-            raise ValueError(
-                f"{root} was exported for texts of at most {exported} tokens per window; "
-                f"re-export with --max-text-length {max_text_length}"
-            )
-        identity = {**identity, "max_text_length": max_text_length}
-    runtime = OnnxRuntime(music_session, text_session, identity["kind"])
-    encoder = Encoder.from_identity(
-        runtime, tokenizer, identity, batch_size=batch_size, max_batch_tokens=max_batch_tokens
-    )
-    return encoder, ModelIdentity(**identity)
-
-
-def load_onnx_model(cls, onnx_dir: str | os.PathLike | None, **kwargs: Any):
-    """``cls(encoder, identity)`` from :func:`onnx_encoder` (``cls`` is :class:`clamp2_engine.api.CLaMP2`)."""
-    return cls(*onnx_encoder(onnx_dir, **kwargs))
-
-
-def _load_tokenizer(root: Path, text_model: str | os.PathLike | None):
-    """The export's own tokenizer (by ``tokenizers``, without importing ``transformers``), or ``text_model``
-    by ``transformers``; the caller checks it against the graph either way."""
-    spec = os.fspath(text_model) if text_model is not None else os.fspath(root / TOKENIZER_DIR)
-    try:
-        if text_model is None and TokenizerFile.available(spec):
-            return TokenizerFile(spec), repr(spec)
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(spec), repr(spec)
-    except Exception as exc:
-        reason = first_line(exc, 200)
-        raise FileNotFoundError(
-            f"could not load the tokenizer {spec!r} for the ONNX text graph ({type(exc).__name__}: {reason})"
-        ) from None

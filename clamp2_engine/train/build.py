@@ -18,13 +18,12 @@ from clamp2_engine.checkpoints import (
     CheckpointError,
     ModelNotFoundError,
     detect_kind,
-    infer_m3_config,
     load_checkpoint,
     resolve_checkpoint,
 )
 from clamp2_engine.errors import first_line
 from clamp2_engine.models import CLaMP2Config, CLaMP2Model, M3Config, M3Model, TextConfig
-from clamp2_engine.models.factory import build_clamp2, build_m3, load_weights
+from clamp2_engine.models.factory import build_clamp2, build_m3, infer_m3_config, load_weights
 from clamp2_engine.train.config import CLaMP2Options, M3Options
 
 WEIGHT_FILES = (
