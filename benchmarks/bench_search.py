@@ -155,7 +155,8 @@ def search_latency(
     model = load_query_model(coll.record, "text", "bench20k", model=ckpt, text_model=text_model)
     load_s = time.perf_counter() - t
     runtime = model.encoder.runtime
-    assert runtime.has_text and not runtime.has_music, "a text search must load the text tower only"
+    assert runtime.has_text, "a text search loads the text tower"
+    assert not runtime.has_music, "a text search must load the text tower only"
     rows = []
     p50 = {}
     for threads in (torch.get_num_threads(), 1):

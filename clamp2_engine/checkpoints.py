@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from clamp2_engine.errors import first_line
+from clamp2_engine.errors import about, first_line
 
 if TYPE_CHECKING:  # torch and the model configs load only when a checkpoint is read (a search served by
     # ONNX Runtime imports this module for its names and errors, and never needs torch)
@@ -134,33 +134,65 @@ def hub_offline() -> bool:
     return _OFFLINE
 
 
-OFFLINE_HINT = "pass --model PATH to a local checkpoint, or try `clamp2-engine demo` (a small model shipped with the package)"
+OFFLINE_HINT = (
+    "use a local checkpoint file, or try `clamp2-engine demo` (a small model shipped with the package)"
+)
+
+
+HUB_PREFIX = "hf:"  # hf:OWNER/REPO/FILE.pth: a checkpoint file of any Hub repository
+
+
+def is_model_name(spec: str | os.PathLike | None) -> bool:
+    """Whether ``spec`` names a model (a known name or an ``hf:`` reference) rather than a file."""
+    return isinstance(spec, str) and (spec in REGISTRY or spec.startswith(HUB_PREFIX))
 
 
 def resolve_checkpoint(spec: str | os.PathLike | None = None) -> Path:
-    """A local checkpoint path for ``spec``: a file path, a shipped model, or a registry name fetched from
-    the Hub (from its cache without any request when the Hub is out of reach)."""
-    spec = os.fspath(spec) if spec is not None else default_model()
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return path
-    known = REGISTRY.get(spec)
-    if known is None:
-        names = ", ".join(REGISTRY)
-        raise ModelNotFoundError(
-            f"no checkpoint file at {spec!r} and no known model of that name ({names}); "
-            "pass --model PATH to a local checkpoint"
+    """A local checkpoint path for an explicit model reference: a known name (``clamp2``, ``m3``, ``demo``;
+    fetched from the Hub, or shipped), ``hf:OWNER/REPO/FILE`` (any Hub file), or else a file path (a
+    ``Path`` always is; write ``./demo`` for a file named like a known model). Hub files come from the
+    local cache without any request when the Hub is out of reach."""
+    if spec is None:
+        spec = default_model()
+    if not is_model_name(spec):
+        path = Path(os.fspath(spec)).expanduser()
+        if path.is_file():
+            return path
+        raise about(
+            ModelNotFoundError(
+                f"no checkpoint file at {os.fspath(spec)!r} (known models: {', '.join(REGISTRY)}; a Hub file: "
+                f"{HUB_PREFIX}OWNER/REPO/FILE.pth)"
+            ),
+            "model",
         )
+    assert isinstance(spec, str)
+    if spec.startswith(HUB_PREFIX):
+        repo, _, filename = spec.removeprefix(HUB_PREFIX).rpartition("/")
+        if repo.count("/") != 1 or not filename:
+            raise about(
+                ModelNotFoundError(f"{spec!r} is no Hub reference: write {HUB_PREFIX}OWNER/REPO/FILE.pth"),
+                "model",
+            )
+        return _hub_file(spec, KnownCheckpoint(spec, "", repo, filename))
+    known = REGISTRY[spec]
     if known.packaged:
         local = ASSETS / known.filename
         if not local.is_file():
-            raise ModelNotFoundError(
-                f"the {spec!r} model is missing from this installation ({local}); reinstall clamp2-engine"
+            raise about(
+                ModelNotFoundError(
+                    f"the {spec!r} model is missing from this installation ({local}); reinstall clamp2-engine"
+                ),
+                "model",
             )
     else:
         local = _hub_file(spec, known)
     if known.sha256 and sha256_file(local) != known.sha256:
-        raise ModelNotFoundError(f"checksum mismatch for {local}; delete it and retry, or pass --model PATH")
+        raise about(
+            ModelNotFoundError(
+                f"checksum mismatch for {local}; delete it and retry, or use a local checkpoint file"
+            ),
+            "model",
+        )
     return local
 
 
@@ -192,13 +224,19 @@ def _hub_file(spec: str, known: KnownCheckpoint) -> Path:
         )
     except Exception as exc:  # offline, gated, renamed...: one line, no traceback
         if isinstance(exc, HubUnreachableError):
-            raise ModelNotFoundError(
-                f"model {spec!r} is not in the local Hugging Face cache and the Hub is out of reach (offline); "
-                + OFFLINE_HINT
+            raise about(
+                ModelNotFoundError(
+                    f"model {spec!r} is not in the local Hugging Face cache and the Hub is out of reach (offline); "
+                    + OFFLINE_HINT
+                ),
+                "model",
             ) from None
-        raise ModelNotFoundError(
-            f"could not fetch model {spec!r} ({known.repo_id}/{known.filename}) from the Hugging Face Hub "
-            f"({type(exc).__name__}: {first_line(exc)}); download it elsewhere and pass --model PATH"
+        raise about(
+            ModelNotFoundError(
+                f"could not fetch model {spec!r} ({known.repo_id}/{known.filename}) from the Hugging Face Hub "
+                f"({type(exc).__name__}: {first_line(exc)}); download it elsewhere and use the local file"
+            ),
+            "model",
         ) from None
 
 

@@ -13,6 +13,20 @@ def first_line(exc: BaseException, limit: int | None = None, default: str | None
     return line[:limit] if limit else line
 
 
+def about(exc: BaseException, option: str) -> BaseException:
+    """``exc`` marked as being about the library option ``option`` (``model``, ``text_model``, ``device``,
+    ``qdrant_url``, ``like``, ...). Library messages name no command-line flag: the CLI adds the flag
+    (``--text-model``), the HTTP API the field, each in its own words."""
+    exc.option = option  # type: ignore[attr-defined]
+    return exc
+
+
+def option_of(exc: BaseException) -> str | None:
+    """The option an error is about (see :func:`about`), or ``None``."""
+    option = getattr(exc, "option", None)
+    return option if isinstance(option, str) else None
+
+
 # an optional dependency -> the extra that installs it (pyproject.toml's optional-dependencies)
 EXTRAS = {
     "music21": "convert",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clamp2_engine.errors import about
 from clamp2_engine.identity import ModelIdentity
 from clamp2_engine.text import MAX_TEXT_LENGTH
 
@@ -28,8 +29,11 @@ class LoadedModel:
 
 
 def model_name(spec: str | os.PathLike | None, path: Path) -> str:
-    """The registry name when ``spec`` is one, else the checkpoint's file name."""
-    return os.fspath(spec) if spec is not None and not Path(os.fspath(spec)).is_file() else path.name
+    """The model's name when ``spec`` is one (a known name, an ``hf:`` reference), else the file's name."""
+    from clamp2_engine.checkpoints import default_model, is_model_name
+
+    spec = default_model() if spec is None else spec
+    return os.fspath(spec) if is_model_name(spec) else path.name
 
 
 def recorded_int(checkpoint: dict[str, Any], key: str) -> int | None:
@@ -102,15 +106,21 @@ def load_torch(
     del state, checkpoint
     cfg = module.config
     if tokenizer is not None and len(tokenizer) > cfg.text.vocab_size:
-        raise ValueError(
-            f"tokenizer {text_spec!r} has {len(tokenizer)} tokens but the checkpoint's text tower "
-            f"has {cfg.text.vocab_size}: wrong --text-model?"
+        raise about(
+            ValueError(
+                f"tokenizer {text_spec!r} has {len(tokenizer)} tokens but the checkpoint's text tower "
+                f"has {cfg.text.vocab_size}: the wrong text model?"
+            ),
+            "text_model",
         )
     if length + 2 > cfg.text.max_position_embeddings:
-        raise ValueError(
-            f"--max-text-length {length} does not fit the text tower's "
-            f"{cfg.text.max_position_embeddings} position embeddings (at most "
-            f"{cfg.text.max_position_embeddings - 2})"
+        raise about(
+            ValueError(
+                f"a text window of {length} tokens does not fit the text tower's "
+                f"{cfg.text.max_position_embeddings} position embeddings (at most "
+                f"{cfg.text.max_position_embeddings - 2})"
+            ),
+            "max_text_length",
         )
     identity = ModelIdentity(
         name=name,
@@ -172,8 +182,11 @@ def onnx_encoder(
     from clamp2_engine.runtime.onnx_loader import onnx_encoder as build
 
     if dtype != "fp32":
-        raise ValueError(
-            "--dtype applies to the torch backend; an ONNX export's precision is set by `export onnx --fp16`"
+        raise about(
+            ValueError(
+                "a dtype applies to the torch backend; an ONNX export's precision is set when it is exported"
+            ),
+            "dtype",
         )
     return build(onnx_dir, model=model, text_model=text_model, **options)
 

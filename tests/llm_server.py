@@ -52,6 +52,7 @@ class ScriptedLLM:
         script: dict[str, list[Step]] | None = None,
         *,
         latency: float = 0.0,
+        hold_after: int | None = None,
         key_field: str = "title",
         default: Step = "valid",
         port: int = 0,
@@ -61,6 +62,8 @@ class ScriptedLLM:
         self.log: list[dict[str, Any]] = []
         self._attempts: Counter[str] = Counter()
         self.in_flight = self.max_in_flight = 0
+        # after this many requests, later ones hang until the server stops (a client to kill mid-run)
+        self.hold_after, self.released = hold_after, threading.Event()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -90,6 +93,7 @@ class ScriptedLLM:
         return self.base_url
 
     def stop(self) -> None:
+        self.released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -130,6 +134,9 @@ class ScriptedLLM:
             )
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            hold = self.hold_after is not None and len(self.log) > self.hold_after
+        if hold:
+            self.released.wait(300)
         try:
             return self._respond(step, key, language, body, auth)
         finally:

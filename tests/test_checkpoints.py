@@ -17,6 +17,7 @@ from clamp2_engine.checkpoints import (
     save_checkpoint,
 )
 from clamp2_engine.cli import main
+from clamp2_engine.errors import option_of
 from clamp2_engine.models.factory import (
     build_clamp2,
     build_m3,
@@ -100,9 +101,10 @@ def test_save_checkpoint_round_trips_in_reference_layout(tmp_path, parity_dir):
 def test_offline_hub_failure_is_one_line_naming_model_path(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("CLAMP2_MODEL", raising=False)
-    with pytest.raises(ModelNotFoundError, match="--model PATH") as info:
+    with pytest.raises(ModelNotFoundError, match="local checkpoint file") as info:
         resolve_checkpoint("clamp2")
     assert "\n" not in str(info.value)
+    assert option_of(info.value) == "model"  # the library names no flag; the CLI adds it
     result = CliRunner().invoke(main, ["embed", "tests", "/tmp/unused-out", "--text-model", "x"])
     assert result.exit_code != 0
     assert "--model PATH" in result.output
@@ -114,7 +116,9 @@ def test_offline_message_names_the_way_out(monkeypatch):
     with pytest.raises(ModelNotFoundError) as info:
         resolve_checkpoint("clamp2")
     msg = str(info.value)
-    assert "offline" in msg and "--model PATH" in msg and "clamp2-engine demo" in msg
+    assert "offline" in msg
+    assert "--" not in msg
+    assert "clamp2-engine demo" in msg
 
 
 def test_offline_text_model_from_the_hub_is_one_line(parity_dir, tmp_path, monkeypatch):
@@ -133,8 +137,10 @@ def test_offline_text_model_from_the_hub_is_one_line(parity_dir, tmp_path, monke
         ],
     )
     assert result.exit_code == 1
-    assert "FacebookAI/xlm-roberta-base" in result.output and "--text-model DIR" in result.output
-    assert "offline" in result.output and "Traceback" not in result.output
+    assert "FacebookAI/xlm-roberta-base" in result.output
+    assert "--text-model DIR" in result.output
+    assert "offline" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_unreachable_hub_is_detected_once_without_the_offline_flag(tmp_path):
@@ -159,7 +165,9 @@ def test_unreachable_hub_is_detected_once_without_the_offline_flag(tmp_path):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr  # no retry chatter from huggingface_hub
-    assert "offline" in lines[0] and "--model PATH" in lines[0] and "clamp2-engine demo" in lines[0]
+    assert "offline" in lines[0]
+    assert "--model PATH" in lines[0]
+    assert "clamp2-engine demo" in lines[0]
 
 
 def test_missing_text_model_is_one_clear_line(parity_dir, tmp_path):
@@ -179,7 +187,8 @@ def test_missing_text_model_is_one_clear_line(parity_dir, tmp_path):
         ],
     )
     assert result.exit_code != 0
-    assert "--text-model DIR" in result.output and "Traceback" not in result.output
+    assert "--text-model DIR" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_a_cached_hub_model_loads_without_touching_the_network(parity_dir, tmp_path):

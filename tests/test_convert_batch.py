@@ -110,7 +110,8 @@ def _errors(dst: Path) -> dict[str, dict]:
 def test_bad_input_is_reported(request, run: str, name: str, reason: str) -> None:
     dst, _ = request.getfixturevalue(run)
     record = _errors(dst)[name]
-    assert record["stage"] and record["reason"]
+    assert record["stage"]
+    assert record["reason"]
     assert reason in record["reason"]
 
 
@@ -120,11 +121,14 @@ def test_good_files_beside_bad_ones_convert_to_abc(abc_run, parity_dir: Path) ->
     assert (dst / "corelli.abc").read_bytes() == expected
     assert sorted(p.name for p in dst.glob("book_*.abc")) == ["book_1.abc", "book_7.abc"]
     latin = (dst / "sub" / "latin.abc").read_text(encoding="utf-8")
-    assert latin.startswith("L:1/8") and "[V:1]" in latin
+    assert latin.startswith("L:1/8")
+    assert "[V:1]" in latin
     counts = report.summary.counts
-    assert counts["converted"] == 4 and counts["failed"] == len(BAD_FOR_ABC) == report.errors.count
+    assert counts["converted"] == 4
+    assert counts["failed"] == len(BAD_FOR_ABC) == report.errors.count
     assert counts["decoded as cp1252"] == 1
-    assert report.by_kind["abc"]["converted"] == 3 and report.by_kind["musicxml"]["converted"] == 1
+    assert report.by_kind["abc"]["converted"] == 3
+    assert report.by_kind["musicxml"]["converted"] == 1
 
 
 def test_good_files_beside_bad_ones_convert_to_mtf(mtf_run, parity_dir: Path) -> None:
@@ -145,11 +149,13 @@ def test_second_run_skips_and_overwrite_redoes(tmp_path: Path, parity_dir: Path)
     (src / "bad.mid").write_bytes(b"MThd")
     dst = tmp_path / "dst"
     first = convert_tree(src, dst, "mtf", jobs=0)
-    assert first.summary.counts["converted"] == 1 and first.errors.count == 1
+    assert first.summary.counts["converted"] == 1
+    assert first.errors.count == 1
     before = (dst / "a.mtf").stat().st_mtime_ns
     second = convert_tree(src, dst, "mtf", jobs=0)
     assert second.summary.counts["skipped (output exists)"] == 1
-    assert second.summary.counts["converted"] == 0 and second.errors.count == 1
+    assert second.summary.counts["converted"] == 0
+    assert second.errors.count == 1
     assert len((dst / "errors.jsonl").read_text().splitlines()) == 1  # rewritten, not appended
     assert (dst / "a.mtf").stat().st_mtime_ns == before
     third = convert_tree(src, dst, "mtf", jobs=0, overwrite=True)
@@ -175,20 +181,24 @@ def test_time_limit_is_enforced_with_one_job(tmp_path: Path, parity_dir: Path) -
     shutil.copy(parity_dir / "inputs" / "xml" / "corelli_opus3no1_1grave.xml", src / "slow.xml")
     report = convert_tree(src, tmp_path / "dst", "abc", jobs=1, timeout=1e-6)
     [record] = _errors(tmp_path / "dst").values()
-    assert record["stage"] == "timeout" and "timed out" in record["reason"]
+    assert record["stage"] == "timeout"
+    assert "timed out" in record["reason"]
     assert report.summary.counts["failed"] == 1
 
 
 def test_pool_kills_a_hung_worker_and_goes_on() -> None:
     outcomes = list(run_tasks(time.sleep, [60, 0.01, 0.02], jobs=1, timeout=1.0))
     by_task = {o.task: o for o in outcomes}
-    assert not by_task[60].ok and "timed out" in by_task[60].error
-    assert by_task[0.01].ok and by_task[0.02].ok
+    assert not by_task[60].ok
+    assert "timed out" in by_task[60].error
+    assert by_task[0.01].ok
+    assert by_task[0.02].ok
 
 
 def test_pool_reports_a_dead_worker() -> None:
     [outcome] = run_tasks(os._exit, [3], jobs=1, timeout=30)
-    assert not outcome.ok and "exit code 3" in outcome.error
+    assert not outcome.ok
+    assert "exit code 3" in outcome.error
 
 
 def test_pool_reports_exceptions_and_keeps_the_worker() -> None:
@@ -205,7 +215,8 @@ def test_cli_convert_json_and_rerun(tmp_path: Path, parity_dir: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert summary["converted"] == len(list(src.glob("*.mtf"))) and summary["errors"] == 0
+    assert summary["converted"] == len(list(src.glob("*.mtf")))
+    assert summary["errors"] == 0
     again = runner.invoke(main, ["convert", str(src), str(tmp_path / "out"), "--to", "midi", "--json"])
     assert json.loads(again.output)["skipped (output exists)"] == summary["converted"]
 
@@ -213,7 +224,8 @@ def test_cli_convert_json_and_rerun(tmp_path: Path, parity_dir: Path) -> None:
 def test_cli_refuses_dst_inside_src_for_abc(tmp_path: Path) -> None:
     (tmp_path / "a.abc").write_text(TUNE_BOOK)
     result = CliRunner().invoke(main, ["convert", str(tmp_path), str(tmp_path / "out"), "--to", "abc"])
-    assert result.exit_code != 0 and "inside SRC" in result.output
+    assert result.exit_code != 0
+    assert "inside SRC" in result.output
 
 
 def test_cli_full_mtf_keeps_text_messages(tmp_path: Path, parity_dir: Path) -> None:
@@ -223,6 +235,5 @@ def test_cli_full_mtf_keeps_text_messages(tmp_path: Path, parity_dir: Path) -> N
     )
     assert result.exit_code == 0, result.output
     text = (tmp_path / "primitive_test01.mtf").read_text()
-    assert (
-        "track_name" in text and text != (parity_dir / "inputs" / "mtf" / "primitive_test01.mtf").read_text()
-    )
+    assert "track_name" in text
+    assert text != (parity_dir / "inputs" / "mtf" / "primitive_test01.mtf").read_text()

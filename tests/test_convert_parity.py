@@ -69,7 +69,8 @@ def test_abc_to_xml_keeps_parts_and_measures(inputs: Path, name: str, tmp_path: 
     from music21 import converter
 
     [(out_name, xml)] = convert_file(inputs / "abc" / name, "xml", out_dir=tmp_path)
-    assert out_name == Path(name).stem + ".xml" and (tmp_path / out_name).is_file()
+    assert out_name == Path(name).stem + ".xml"
+    assert (tmp_path / out_name).is_file()
     ours = converter.parse(tmp_path / out_name, forceSource=True)
     ref = converter.parse(_source_xml(inputs, Path(name).stem), forceSource=True)
     assert _parts_and_measures(ours) == _parts_and_measures(ref)
@@ -96,7 +97,8 @@ def test_reference_failures_are_converted(inputs: Path, name: str) -> None:
     lines = text.splitlines()
     voices = [line.split()[0] for line in lines if line.startswith("V:")]
     bars = [line for line in lines if line.startswith("[V:")]
-    assert voices and bars
+    assert voices
+    assert bars
     for bar in bars:
         assert [f"V:{v}" for v in re.findall(r"\[V:(\d+)\]", bar)] == voices
     measures = len(converter.parse(source, forceSource=True).parts[0].getElementsByClass("Measure"))

@@ -66,7 +66,8 @@ def test_split_tunes_keeps_header_and_drops_includes() -> None:
 )
 def test_decode_text(data: bytes, encoding: str) -> None:
     text, used = decode_text(data)
-    assert used == encoding and text.lstrip("\ufeff").startswith("Caf")
+    assert used == encoding
+    assert text.lstrip("\ufeff").startswith("Caf")
 
 
 def test_decode_refuses_binary() -> None:
@@ -90,7 +91,9 @@ def test_tune_book_to_interleaved_abc(tmp_path: Path) -> None:
     pieces = score_to_interleaved_abc(book)
     assert [s for s, _ in pieces] == ["_3", "_4"]
     for _, text in pieces:
-        assert text.startswith("L:1/8\n") and "[V:1]" in text and "T:" not in text
+        assert text.startswith("L:1/8\n")
+        assert "[V:1]" in text
+        assert "T:" not in text
     names = [name for name, _ in convert_file(book, "abc", out_dir=tmp_path / "out")]
     assert names == ["book_3.abc", "book_4.abc"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names
@@ -127,7 +130,9 @@ def test_mtf_full_round_trip_of_text_and_sysex() -> None:
     back = mtf_to_midi(full)
     assert list(back.tracks[0]) == list(mid.merged_track)
     m3 = midi_to_mtf(mido.MidiFile(file=io.BytesIO(midi_to_bytes(mid))))
-    assert "track_name" not in m3 and "sysex" not in m3 and "key_signature F#m 0" in m3
+    assert "track_name" not in m3
+    assert "sysex" not in m3
+    assert "key_signature F#m 0" in m3
 
 
 @pytest.mark.parametrize(
@@ -159,7 +164,9 @@ def test_sanitize_repairs_lyric_numbers_and_tempo() -> None:
         b"</score-partwise>"
     )
     fixed = sanitize_musicxml(xml)
-    assert fixed is not None and b"chorus" not in fixed and b"metronome" not in fixed
+    assert fixed is not None
+    assert b"chorus" not in fixed
+    assert b"metronome" not in fixed
     assert sanitize_musicxml(b"<score-partwise/>") is None
 
 
@@ -175,7 +182,9 @@ def test_humdrum_converts_through_music21(tmp_path: Path) -> None:
     krn = tmp_path / "tiny.krn"
     krn.write_text("**kern\t**kern\n*M2/4\t*M2/4\n=1\t=1\n4c\t4C\n4e\t4G\n=2\t=2\n2g\t2C\n==\t==\n*-\t*-\n")
     [(suffix, text)] = score_to_interleaved_abc(krn)
-    assert suffix == "" and "[V:1]" in text and "[V:2]" in text
+    assert suffix == ""
+    assert "[V:1]" in text
+    assert "[V:2]" in text
     assert len([line for line in text.splitlines() if line.startswith("[V:1]")]) == 2
 
 
@@ -205,7 +214,8 @@ def test_voice_sections_are_interleaved_properly(tmp_path: Path) -> None:
     [(_, text)] = score_to_interleaved_abc(path)
     assert is_interleaved(text)
     bars = [line for line in text.splitlines() if line.startswith("[V:")]
-    assert len(bars) == 8 and all(line.count("[V:") == 2 for line in bars)
+    assert len(bars) == 8
+    assert all(line.count("[V:") == 2 for line in bars)
 
 
 def test_interleaved_abc_passes_through_unchanged(parity_dir: Path, tmp_path: Path) -> None:

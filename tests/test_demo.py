@@ -39,7 +39,8 @@ def search(query: str, k: int = 5) -> list[dict]:
 
 def test_the_demo_model_is_shipped_and_checked():
     known = REGISTRY["demo"]
-    assert known.packaged and known.sha256
+    assert known.packaged
+    assert known.sha256
     path = resolve_checkpoint("demo")
     assert sha256_file(path) == known.sha256
     assert path.stat().st_size < 8 * 2**20  # a few MB in the package
@@ -50,8 +51,10 @@ def test_demo_ingests_every_piece_and_prints_hits(demo_home):
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     report, hits = lines[0], lines[1:]
     pieces = len(demo_pieces())
-    assert report["collection"] == "demo" and report["units"] == pieces
-    assert report["embedded"] + report["failed"] == pieces and report["failed"] <= pieces // 50
+    assert report["collection"] == "demo"
+    assert report["units"] == pieces
+    assert report["embedded"] + report["failed"] == pieces
+    assert report["failed"] <= pieces // 50
     assert len(hits) == 5 * len(QUERIES)
 
 
@@ -72,5 +75,6 @@ def test_a_second_run_converts_and_embeds_nothing(in_demo_home):
     result = CliRunner().invoke(main, ["demo", "--json", "-q"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.splitlines()[0])
-    assert report["embedded"] == 0 and report["skipped"] == report["units"] - report["failed"]
+    assert report["embedded"] == 0
+    assert report["skipped"] == report["units"] - report["failed"]
     assert "0 converted now" in result.stderr

@@ -52,7 +52,8 @@ def test_bad_inputs_are_reported_and_the_batch_goes_on(parity_dir, corpus, tmp_p
         ["embed", str(corpus), str(dst), "--normalize", "--allow-failures", "-q", *model_args(parity_dir)]
     )
     assert again.exit_code == 0, again.output
-    assert summary["embedded"] == 3 and summary["failed"] == 5
+    assert summary["embedded"] == 3
+    assert summary["failed"] == 5
     assert np.load(dst / "music" / "bach.npy").shape == (1, 128)
     assert np.load(dst / "music" / "deep" / "p1.npy").shape == (1, 128)
     assert np.load(dst / "en_jig.npy").shape == (1, 128)
@@ -74,7 +75,8 @@ def test_second_run_skips_existing_and_overwrite_recomputes(parity_dir, corpus, 
     again = json.loads(
         run(["embed", str(corpus), str(dst), "--json", *model_args(parity_dir)]).output.splitlines()[-1]
     )
-    assert again.get("embedded", 0) == 0 and again["skipped (exists)"] == 3
+    assert again.get("embedded", 0) == 0
+    assert again["skipped (exists)"] == 3
     assert (dst / "music" / "bach.npy").stat().st_mtime_ns == before
     over = json.loads(
         run(
@@ -83,7 +85,9 @@ def test_second_run_skips_existing_and_overwrite_recomputes(parity_dir, corpus, 
     )
     assert over["embedded"] == 3
     raw = np.load(dst / "music" / "bach.npy")
-    assert raw.ndim == 3 and raw.shape[0] == 1 and raw.shape[2] == 128
+    assert raw.ndim == 3
+    assert raw.shape[0] == 1
+    assert raw.shape[2] == 128
 
 
 def test_single_file_source_and_m3_kind(parity_dir, tmp_path):
@@ -115,7 +119,8 @@ def test_single_file_source_and_m3_kind(parity_dir, tmp_path):
             "--normalize",
         ],
     )
-    assert bad.exit_code != 0 and "no projection" in bad.output
+    assert bad.exit_code != 0
+    assert "no projection" in bad.output
     wrong = CliRunner().invoke(
         main,
         [
@@ -128,7 +133,8 @@ def test_single_file_source_and_m3_kind(parity_dir, tmp_path):
             "clamp2",
         ],
     )
-    assert wrong.exit_code != 0 and "m3 checkpoint" in wrong.output
+    assert wrong.exit_code != 0
+    assert "m3 checkpoint" in wrong.output
 
 
 def test_name_collisions_are_reported_not_overwritten(parity_dir, tmp_path):
@@ -138,5 +144,6 @@ def test_name_collisions_are_reported_not_overwritten(parity_dir, tmp_path):
     shutil.copy(parity_dir / "inputs" / "mtf" / "primitive_test01.mtf", src / "piece.mtf")
     result = run(["embed", str(src), str(tmp_path / "o"), "--json", *model_args(parity_dir)])
     summary = json.loads(result.output.splitlines()[-1])
-    assert summary["embedded"] == 1 and summary["failed"] == 1
+    assert summary["embedded"] == 1
+    assert summary["failed"] == 1
     assert "already claimed" in (tmp_path / "o" / "errors.jsonl").read_text()

@@ -59,10 +59,12 @@ def test_eval_collection_end_to_end(tmp_path, parity_dir, bench_dir, modality):
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["collection"] == "chorales" and out["modality"] == modality
+    assert out["collection"] == "chorales"
+    assert out["modality"] == modality
     assert out["pairs"] == (6 if modality == "abc" else 7)
     if modality == "abc":  # the MIDI-only item has no abc vector: skipped, with the reason
-        assert out["skipped"] == 1 and "no .abc file" in out["errors"][0]["reason"]
+        assert out["skipped"] == 1
+        assert "no .abc file" in out["errors"][0]["reason"]
 
     # the same ranks by hand: each summary's encode_text against the collection
     model = load_model(parity_dir, load_music=False)

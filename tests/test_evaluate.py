@@ -79,12 +79,14 @@ def test_cli_eval_and_score_on_fixture(parity_dir):
     out = json.loads(res.stdout)
     for key in ("MRR", "Hit@1", "Hit@10", "Hit@100"):
         assert out[key] == expected[key]
-    assert out["pairs"] == 300 and out["errors"] == []
+    assert out["pairs"] == 300
+    assert out["errors"] == []
     res = run("score", str(d / "reference"), str(d / "query"), "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["clamp2_score"] == expected["clamp2_score"]
     res = run("eval", str(d / "query"), str(d / "reference"))
-    assert res.exit_code == 0 and "0.7476" in res.stdout
+    assert res.exit_code == 0
+    assert "0.7476" in res.stdout
 
 
 # --- metrics semantics ---------------------------------------------------------------------------------
@@ -165,20 +167,25 @@ def test_pairing_by_key_with_unmatched_and_nested(tmp_path):
     )
     result = evaluate_folders(q, r)
     assert result.keys == ["a", "b", "s/c"]
-    assert result.metrics["MRR"] == 1.0 and result.metrics["pairs"] == 3
+    assert result.metrics["MRR"] == 1.0
+    assert result.metrics["pairs"] == 3
     assert (result.unmatched_query, result.unmatched_reference) == (1, 1)
     records = list(result.rank_records())
-    assert records[0]["key"] == "a" and records[0]["rank"] == 1 and records[0]["top"] == "a"
+    assert records[0]["key"] == "a"
+    assert records[0]["rank"] == 1
+    assert records[0]["top"] == "a"
 
 
 def test_raw_features_are_mean_pooled(tmp_path):
     raw = np.arange(24, dtype=np.float32).reshape(1, 3, 8)
     np.save(tmp_path / "raw.npy", raw)
     vec, pooled = load_vector(tmp_path / "raw.npy")
-    assert pooled and np.allclose(vec, raw[0].mean(axis=0))
+    assert pooled
+    assert np.allclose(vec, raw[0].mean(axis=0))
     np.save(tmp_path / "pooled.npy", raw[:, 0])
     vec, pooled = load_vector(tmp_path / "pooled.npy")
-    assert not pooled and np.array_equal(vec, raw[0, 0])
+    assert not pooled
+    assert np.array_equal(vec, raw[0, 0])
 
 
 @pytest.mark.parametrize(
@@ -205,7 +212,8 @@ def test_bad_files_are_skipped_per_file(tmp_path):
     (folder / "broken.npy").write_bytes(b"garbage")
     np.save(folder / "a.mtf.npy", good)  # duplicate key "a"
     fs = load_features(folder)
-    assert fs.keys == ["a", "b"] and fs.matrix.shape == (2, 8)
+    assert fs.keys == ["a", "b"]
+    assert fs.matrix.shape == (2, 8)
     reasons = dict(fs.errors)
     assert "duplicate key 'a'" in reasons[str(folder / "a.npy")]
     assert "unreadable" in reasons[str(folder / "broken.npy")]
@@ -222,25 +230,33 @@ def test_cli_eval_reports_skipped_files_and_writes_ranks(tmp_path):
     res = run("eval", str(q), str(r), "--json", "--ranks", str(ranks), "--ties", "pessimistic")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["MRR"] == 1.0 and out["pairs"] == 5 and out["ties"] == "pessimistic"
-    assert out["errors"][0]["source"].endswith("k9.npy") and "unreadable" in out["errors"][0]["reason"]
+    assert out["MRR"] == 1.0
+    assert out["pairs"] == 5
+    assert out["ties"] == "pessimistic"
+    assert out["errors"][0]["source"].endswith("k9.npy")
+    assert "unreadable" in out["errors"][0]["reason"]
     assert "skipped" in res.stderr
     lines = [json.loads(x) for x in ranks.read_text().splitlines()]
-    assert [x["key"] for x in lines] == [f"k{i}" for i in range(5)] and all(x["rank"] == 1 for x in lines)
+    assert [x["key"] for x in lines] == [f"k{i}" for i in range(5)]
+    assert all(x["rank"] == 1 for x in lines)
 
 
 def test_cli_eval_errors(tmp_path):
     q = write_folder(tmp_path / "q", {"a.npy": np.ones((1, 8), np.float32)})
     r = write_folder(tmp_path / "r", {"b.npy": np.ones((1, 8), np.float32)})
     res = run("eval", str(q), str(r))
-    assert res.exit_code == 1 and "no common keys" in res.output
+    assert res.exit_code == 1
+    assert "no common keys" in res.output
     r2 = write_folder(tmp_path / "r2", {"a.npy": np.ones((1, 4), np.float32)})
     res = run("eval", str(q), str(r2))
-    assert res.exit_code == 1 and "size 8" in res.output
+    assert res.exit_code == 1
+    assert "size 8" in res.output
     res = run("eval", str(q))
-    assert res.exit_code == 2 and "REF_DIR" in res.output
+    assert res.exit_code == 2
+    assert "REF_DIR" in res.output
     res = run("eval", str(q), str(r), "--collection", "c", "--queries", str(q / "a.npy"))
-    assert res.exit_code == 2 and "not both" in res.output
+    assert res.exit_code == 2
+    assert "not both" in res.output
 
 
 def test_cli_eval_plot(tmp_path):
@@ -267,7 +283,8 @@ def test_clamp2_score(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     res = run("score", str(a), str(empty))
-    assert res.exit_code == 1 and "no usable features" in res.output
+    assert res.exit_code == 1
+    assert "no usable features" in res.output
 
 
 # --- collection evaluation with a fake search function ------------------------------------------------
@@ -305,7 +322,8 @@ def test_evaluate_collection_with_fake_search():
     assert result.ranks == [1, 2, None, 10]
     assert [len(c) for c in calls] == [3, 1]
     m = result.metrics
-    assert m["pairs"] == 4 and m["k"] == 100
+    assert m["pairs"] == 4
+    assert m["k"] == 100
     assert m["MRR"] == pytest.approx((1 + 0.5 + 0 + 0.1) / 4)
     assert (m["Hit@1"], m["Hit@10"], m["Hit@100"]) == (0.25, 0.75, 0.75)
     assert result.skipped == [("item 4 (abc/d.abc)", "no text in field 'summary_en'")]
@@ -318,7 +336,8 @@ def test_evaluate_collection_k_limits_hits():
     )
     result = evaluate_collection(search, ITEMS, id_fn=lambda item: item["title"], k=1)
     assert result.ranks == [None, 1, None, None]
-    assert "Hit@10" not in result.metrics and result.metrics["Hit@1"] == 0.25
+    assert "Hit@10" not in result.metrics
+    assert result.metrics["Hit@1"] == 0.25
 
 
 def test_item_text_forms():
@@ -326,7 +345,8 @@ def test_item_text_forms():
     assert item_text({"s": ["", "y"]}, "s") == "y"
     assert item_text({"s": {"language": "German", "summary": "z"}}, "s") == "z"
     assert item_text({"s": [{"language": "German", "summary": "w"}]}, "s") == "w"
-    assert item_text({"s": "  "}, "s") is None and item_text({}, "s") is None
+    assert item_text({"s": "  "}, "s") is None
+    assert item_text({}, "s") is None
 
 
 def test_read_jsonl_reports_bad_lines(tmp_path):

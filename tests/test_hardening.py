@@ -100,12 +100,14 @@ def test_search_by_a_fifo_or_a_huge_file_is_refused_at_once(hostile, tmp_path, p
         == 0
     )
     proc = cli("search", "--music", hostile / "pipe.mid", "-c", "h", home=home)
-    assert proc.returncode == 1 and "not a regular file (a FIFO)" in proc.stderr
+    assert proc.returncode == 1
+    assert "not a regular file (a FIFO)" in proc.stderr
     huge = tmp_path / "huge.abc"
     with open(huge, "w", encoding="utf-8") as fh:
         fh.write("X:1\nK:C\n" + "CDEF|" * (10 * 2**20 // 5))
     proc = cli("search", "--music", huge, "-c", "h", home=home)
-    assert proc.returncode == 1 and "a query piece may have at most 8 MiB" in proc.stderr
+    assert proc.returncode == 1
+    assert "a query piece may have at most 8 MiB" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -134,7 +136,8 @@ def test_hostile_jsonl_lines_are_error_rows_in_ingest(tmp_path, parity_dir):
     reasons = [
         json.loads(line)["reason"] for line in (home / "ingest" / "j.errors.jsonl").read_text().splitlines()
     ]
-    assert any("nested too deep" in r for r in reasons) and any("not UTF-8" in r for r in reasons)
+    assert any("nested too deep" in r for r in reasons)
+    assert any("not UTF-8" in r for r in reasons)
     assert "Traceback" not in proc.stderr
 
 
@@ -147,7 +150,8 @@ def test_hostile_jsonl_lines_are_error_rows_in_train(tmp_path, parity_dir):
     proc = cli("train", "clamp2", items, "--out", out, *args, home=tmp_path / "home")
     assert proc.returncode == 0, proc.stderr[-2000:]
     reasons = [json.loads(line)["reason"] for line in (out / "errors.jsonl").read_text().splitlines()]
-    assert any("nested too deep" in r for r in reasons) and any("not UTF-8" in r for r in reasons)
+    assert any("nested too deep" in r for r in reasons)
+    assert any("not UTF-8" in r for r in reasons)
 
 
 def test_hostile_jsonl_lines_are_error_rows_in_summarize(tmp_path, parity_dir):
@@ -170,7 +174,8 @@ def test_hostile_jsonl_lines_are_error_rows_in_summarize(tmp_path, parity_dir):
     assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
     assert len(out.read_text().splitlines()) == 2  # the two good items
     reasons = [json.loads(x)["reason"] for x in (tmp_path / "out.errors.jsonl").read_text().splitlines()]
-    assert any("nested too deep" in r for r in reasons) and any("not UTF-8" in r for r in reasons)
+    assert any("nested too deep" in r for r in reasons)
+    assert any("not UTF-8" in r for r in reasons)
 
     items = load_items(src)
     assert [i.get(LOAD_ERROR_KEY, "ok")[:18] for i in items] == [
@@ -226,7 +231,8 @@ def test_bad_replies_are_error_rows_and_the_key_never_lands(tmp_path, monkeypatc
     assert attempts == {k: v[2] for k, v in BAD_REPLIES.items()}
     assert errors["key-in-answer"]["kind"] == "key_in_answer"
     assert errors["dripping"]["kind"] == "timeout"  # a 2 s deadline for the whole answer, not per byte
-    assert report.done == 2 and report.failed == 4
+    assert report.done == 2
+    assert report.failed == 4
     captured = capsys.readouterr()
     for text in (out.read_text(), errors_path_for(out).read_text(), captured.out, captured.err):
         assert SECRET not in text
@@ -273,12 +279,13 @@ def test_small_ones(tmp_path, parity_dir, monkeypatch):
     monkeypatch.setenv("CLAMP2_HOME", str(tmp_path / "home"))
     run = CliRunner().invoke
     bad_filter = run(main, ["search", "x", "-c", "c", "--filter", "../../etc=1"])
-    assert bad_filter.exit_code == 2 and "bad filter key '../../etc'" in bad_filter.output
+    assert bad_filter.exit_code == 2
+    assert "bad filter key '../../etc'" in bad_filter.output
     assert not (tmp_path / "home").exists()  # refused before the store was opened (or a model loaded)
     empty = run(main, ["collections", "drop", "", "-y"])
-    assert (
-        empty.exit_code == 2 and "is no collection name" in empty.output and "Traceback" not in empty.output
-    )
+    assert empty.exit_code == 2
+    assert "is no collection name" in empty.output
+    assert "Traceback" not in empty.output
 
     seed = tmp_path / "seed"
     (seed / "abc").mkdir(parents=True)
@@ -299,10 +306,12 @@ def test_small_ones(tmp_path, parity_dir, monkeypatch):
     assert reasons == ["title: 5,000,000 characters cut to 4,096 in the payload"]
     res = run(main, ["search", "a hymn\x1b[2J\x07", "-c", "c", "--json"])
     hit = json.loads(res.stdout.splitlines()[0])  # standard JSON: NaN would not parse strictly
-    assert hit["payload"]["metadata"]["rating"] is None and len(hit["payload"]["title"]) == 4096
+    assert hit["payload"]["metadata"]["rating"] is None
+    assert len(hit["payload"]["title"]) == 4096
     assert "NaN" not in res.stdout
     table = run(main, ["search", "a hymn\x1b[2J\x07", "-c", "c"])
-    assert "\x1b" not in table.stdout and "\\x1b[2J\\x07" in table.stdout
+    assert "\x1b" not in table.stdout
+    assert "\\x1b[2J\\x07" in table.stdout
 
     state = torch.load(parity_dir / "checkpoints" / "clamp2.pth", weights_only=True)
     state["model"]["music_proj.weight"][0, 0] = float("nan")
@@ -320,4 +329,5 @@ def test_small_ones(tmp_path, parity_dir, monkeypatch):
             "--normalize",
         ],
     )
-    assert res.exit_code == 1 and "music_proj.weight holds NaN or infinite values" in res.output
+    assert res.exit_code == 1
+    assert "music_proj.weight holds NaN or infinite values" in res.output

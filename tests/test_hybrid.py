@@ -87,11 +87,13 @@ def test_a_name_typed_in_lower_case_finds_its_piece_first(session, text, title):
 
 def test_hybrid_hits_say_how_they_were_found(session):
     result = session.find(Query(text="bwv 278"), ELSEWHERE)
-    assert result.mode == "hybrid" and result.notices == []
+    assert result.mode == "hybrid"
+    assert result.notices == []
     assert {h.modality for h in result.hits} == {"hybrid"}
     assert result.hits[0].score > result.hits[1].score  # reciprocal rank fusion scores
     lexical = session.find(Query(text="bwv 278", mode="lexical"))
-    assert lexical.mode == "lexical" and [h.modality for h in lexical.hits] == [LEXICAL]
+    assert lexical.mode == "lexical"
+    assert [h.modality for h in lexical.hits] == [LEXICAL]
 
 
 def test_semantic_mode_is_todays_dense_ranking_exactly(session):
@@ -106,7 +108,8 @@ def test_semantic_mode_is_todays_dense_ranking_exactly(session):
 def test_a_name_and_meaning_together(session):
     """The words narrow to the chorales, the vector picks the one it points at."""
     hits = titles(session, Query(text="a bach chorale"), unit_vec(5))
-    assert hits[0] == "Jesu, meine Freude" and "BWV 278" in hits[:3]
+    assert hits[0] == "Jesu, meine Freude"
+    assert "BWV 278" in hits[:3]
 
 
 def test_lexical_weight_zero_leaves_meaning_alone(session):
@@ -138,7 +141,8 @@ def test_negated_word_filter(session):
 
 def test_empty_filtered_result_names_display_values(session):
     result = session.find(Query(text="x", mode="semantic", filters=("composer==bach",)), ELSEWHERE)
-    assert result.hits == [] and result.why == "no piece has composer 'bach'; closest: 'J.S. Bach'"
+    assert result.hits == []
+    assert result.why == "no piece has composer 'bach'; closest: 'J.S. Bach'"
 
 
 def test_facets_are_display_values_with_counts(session):
@@ -146,7 +150,8 @@ def test_facets_are_display_values_with_counts(session):
     assert genres["chorale"] == 2  # "chorale" and "Chorale" counted together
     assert {"bagatelle", "jig", "lied", "waltz"} <= set(genres)
     composers = dict(session.collection.facet("composer"))
-    assert composers["J.S. Bach"] == 2 and composers["Anon"] == N_NOISE
+    assert composers["J.S. Bach"] == 2
+    assert composers["Anon"] == N_NOISE
 
 
 def test_ingest_names_become_one_field(session):
@@ -206,8 +211,10 @@ def test_an_old_collection_searches_by_meaning_and_says_why(old_store):
     session = SearchSession(old_store.collection("old"))
     result = session.find(Query(text="bwv 278"), unit_vec(3))
     dense = session.collection.search(unit_vec(3), limit=10)[0]
-    assert result.mode == "semantic" and [h.id for h in result.hits] == [h.id for h in dense]
-    assert "no lexical index" in result.notices[0] and "reindex" in result.notices[0]
+    assert result.mode == "semantic"
+    assert [h.id for h in result.hits] == [h.id for h in dense]
+    assert "no lexical index" in result.notices[0]
+    assert "reindex" in result.notices[0]
     with pytest.raises(QueryError, match="no lexical index"):
         session.find(Query(text="bwv 278", mode="lexical"))
     with pytest.raises(CollectionError, match="no lexical index"):
@@ -219,7 +226,8 @@ def test_reindex_adds_the_lexical_side_and_changes_no_vector(old_store):
     before = {p.id: p.vectors for page in coll.scroll(vectors=True) for p in page}
     assert coll.reindex(page=16) == len(PIECES) + N_NOISE
     reopened = old_store.collection("old")
-    assert reopened.record.lexical and reopened.record.schema == 3
+    assert reopened.record.lexical
+    assert reopened.record.schema == 3
     after = {p.id: p.vectors for page in reopened.scroll(vectors=True) for p in page}
     assert after.keys() == before.keys()
     for pid, vectors in before.items():
@@ -228,7 +236,8 @@ def test_reindex_adds_the_lexical_side_and_changes_no_vector(old_store):
     assert reopened.info()["vectors"][LEXICAL] == len(PIECES) + N_NOISE
     session = SearchSession(reopened)
     result = session.find(Query(text="fur elise"), ELSEWHERE)
-    assert result.notices == [] and result.hits[0].payload["title"] == "Für Elise"
+    assert result.notices == []
+    assert result.hits[0].payload["title"] == "Für Elise"
     assert {
         h.payload["title"]
         for h in session.find(Query(filters=("composer=bach",), text="x"), ELSEWHERE).hits[:2]
@@ -264,7 +273,8 @@ def test_cli_lexical_search_needs_no_model(edge_folder):
     )
     assert res.exit_code == 0, res.output
     first = json.loads(res.stdout.splitlines()[0])
-    assert first["title"] == "Für Elise" and first["modality"] == LEXICAL
+    assert first["title"] == "Für Elise"
+    assert first["modality"] == LEXICAL
     res = cli(
         "search",
         "jig",
@@ -277,7 +287,8 @@ def test_cli_lexical_search_needs_no_model(edge_folder):
         "--qdrant-path",
         edge_folder,
     )
-    assert res.exit_code == 0 and "no hits" in res.output
+    assert res.exit_code == 0
+    assert "no hits" in res.output
 
 
 def test_cli_shell_switches_mode(edge_folder):
@@ -288,7 +299,8 @@ def test_cli_shell_switches_mode(edge_folder):
     assert res.exit_code == 0, res.output
     hits = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
     assert hits[0]["title"] == "BWV 278"
-    assert "mode = lexical" in res.output and ":mode takes one of hybrid, semantic, lexical" in res.output
+    assert "mode = lexical" in res.output
+    assert ":mode takes one of hybrid, semantic, lexical" in res.output
 
 
 def test_cli_reindex_an_old_collection(tmp_path):
@@ -300,11 +312,14 @@ def test_cli_reindex_an_old_collection(tmp_path):
         store.backend.create("old", 8, record, [("corpus", "keyword")], lexical=False)
         store.backend.upsert("old", points())
     res = cli("search", "bwv 278", "-c", "old", "--mode", "lexical", "--qdrant-path", folder)
-    assert res.exit_code == 1 and "no lexical index" in res.output and "reindex" in res.output
+    assert res.exit_code == 1
+    assert "no lexical index" in res.output
+    assert "reindex" in res.output
     res = cli("collections", "reindex", "old", "--json", "--qdrant-path", folder)
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["points"] == len(PIECES) + N_NOISE
     res = cli("search", "bwv 278", "-c", "old", "--mode", "lexical", "--json", "--qdrant-path", folder)
     assert json.loads(res.stdout.splitlines()[0])["title"] == "BWV 278"
     info = json.loads(cli("collections", "info", "old", "--json", "--qdrant-path", folder).stdout)
-    assert info["lexical"] and info["vectors"][LEXICAL] == len(PIECES) + N_NOISE
+    assert info["lexical"]
+    assert info["vectors"][LEXICAL] == len(PIECES) + N_NOISE

@@ -92,16 +92,21 @@ def test_payload_of_plain_files(parity_store, parity_dir):
     client, _, _ = parity_store
     pts = points(client, "parity")
     p = pts["inputs:xml/bach_bwv66_6.mxl"].payload
-    assert p["source"] == "xml/bach_bwv66_6.mxl" and p["sources"] == {"abc": "xml/bach_bwv66_6.mxl"}
-    assert p["formats"] == ["mxl"] and p["modalities"] == ["abc"] and p["corpus"] == "inputs"
+    assert p["source"] == "xml/bach_bwv66_6.mxl"
+    assert p["sources"] == {"abc": "xml/bach_bwv66_6.mxl"}
+    assert p["formats"] == ["mxl"]
+    assert p["modalities"] == ["abc"]
+    assert p["corpus"] == "inputs"
     c = pts["inputs:xml/corelli_opus3no1_1grave.xml"].payload  # title and composer read from the MusicXML
     assert (c["title"], c["composer"]) == ("Sonata da Chiesa, No. I (opus 3, no. 1)", "Arcangelo Corelli")
-    assert p["model"]["name"] == "clamp2.pth" and p["unit_parts"] == 1 and p["part"] == ""
+    assert p["model"]["name"] == "clamp2.pth"
+    assert p["unit_parts"] == 1
+    assert p["part"] == ""
     m = pts["inputs:mtf/primitive_test01.mtf"].payload
     text = (parity_dir / "inputs" / "mtf" / "primitive_test01.mtf").read_text()
-    assert (
-        m["lengths"] == {"mtf": len(encode_patches(text))} and m["metadata"] == {} and m["summary_en"] is None
-    )
+    assert m["lengths"] == {"mtf": len(encode_patches(text))}
+    assert m["metadata"] == {}
+    assert m["summary_en"] is None
     assert pts["inputs:xml/bach_bwv66_6.mxl"].id == point_id("inputs:xml/bach_bwv66_6.mxl")
 
 
@@ -124,7 +129,8 @@ def test_reingest_changes_nothing(parity_store, parity_dir, model, written):
     client, first, _ = parity_store
     before = points(client, "parity")
     again = run(client, model, parity_dir / "inputs", "parity", render=False, jobs=0)
-    assert again.counts["skipped"] == 43 and again.counts["embedded"] == again.counts["removed"] == 0
+    assert again.counts["skipped"] == 43
+    assert again.counts["embedded"] == again.counts["removed"] == 0
     assert written == []
     after = points(client, "parity")
     assert {k: p.payload for k, p in after.items()} == {k: p.payload for k, p in before.items()}
@@ -184,21 +190,29 @@ def test_seed_layout(client, model, tmp_path, bench_dir):
         fh.write(json.dumps(items[-1]) + "\nnot json\n")
     errors = ErrorLog(tmp_path / "errors.jsonl")
     report = run(client, model, root, errors=errors)
-    assert report.layout == "seed" and report.counts["points"] == 6
+    assert report.layout == "seed"
+    assert report.counts["points"] == 6
     reasons = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
     text = " | ".join(r["reason"] for r in reasons)
-    assert "not found" in text and "escapes" in text and "no filepaths" in text and "duplicate" in text
-    assert "invalid JSON" in text and len(reasons) == 5
+    assert "not found" in text
+    assert "escapes" in text
+    assert "no filepaths" in text
+    assert "duplicate" in text
+    assert "invalid JSON" in text
+    assert len(reasons) == 5
     pts = points(client)
     item = items[1]
     pid = item_point_id(item, modality="abc", root=root)
     [p] = [p for p in pts.values() if str(p.id) == pid]
     pl = p.payload
-    assert pl["title"] == item["title"] and pl["composer"] == "J.S. Bach"
+    assert pl["title"] == item["title"]
+    assert pl["composer"] == "J.S. Bach"
     assert pl["metadata"] == {"title": item["title"], "composer": "J.S. Bach", "genres": item["genres"]}
-    assert pl["summary_en"] == item["summary_en"] and pl["summary_nen"] == item["summary_nen"]
+    assert pl["summary_en"] == item["summary_en"]
+    assert pl["summary_nen"] == item["summary_nen"]
     assert pl["sources"] == {"abc": item["filepaths"][0], "mtf": item["filepaths"][1]}
-    assert pl["formats"] == ["abc", "mtf"] and pl["modalities"] == ["abc", "mtf", "text"]
+    assert pl["formats"] == ["abc", "mtf"]
+    assert pl["modalities"] == ["abc", "mtf", "text"]
     abc_text = (root / item["filepaths"][0]).read_text()
     assert pl["lengths"]["abc"] == len(encode_patches(abc_text))
     assert cos(p.vectors["text"], model.encode_text(item["summary_en"])) > 0.99999
@@ -219,7 +233,8 @@ def test_seed_layout_needs_one_jsonl(tmp_path, bench_dir):
     with pytest.raises(CorpusError, match="several JSONL"):
         discover(tmp_path)
     corpus = discover(tmp_path, metadata=tmp_path / "items.jsonl")
-    assert corpus.layout == "seed" and len(corpus.units) == 1
+    assert corpus.layout == "seed"
+    assert len(corpus.units) == 1
     assert discover(tmp_path / "abc").layout == "plain"
 
 
@@ -248,21 +263,21 @@ def test_scores_render_to_mtf_and_tune_books_give_pieces(client, model, parity_d
     shutil.copy(parity_dir / "inputs" / "xml" / "corelli_opus3no1_1grave.xml", root)
     (root / "book.abc").write_text(TUNES)
     report = run(client, model, root, jobs=1)
-    assert report.counts["points"] == 3 and report.counts["failed"] == 0
+    assert report.counts["points"] == 3
+    assert report.counts["failed"] == 0
     pts = points(client)
     assert set(pts) == {"scores:corelli_opus3no1_1grave.xml", "scores:book.abc#1", "scores:book.abc#2"}
     for p in pts.values():
         assert p.payload["modalities"] == ["abc", "mtf"]
-    assert (
-        pts["scores:book.abc#1"].payload["title"] == "First Reel"
-        and pts["scores:book.abc#1"].payload["composer"]
-    )
+    assert pts["scores:book.abc#1"].payload["title"] == "First Reel"
+    assert pts["scores:book.abc#1"].payload["composer"]
     assert pts["scores:book.abc#2"].payload["title"] == "Second Jig"
     assert pts["scores:book.abc#1"].payload["unit_parts"] == 2
     # the book loses a tune: its point goes, the other stays
     (root / "book.abc").write_text(TUNES.split("\nX:2")[0] + "\n")
     again = run(client, model, root, jobs=0)
-    assert again.counts["removed"] == 2 and again.counts["points"] == 1
+    assert again.counts["removed"] == 2
+    assert again.counts["points"] == 1
     assert set(points(client)) == {"scores:corelli_opus3no1_1grave.xml", "scores:book.abc"}
 
 
@@ -276,7 +291,9 @@ def test_bad_files_are_logged_and_the_rest_goes_on(client, model, parity_dir, tm
     (root / "notes.txt").write_text("not music, not a unit")
     errors = ErrorLog(tmp_path / "errors.jsonl")
     report = run(client, model, root, errors=errors, jobs=0)
-    assert report.counts["units"] == 4 and report.counts["points"] == 1 and report.counts["failed"] == 3
+    assert report.counts["units"] == 4
+    assert report.counts["points"] == 1
+    assert report.counts["failed"] == 3
     logged = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
     sources = {Path(r["source"]).name for r in logged}
     assert {"empty.mid", "broken.mxl", "binary.mtf"} <= sources

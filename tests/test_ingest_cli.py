@@ -58,7 +58,8 @@ def test_a_broken_tune_is_its_own_problem_and_counts_agree(folder, parity_dir, t
     monkeypatch.setenv("CLAMP2_HOME", str(home))
     res = run("ingest", folder, "-c", "mine", "--no-render", "--jobs", "0", *model_args(parity_dir))
     assert res.exit_code == 0, res.output
-    assert "1 problem(s) with 1 input(s) logged" in res.output and "failed item" not in res.output
+    assert "1 problem(s) with 1 input(s) logged" in res.output
+    assert "failed item" not in res.output
     records = [json.loads(line) for line in errors_file(home).read_text("utf-8").splitlines()]
     assert [(r["stage"], r["unit"]) for r in records] == [("convert", "book.abc")]
     assert "tune X:2" in records[0]["reason"]
@@ -78,10 +79,12 @@ def test_a_no_op_rerun_keeps_the_problems_and_reuses_the_model(folder, parity_di
     again = run("ingest", folder, "-c", "mine", "--no-render", "--jobs", "0", "--json")  # no --model
     assert again.exit_code == 0, again.output
     report = json.loads(again.stdout)
-    assert report["skipped"] == report["units"] == 5 and report["embedded"] == 0
+    assert report["skipped"] == report["units"] == 5
+    assert report["embedded"] == 0
     assert errors_file(home).read_text("utf-8") == log  # the broken tune is still listed
     dropped = run("collections", "drop", "mine", "-y")
-    assert dropped.exit_code == 0 and not errors_file(home).exists()
+    assert dropped.exit_code == 0
+    assert not errors_file(home).exists()
 
 
 def test_a_refused_ingest_leaves_the_running_ones_log_alone(folder, parity_dir, tmp_path, monkeypatch):
@@ -109,7 +112,8 @@ def test_a_refused_ingest_leaves_the_running_ones_log_alone(folder, parity_dir, 
         )
     finally:
         holder.close()
-    assert proc.returncode == 1 and "in use" in proc.stderr
+    assert proc.returncode == 1
+    assert "in use" in proc.stderr
     assert errors_file(home).read_text("utf-8") == log
 
 
@@ -123,9 +127,11 @@ def test_eval_collection_after_a_plain_folder_ingest(folder, parity_dir, tmp_pat
     res = run("eval", "--collection", "mine", "--queries", queries, "--modality", "abc", "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["pairs"] == 4 and out["skipped"] == 1 and out["MRR"] > 0
-    assert (
-        "missing.abc" in out["errors"][0]["source"] and "not in the collection" in out["errors"][0]["reason"]
-    )
+    assert out["pairs"] == 4
+    assert out["skipped"] == 1
+    assert out["MRR"] > 0
+    assert "missing.abc" in out["errors"][0]["source"]
+    assert "not in the collection" in out["errors"][0]["reason"]
     elsewhere = run("eval", "--collection", "mine", "--queries", queries, "--corpus", "other", "--json")
-    assert elsewhere.exit_code == 1 and "holds no piece of corpus 'other'" in elsewhere.output
+    assert elsewhere.exit_code == 1
+    assert "holds no piece of corpus 'other'" in elsewhere.output

@@ -56,7 +56,8 @@ def test_ray_gives_the_single_process_collection(local_ray, corpus, tmp_path, pa
     errors = [json.loads(line) for line in open(on_ray["errors"], encoding="utf-8")]
     assert any("junk.abc" in e["source"] for e in errors)
     a, b = points(store, "local"), points(store, "ray")
-    assert a.keys() == b.keys() and {p.id for p in a.values()} == {p.id for p in b.values()}
+    assert a.keys() == b.keys()
+    assert {p.id for p in a.values()} == {p.id for p in b.values()}
     for pid, p in a.items():
         q = b[pid]
         assert {k: v for k, v in p.payload.items() if k != "ingested_at"} == {
@@ -90,11 +91,13 @@ def test_an_interrupted_ray_run_is_completed_by_the_next(
         ["ingest", str(corpus), "-c", "k", "--qdrant-path", str(store), "--no-render", "--write-batch", "2",
          "--engine", "ray", *model_args(parity_dir)],
     )  # fmt: skip
-    assert res.exit_code == 1 and "interrupted" in res.output
+    assert res.exit_code == 1
+    assert "interrupted" in res.output
     monkeypatch.undo()
     done = written[0]  # units of the one batch written
     report = ingest(corpus, store, "k", *model_args(parity_dir), "--engine", "ray")
-    assert report["skipped"] >= 1 and report["skipped"] + report["embedded"] + report["failed"] == 7
+    assert report["skipped"] >= 1
+    assert report["skipped"] + report["embedded"] + report["failed"] == 7
     assert report["skipped"] <= done
     ids = [p.payload["piece_id"] for p in points(store, "k").values()]
     assert len(ids) == len(set(ids)) == 6

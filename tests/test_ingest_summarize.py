@@ -47,18 +47,22 @@ def test_ingest_summarize(tmp_path, parity_dir, bench_dir, monkeypatch):
         ]
         res = run(*args)
         assert res.exit_code == 0, res.output
-        assert llm.requests() == 3 and llm.attempts(items[0]["title"]) == 0
+        assert llm.requests() == 3
+        assert llm.attempts(items[0]["title"]) == 0
         report = json.loads(res.stdout)
-        assert report["vectors"]["text"] == 4 and report["points"] == 4
+        assert report["vectors"]["text"] == 4
+        assert report["points"] == 4
         again = json.loads(run(*args).stdout)  # summaries are kept: nothing is asked or embedded again
-        assert llm.requests() == 3 and again["skipped"] == 4
+        assert llm.requests() == 3
+        assert again["skipped"] == 4
     model = load_model(parity_dir, load_music=False)
     with open_store() as store:
         coll = store.collection("s")
         for item in items:
             [p] = coll.retrieve([item_point_id(item, root=seed)], vectors=True)
             summary = item.get("summary_en") or f"Summary of {item['title']}."
-            assert p.payload["summary_en"] == summary and p.payload["summary_nen"]["summary"]
+            assert p.payload["summary_en"] == summary
+            assert p.payload["summary_nen"]["summary"]
             assert cos(p.vectors["text"], model.encode_text(summary)) > 0.99999
 
 
@@ -77,7 +81,9 @@ def test_summarize_needs_metadata_and_a_server(tmp_path, parity_dir, bench_dir, 
         "m",
         *model_args(parity_dir),
     )
-    assert res.exit_code == 2 and "--summarize needs metadata" in res.output
+    assert res.exit_code == 2
+    assert "--summarize needs metadata" in res.output
     build_seed(tmp_path / "seed", bench_dir, NAMES[:1])
     res = run("ingest", tmp_path / "seed", "-c", "x", "--summarize", *model_args(parity_dir))
-    assert res.exit_code == 2 and "--base-url" in res.output
+    assert res.exit_code == 2
+    assert "--base-url" in res.output

@@ -101,7 +101,8 @@ def test_embed_cli_with_onnx_backend(parity_dir, exports, tmp_path, kind, flags)
         assert result.exit_code == 0, result.output
         for exp_path in expected_files(parity_dir, kind, sub):
             got, exp = np.load(dst / exp_path.name), np.load(exp_path)
-            assert got.dtype == np.float32 and got.shape == exp.shape
+            assert got.dtype == np.float32
+            assert got.shape == exp.shape
             assert cosine(got, exp) >= MIN_COSINE, exp_path.name
 
 
@@ -113,15 +114,17 @@ def test_identity_and_manifest(parity_dir, exports, onnx_models):
     manifest = json.loads((exports["clamp2"] / "manifest.json").read_text())
     assert manifest["identity"] == torch_model.identity.as_dict()
     assert set(manifest["verification"]) == {"music.pooled", "music.hidden", "text.pooled", "text.hidden"}
-    assert onnx_models["m3"].kind == "m3" and not (exports["m3"] / "text.onnx").exists()
-    assert peek_identity(exports["m3"])["kind"] == "m3" and peek_identity(parity_dir) is None
+    assert onnx_models["m3"].kind == "m3"
+    assert not (exports["m3"] / "text.onnx").exists()
+    assert peek_identity(exports["m3"])["kind"] == "m3"
+    assert peek_identity(parity_dir) is None
     meta = {
         p.key: p.value
         for p in onnx.load(exports["clamp2"] / "music.onnx", load_external_data=False).metadata_props
     }
+    assert meta["clamp2.patch_size"] == "64"
     assert (
-        meta["clamp2.patch_size"] == "64"
-        and json.loads(meta["clamp2.identity"])["checkpoint_sha256"]
+        json.loads(meta["clamp2.identity"])["checkpoint_sha256"]
         == json.loads((parity_dir / "manifest.json").read_text())["checkpoints"]["clamp2.pth"]
     )
 
@@ -257,7 +260,8 @@ def test_cli_reports_mismatch_in_one_line(parity_dir, exports, tmp_path):
         ],
     )
     assert result.exit_code == 1
-    assert "another checkpoint" in result.output and "Traceback" not in result.output
+    assert "another checkpoint" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_fp16_export_cosine(parity_dir, fp16_export, capsys):
@@ -285,13 +289,17 @@ def test_export_cli(parity_dir, tmp_path):
     result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["identity"]["kind"] == "m3" and report["worst_cosine"] >= MIN_COSINE
+    assert report["identity"]["kind"] == "m3"
+    assert report["worst_cosine"] >= MIN_COSINE
     again = CliRunner().invoke(main, args)
-    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert again.exit_code == 1
+    assert "--overwrite" in again.output
     missing = CliRunner().invoke(
         main, ["export", "onnx", "--model", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "x")]
     )
-    assert missing.exit_code == 1 and "nope.pth" in missing.output and "Traceback" not in missing.output
+    assert missing.exit_code == 1
+    assert "nope.pth" in missing.output
+    assert "Traceback" not in missing.output
 
 
 # -- provider selection (the CUDA path is exercised with fake provider lists; no GPU is needed) --
@@ -345,10 +353,12 @@ def test_build_session_uses_selection_and_threads(fresh_warning, exports, monkey
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [CUDA, CPU])
     monkeypatch.setattr(onnxruntime, "InferenceSession", FakeSession)
     ortmod.build_session(exports["m3"] / "music.onnx", threads=3)
-    assert seen["providers"] == [CUDA, CPU] and seen["threads"] == 3
+    assert seen["providers"] == [CUDA, CPU]
+    assert seen["threads"] == 3
     monkeypatch.setenv(ortmod.ENV_THREADS, "2")
     ortmod.build_session(exports["m3"] / "music.onnx", device="cuda:0")
-    assert seen["providers"][0] == (CUDA, {"device_id": 0}) and seen["threads"] == 2
+    assert seen["providers"][0] == (CUDA, {"device_id": 0})
+    assert seen["threads"] == 2
 
 
 def test_real_session_on_cpu(exports):
@@ -368,9 +378,8 @@ def test_int8_export_quantizes_and_serves(parity_dir, tmp_path):
     """`export onnx --int8`: int8 weights (a smaller graph), verified against PyTorch, served like any export."""
     out = tmp_path / "int8"
     result = export_onnx(parity_dir / "checkpoints" / "clamp2.pth", out, parity_dir / "text_model", int8=True)
-    assert (
-        result.precision == "int8" and json.loads((out / "manifest.json").read_text())["precision"] == "int8"
-    )
+    assert result.precision == "int8"
+    assert json.loads((out / "manifest.json").read_text())["precision"] == "int8"
     assert min(result.verification.values()) >= 0.95, result.verification
     graph = onnx.load(str(out / "text.onnx"))
     assert any(

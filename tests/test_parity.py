@@ -126,8 +126,11 @@ def test_pooled_is_the_name_and_normalize_is_a_deprecated_alias(parity_dir):
     with pytest.warns(DeprecationWarning, match="use pooled="):
         old = model.encode_text("a hymn for four voices", normalize=False)
     np.testing.assert_array_equal(raw, old)
-    assert raw.ndim == 2 and model.encode_text("a hymn", pooled=True).shape == (model.embed_dim,)
+    assert raw.ndim == 2
+    assert model.encode_text("a hymn", pooled=True).shape == (model.embed_dim,)
 
 
 def test_m3_is_an_m3(m3):
-    assert isinstance(m3, M3) and isinstance(m3, CLaMP2) and m3.kind == "m3"
+    assert isinstance(m3, M3)
+    assert isinstance(m3, CLaMP2)
+    assert m3.kind == "m3"

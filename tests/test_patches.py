@@ -46,12 +46,14 @@ def test_mtf_patches_merge_same_type_while_they_fit():
     long = "ticks_per_beat 480\n" + "\n".join(f"note_on {i} 0 60 80" for i in range(10))
     patches = split_patches(long)
     assert all(len(p) <= 62 for p in patches[1:])
-    assert is_mtf(long) and not is_mtf("X:1\nK:C\n")
+    assert is_mtf(long)
+    assert not is_mtf("X:1\nK:C\n")
 
 
 def test_ids_and_special_patches():
     ids = encode_patches("K:C\n|abc|\n")
-    assert ids.shape == (4, 64) and ids.dtype == np.int64
+    assert ids.shape == (4, 64)
+    assert ids.dtype == np.int64
     assert ids[0].tolist() == [1] * 64
     assert ids[-1].tolist() == [1] + [2] * 63
     assert ids[1][:6].tolist() == [1, ord("K"), ord(":"), ord("C"), ord("\n"), 2]

@@ -77,7 +77,9 @@ def test_wrong_feature_file_is_a_clear_error(tmp_path, content, reason):
     with pytest.raises(P.FeatureError, match=reason):
         P.load_feature(path)
     files, errors = P.scan_features([tmp_path])
-    assert files == [] and errors[0][0] == str(path) and reason.split("\\")[0] in errors[0][1]
+    assert files == []
+    assert errors[0][0] == str(path)
+    assert reason.split("\\")[0] in errors[0][1]
 
 
 @pytest.mark.parametrize("shape", [(1, 5, H), (5, H), (H,)])
@@ -109,20 +111,25 @@ def test_classification_report():
 def test_probe_learns_separable_set_and_round_trips(tmp_path):
     make_set(tmp_path / "train", per_label=15)
     files, errors = P.scan_features([tmp_path / "train"])
-    assert not errors and len(files) == 45
+    assert not errors
+    assert len(files) == 45
     epochs: list[tuple[int, float, float, bool]] = []
     probe = P.train_probe(files, None, FAST, on_epoch=lambda *a: epochs.append(a))
     m = probe.metrics
-    assert m["accuracy"] >= 0.95 and m["macro_f1"] >= 0.95
-    assert m["eval_files"] == 9 and m["train_files"] == 36
+    assert m["accuracy"] >= 0.95
+    assert m["macro_f1"] >= 0.95
+    assert m["eval_files"] == 9
+    assert m["train_files"] == 36
     assert epochs[m["best_epoch"] - 1][2] == m["accuracy"]
-    assert len(epochs) == m["epochs_run"] and m["epochs_run"] - m["best_epoch"] <= FAST.patience
+    assert len(epochs) == m["epochs_run"]
+    assert m["epochs_run"] - m["best_epoch"] <= FAST.patience
     assert probe.labels == sorted(LABELS)
 
     path = tmp_path / "probe.pt"
     P.save_probe(probe, path)
     loaded = P.load_probe(path)
-    assert loaded.labels == probe.labels and loaded.config["input_size"] == H
+    assert loaded.labels == probe.labels
+    assert loaded.config["input_size"] == H
     assert loaded.metrics["confusion"] == m["confusion"]
     for k, v in probe.model.state_dict().items():
         assert torch.equal(v, loaded.model.state_dict()[k])
@@ -140,7 +147,8 @@ def test_probe_file_is_plain_and_loads_weights_only(tmp_path):
     probe = P.train_probe(files, None, P.ProbeConfig(epochs=2, device="cpu"))
     P.save_probe(probe, tmp_path / "p.pt")
     data = torch.load(tmp_path / "p.pt", weights_only=True)
-    assert data["format"] == P.FORMAT and data["labels"] == sorted(LABELS)
+    assert data["format"] == P.FORMAT
+    assert data["labels"] == sorted(LABELS)
     assert set(data) == {"format", "version", "state_dict", "labels", "config", "metrics"}
 
 
@@ -155,7 +163,8 @@ def test_reference_checkpoint_loads(tmp_path):
     }
     torch.save(ckpt, tmp_path / "weights-ref.pth")
     probe = P.load_probe(tmp_path / "weights-ref.pth")
-    assert probe.labels == ["pop", "rock"] and probe.input_size == H
+    assert probe.labels == ["pop", "rock"]
+    assert probe.input_size == H
 
 
 @pytest.mark.parametrize("content", [b"not a checkpoint", None])
@@ -219,8 +228,10 @@ def test_cli_train_and_predict(tmp_path):
     )
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
-    assert report["accuracy"] >= 0.95 and report["labels"] == sorted(LABELS)
-    assert report["skipped"] == 2 and len(report["confusion"]) == 3
+    assert report["accuracy"] >= 0.95
+    assert report["labels"] == sorted(LABELS)
+    assert report["skipped"] == 2
+    assert len(report["confusion"]) == 3
     assert {Path(e["source"]).name for e in report["errors"]} == {"jazz_wide.npy", "folk_bad.npy"}
     log = probe_path.with_name("probe.pt.errors.jsonl")
     assert len(log.read_text().splitlines()) == 2
@@ -232,12 +243,14 @@ def test_cli_train_and_predict(tmp_path):
     res = run("classify", "predict", str(test), "--probe", str(probe_path), "--out", str(preds), "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
-    assert summary["predictions"] == 12 and "probe's input size 16" in summary["errors"][0]["reason"]
+    assert summary["predictions"] == 12
+    assert "probe's input size 16" in summary["errors"][0]["reason"]
     mapping = json.loads(preds.read_text())
     assert sum(label == Path(p).name.split("_")[0] for p, label in mapping.items()) >= 11
 
     res = run("classify", "predict", str(test), "--probe", str(probe_path), "--out", str(preds))
-    assert res.exit_code == 0 and "Predictions" in res.stdout
+    assert res.exit_code == 0
+    assert "Predictions" in res.stdout
 
 
 def test_cli_train_human_output_and_eval_dir(tmp_path):
@@ -257,7 +270,8 @@ def test_cli_train_human_output_and_eval_dir(tmp_path):
         "cpu",
     )
     assert res.exit_code == 0, res.output
-    assert "Linear probe" in res.stdout and "Confusion matrix" in res.stdout
+    assert "Linear probe" in res.stdout
+    assert "Confusion matrix" in res.stdout
     assert "not among the training labels" in res.stderr
 
 
@@ -265,11 +279,13 @@ def test_cli_train_without_usable_files(tmp_path):
     (tmp_path / "f").mkdir()
     np.save(tmp_path / "f" / "nolabel.npy", np.ones((1, 2, H), np.float32))
     res = run("classify", "train", str(tmp_path / "f"), "--out", str(tmp_path / "p.pt"))
-    assert res.exit_code == 1 and "no usable training features" in res.output
+    assert res.exit_code == 1
+    assert "no usable training features" in res.output
     assert "no label" in res.stderr
 
 
 def test_cli_bad_device_is_a_clear_error(tmp_path):
     make_set(tmp_path / "t", per_label=3)
     res = run("classify", "train", str(tmp_path / "t"), "--out", str(tmp_path / "p.pt"), "--device", "bogus")
-    assert res.exit_code == 1 and "unknown device 'bogus'" in res.output
+    assert res.exit_code == 1
+    assert "unknown device 'bogus'" in res.output

@@ -57,6 +57,7 @@ def corpus(tmp_path_factory, parity_dir):
             catch_exceptions=False,
         )
     assert res.exit_code == 0, res.output
+    shutil.copytree(store, root / "edge-page")  # the page test's own copy: one process per embedded shard
     return root, store
 
 
@@ -71,7 +72,8 @@ class Server:
         self.thread.start()
         deadline = time.monotonic() + 120
         while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
+            assert time.monotonic() < deadline, "the server did not start in time"
+            assert self.thread.is_alive(), "the server's thread ended"
             time.sleep(0.05)
         port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
@@ -104,7 +106,8 @@ def hits(res) -> list[dict]:
 def test_healthz_and_collections(client):
     assert client.get("/healthz").json()["status"] == "ok"
     [row] = client.get("/collections").json()["collections"]
-    assert row["name"] == "music" and row["points"] == 28
+    assert row["name"] == "music"
+    assert row["points"] == 28
     info = client.get("/collections/music").json()
     assert info["points"] == 28
     assert {"value": "Arcangelo Corelli", "count": 1} in info["facets"]["composer"]  # display values
@@ -117,7 +120,8 @@ def test_text_search_and_the_query_vector(client, parity_dir, corpus):
     assert set(found[0]) >= {"rank", "id", "score", "modality", "title", "composer", "source", "payload"}
     model = load_model(parity_dir, load_music=False)
     vec = client.post("/embed/text", json={"texts": [QUERY, "ein Choral"]}).json()
-    assert len(vec["vectors"]) == 2 and vec["model"]["name"] == "clamp2.pth"
+    assert len(vec["vectors"]) == 2
+    assert vec["model"]["name"] == "clamp2.pth"
     ref = model.encode_text(QUERY)
     got = np.asarray(vec["vectors"][0])
     assert float(ref @ got / np.linalg.norm(ref) / np.linalg.norm(got)) > 0.99999
@@ -132,25 +136,31 @@ def test_modes_and_word_filters(client):
     words = target["title"].lower()
     for mode in ("hybrid", "lexical"):
         res = client.post("/search", json={"query": words, "k": 3, "mode": mode})
-        assert res.json()["mode"] == mode and res.json()["hits"][0]["title"] == target["title"]
+        assert res.json()["mode"] == mode
+        assert res.json()["hits"][0]["title"] == target["title"]
     semantic = client.post("/search", json={"query": QUERY, "k": 5, "mode": "semantic"}).json()
-    assert semantic["mode"] == "semantic" and {h["modality"] for h in semantic["hits"]} <= {"abc", "mtf"}
+    assert semantic["mode"] == "semantic"
+    assert {h["modality"] for h in semantic["hits"]} <= {"abc", "mtf"}
     corelli = hits(client.post("/search", json={"query": QUERY, "filters": ["composer=corelli"]}))
-    assert corelli and all(h["composer"] == "Arcangelo Corelli" for h in corelli)
+    assert corelli
+    assert all(h["composer"] == "Arcangelo Corelli" for h in corelli)
 
 
 def test_like_unlike_filters_and_diverse(client):
     first = hits(client.post("/search", json={"query": QUERY, "k": 3}))
     like = hits(client.post("/search", json={"like": [first[0]["id"]], "k": 5}))
-    assert len(like) == 5 and first[0]["id"] not in {h["id"] for h in like}
+    assert len(like) == 5
+    assert first[0]["id"] not in {h["id"] for h in like}
     both = hits(
         client.post("/search", json={"query": QUERY, "like": [first[0]["id"]], "unlike": [like[0]["id"]]})
     )
     assert like[0]["id"] not in {h["id"] for h in both}
     corelli = hits(client.post("/search", json={"query": QUERY, "filters": ["composer=ARCANGELO CORELLI"]}))
-    assert corelli and all(h["composer"] == "Arcangelo Corelli" for h in corelli)
+    assert corelli
+    assert all(h["composer"] == "Arcangelo Corelli" for h in corelli)
     res = client.post("/search", json={"query": QUERY, "filters": ["composer=Corelly"]})
-    assert res.json()["hits"] == [] and "no piece has composer 'corelly'" in res.json()["why"]
+    assert res.json()["hits"] == []
+    assert "no piece has composer 'corelly'" in res.json()["why"]
     assert len(hits(client.post("/search", json={"query": QUERY, "k": 10, "diverse": True}))) == 10
 
 
@@ -176,12 +186,15 @@ def test_like_unlike_filters_and_diverse(client):
 )
 def test_search_errors_are_one_line_4xx(client, body, status, message):
     res = client.post("/search", json=body)
-    assert res.status_code == status and message in res.json()["error"] and "\n" not in res.json()["error"]
+    assert res.status_code == status
+    assert message in res.json()["error"]
+    assert "\n" not in res.json()["error"]
 
 
 def test_malformed_and_oversized_bodies(client, server):
     res = client.post("/search", content=b"{not json", headers={"Content-Type": "application/json"})
-    assert res.status_code == 422 and "error" in res.json()
+    assert res.status_code == 422
+    assert "error" in res.json()
     res = client.post("/search", content=b"x" * (17 * 2**20), headers={"Content-Type": "application/json"})
     assert res.status_code == 413
     assert client.post("/embed/text", json={"texts": []}).status_code == 422
@@ -199,9 +212,11 @@ def test_search_and_embed_by_uploaded_music(client, parity_dir):
         "/search/music", files={"file": (xml.name, xml.read_bytes())}, data={"modality": "abc", "k": "1"}
     )
     top = hits(res)[0]  # the same piece (its .xml or its .abc copy), found by its own score
-    assert "corelli_opus3no1_1grave" in top["source"] and top["score"] > 0.999
+    assert "corelli_opus3no1_1grave" in top["source"]
+    assert top["score"] > 0.999
     vec = client.post("/embed/music", files={"file": (midi.name, midi.read_bytes())}).json()
-    assert len(vec["vectors"]) == 1 and len(vec["vectors"][0]) == vec["model"]["dim"]
+    assert len(vec["vectors"]) == 1
+    assert len(vec["vectors"][0]) == vec["model"]["dim"]
 
 
 @pytest.mark.parametrize(
@@ -216,14 +231,16 @@ def test_search_and_embed_by_uploaded_music(client, parity_dir):
 )
 def test_bad_uploads(client, name, data, status, message):
     res = client.post("/search/music", files={"file": (name, data)})
-    assert res.status_code == status and message in res.json()["error"], res.text
+    assert res.status_code == status, res.text
+    assert message in res.json()["error"], res.text
 
 
 def test_pieces_scores_and_midi(client):
     everything = hits(client.post("/search", json={"query": QUERY, "k": 28}))
     by_source = {h["source"]: h["id"] for h in everything}
     piece = client.get(f"/pieces/{by_source['abc/bach_bwv66_6.abc']}").json()
-    assert piece["payload"]["source"] == "abc/bach_bwv66_6.abc" and "K:F#min" in piece["abc"]
+    assert piece["payload"]["source"] == "abc/bach_bwv66_6.abc"
+    assert "K:F#min" in piece["abc"]
     assert "keys" not in piece["payload"]
     for source in (
         "abc/bach_bwv66_6.abc",
@@ -232,17 +249,13 @@ def test_pieces_scores_and_midi(client):
         "mtf/" + next(s for s in by_source if s.startswith("mtf/")).split("/", 1)[1],
     ):
         res = client.get(f"/pieces/{by_source[source]}/score.svg")
-        assert res.status_code == 200 and res.headers["content-type"].startswith("image/svg+xml"), (
-            source,
-            res.text,
-        )
+        assert res.status_code == 200, (source, res.text)
+        assert res.headers["content-type"].startswith("image/svg+xml"), source
         assert b"<svg" in res.content[:2000]
     res = client.get(f"/pieces/{by_source['midi/primitive_test01.mid']}/midi")
-    assert (
-        res.status_code == 200
-        and res.content.startswith(b"MThd")
-        and "attachment" in res.headers["content-disposition"]
-    )
+    assert res.status_code == 200
+    assert res.content.startswith(b"MThd")
+    assert "attachment" in res.headers["content-disposition"]
     res = client.get(
         f"/pieces/{by_source['mtf/' + next(s for s in by_source if s.startswith('mtf/')).split('/', 1)[1]]}/midi"
     )
@@ -250,7 +263,8 @@ def test_pieces_scores_and_midi(client):
     for bad in ("00000000-0000-0000-0000-000000000000", "not-an-id"):
         for suffix in ("", "/score.svg", "/midi"):
             res = client.get(f"/pieces/{bad}{suffix}")
-            assert res.status_code == 404 and "no piece" in res.json()["error"]
+            assert res.status_code == 404
+            assert "no piece" in res.json()["error"]
 
 
 def test_api_key_is_required_and_never_logged(server, caplog):
@@ -259,10 +273,12 @@ def test_api_key_is_required_and_never_logged(server, caplog):
         assert anonymous.get("/").status_code == 200  # the page itself carries no data
         for path in ("/healthz", "/collections"):
             res = anonymous.get(path)
-            assert res.status_code == 401 and "API key" in res.json()["error"]
+            assert res.status_code == 401
+            assert "API key" in res.json()["error"]
         assert anonymous.get("/healthz", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
         assert anonymous.get("/healthz", headers={"X-API-Key": "wrong"}).status_code == 401
-    assert KEY not in caplog.text and "Traceback" not in caplog.text
+    assert KEY not in caplog.text
+    assert "Traceback" not in caplog.text
 
 
 def test_concurrent_queries_are_encoded_together(parity_dir):
@@ -276,7 +292,8 @@ def test_concurrent_queries_are_encoded_together(parity_dir):
         vectors = asyncio.run(many())
     finally:
         batcher.close()
-    assert len(vectors) == 16 and all(v.shape == (1, vectors[0].shape[1]) for v in vectors)
+    assert len(vectors) == 16
+    assert all(v.shape == (1, vectors[0].shape[1]) for v in vectors)
     assert batcher.batches < 16  # far fewer forward passes than requests
     assert np.allclose(vectors[3][0], model.encode_text("query 3"), atol=1e-5)
 
@@ -288,7 +305,8 @@ def test_client_errors_leave_no_traceback_in_the_log(client, caplog):
     client.post("/search", json={"query": "x", "filters": ["=="]})
     client.get("/pieces/nope/score.svg")
     client.get("/collections/%2F..%2Fetc")
-    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_serve_command_refuses_bad_options_before_starting(corpus, monkeypatch):
@@ -296,9 +314,11 @@ def test_serve_command_refuses_bad_options_before_starting(corpus, monkeypatch):
     monkeypatch.delenv("NOPE_KEY_VAR", raising=False)
     base = ["serve", "-c", "music", "--qdrant-path", str(store)]
     res = CliRunner().invoke(main, [*base, "--api-key-env", "NOPE_KEY_VAR"])
-    assert res.exit_code == 1 and "$NOPE_KEY_VAR is not set" in res.output
+    assert res.exit_code == 1
+    assert "$NOPE_KEY_VAR is not set" in res.output
     res = CliRunner().invoke(main, [*base, "--corpus-root", "pieces"])
-    assert res.exit_code == 2 and "NAME=FOLDER" in res.output
+    assert res.exit_code == 2
+    assert "NAME=FOLDER" in res.output
 
 
 def test_the_page_in_a_real_browser(server, tmp_path):
@@ -308,10 +328,10 @@ def test_the_page_in_a_real_browser(server, tmp_path):
         if os.environ.get("CI"):
             pytest.fail("CI installs chromium (.ci/run): it must be there")
         pytest.skip("no chromium on this machine")
-    # the page keeps the API key in localStorage; a fresh profile has none, so this server runs keyless
+    # the page keeps the API key in localStorage; a fresh profile has none, so this server runs keyless, on
+    # its own copy of the collection (the module's server keeps serving the other tests)
     root = Path(server.server.config.app.state.service.config.cache_dir).parent
-    config = ServeConfig(StoreSpec(path=root / "edge"), "music", cache_dir=root / "cache")
-    server.stop()  # one process per embedded collection: the keyless server takes it over
+    config = ServeConfig(StoreSpec(path=root / "edge-page"), "music", cache_dir=root / "cache-page")
     page = Server(create_app(config))
     try:
         url = f"{page.url}/?q=" + httpx.URL("", params={"q": QUERY}).query.decode().removeprefix("q=")

@@ -28,7 +28,8 @@ def test_tokenizer_file_gives_the_transformers_ids(parity_dir, tmp_path):
     reference = AutoTokenizer.from_pretrained(parity_dir / "text_model")
     reference.save_pretrained(tmp_path)  # as `export onnx` saves it beside the graphs
     fast = TokenizerFile(tmp_path)
-    assert TokenizerFile.available(tmp_path) and not TokenizerFile.available(tmp_path / "nope")
+    assert TokenizerFile.available(tmp_path)
+    assert not TokenizerFile.available(tmp_path / "nope")
     for text in TEXTS:
         assert fast(text)["input_ids"] == reference(text)["input_ids"], text[:20]
     assert (fast.sep_token, fast.pad_token_id, len(fast)) == (

@@ -97,7 +97,8 @@ def fill(store: Store, name: str = "c", n: int = 6):
 
 def test_point_ids_are_stable_uuids():
     a = point_id(piece_identity("corpus", "x/y.mid"))
-    assert a == point_id("corpus:x/y.mid") and len(a) == 36
+    assert a == point_id("corpus:x/y.mid")
+    assert len(a) == 36
     assert a != point_id(piece_identity("corpus", "x/y.mid", "2"))
     assert piece_identity("c", "f.abc", "3") == "c:f.abc#3"
 
@@ -118,9 +119,8 @@ def test_item_point_id_follows_filepaths_and_root(tmp_path):
 def test_collection_records_its_model_and_refuses_another(store):
     coll = store.ensure("c", identity(), {"model": "/m.pth", "text_model": "/tm"})
     again = store.collection("c").record
-    assert (
-        again.model == coll.record.model == identity().as_dict() and again.model_source["text_model"] == "/tm"
-    )
+    assert again.model == coll.record.model == identity().as_dict()
+    assert again.model_source["text_model"] == "/tm"
     assert store.ensure("c", identity(), {}).record.model == coll.record.model
     with pytest.raises(ModelMismatchError, match="holds vectors of test.pth"):
         store.ensure("c", identity(sha="b" * 64), {})
@@ -151,7 +151,8 @@ def test_info_counts_vectors_per_modality(store):
     info = store.collection("c").info()
     assert info["points"] == 6
     assert info["vectors"] == {"abc": 3, "mtf": 3, "text": 2, "lexical": 6}
-    assert info["dim"] == DIM and info["model"]["name"] == "test.pth"
+    assert info["dim"] == DIM
+    assert info["model"]["name"] == "test.pth"
     assert info["engine"] == ("edge" if store.spec.engine == "edge" else "server")
     assert [r["points"] for r in store.list()] == [6]
     store.drop("c")
@@ -164,7 +165,8 @@ def test_unit_states_track_completeness(store):
     coll = fill(store)
     states = coll.unit_states("k")
     assert set(states) == {f"u{i}" for i in range(6)}
-    assert states["u0"].complete("h") and not states["u0"].complete("other")
+    assert states["u0"].complete("h")
+    assert not states["u0"].complete("other")
     assert coll.unit_states("another corpus") == {}
     assert coll.delete(states["u0"].ids) == 1
     assert "u0" not in coll.unit_states("k")
@@ -181,8 +183,10 @@ def test_search_one_vector_name_matches_numpy(store):
     expected = sorted(((float(unit_vec(i) @ q), f"t{i}") for i in (0, 2, 4)), reverse=True)
     assert [h.payload["title"] for h in hits] == [t for _, t in expected]
     assert [round(h.score, 5) for h in hits] == [round(s, 5) for s, _ in expected]
-    assert hits[0].rank == 1 and hits[0].score == pytest.approx(1.0)
-    assert "keys" not in hits[0].payload and "keys" not in hits[0].as_dict()["payload"]
+    assert hits[0].rank == 1
+    assert hits[0].score == pytest.approx(1.0)
+    assert "keys" not in hits[0].payload
+    assert "keys" not in hits[0].as_dict()["payload"]
 
 
 def test_any_fuses_music_vectors_by_best_score(store):
@@ -192,12 +196,15 @@ def test_any_fuses_music_vectors_by_best_score(store):
     scores = {f"t{i}": float(unit_vec(i) @ q) for i in range(6)}
     best = sorted(scores, key=scores.get, reverse=True)[:4]
     assert [h.payload["title"] for h in hits] == best
-    assert hits[0].payload["title"] == "t3" and hits[0].modality == "mtf"
+    assert hits[0].payload["title"] == "t3"
+    assert hits[0].modality == "mtf"
     assert [h.rank for h in hits] == [1, 2, 3, 4]
     text_hits = coll.search(unit_vec(103), modality="text", limit=10)[0]
-    assert [h.payload["title"] for h in text_hits][0] == "t3" and len(text_hits) == 2
+    assert [h.payload["title"] for h in text_hits][0] == "t3"
+    assert len(text_hits) == 2
     paged = coll.search(q, modality="any", limit=2, offset=2)[0]
-    assert [h.payload["title"] for h in paged] == best[2:4] and [h.rank for h in paged] == [3, 4]
+    assert [h.payload["title"] for h in paged] == best[2:4]
+    assert [h.rank for h in paged] == [3, 4]
 
 
 @pytest.mark.parametrize(
@@ -234,7 +241,8 @@ def test_empty_results_say_which_filter_matched_nothing(store):
     assert coll.explain_empty(["composer=Bach", "genres=Classical", "year=1701"]) == (
         "no piece matches all the filters together"
     )
-    assert coll.explain_empty(["composer=Bach"]) is None and coll.explain_empty([]) is None
+    assert coll.explain_empty(["composer=Bach"]) is None
+    assert coll.explain_empty([]) is None
 
 
 def test_unknown_modality(store):
@@ -246,7 +254,8 @@ def test_unknown_modality(store):
 def test_batch_search_returns_one_list_per_query(store):
     coll = fill(store)
     rows = coll.search(np.stack([unit_vec(0), unit_vec(1)]), modality="any", limit=2)
-    assert [r[0].payload["title"] for r in rows] == ["t0", "t1"] and all(len(r) == 2 for r in rows)
+    assert [r[0].payload["title"] for r in rows] == ["t0", "t1"]
+    assert all(len(r) == 2 for r in rows)
 
 
 def test_recommend_more_like_less_like(store):
@@ -254,15 +263,17 @@ def test_recommend_more_like_less_like(store):
     like, unlike = point_id("k:u0"), point_id("k:u2")
     hits = coll.recommend([like], modality="abc", limit=10)
     ids = [h.id for h in hits]
-    assert like not in ids and len(ids) == 5  # the example itself is left out
+    assert like not in ids
+    assert len(ids) == 5
     v0 = unit_vec(0)
     expected = sorted((i for i in range(2, 12, 2)), key=lambda i: -float(unit_vec(i) @ v0))
     assert [h.payload["title"] for h in hits] == [f"t{i}" for i in expected]
     away = coll.recommend([like], [unlike], modality="abc", limit=10)
-    assert unlike not in [h.id for h in away] and len(away) == 4
+    assert unlike not in [h.id for h in away]
+    assert len(away) == 4
     with pytest.raises(CollectionError, match="no piece"):
         coll.recommend([point_id("k:missing")])
-    with pytest.raises(CollectionError, match="needs a query or --like"):
+    with pytest.raises(CollectionError, match="need a query or pieces to be like"):
         coll.recommend([], [unlike])
 
 
@@ -279,7 +290,9 @@ def test_diverse_search_trades_near_copies_for_variety(store):
     q = base[3] + 0.2 * rng.standard_normal(DIM)
     plain = [h.payload["title"] for h in coll.search(q, modality="abc", limit=4)[0]]
     diverse = [h.payload["title"] for h in coll.search(q, modality="abc", limit=4, diversity=0.5)[0]]
-    assert plain == ["p3"] * 4 and diverse[0] == "p3" and len(set(diverse)) == 4
+    assert plain == ["p3"] * 4
+    assert diverse[0] == "p3"
+    assert len(set(diverse)) == 4
 
 
 # --- copying between stores (migrate) ----------------------------------------------------------------
@@ -291,7 +304,8 @@ def test_copy_is_complete_verified_and_idempotent(store, tmp_path, target):
     with open_store(spec_for(target, tmp_path, "other")) as dst:
         assert coll.copy_to(dst, page=3).count() == 7
         copied = coll.copy_to(dst, page=3)
-        assert copied.count() == 7 and copied.count(vector="text") == 3
+        assert copied.count() == 7
+        assert copied.count(vector="text") == 3
         assert copied.record.model == coll.record.model
         q = unit_vec(2)
         assert [h.id for h in copied.search(q)[0]] == [h.id for h in coll.search(q)[0]]
@@ -335,7 +349,8 @@ def test_old_local_mode_folder_is_migrated_to_edge(tmp_path):
     ):
         copied = src.collection("c").copy_to(dst)
         assert copied.count() == 5
-        assert copied.record.schema == 3 and copied.record.lexical  # upgraded as it is copied
+        assert copied.record.schema == 3
+        assert copied.record.lexical
         assert [
             h.payload["title"] for h in copied.search(unit_vec(1), filters=["composer=BACH"], limit=1)[0]
         ] == ["t1"]
@@ -406,7 +421,8 @@ def test_bad_urls_fail_fast_and_clearly(url, message):
     started = time.perf_counter()
     with pytest.raises(StoreUnreachableError) as err:
         connect(resolve_store(url=url), timeout=3)
-    assert message in str(err.value) and "\n" not in str(err.value)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
     assert time.perf_counter() - started < 30  # generous: only "not a hang" is asserted
 
 
@@ -452,8 +468,10 @@ def test_refused_key_names_the_variable_not_the_key(http_server, monkeypatch):
     with pytest.raises(StoreUnreachableError) as err:
         open_store(resolve_store(url=url, api_key_env="MY_QDRANT_KEY"))
     msg = str(err.value)
-    assert "refused access" in msg and "$MY_QDRANT_KEY" in msg
-    assert "s3cret" not in msg and "pw@" not in msg
+    assert "refused access" in msg
+    assert "$MY_QDRANT_KEY" in msg
+    assert "s3cret" not in msg
+    assert "pw@" not in msg
 
 
 class NoMetadataServer:
@@ -485,10 +503,12 @@ def test_record_in_a_reserved_point_where_metadata_is_not_kept():
         rec.model_source["text_model"] = "/somewhere"
         coll.write_record(rec)
         assert s.collection("c").record.model_source["text_model"] == "/somewhere"
-        assert coll.count() == 4 and client.count("c").count == 5
+        assert coll.count() == 4
+        assert client.count("c").count == 5
         assert set(coll.unit_states("k")) == {"u0", "u1", "u2", "u3"}
         hits = coll.search(unit_vec(0), modality="any", limit=10)[0]
-        assert RECORD_ID not in {h.id for h in hits} and len(hits) == 4
+        assert RECORD_ID not in {h.id for h in hits}
+        assert len(hits) == 4
         assert coll.info()["points"] == 4
 
 
@@ -527,4 +547,5 @@ def test_listing_keeps_what_this_process_holds(tmp_path):
     with open_store(StoreSpec(path=tmp_path / "edge")) as s:
         fill(s)
         s.collection("c")
-        assert s.list()[0]["points"] == 6 and s.backend.holds("c")
+        assert s.list()[0]["points"] == 6
+        assert s.backend.holds("c")

@@ -136,9 +136,11 @@ def test_resolve_languages():
 def test_prompt_follows_the_reference():
     msgs = build_messages({"title": "T", "composer": None, "genres": ["Jazz"]}, "Korean")
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
-    assert '"summary_nen"' in msgs[0]["content"] and "None" in msgs[0]["content"]
+    assert '"summary_nen"' in msgs[0]["content"]
+    assert "None" in msgs[0]["content"]
     assert json.loads(msgs[1]["content"])["nen_language"] == "Japanese"
-    assert parse_answer(msgs[2]["content"], "Japanese").ok and msgs[4]["content"] == "None"
+    assert parse_answer(msgs[2]["content"], "Japanese").ok
+    assert msgs[4]["content"] == "None"
     assert json.loads(msgs[-1]["content"]) == {"title": "T", "genres": ["Jazz"], "nen_language": "Korean"}
 
 
@@ -155,7 +157,8 @@ def test_identity_survives_the_output_record(item):
     rec = json.loads(json.dumps(output_record(item, valid_answer("A", "Thai")), ensure_ascii=False))
     assert item_identity(rec) == item_identity(item)
     assert list(rec)[-1] == "filepaths" or "filepaths" not in item
-    assert "nen_language" not in rec and None not in rec.values()
+    assert "nen_language" not in rec
+    assert None not in rec.values()
 
 
 def test_language_is_a_function_of_seed_and_item():
@@ -204,7 +207,8 @@ def test_retry_after_and_backoff():
     assert retry_after_seconds({"retry-after": "2"}) == 2.0
     assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
     assert retry_after_seconds({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
-    assert retry_after_seconds({"retry-after": "soon"}) is None and retry_after_seconds({}) is None
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None
     for attempt, hi in [(1, 1.0), (2, 2.0), (3, 4.0), (10, 60.0)]:
         assert all(hi / 2 <= backoff_delay(attempt, 1.0, 60.0) <= hi for _ in range(50))
 
@@ -226,12 +230,12 @@ def test_every_item_accounted_once_with_the_right_retries(tmp_path, monkeypatch,
     assert attempts == {k: v[2] for k, v in SCENARIO.items()}  # retried where, and only where, it should
     assert "empty" not in {e["key"] for e in log}  # no request for an item without metadata
     kinds = {e["source"]: e["kind"] for e in errors}
-    assert kinds["abc/none.abc"] == "none" and kinds["abc/empty.abc"] == "empty"
-    assert kinds["abc/server-error-always.abc"] == "http_503" and kinds["abc/bad-request.abc"] == "http_400"
-    assert (
-        kinds["abc/wrong-language.abc"] == "wrong_language"
-        and kinds["abc/invalid-json.abc"] == "invalid_json"
-    )
+    assert kinds["abc/none.abc"] == "none"
+    assert kinds["abc/empty.abc"] == "empty"
+    assert kinds["abc/server-error-always.abc"] == "http_503"
+    assert kinds["abc/bad-request.abc"] == "http_400"
+    assert kinds["abc/wrong-language.abc"] == "wrong_language"
+    assert kinds["abc/invalid-json.abc"] == "invalid_json"
     assert all(e["reason"] and e["identity"] and e["language"] in LANGUAGES for e in errors)
     assert "excerpt" in next(e for e in errors if e["kind"] == "invalid_json")
     assert (report.done, report.failed, report.none, report.skipped) == (len(in_out), len(errors) - 2, 2, 0)
@@ -264,7 +268,9 @@ def test_rerun_skips_done_and_final_items_and_retries_the_rest(tmp_path):
         assert (first.done, first.none, first.failed) == (2, 1, 1)
         second = _run(llm, _items(keys), out, max_retries=1)  # "flaky" asked again, now succeeds
         assert (second.done, second.skipped) == (1, 3)
-        assert llm.attempts("flaky") == 3 and llm.attempts("none") == 1 and llm.attempts("a") == 1
+        assert llm.attempts("flaky") == 3
+        assert llm.attempts("none") == 1
+        assert llm.attempts("a") == 1
         third = _run(llm, _items(keys), out)
         assert (third.done, third.skipped, llm.requests()) == (0, 4, 6)
         fourth = _run(llm, _items(keys), out, retry_none=True)
@@ -292,7 +298,8 @@ def test_torn_last_line_is_dropped_and_redone(tmp_path):
 def test_concurrency_is_bounded(tmp_path):
     with ScriptedLLM(latency=0.05) as llm:
         report = _run(llm, _items(range(24)), tmp_path / "out.jsonl", concurrency=3)
-        assert report.done == 24 and 1 <= llm.max_in_flight <= 3
+        assert report.done == 24
+        assert 1 <= llm.max_in_flight <= 3
 
 
 @pytest.mark.parametrize(("status", "match"), [(401, "API key was refused"), (404, "check --base-url")])
@@ -317,7 +324,8 @@ def test_unreachable_server_stops_the_run(tmp_path):
             progress=False,
         )
     errors, _ = read_output(errors_path_for(out))
-    assert 8 <= len(errors) < 30 and {e["kind"] for e in errors} == {"connection"}
+    assert 8 <= len(errors) < 30
+    assert {e["kind"] for e in errors} == {"connection"}
 
 
 def test_called_from_a_running_event_loop(tmp_path):
@@ -372,7 +380,8 @@ def test_cli_summarize_folder(tmp_path, monkeypatch):
     errors, _ = read_output(errors_path_for(out))
     assert sorted(e["source"] for e in errors) == ["broken.json", "none.json"]
     res = CliRunner().invoke(main, [*args[:7], "--languages", "Klingon"])
-    assert res.exit_code != 0 and "unknown language" in res.output
+    assert res.exit_code != 0
+    assert "unknown language" in res.output
 
 
 def test_cli_reports_fatal_errors(tmp_path):
@@ -392,4 +401,6 @@ def test_cli_reports_fatal_errors(tmp_path):
                 "-q",
             ],
         )
-    assert res.exit_code == 1 and "API key was refused" in res.output and "re-run to resume" in res.output
+    assert res.exit_code == 1
+    assert "API key was refused" in res.output
+    assert "re-run to resume" in res.output

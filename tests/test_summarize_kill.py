@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from clamp2_engine.ingest.summarize import errors_path_for, summarize_items
 from clamp2_engine.ingest.summary_store import read_output
 
@@ -19,7 +21,8 @@ try:
 except ModuleNotFoundError:  # pytest started without the repository root on sys.path
     from llm_server import ScriptedLLM
 
-N, CONCURRENCY, LATENCY = 80, 4, 0.1
+N, CONCURRENCY = 80, 4
+HOLD = N // 4  # the fake LLM answers this many requests, then holds the rest until the run is killed
 SCRIPT = {"piece 7": ["none"], "piece 33": ["wrong_language"], "piece 61": ["none"]}
 
 
@@ -31,6 +34,12 @@ def _errors(out: Path) -> list[tuple[str, str, str]]:
     return sorted((e["identity"], e["kind"], e["language"]) for e in read_output(errors_path_for(out))[0])
 
 
+def _written(out: Path) -> int:
+    """Items ended in OUT or in its errors file."""
+    return sum(len(read_output(p)[0]) for p in (out, errors_path_for(out)) if p.exists())
+
+
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     src = tmp_path / "meta.jsonl"
     items = [
@@ -45,7 +54,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
         summarize_items(items, whole, base_url=llm.base_url, **opts)
 
     resumed = tmp_path / "resumed.jsonl"
-    with ScriptedLLM(SCRIPT, latency=LATENCY) as llm:
+    with ScriptedLLM(SCRIPT, hold_after=HOLD) as llm:
         cmd = [
             sys.executable,
             "-m",
@@ -64,20 +73,21 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
             "-q",
         ]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and proc.poll() is None:
-                if resumed.exists() and resumed.read_bytes().count(b"\n") >= N // 4:
-                    break
+        try:  # wait for the state (every answer given is written), then kill: no race with the run
+            deadline = time.monotonic() + 120
+            while _written(resumed) < HOLD:
+                assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()!r}"
+                assert time.monotonic() < deadline, "the answered requests were never written"
                 time.sleep(0.01)
-            assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()!r}"
             os.kill(proc.pid, signal.SIGKILL)
         finally:
             proc.wait(timeout=30)
             proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
+        llm.hold_after = None  # the resumed run gets every answer
+        llm.released.set()
         kept = len(read_output(resumed)[0])
-        assert N // 4 <= kept < N
+        assert kept == HOLD - sum(1 for i in range(HOLD) if f"piece {i}" in SCRIPT)
         report = summarize_items(items, resumed, base_url=llm.base_url, **opts)
         asked_twice = [k for k in {e["key"] for e in llm.log} if k not in SCRIPT and llm.attempts(k) > 1]
         assert len(asked_twice) <= CONCURRENCY  # only the requests in flight were lost

@@ -49,10 +49,12 @@ def test_crop_keeps_short_and_cuts_long_to_a_contiguous_window(train):
     starts = set()
     for seed in range(60):
         out = crop(seq, 20, random.Random(seed), train)
-        assert len(out) == 20 and np.all(np.diff(out) == 1)
+        assert len(out) == 20
+        assert np.all(np.diff(out) == 1)
         starts.add(int(out[0]))
     if train:
-        assert {0, 80} <= starts and len(starts) > 3  # head, tail and middle windows
+        assert {0, 80} <= starts
+        assert len(starts) > 3
     else:
         assert starts == {0}
 
@@ -62,17 +64,20 @@ def test_mask_mix_selects_ceil_ratio_and_applies_each_branch():
     n = len(ids)
     inputs, sel = mask_patches(ids, 0.45, Forced("mask"), train=True)
     assert sel.sum() == math.ceil(0.45 * n)
-    assert np.all(inputs[sel == 1] == MASK_ID) and np.array_equal(inputs[sel == 0], ids[sel == 0])
+    assert np.all(inputs[sel == 1] == MASK_ID)
+    assert np.array_equal(inputs[sel == 0], ids[sel == 0])
     inputs, sel = mask_patches(ids, 0.45, Forced("shuffle", seed=3), train=True)
     for i in np.flatnonzero(sel):
-        assert inputs[i, 0] == ids[i, 0] and sorted(inputs[i]) == sorted(ids[i])
+        assert inputs[i, 0] == ids[i, 0]
+        assert sorted(inputs[i]) == sorted(ids[i])
         eos = np.flatnonzero(ids[i] == EOS_ID)
         if len(eos) == 1:  # characters move only between bos and eos
             assert np.array_equal(inputs[i, eos[0] :], ids[i, eos[0] :])
     inputs, sel = mask_patches(ids, 0.45, Forced("original"), train=True)
     assert np.array_equal(inputs, ids)
     inputs, sel = mask_patches(ids, 0.45, Forced("mask"), train=False)  # evaluation leaves them
-    assert np.array_equal(inputs, ids) and sel.sum() == math.ceil(0.45 * n)
+    assert np.array_equal(inputs, ids)
+    assert sel.sum() == math.ceil(0.45 * n)
 
 
 def test_mask_mix_proportions_over_many_samples():
@@ -86,10 +91,13 @@ def test_mask_mix_proportions_over_many_samples():
 
 def test_remove_instrument_info_abc_and_mtf():
     out = remove_instrument_info(ABC)
-    assert "V:1 treble\n" in out and "V:2 bass\n" in out and "nm=" not in out
+    assert "V:1 treble\n" in out
+    assert "V:2 bass\n" in out
+    assert "nm=" not in out
     assert "[V:1]GABc|" in out
     mtf = remove_instrument_info(MTF)
-    assert mtf.splitlines()[1] == "program_change 0 0 0" and mtf.splitlines()[3] == "program_change 0 1 0"
+    assert mtf.splitlines()[1] == "program_change 0 0 0"
+    assert mtf.splitlines()[3] == "program_change 0 1 0"
     assert mtf.splitlines()[2] == "note_on 0 0 60 80"
 
 
@@ -129,15 +137,18 @@ def test_items_are_validated_per_line(music_dir):
     ]
     path = write_items(music_dir, lines)
     items, errors = load_pairs(path)
-    assert [it.metadata for it in items] == [("ok",)] and len(items[0].files) == 2
-    assert items[0].summaries_en == ("one", "two") and items[0].summaries_nen == ("eins",)
+    assert [it.metadata for it in items] == [("ok",)]
+    assert len(items[0].files) == 2
+    assert items[0].summaries_en == ("one", "two")
+    assert items[0].summaries_nen == ("eins",)
     reasons = dict(errors)
     assert len(errors) == 7
     assert "escapes" in reasons[f"{path}:2"]
     assert "must be relative" in reasons[f"{path}:3"]
     assert "none of its filepaths" in reasons[f"{path}:4"]
     assert "no text" in reasons[f"{path}:5"]
-    assert "invalid JSON" in reasons[f"{path}:6"] and "JSON object" in reasons[f"{path}:7"]
+    assert "invalid JSON" in reasons[f"{path}:6"]
+    assert "JSON object" in reasons[f"{path}:7"]
 
 
 def test_choose_text_reference_mix(music_dir):
@@ -168,9 +179,13 @@ def test_choose_text_reference_mix(music_dir):
             seen["nen"] += 1
         else:
             parts = text.split("</s>")
-            assert parts and set(parts) <= set(item.metadata) and len(set(parts)) == len(parts)
+            assert parts
+            assert set(parts) <= set(item.metadata)
+            assert len(set(parts)) == len(parts)
             seen["meta"] += 1
-    assert 150 < seen["meta"] < 250 and 60 < seen["en"] < 140 and 60 < seen["nen"] < 140
+    assert 150 < seen["meta"] < 250
+    assert 60 < seen["en"] < 140
+    assert 60 < seen["nen"] < 140
     bare = parse_item({"composer": "Bach", "filepaths": ["abc/p0.abc"]}, music_dir, "x:2")
     assert choose_text(bare, random.Random(1), train=True, text_dropout=True, sep="|") in {"Bach"}
     assert choose_text(bare, random.Random(1), train=False, text_dropout=True, sep="|") == "Bach"
@@ -198,10 +213,13 @@ def test_samples_depend_only_on_seed_epoch_and_index(music_dir, parity_dir):
     items, _ = load_pairs(write_items(music_dir, lines))
     ds = PairDataset(items, tok, train=True, patch_size=64, patch_length=8, max_text_length=6)
     a, b = ds[2], ds[2]
-    assert np.array_equal(a["text"], b["text"]) and np.array_equal(a["music"], b["music"])
-    assert len(a["text"]) <= 6 and len(a["music"]) <= 8
+    assert np.array_equal(a["text"], b["text"])
+    assert np.array_equal(a["music"], b["music"])
+    assert len(a["text"]) <= 6
+    assert len(a["music"]) <= 8
     batch = PairCollate(tok.pad_token_id)([ds[i] for i in range(4)])
-    assert batch["text"].shape[0] == 4 and batch["music"].shape[2] == 64
+    assert batch["text"].shape[0] == 4
+    assert batch["music"].shape[2] == 64
     assert torch.all(batch["text"][batch["text_masks"] == 0] == tok.pad_token_id)
     assert sample_rng(0, 1, 2).random() == sample_rng(0, 1, 2).random() != sample_rng(0, 2, 2).random()
 
@@ -212,10 +230,13 @@ def test_bad_files_are_replaced_and_reported(music_dir):
     ds = M3Dataset(files, train=True, patch_size=64, patch_length=16, seed=1)
     bad = [i for i, f in enumerate(files) if f.name == "bad.abc"][0]
     sample = ds[bad]
-    assert sample["errors"] and "bad.abc" in sample["errors"][0][0] and "empty" in sample["errors"][0][1]
+    assert sample["errors"]
+    assert "bad.abc" in sample["errors"][0][0]
+    assert "empty" in sample["errors"][0][1]
     batch = collate_m3([ds[i] for i in range(len(files))])
     assert batch["patches"].shape[:2] == batch["masks"].shape == batch["selection"].shape
-    assert batch["size"] == len(files) and len(batch["errors"]) == 1
+    assert batch["size"] == len(files)
+    assert len(batch["errors"]) == 1
 
 
 def test_contrastive_loss_is_symmetric_infonce_with_scale_one():
@@ -247,7 +268,8 @@ def test_sizes_follow_the_checkpoint_loaders_rules(parity_dir):
     from clamp2_engine.models import M3Model
 
     frozen = freeze_unused(M3Model(m3_config(64, 1, None, 16, 1)))
-    assert any(".pooler." in n for n in frozen) and "encoder.base.embeddings.word_embeddings.weight" in frozen
+    assert any(".pooler." in n for n in frozen)
+    assert "encoder.base.embeddings.word_embeddings.weight" in frozen
 
 
 def test_cli_rejects_conflicting_and_missing_runs(tmp_path, music_dir):
@@ -255,15 +277,18 @@ def test_cli_rejects_conflicting_and_missing_runs(tmp_path, music_dir):
     result = CliRunner().invoke(
         main, ["train", "clamp2", str(path), "--out", str(tmp_path / "r"), "--init", "a", "--m3", "b"]
     )
-    assert result.exit_code == 2 and "exclude" in result.output
+    assert result.exit_code == 2
+    assert "exclude" in result.output
     result = CliRunner().invoke(
         main,
         ["train", "m3", str(music_dir / "abc"), "--out", str(tmp_path / "r"), "--resume", "--device", "cpu"],
     )
-    assert result.exit_code == 1 and "nothing to resume" in result.output
+    assert result.exit_code == 1
+    assert "nothing to resume" in result.output
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "latest.pth").write_bytes(b"x")
     result = CliRunner().invoke(
         main, ["train", "m3", str(music_dir / "abc"), "--out", str(tmp_path / "r"), "--device", "cpu"]
     )
-    assert result.exit_code == 1 and "already holds a run" in result.output
+    assert result.exit_code == 1
+    assert "already holds a run" in result.output

@@ -128,4 +128,5 @@ def test_two_gloo_processes_match_one_process_with_the_doubled_batch(pairs, pari
     for key, value in a["model"].items():
         assert torch.allclose(value, b["model"][key], rtol=1e-3, atol=1e-5), key
     config = json.loads((double / "config.json").read_text())
-    assert config["processes"] == 2 and config["loop"]["batch_size"] == 4
+    assert config["processes"] == 2
+    assert config["loop"]["batch_size"] == 4

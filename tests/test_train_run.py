@@ -86,7 +86,8 @@ def m3_run(chorales, tmp_path_factory) -> Path:
     result = CliRunner().invoke(main, ["train", "m3", str(chorales / "abc"), "--out", str(out), *options])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
-    assert summary["steps"] == 30 and summary["best"]
+    assert summary["steps"] == 30
+    assert summary["best"]
     return out
 
 
@@ -119,12 +120,15 @@ def clamp2_run(chorales, parity_dir, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_m3_loss_falls(m3_run):
     losses = [e["loss"] for e in events(m3_run, "train")]
-    assert len(losses) == 30 and all(np.isfinite(losses))
+    assert len(losses) == 30
+    assert all(np.isfinite(losses))
     assert np.mean(losses[-6:]) < 0.85 * np.mean(losses[:6])
     evals = events(m3_run, "eval")
-    assert evals and evals[-1]["loss"] < evals[0]["loss"] + 1e-6
+    assert evals
+    assert evals[-1]["loss"] < evals[0]["loss"] + 1e-6
     config = json.loads((m3_run / "config.json").read_text())
-    assert config["eval_items"] == 4 and config["train_items"] == 12
+    assert config["eval_items"] == 4
+    assert config["train_items"] == 12
 
 
 @pytest.mark.slow
@@ -154,7 +158,8 @@ def test_checkpoints_have_the_reference_layout_and_load_in_embed(
     c2 = load_checkpoint(clamp2_run / "best.pth")
     hf, _ = load_text_assets(parity_dir / "text_model")
     assert set(c2["model"]) == set(CLaMP2Model(infer_clamp2_config(c2["model"], hf)).state_dict())
-    assert c2["step"] == c2["best_step"] and c2["best_epoch"] == c2["epoch"]
+    assert c2["step"] == c2["best_step"]
+    assert c2["best_epoch"] == c2["epoch"]
 
     dst = tmp_path / "features"
     result = CliRunner().invoke(
@@ -175,7 +180,8 @@ def test_checkpoints_have_the_reference_layout_and_load_in_embed(
     )
     assert result.exit_code == 0, result.output
     feats = [np.load(p) for p in sorted((dst / "clamp2").glob("*.npy"))]
-    assert len(feats) == 16 and all(f.shape == (1, 64) and np.isfinite(f).all() for f in feats)
+    assert len(feats) == 16
+    assert all(f.shape == (1, 64) and np.isfinite(f).all() for f in feats)
     result = CliRunner().invoke(
         main,
         [
@@ -191,7 +197,9 @@ def test_checkpoints_have_the_reference_layout_and_load_in_embed(
     )
     assert result.exit_code == 0, result.output
     raw = np.load(next((dst / "m3").glob("*.npy")))
-    assert raw.ndim == 3 and raw.shape[2] == 32 and np.isfinite(raw).all()
+    assert raw.ndim == 3
+    assert raw.shape[2] == 32
+    assert np.isfinite(raw).all()
 
 
 def _run(out: Path, items: Path, parity_dir: Path, steps: int, resume: bool = False) -> dict:
@@ -217,7 +225,8 @@ def test_resume_continues_exactly(chorales, parity_dir, tmp_path):
     first = load_checkpoint(tmp_path / "b" / "latest.pth")
     assert (first["step"], first["epoch"], first["batches_in_epoch"]) == (2, 0, 2)
     resumed = _run(tmp_path / "b", items, parity_dir, 5, resume=True)
-    assert straight["steps"] == resumed["steps"] == 5 and resumed["steps_this_run"] == 3
+    assert straight["steps"] == resumed["steps"] == 5
+    assert resumed["steps_this_run"] == 3
     a, b = load_checkpoint(tmp_path / "a" / "latest.pth"), load_checkpoint(tmp_path / "b" / "latest.pth")
     assert a["lr_sched"]["last_epoch"] == b["lr_sched"]["last_epoch"] == 5
     assert {int(s["step"]) for s in b["optimizer"]["state"].values()} == {5}
@@ -293,4 +302,5 @@ def test_init_and_m3_weights_start_from_reference_checkpoints(chorales, parity_d
     m3 = load_checkpoint(tmp_path / "m3" / "latest.pth")["model"]
     assert set(m3) == set(ref_m3)
     result = CliRunner().invoke(main, [*runs["m3"], "--hidden", "64", "--out", str(tmp_path / "clash")])
-    assert result.exit_code == 1 and "disagree" in result.output
+    assert result.exit_code == 1
+    assert "disagree" in result.output

@@ -10,6 +10,7 @@ from clamp2_engine.cli.options import (
     EXIT_CODES,
     allow_failures_option,
     exit_for_failures,
+    fail,
     model_options,
     open_model,
     pop_model_options,
@@ -99,4 +100,4 @@ def _peek_kind(options) -> str:
     try:
         return detect_kind(load_checkpoint(resolve_checkpoint(options.model))["model"])
     except (ModelNotFoundError, CheckpointError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise fail(exc) from None

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clamp2_engine.cli import plots
-from clamp2_engine.cli.options import STORE_OPTION_NAMES, fail, store_options
+from clamp2_engine.cli.options import STORE_OPTION_NAMES, fail, resolve_spec, store_options
 from clamp2_engine.runlog import ErrorLog, console, progress_bar
 
 DIR = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -185,13 +185,7 @@ def eval_cmd(
 
 def _store_spec(store_kwargs: dict[str, Any]):
     """The Qdrant store named by --qdrant-path / --qdrant-url (env defaults), or a one-line error."""
-    from clamp2_engine.store import StoreError, resolve_store
-
-    path, url, key_env = (store_kwargs.get(k) for k in STORE_OPTION_NAMES)
-    try:
-        return resolve_store(path, url, key_env)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    return resolve_spec(*(store_kwargs.get(k) for k in STORE_OPTION_NAMES))
 
 
 def _eval_collection(

@@ -92,7 +92,7 @@ def open_store(kwargs: dict[str, Any]):
     try:
         return open_(resolve_spec(path, url, key_env))
     except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise fail(exc) from None
 
 
 def resolve_spec(path: Any, url: str | None, key_env: str | None):
@@ -102,7 +102,7 @@ def resolve_spec(path: Any, url: str | None, key_env: str | None):
     try:
         return resolve_store(path, url, key_env)
     except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise fail(exc) from None
 
 
 @contextmanager
@@ -113,11 +113,28 @@ def store_client(kwargs: dict[str, Any]) -> Iterator[Any]:
         yield store
 
 
-def fail(exc: BaseException) -> click.ClickException:
-    """A library error as the one-line error a command prints (exit status 1)."""
-    from clamp2_engine.errors import first_line
+# the flag (and its argument) that sets a library option, for the hint an error about it ends with
+FLAGS = {
+    "model": "--model PATH|NAME",
+    "text_model": "--text-model DIR",
+    "max_text_length": "--max-text-length N",
+    "dtype": "--dtype",
+    "device": "--device",
+    "qdrant_url": "--qdrant-path DIR or --qdrant-url URL",
+    "like": "--like ID",
+    "unlike": "--unlike ID",
+    "corpus_root": "--corpus-root NAME=FOLDER",
+}
 
-    return click.ClickException(first_line(exc))
+
+def fail(exc: BaseException) -> click.ClickException:
+    """A library error as the one-line error a command prints (exit status 1), ending with the flag that
+    sets the option it is about (the library names none)."""
+    from clamp2_engine.errors import first_line, option_of
+
+    option = option_of(exc)
+    hint = f" [{FLAGS.get(option, '--' + option.replace('_', '-'))}]" if option else ""
+    return click.ClickException(first_line(exc) + hint)
 
 
 def model_options() -> Callable:

@@ -20,7 +20,7 @@ from clamp2_engine.checkpoints import (
     cache_first,
     default_text_model,
 )
-from clamp2_engine.errors import first_line
+from clamp2_engine.errors import about, first_line
 from clamp2_engine.models.clamp2 import CLaMP2Model
 from clamp2_engine.models.config import CLaMP2Config, M3Config, TextConfig
 from clamp2_engine.models.m3 import M3Model, M3PatchEncoder
@@ -118,8 +118,11 @@ def load_text_assets(spec: str | os.PathLike | None = None) -> tuple[Any, Any]:
     spec = os.fspath(spec) if spec is not None else default_text_model()
     local = Path(spec).expanduser()
     if local.exists() and not local.is_dir():
-        raise ModelNotFoundError(
-            f"--text-model {spec!r} is a file; pass the folder holding config.json and the tokenizer files"
+        raise about(
+            ModelNotFoundError(
+                f"text model {spec!r} is a file; give the folder holding config.json and the tokenizer files"
+            ),
+            "text_model",
         )
 
     def load(local_only: bool) -> tuple[Any, Any]:
@@ -132,15 +135,21 @@ def load_text_assets(spec: str | os.PathLike | None = None) -> tuple[Any, Any]:
         config, tokenizer = load(False) if local.is_dir() else cache_first(load)
     except Exception as exc:
         if isinstance(exc, HubUnreachableError):
-            raise ModelNotFoundError(
-                f"text model {spec!r} (config and tokenizer) is not in the local Hugging Face cache and the Hub "
-                "is out of reach (offline); pass --text-model DIR to a local folder holding them, or try "
-                "`clamp2-engine demo`"
+            raise about(
+                ModelNotFoundError(
+                    f"text model {spec!r} (config and tokenizer) is not in the local Hugging Face cache and the Hub "
+                    "is out of reach (offline); use a local folder holding them, or try "
+                    "`clamp2-engine demo`"
+                ),
+                "text_model",
             ) from None
-        raise ModelNotFoundError(
-            f"could not load the text model config and tokenizer {spec!r} ({type(exc).__name__}: "
-            f"{first_line(exc)}); pass --text-model DIR to a local folder holding them (e.g. "
-            "FacebookAI/xlm-roberta-base's config.json and tokenizer files)"
+        raise about(
+            ModelNotFoundError(
+                f"could not load the text model config and tokenizer {spec!r} ({type(exc).__name__}: "
+                f"{first_line(exc)}); use a local folder holding them (e.g. "
+                "FacebookAI/xlm-roberta-base's config.json and tokenizer files)"
+            ),
+            "text_model",
         ) from None
     return config, tokenizer
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clamp2_engine.errors import first_line
+from clamp2_engine.errors import about, first_line
 from clamp2_engine.runtime.onnx_export import (
     FORMAT_VERSION,
     META,
@@ -115,16 +115,19 @@ def _check_requested(
     else:
         if spec != identity["name"]:
             log.info(
-                "--model %r cannot be checked against %s (exported from %r); using the export",
+                "model %r cannot be checked against %s (exported from %r); using the export",
                 spec,
                 onnx_dir,
                 identity["name"],
             )
         return
     if found != identity["checkpoint_sha256"]:
-        raise OnnxExportMismatch(
-            f"{onnx_dir} was exported from another checkpoint than {spec} (sha256 "
-            f"{identity['checkpoint_sha256'][:12]}...); drop --model or export it again"
+        raise about(
+            OnnxExportMismatch(
+                f"{onnx_dir} was exported from another checkpoint than {spec} (sha256 "
+                f"{identity['checkpoint_sha256'][:12]}...); leave the model out or export it again"
+            ),
+            "model",
         )
 
 
@@ -194,9 +197,12 @@ def onnx_encoder(
     if max_text_length and identity["kind"] == "clamp2":
         exported = identity["max_text_length"] or MAX_TEXT_LENGTH
         if max_text_length > exported:
-            raise ValueError(
-                f"{root} was exported for texts of at most {exported} tokens per window; "
-                f"re-export with --max-text-length {max_text_length}"
+            raise about(
+                ValueError(
+                    f"{root} was exported for texts of at most {exported} tokens per window; "
+                    f"export it again with a text window of {max_text_length}"
+                ),
+                "max_text_length",
             )
         identity = {**identity, "max_text_length": max_text_length}
     runtime = OnnxRuntime(music_session, text_session, identity["kind"])

@@ -57,7 +57,7 @@ def select_providers(
             raise ValueError(f"unknown device {device!r} for the ONNX backend; use cpu, cuda or cuda:N")
         if CUDA not in available:
             raise RuntimeError(
-                "--device cuda was asked for but ONNX Runtime offers no CUDAExecutionProvider "
+                "device cuda was asked for but ONNX Runtime offers no CUDAExecutionProvider "
                 "(pip install onnxruntime-gpu)"
             )
         return [(CUDA, {"device_id": int(index or 0)}), CPU]
@@ -67,7 +67,7 @@ def select_providers(
         _warned_cpu = True
         log.warning(
             "ONNX Runtime has no CUDAExecutionProvider here: running on CPU (install onnxruntime-gpu "
-            "for GPU inference, or pass --device cpu to silence this)"
+            "for GPU inference, or ask for the cpu device to silence this)"
         )
     return [CPU]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from clamp2_engine.errors import first_line
+from clamp2_engine.errors import about, first_line
 from clamp2_engine.models.clamp2 import CLaMP2Model, masked_mean
 from clamp2_engine.models.m3 import M3PatchEncoder
 from clamp2_engine.runtime.base import BATCH_TOKENS, Runtime
@@ -23,7 +23,7 @@ def pick_device(device: str | None = None) -> torch.device:
     except RuntimeError as exc:
         raise ValueError(f"unknown device {device!r}: {first_line(exc)}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} was asked for but PyTorch sees no CUDA device")
+        raise about(ValueError(f"device {device} was asked for but PyTorch sees no CUDA device"), "device")
     return dev
 
 

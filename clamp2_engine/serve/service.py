@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from clamp2_engine.errors import CollectionError, CollectionNotFoundError
+from clamp2_engine.errors import CollectionError, CollectionNotFoundError, about
 from clamp2_engine.load import LoadOptions
 from clamp2_engine.paths import UnsafePathError, data_dir, safe_join
 from clamp2_engine.search import Loader, load_tower
@@ -118,8 +118,12 @@ class Service:
         coll = self.collection(piece["collection"])
         root = self.config.corpus_roots.get(p.get("corpus")) or coll.record.corpora.get(str(p.get("corpus")))
         if not root:
-            raise PieceNotFound(
-                f"the folder of corpus {p.get('corpus')!r} is unknown (re-run ingest, or --corpus-root)"
+            raise about(
+                PieceNotFound(
+                    f"the folder of corpus {p.get('corpus')!r} is unknown (ingest it again, or start the server "
+                    "with its folder)"
+                ),
+                "corpus_root",
             )
         sources = p.get("sources") or {}
         rel = sources.get(prefer) or p.get("source") or next(iter(sources.values()), None)

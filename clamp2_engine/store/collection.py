@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreError, StoreInUseError
+from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreError, StoreInUseError, about
 from clamp2_engine.store.backend import Backend, Scroll, Search
 from clamp2_engine.store.fields import FACETS, INDEXES, KEYS, display_path, fold, with_keys
 from clamp2_engine.store.filters import Condition, Filters, exact, parse_filters, present
@@ -327,7 +327,9 @@ class Collection:
         if missing:
             raise CollectionError(f"no piece {missing[0]!r} in collection {self.name!r}")
         if not like and vector is None:
-            raise CollectionError("--unlike needs a query or --like too")
+            raise about(
+                CollectionError("pieces to steer away from need a query or pieces to be like too"), "unlike"
+            )
         names = vector_names(modality)
         searches, used = [], []
         extra = [np.asarray(vector, dtype=np.float32).tolist()] if vector is not None else []
@@ -348,7 +350,9 @@ class Collection:
                 )
                 used.append(using)
         if not searches:
-            raise CollectionError(f"the pieces given to --like have no {'/'.join(names)} vector")
+            raise about(
+                CollectionError(f"the pieces given as examples have no {'/'.join(names)} vector"), "like"
+            )
         rows = self.backend.query(self.name, searches)
         rows = [[r for r in row if r[0] not in set(given)] for row in rows]
         return self._fuse(rows, tuple(used), limit, offset)

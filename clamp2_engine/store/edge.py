@@ -154,7 +154,7 @@ class EdgeBackend(Backend):
                 raise StoreInUseError(
                     f"collection {path.parent.name!r} in {self.root} is in use by another process (an ingest, "
                     "search, shell or serve still running?). Wait for it to finish, or serve the collections "
-                    "from a Qdrant server (--qdrant-url) for concurrent access."
+                    "from a Qdrant server for concurrent access."
                 ) from None
             raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
 

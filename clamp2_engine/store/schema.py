@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clamp2_engine.errors import CollectionError, ModelMismatchError
+from clamp2_engine.errors import CollectionError, ModelMismatchError, about
 from clamp2_engine.store.fields import KEYS, with_keys  # noqa: F401 - re-exported
 from clamp2_engine.store.lexical import LEXICAL, SparseVector
 from clamp2_engine.types import VECTORS
@@ -169,11 +169,13 @@ def new_record(identity: ModelIdentity, source: Mapping[str, Any]) -> Collection
 def model_source(
     model_spec: str | os.PathLike | None, text_model_spec: str | os.PathLike | None
 ) -> dict[str, Any]:
-    """How to load the model again: local paths made absolute, names kept."""
+    """How to load the model again: local paths made absolute, names (``clamp2``, ``hf:...``, a Hub text
+    model) kept."""
+    from clamp2_engine.checkpoints import is_model_name
 
     def norm(spec: str | os.PathLike | None) -> str | None:
-        if spec is None:
-            return None
+        if spec is None or is_model_name(spec):
+            return None if spec is None else os.fspath(spec)
         p = Path(os.fspath(spec)).expanduser()
         return os.fspath(p.resolve()) if p.exists() else os.fspath(spec)
 
@@ -193,9 +195,13 @@ def check_model(record: CollectionRecord, identity: ModelIdentity | Mapping[str,
         and ident.get("kind") == record.model.get("kind")
     )
     if not same:
-        raise ModelMismatchError(
-            f"collection {name!r} holds vectors of {record.describe()}, not of "
-            f"{ident.get('name')} (sha256 {str(ident.get('checkpoint_sha256'))[:12]}..., {ident.get('embed_dim')}-d): "
-            f"use --model {record.model_source.get('model') or record.model.get('name')}, another --collection, "
-            f"or `clamp2-engine collections drop {name}` first"
+        raise about(
+            ModelMismatchError(
+                f"collection {name!r} holds vectors of {record.describe()}, not of "
+                f"{ident.get('name')} (sha256 {str(ident.get('checkpoint_sha256'))[:12]}..., "
+                f"{ident.get('embed_dim')}-d): use the model "
+                f"{record.model_source.get('model') or record.model.get('name')}, another collection, or drop "
+                f"collection {name!r} first"
+            ),
+            "model",
         )

@@ -95,7 +95,7 @@ def connect(spec: StoreSpec, timeout: int = PROBE_TIMEOUT_S) -> QdrantClient:
     shown = redact_url(url)
     if (urlsplit(url).scheme if "://" in url else "") not in ("http", "https"):
         raise StoreUnreachableError(
-            f"--qdrant-url {shown!r} is not an http(s) URL (e.g. http://localhost:6333)"
+            f"the Qdrant URL {shown!r} is not an http(s) URL (e.g. http://localhost:6333)"
         )
     api_key = os.environ.get(spec.api_key_env) or None
     client = None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from clamp2_engine.errors import StoreError
+from clamp2_engine.errors import StoreError, about
 from clamp2_engine.paths import data_dir
 
 ENV_PATH = "CLAMP2_QDRANT_PATH"
@@ -98,7 +98,9 @@ def resolve_store(
     ``$CLAMP2_QDRANT_PATH``, then the data folder."""
     key_env = api_key_env or DEFAULT_API_KEY_ENV
     if path is not None and url:
-        raise StoreError("give either --qdrant-path or --qdrant-url, not both")
+        raise about(
+            StoreError("give either an embedded store's folder or a Qdrant URL, not both"), "qdrant_url"
+        )
     if path is not None:
         return StoreSpec(path=Path(path).expanduser(), api_key_env=key_env)
     url = url or os.environ.get(ENV_URL) or None
