@@ -7,7 +7,7 @@ A CLaMP 2 of the released shape with random weights embeds tests/fixtures/bench-
 60 texts). In-process strategies are timed interleaved (``benchmarks/embedding.py``): the reference
 strategy; the engine on PyTorch fp32 and bf16; on ONNX Runtime fp32 and int8. Whole processes (start-up,
 model load and writing the features included) are timed too: the reference strategy as a script against
-``clamp2-engine embed --normalize`` at fp32 and bf16. Each figure is given as a speed-up over the reference
+``clamp2-engine embed --pooled`` at fp32 and bf16. Each figure is given as a speed-up over the reference
 and as a share of the compute floor (the speed-up from the work the engine saves, at equal cost per
 position). Writes the ``bench_embed`` section of docs/benchmarks.md.
 """
@@ -99,8 +99,8 @@ def processes(args, ckpt: Path, work: Path) -> str:
         "reference strategy as a process (`benchmarks/reference_strategy.py`)": E.reference_process(
             ckpt, src, work / "out-ref"
         ),
-        "`clamp2-engine embed --normalize` fp32": E.engine_process(ckpt, src, work / "out-fp32"),
-        "`clamp2-engine embed --normalize --dtype bf16`": E.engine_process(
+        "`clamp2-engine embed --pooled` fp32": E.engine_process(ckpt, src, work / "out-fp32"),
+        "`clamp2-engine embed --pooled --dtype bf16`": E.engine_process(
             ckpt, src, work / "out-bf16", "--dtype", "bf16"
         ),
     }

@@ -1,4 +1,4 @@
-"""Ingest speed: the single-process engine against `--engine ray` (a local Ray), whole processes.
+"""Ingest speed: the single-process engine against `--runner ray` (a local Ray), whole processes.
 
     python benchmarks/bench_ingest.py [--scores 40] [--no-write]
 
@@ -43,14 +43,14 @@ def ingest(corpus: Path, home: Path, engine: str) -> tuple[float, dict]:
     shutil.rmtree(home, ignore_errors=True)
     command = [
         sys.executable, "-m", "clamp2_engine", "ingest", str(corpus), "-c", "bench", "--model", "demo",
-        "--json", "--engine", engine,
+        "--json", "--runner", engine,
     ]  # fmt: skip
     env = {**os.environ, "CLAMP2_HOME": str(home), "HF_HUB_OFFLINE": "1", "RAY_DEDUP_LOGS": "0"}
     t0 = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
-        raise RuntimeError(f"ingest --engine {engine} failed: {proc.stderr[-3000:]}")
+        raise RuntimeError(f"ingest --runner {engine} failed: {proc.stderr[-3000:]}")
     return seconds, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             "## Ingest: one process vs Ray Data (`benchmarks/bench_ingest.py`)",
             "",
             f"Machine: {machine()}; load average {min(loads):.1f}-{max(loads):.1f}. `clamp2-engine ingest CORPUS "
-            "-c bench --model demo --engine local|ray` as whole processes into a fresh embedded store (Ray: a "
+            "-c bench --model demo --runner local|ray` as whole processes into a fresh embedded store (Ray: a "
             "local Ray started by the run; one embedding actor, conversion tasks as Ray schedules them). "
             "Seconds include start-up, planning, writing and the index build.",
             "",

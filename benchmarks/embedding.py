@@ -196,7 +196,7 @@ def whole_process(command: list[str], env: dict[str, str] | None = None) -> floa
 def engine_process(ckpt: Path, src: Path, dst: Path, *flags: str) -> list[str]:
     """The ``clamp2-engine embed`` command for ``src`` with the benchmark model."""
     return [
-        sys.executable, "-m", "clamp2_engine", "embed", str(src), str(dst), "--normalize", "--model", str(ckpt),
+        sys.executable, "-m", "clamp2_engine", "embed", str(src), str(dst), "--pooled", "--model", str(ckpt),
         "--text-model", str(TEXT_MODEL), "--quiet", "--overwrite", *flags,
     ]  # fmt: skip
 

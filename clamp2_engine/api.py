@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -26,7 +25,6 @@ class EncodeOptions(TypedDict, total=False):
     batch_size: int | None  # windows per forward pass at most (default: as the token budget allows)
     max_batch_tokens: int | None  # padded positions per forward pass (default: the model's)
     show_progress: bool | None  # a progress bar (default: only for long work)
-    normalize: bool | None  # the old, deprecated name of ``pooled``
 
 
 def _is_single(items: Items) -> bool:
@@ -99,18 +97,17 @@ class CLaMP2:
         return cls(encoder, identity)
 
     def _encode(
-        self, modality: str, items: Items, pooled: bool, options: EncodeOptions
+        self, tower: str, items: Items, pooled: bool, options: EncodeOptions
     ) -> np.ndarray | list[np.ndarray]:
-        pooled = _pooled_arg(pooled, options.get("normalize"))
-        if self.kind == "m3" and (pooled or modality == "text"):
+        if self.kind == "m3" and (pooled or tower == "text"):
             raise ValueError(
                 "M3 is a music-only model: it has no text tower"
-                if modality == "text"
+                if tower == "text"
                 else "M3 has no projection: use pooled=False for its raw features"
             )
         single = _is_single(items)
         feats = self.encoder.encode(
-            modality,
+            tower,
             [items] if single else list(items),
             pooled,
             options.get("batch_size"),
@@ -140,18 +137,6 @@ class CLaMP2:
         """Embed texts (strings, or paths to ``.txt`` files). One item -> ``[D]``; a list -> ``[N, D]``
         (``pooled`` and options as in :meth:`encode_music`)."""
         return self._encode("text", items, pooled, options)
-
-
-def _pooled_arg(pooled: bool, normalize: bool | None) -> bool:
-    """``pooled``, or the deprecated ``normalize`` keyword when it is given."""
-    if normalize is None:
-        return pooled
-    warnings.warn(
-        "normalize= is deprecated: it means pooled and projected, not L2-normalised; use pooled=",
-        DeprecationWarning,
-        stacklevel=4,  # _pooled_arg < _encode < encode_* < the caller
-    )
-    return normalize
 
 
 class M3(CLaMP2):

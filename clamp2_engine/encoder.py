@@ -26,9 +26,7 @@ from clamp2_engine.patches import PAD_ID, encode_patches, is_mtf
 from clamp2_engine.runlog import progress_bar
 from clamp2_engine.runtime.base import Runtime
 from clamp2_engine.text import MAX_TEXT_LENGTH, join_for_tokenizer
-from clamp2_engine.types import MODEL_MUSIC_SUFFIXES, TEXT_SUFFIXES
 
-MUSIC_SUFFIXES = MODEL_MUSIC_SUFFIXES  # names kept for callers
 MAX_INPUT_BYTES = 32 * 1024 * 1024
 PROGRESS_MIN_WINDOWS = 256
 MAX_WINDOWS = 1024  # windows per pass at most, whatever the budget
@@ -56,20 +54,14 @@ def read_text_file(path: str | os.PathLike, max_bytes: int = MAX_INPUT_BYTES) ->
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _as_text(item: str | os.PathLike, suffixes: Sequence[str]) -> str:
-    """A path (``Path``, or a ``str`` naming an existing file with a known suffix) is read; else it is text."""
+def _as_text(item: str | os.PathLike) -> str:
+    """A path (``Path``, any ``os.PathLike``) is read; a string is the text itself (never guessed to be a
+    file name)."""
     if isinstance(item, os.PathLike):
         return read_text_file(item)
     if isinstance(item, str):
-        if (
-            "\n" not in item
-            and len(item) < 4096
-            and item.lower().endswith(tuple(suffixes))
-            and os.path.isfile(item)
-        ):
-            return read_text_file(item)
         return item
-    raise InputError(f"expected a path or a string, got {type(item).__name__}")
+    raise InputError(f"expected a Path or a string, got {type(item).__name__}")
 
 
 def windows(length: int, size: int) -> list[tuple[int, int]]:
@@ -158,7 +150,7 @@ class Encoder:
 
     # -- preparation (per item; raises InputError / ValueError for that item) --
     def prepare_music(self, item: str | os.PathLike) -> np.ndarray:
-        text = _as_text(item, MUSIC_SUFFIXES)
+        text = _as_text(item)
         if self.strip_unit_length and not is_mtf(text):
             text = text.replace("L:1/8\n", "")
         try:
@@ -169,7 +161,7 @@ class Encoder:
     def prepare_text(self, item: str | os.PathLike) -> np.ndarray:
         if self.tokenizer is None:
             raise RuntimeError("this model has no text tower / tokenizer loaded")
-        text = _as_text(item, TEXT_SUFFIXES)
+        text = _as_text(item)
         try:
             joined = join_for_tokenizer(text, self.tokenizer.sep_token)
         except ValueError as exc:
@@ -177,39 +169,39 @@ class Encoder:
         return np.asarray(self.tokenizer(joined)["input_ids"], dtype=np.int64)
 
     # -- batched forward --
-    def budget(self, modality: str, max_batch_tokens: int | None = None) -> int:
+    def budget(self, tower: str, max_batch_tokens: int | None = None) -> int:
         """Padded positions per forward pass: the argument, else the encoder's, else the runtime's default."""
-        return max(1, max_batch_tokens or self.max_batch_tokens or self.runtime.batch_tokens(modality))
+        return max(1, max_batch_tokens or self.max_batch_tokens or self.runtime.batch_tokens(tower))
 
     def features(
         self,
-        modality: str,
+        tower: str,
         prepared: Sequence[np.ndarray],
-        normalize: bool = True,
+        pooled: bool = True,
         batch_size: int | None = None,
         show_progress: bool | None = None,
         max_batch_tokens: int | None = None,
     ) -> list[np.ndarray]:
         """Features for already-prepared id arrays, in input order (pooled ``[D]`` or raw ``[len, H]``)."""
-        if modality == "music":
+        if tower == "music":
             size, pad, forward = self.patch_length, PAD_ID, self.runtime.music
-        elif modality == "text":
+        elif tower == "text":
             size, forward = self.max_text_length, self.runtime.text
             pad = self.tokenizer.pad_token_id if self.tokenizer is not None else 1
         else:
-            raise ValueError(f"unknown modality {modality!r}")
+            raise ValueError(f"unknown tower {tower!r}")
         jobs = [
             (i, w, s, e) for i, ids in enumerate(prepared) for w, (s, e) in enumerate(windows(len(ids), size))
         ]
         jobs.sort(key=lambda j: j[3] - j[2], reverse=True)  # longest first: least padding, OOM shows early
         plan = plan_batches(
             [e - s for _, _, s, e in jobs],
-            self.budget(modality, max_batch_tokens),
+            self.budget(tower, max_batch_tokens),
             batch_size or self.batch_size or MAX_WINDOWS,
         )
         outputs: list[list[np.ndarray | None]] = [[None] * len(windows(len(ids), size)) for ids in prepared]
         show = len(jobs) >= PROGRESS_MIN_WINDOWS if show_progress is None else show_progress
-        with progress_bar(f"embedding {modality}", len(jobs), enabled=show) as advance:
+        with progress_bar(f"embedding {tower}", len(jobs), enabled=show) as advance:
             for part in plan:
                 chunk = jobs[part]
                 longest = chunk[0][3] - chunk[0][2]
@@ -219,13 +211,13 @@ class Encoder:
                 for row, (i, _w, s, e) in enumerate(chunk):
                     batch[row, : e - s] = prepared[i][s:e]
                     masks[row, : e - s] = 1
-                out = forward(batch, masks, pooled=normalize)
+                out = forward(batch, masks, pooled=pooled)
                 for row, (i, w, s, e) in enumerate(chunk):
-                    outputs[i][w] = out[row] if normalize else out[row, : e - s]
+                    outputs[i][w] = out[row] if pooled else out[row, : e - s]
                 advance(len(chunk))
         results = []
         for ids, parts in zip(prepared, outputs, strict=True):
-            if normalize:
+            if pooled:
                 results.append(combine_pooled(np.stack(parts), len(ids), size))
             else:
                 results.append(combine_raw(parts, len(ids), size))
@@ -233,13 +225,13 @@ class Encoder:
 
     def encode(
         self,
-        modality: str,
+        tower: str,
         items: Iterable[str | os.PathLike],
-        normalize: bool = True,
+        pooled: bool = True,
         batch_size: int | None = None,
         show_progress: bool | None = None,
         max_batch_tokens: int | None = None,
     ) -> list[np.ndarray]:
-        prepare = self.prepare_music if modality == "music" else self.prepare_text
+        prepare = self.prepare_music if tower == "music" else self.prepare_text
         prepared = [prepare(item) for item in items]
-        return self.features(modality, prepared, normalize, batch_size, show_progress, max_batch_tokens)
+        return self.features(tower, prepared, pooled, batch_size, show_progress, max_batch_tokens)

@@ -1,6 +1,6 @@
 """Feature extraction over a folder tree: SRC -> DST with one float32 ``.npy`` per input.
 
-Outputs mirror the reference extractors: pooled ``[1, D]`` (``normalize``) or raw ``[1, len, H]``,
+Outputs mirror the reference extractors: pooled ``[1, D]`` (``pooled``) or raw ``[1, len, H]``,
 ``stem + '.npy'`` in a tree that mirrors SRC. Existing outputs are skipped (unless ``overwrite``); every
 failed input is a line in ``DST/errors.jsonl`` and the run goes on.
 """
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from clamp2_engine.encoder import MUSIC_SUFFIXES, TEXT_SUFFIXES
 from clamp2_engine.paths import atomic_write_bytes, iter_files, mirror_path
 from clamp2_engine.runlog import ErrorLog, RunSummary, describe_error, progress_bar
+from clamp2_engine.types import MODEL_MUSIC_SUFFIXES as MUSIC_SUFFIXES
+from clamp2_engine.types import TEXT_SUFFIXES
 
 CHUNK_FILES = 256
 
@@ -26,7 +27,7 @@ CHUNK_FILES = 256
 class EmbedTask:
     source: Path
     output: Path
-    modality: str  # "music" | "text"
+    tower: str  # "music" | "text"
 
 
 def plan_tasks(
@@ -76,7 +77,7 @@ def save_feature(path: Path, feature: np.ndarray) -> None:
 def run_tasks(
     model,
     tasks: list[EmbedTask],
-    normalize: bool,
+    pooled: bool,
     errors: ErrorLog,
     summary: RunSummary,
     progress: bool = True,
@@ -86,43 +87,43 @@ def run_tasks(
     with progress_bar("embedding", len(tasks), enabled=progress and len(tasks) > 1) as advance:
         for start in range(0, len(tasks), CHUNK_FILES):
             chunk = tasks[start : start + CHUNK_FILES]
-            for modality in ("music", "text"):
-                group = [t for t in chunk if t.modality == modality]
+            for tower in ("music", "text"):
+                group = [t for t in chunk if t.tower == tower]
                 ready: list[tuple[EmbedTask, np.ndarray]] = []
-                prepare = encoder.prepare_music if modality == "music" else encoder.prepare_text
+                prepare = encoder.prepare_music if tower == "music" else encoder.prepare_text
                 for task in group:
                     try:
                         ready.append((task, prepare(task.source)))
                     except Exception as exc:  # unreadable, empty, binary, undecodable...
                         errors.add(task.source, "read", describe_error(exc))
                         summary.add("failed")
-                _embed_group(encoder, modality, ready, normalize, errors, summary)
+                _embed_group(encoder, tower, ready, pooled, errors, summary)
             advance(len(chunk))
 
 
 def _embed_group(
     encoder,
-    modality: str,
+    tower: str,
     ready: list[tuple[EmbedTask, np.ndarray]],
-    normalize: bool,
+    pooled: bool,
     errors: ErrorLog,
     summary: RunSummary,
 ) -> None:
     if not ready:
         return
     try:
-        feats = encoder.features(modality, [ids for _, ids in ready], normalize, show_progress=False)
+        feats = encoder.features(tower, [ids for _, ids in ready], pooled, show_progress=False)
     except Exception:
         if len(ready) == 1:
             task = ready[0][0]
             try:
-                encoder.features(modality, [ready[0][1]], normalize, show_progress=False)
+                encoder.features(tower, [ready[0][1]], pooled, show_progress=False)
             except Exception as exc:
                 errors.add(task.source, "encode", describe_error(exc))
                 summary.add("failed")
             return
         for item in ready:  # isolate the failing file(s)
-            _embed_group(encoder, modality, [item], normalize, errors, summary)
+            _embed_group(encoder, tower, [item], pooled, errors, summary)
         return
     for (task, _), feat in zip(ready, feats, strict=True):
         try:
@@ -139,7 +140,7 @@ def embed_tree(
     load_model: Callable[..., object],
     *,
     kind: str = "clamp2",
-    normalize: bool = True,
+    pooled: bool = True,
     overwrite: bool = False,
     progress: bool = True,
 ) -> tuple[RunSummary, ErrorLog]:
@@ -155,7 +156,7 @@ def embed_tree(
     errors = ErrorLog(dst_p / "errors.jsonl", reset=True)
     tasks = plan_tasks(src_p, dst_p, kind, overwrite, errors, summary)
     if tasks:
-        needs = {t.modality for t in tasks}
+        needs = {t.tower for t in tasks}
         model = load_model(load_music="music" in needs, load_text="text" in needs)
-        run_tasks(model, tasks, normalize, errors, summary, progress)
+        run_tasks(model, tasks, pooled, errors, summary, progress)
     return summary, errors

@@ -9,7 +9,7 @@ Kind = Literal["clamp2", "m3"]
 VectorName = Literal["abc", "mtf", "text"]  # the named vectors of a collection
 Modality = Literal["abc", "mtf", "text", "any"]  # what a search looks at; "any": abc and mtf, best score
 Mode = Literal["hybrid", "semantic", "lexical"]  # how a text query is matched: meaning and words, or one
-Backend = Literal["torch", "onnx"]
+RuntimeBackend = Literal["torch", "onnx"]  # what runs a model (`--backend`); store engines are store.backend
 Dtype = Literal["fp32", "bf16", "fp16"]  # inference precision
 Precision = Literal["auto", "fp32", "fp16", "bf16"]  # training precision
 
@@ -18,7 +18,7 @@ VECTORS: tuple[str, ...] = get_args(VectorName)
 MUSIC_VECTORS: tuple[str, ...] = ("abc", "mtf")
 MODALITIES: tuple[str, ...] = get_args(Modality)
 MODES: tuple[str, ...] = get_args(Mode)
-BACKENDS: tuple[str, ...] = get_args(Backend)
+BACKENDS: tuple[str, ...] = get_args(RuntimeBackend)
 DTYPES: tuple[str, ...] = get_args(Dtype)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 

@@ -133,7 +133,7 @@ def test_offline_text_model_from_the_hub_is_one_line(parity_dir, tmp_path, monke
             str(tmp_path / "out"),
             "--model",
             str(parity_dir / "checkpoints" / "clamp2.pth"),
-            "--normalize",
+            "--pooled",
         ],
     )
     assert result.exit_code == 1

@@ -45,11 +45,11 @@ def model_args(parity_dir):
 
 def test_bad_inputs_are_reported_and_the_batch_goes_on(parity_dir, corpus, tmp_path):
     dst = tmp_path / "out"
-    result = run(["embed", str(corpus), str(dst), "--normalize", "--json", *model_args(parity_dir)])
+    result = run(["embed", str(corpus), str(dst), "--pooled", "--json", *model_args(parity_dir)])
     assert result.exit_code == 1, result.output  # some items failed (the documented exit status)
     summary = json.loads(result.output.strip().splitlines()[-1])
     again = run(
-        ["embed", str(corpus), str(dst), "--normalize", "--allow-failures", "-q", *model_args(parity_dir)]
+        ["embed", str(corpus), str(dst), "--pooled", "--allow-failures", "-q", *model_args(parity_dir)]
     )
     assert again.exit_code == 0, again.output
     assert summary["embedded"] == 3
@@ -116,7 +116,7 @@ def test_single_file_source_and_m3_kind(parity_dir, tmp_path):
             str(tmp_path / "x"),
             "--model",
             str(parity_dir / "checkpoints" / "m3.pth"),
-            "--normalize",
+            "--pooled",
         ],
     )
     assert bad.exit_code != 0

@@ -64,9 +64,7 @@ def test_convert_skips_fifos_and_links_out(hostile, tmp_path):
 
 def test_embed_skips_fifos_and_links_out(hostile, tmp_path, parity_dir):
     out = tmp_path / "out"
-    proc = cli(
-        "embed", hostile, out, "--normalize", "--json", *model_args(parity_dir), home=tmp_path / "home"
-    )
+    proc = cli("embed", hostile, out, "--pooled", "--json", *model_args(parity_dir), home=tmp_path / "home")
     errors = errors_of(out / "errors.jsonl")
     assert set(errors) == {"pipe.abc", "passwd.abc"}, errors
     assert sorted(p.name for p in out.glob("*.npy")) == ["good.npy", "inside.npy", "tune.npy"]
@@ -326,7 +324,7 @@ def test_small_ones(tmp_path, parity_dir, monkeypatch):
             str(tmp_path / "nan.pth"),
             "--text-model",
             str(parity_dir / "text_model"),
-            "--normalize",
+            "--pooled",
         ],
     )
     assert res.exit_code == 1

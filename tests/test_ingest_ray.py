@@ -1,4 +1,4 @@
-"""`ingest --engine ray` on a real local Ray (2 CPUs, started and stopped here) with the fixture model:
+"""`ingest --runner ray` on a real local Ray (2 CPUs, started and stopped here) with the fixture model:
 the same collection as the single-process ingest, idempotent re-runs, bad input as error rows, and an
 interrupted run completed by the next one."""
 
@@ -49,7 +49,7 @@ def points(store, name):
 def test_ray_gives_the_single_process_collection(local_ray, corpus, tmp_path, parity_dir):
     store = tmp_path / "edge"
     local = ingest(corpus, store, "local", *model_args(parity_dir))
-    on_ray = ingest(corpus, store, "ray", *model_args(parity_dir), "--engine", "ray")
+    on_ray = ingest(corpus, store, "ray", *model_args(parity_dir), "--runner", "ray")
     for key in ("units", "skipped", "embedded", "failed", "points", "vectors"):
         assert on_ray[key] == local[key], key
     assert (on_ray["embedded"], on_ray["failed"]) == (6, 1)  # the junk file is an error row, not a failure
@@ -67,7 +67,7 @@ def test_ray_gives_the_single_process_collection(local_ray, corpus, tmp_path, pa
         assert p.vectors.get("lexical") == q.vectors.get("lexical")
         for name in set(p.vectors) - {"lexical"}:
             assert cos(np.asarray(p.vectors[name]), np.asarray(q.vectors[name])) >= 0.99999
-    again = ingest(corpus, store, "ray", *model_args(parity_dir), "--engine", "ray")
+    again = ingest(corpus, store, "ray", *model_args(parity_dir), "--runner", "ray")
     assert (again["skipped"], again["embedded"], again["removed"]) == (6, 0, 0)
 
 
@@ -89,13 +89,13 @@ def test_an_interrupted_ray_run_is_completed_by_the_next(
     res = CliRunner().invoke(
         main,
         ["ingest", str(corpus), "-c", "k", "--qdrant-path", str(store), "--no-render", "--write-batch", "2",
-         "--engine", "ray", *model_args(parity_dir)],
+         "--runner", "ray", *model_args(parity_dir)],
     )  # fmt: skip
     assert res.exit_code == 1
     assert "interrupted" in res.output
     monkeypatch.undo()
     done = written[0]  # units of the one batch written
-    report = ingest(corpus, store, "k", *model_args(parity_dir), "--engine", "ray")
+    report = ingest(corpus, store, "k", *model_args(parity_dir), "--runner", "ray")
     assert report["skipped"] >= 1
     assert report["skipped"] + report["embedded"] + report["failed"] == 7
     assert report["skipped"] <= done

@@ -59,8 +59,8 @@ def reference_text_feature(ckpt: Path, text_dir: Path, text: str, max_len: int, 
 
 
 def embed(src: Path, out: Path, ckpt: Path, text_dir: Path, *flags: str):
-    """`clamp2-engine embed SRC OUT --normalize` with this checkpoint and tokenizer."""
-    args = ["embed", str(src), str(out), "--model", str(ckpt), "--text-model", str(text_dir), "--normalize"]
+    """`clamp2-engine embed SRC OUT --pooled` with this checkpoint and tokenizer."""
+    args = ["embed", str(src), str(out), "--model", str(ckpt), "--text-model", str(text_dir), "--pooled"]
     return CliRunner().invoke(main, [*args, *flags])
 
 

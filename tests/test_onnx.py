@@ -76,7 +76,7 @@ def test_onnx_reproduces_reference(parity_dir, onnx_models, kind, sub, batch_siz
     assert worst_case_cosine(model, parity_dir, kind, sub, batch_size) >= MIN_COSINE
 
 
-@pytest.mark.parametrize(("kind", "flags"), [("clamp2_normalized", ["--normalize"]), ("clamp2_raw", [])])
+@pytest.mark.parametrize(("kind", "flags"), [("clamp2_normalized", ["--pooled"]), ("clamp2_raw", [])])
 def test_embed_cli_with_onnx_backend(parity_dir, exports, tmp_path, kind, flags):
     """`embed --backend onnx --onnx-dir DIR` without --model: the identity comes from the graphs."""
     for sub in ("abc", "mtf", "txt"):

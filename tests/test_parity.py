@@ -31,7 +31,7 @@ def cli_outputs(parity_dir, tmp_path_factory):
     runner = CliRunner()
     out: dict[str, Path] = {}
     for kind, ckpt, extra in [
-        ("clamp2_normalized", "clamp2.pth", ["--normalize"]),
+        ("clamp2_normalized", "clamp2.pth", ["--pooled"]),
         ("clamp2_raw", "clamp2.pth", []),
         ("m3", "m3.pth", []),
     ]:
@@ -120,13 +120,12 @@ def test_m3_refuses_text_and_pooling(m3):
         m3.encode_music("X:1\nL:1/8\nK:C\n|:CDEF|\n", pooled=True)
 
 
-def test_pooled_is_the_name_and_normalize_is_a_deprecated_alias(parity_dir):
+def test_pooled_is_the_one_name(parity_dir):
     model = CLaMP2.from_pretrained(parity_dir / "checkpoints" / "clamp2.pth", parity_dir / "text_model")
     raw = model.encode_text("a hymn for four voices", pooled=False)
-    with pytest.warns(DeprecationWarning, match="use pooled="):
-        old = model.encode_text("a hymn for four voices", normalize=False)
-    np.testing.assert_array_equal(raw, old)
     assert raw.ndim == 2
+    with pytest.raises(TypeError):
+        model.encode_text("a hymn for four voices", normalize=False)  # the old name is gone
     assert model.encode_text("a hymn", pooled=True).shape == (model.embed_dim,)
 
 

@@ -168,7 +168,7 @@ def test_checkpoints_have_the_reference_layout_and_load_in_embed(
             "embed",
             str(chorales / "abc"),
             str(dst / "clamp2"),
-            "--normalize",
+            "--pooled",
             "--model",
             str(clamp2_run / "best.pth"),
             "--text-model",

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
-from clamp2_engine.cli.options import EXIT_CODES, allow_failures_option, exit_for_failures
+from clamp2_engine.cli.options import EXIT_CODES, allow_failures_option, exit_for_failures, renamed
 
 
 @click.command(epilog=EXIT_CODES)
+@renamed("--timeout", "--convert-timeout", "timeout", type=click.FloatRange(min=0, min_open=True))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.argument("dst", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -31,7 +32,8 @@ from clamp2_engine.cli.options import EXIT_CODES, allow_failures_option, exit_fo
 @click.option("--overwrite", is_flag=True, help="Convert again and replace outputs that exist.")
 @click.option("--full", is_flag=True, help="MTF: keep every MIDI message (default: M3-compatible).")
 @click.option(
-    "--timeout",
+    "--convert-timeout",
+    "timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=180.0,
     show_default=True,

@@ -14,11 +14,13 @@ from clamp2_engine.cli.options import (
     model_options,
     open_model,
     pop_model_options,
+    renamed,
 )
 from clamp2_engine.types import KINDS
 
 
 @click.command(epilog=EXIT_CODES)
+@renamed("--normalize", "--pooled", "pooled", flag_value=True)
 @click.argument("src", type=click.Path(exists=True))
 @click.argument("dst", type=click.Path(file_okay=False))
 @model_options()
@@ -29,11 +31,11 @@ from clamp2_engine.types import KINDS
     help="Expected checkpoint kind (default: read from the checkpoint).",
 )
 @click.option(
-    "--normalize/--raw",
-    "normalize",
+    "--pooled/--raw",
+    "pooled",
     default=False,
-    help="Pooled, projected [1, D] features (--normalize) or raw hidden states [1, len, H] (default, "
-    "as the reference extractors without --get_normalized).",
+    help="Pooled, projected [1, D] features (--pooled, the reference extractors' --get_normalized) or raw "
+    "hidden states [1, len, H] (default, as the reference extractors without it).",
 )
 @click.option("--overwrite", is_flag=True, help="Recompute outputs that already exist.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
@@ -43,7 +45,7 @@ def embed(
     src: str,
     dst: str,
     kind: str | None,
-    normalize: bool,
+    pooled: bool,
     overwrite: bool,
     as_json: bool,
     quiet: bool,
@@ -61,8 +63,8 @@ def embed(
 
     def load(load_music: bool, load_text: bool):
         model = open_model(options, load_music=load_music, load_text=load_text, kind=kind)
-        if model.kind == "m3" and normalize:
-            raise click.ClickException("M3 has no projection: its features are raw (drop --normalize)")
+        if model.kind == "m3" and pooled:
+            raise click.ClickException("M3 has no projection: its features are raw (drop --pooled)")
         loaded["kind"] = model.kind
         return model
 
@@ -72,7 +74,7 @@ def embed(
         dst,
         load,
         kind=effective_kind,
-        normalize=normalize,
+        pooled=pooled,
         overwrite=overwrite,
         progress=not quiet and not as_json,
     )

@@ -74,7 +74,7 @@ def _write_jsonl(path: Path, records) -> None:
     help="reference: ties go to the true item (as CLaMP 2); pessimistic: ties count against it.",
 )
 @click.option("--ranks", "ranks_out", type=OUT_FILE, help="Write one JSON line per query with its rank.")
-@click.option("--collection", help="Evaluate text-to-music retrieval through this Qdrant collection.")
+@click.option("-c", "--collection", help="Evaluate text-to-music retrieval through this Qdrant collection.")
 @click.option(
     "--queries",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

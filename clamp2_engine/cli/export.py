@@ -6,7 +6,7 @@ import json
 
 import click
 
-from clamp2_engine.cli.options import fail, max_text_length_option
+from clamp2_engine.cli.options import fail, max_text_length_option, renamed
 
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.99, "int8": 0.95}  # below this the export is reported as failed
 
@@ -17,6 +17,8 @@ def export() -> None:
 
 
 @export.command("onnx")
+@renamed("--fp16", "--dtype fp16", "dtype", flag_value="fp16")
+@renamed("--int8", "--dtype int8", "dtype", flag_value="int8")
 @click.option(
     "--model",
     envvar="CLAMP2_MODEL",
@@ -41,13 +43,12 @@ def export() -> None:
     "by themselves for this model's collections (fast start, no torch import).",
 )
 @click.option(
-    "--fp16", is_flag=True, help="Half-precision weights (inputs stay int64, outputs float32); for GPUs."
-)
-@click.option(
-    "--int8",
-    is_flag=True,
-    help="int8 weights by ONNX Runtime dynamic quantization; for CPUs (opt-in: see the README's measured "
-    "cosine and top-10 agreement).",
+    "--dtype",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="Weights: fp32; fp16 (inputs stay int64, outputs float32; for GPUs); int8 by ONNX Runtime dynamic "
+    "quantization (for CPUs; opt-in: see the README's measured cosine and top-10 agreement).",
 )
 @click.option("--opset", type=click.IntRange(14, 23), default=17, show_default=True, help="ONNX opset.")
 @click.option(
@@ -61,8 +62,7 @@ def onnx(
     model: str | None,
     text_model: str | None,
     out: str | None,
-    fp16: bool,
-    int8: bool,
+    dtype: str,
     opset: int,
     no_fuse: bool,
     no_verify: bool,
@@ -87,8 +87,8 @@ def onnx(
             model,
             out,
             text_model,
-            fp16=fp16,
-            int8=int8,
+            fp16=dtype == "fp16",
+            int8=dtype == "int8",
             opset=opset,
             fuse=not no_fuse,
             verify=not no_verify,

@@ -17,6 +17,7 @@ from clamp2_engine.cli.options import (
     fail,
     model_options,
     pop_model_options,
+    renamed,
     store_client,
     store_options,
 )
@@ -25,6 +26,10 @@ from clamp2_engine.cli.options import (
 
 
 @click.command(epilog=EXIT_CODES)
+@renamed("--timeout", "--convert-timeout", "timeout", type=click.FloatRange(min=0, min_open=True))
+@renamed("--api-key-env", "--llm-api-key-env", "api_key_env")
+@renamed("--convert-workers", "--jobs", "jobs", type=click.IntRange(1, 1_000_000))
+@renamed("--engine", "--runner", "runner", type=click.Choice(["local", "ray"]))
 @click.argument("corpus", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "-c", "--collection", required=True, callback=collection_name, help="Collection to create or update."
@@ -56,12 +61,14 @@ from clamp2_engine.cli.options import (
 )
 @click.option(
     "--jobs",
-    type=click.IntRange(0, 1024),
+    type=click.IntRange(0, 1_000_000),
     default=None,
-    help="Worker processes converting scores (default: CPU count; 0: in this process, no time limit).",
+    help="Scores converted at once: worker processes (default: CPU count; 0: in this process, no time "
+    "limit), or with --runner ray conversion tasks (default: as Ray schedules them).",
 )
 @click.option(
-    "--timeout",
+    "--convert-timeout",
+    "timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=180.0,
     show_default=True,
@@ -77,7 +84,8 @@ from clamp2_engine.cli.options import (
 )
 @click.option("--llm", default=None, help="With --summarize: the chat model name.")
 @click.option(
-    "--api-key-env",
+    "--llm-api-key-env",
+    "api_key_env",
     default="OPENAI_API_KEY",
     show_default=True,
     help="With --summarize: variable holding the LLM API key (never printed).",
@@ -96,7 +104,7 @@ from clamp2_engine.cli.options import (
     help="With --summarize: where the summaries are kept (default: <data dir>/summaries/COLLECTION.jsonl).",
 )
 @click.option(
-    "--engine",
+    "--runner",
     type=click.Choice(["local", "ray"]),
     default="local",
     show_default=True,
@@ -106,27 +114,21 @@ from clamp2_engine.cli.options import (
     "--ray-address",
     default=None,
     metavar="auto|ray://HOST:10001",
-    help="With --engine ray: the cluster to join; default: a local Ray started for this run.",
+    help="With --runner ray: the cluster to join; default: a local Ray started for this run.",
 )
 @click.option(
     "--embed-workers",
     type=click.IntRange(1, 4096),
     default=1,
     show_default=True,
-    help="With --engine ray: actors embedding, each holding the model.",
-)
-@click.option(
-    "--convert-workers",
-    type=click.IntRange(1, 1_000_000),
-    default=None,
-    help="With --engine ray: conversion tasks at once (default: as Ray schedules them).",
+    help="With --runner ray: actors embedding, each holding the model.",
 )
 @click.option(
     "--num-gpus-per-worker",
     type=click.FloatRange(0, 64),
     default=0.0,
     show_default=True,
-    help="With --engine ray: GPUs each embedding actor asks for (fractions share a GPU).",
+    help="With --runner ray: GPUs each embedding actor asks for (fractions share a GPU).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run's counts as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -148,10 +150,9 @@ def ingest(
     api_key_env: str,
     concurrency: int,
     summaries: Path | None,
-    engine: str,
+    runner: str,
     ray_address: str | None,
     embed_workers: int,
-    convert_workers: int | None,
     num_gpus_per_worker: float,
     as_json: bool,
     quiet: bool,
@@ -175,10 +176,10 @@ def ingest(
                 "--summarize needs metadata: --metadata items.jsonl, or a corpus in the seed layout"
             )
     ray = None
-    if engine == "ray":
+    if runner == "ray":
         from clamp2_engine.ingest.ray_engine import RayOptions
 
-        ray = RayOptions(ray_address, embed_workers, convert_workers, num_gpus_per_worker)
+        ray = RayOptions(ray_address, embed_workers, jobs or None, num_gpus_per_worker)
     quiet = quiet or as_json
     options = IngestOptions(
         metadata=metadata,
@@ -195,11 +196,11 @@ def ingest(
         on_summary_problems=_say_summary_problems,
     )
     with store_client(kwargs) as store:
-        done = run_ingest(store, corpus, collection, options, engine, as_json)
+        done = run_ingest(store, corpus, collection, options, runner, as_json)
     exit_for_failures(done.report.counts["failed"], allow_failures)
 
 
-def run_ingest(store, corpus: Path, collection: str, options, engine: str = "local", as_json: bool = False):
+def run_ingest(store, corpus: Path, collection: str, options, runner: str = "local", as_json: bool = False):
     """:func:`clamp2_engine.ingest.run.run` with its errors as one-line messages and its outcome printed
     (a Rich summary, or JSON); ``ingest`` and ``demo`` share it."""
     from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
@@ -210,7 +211,7 @@ def run_ingest(store, corpus: Path, collection: str, options, engine: str = "loc
     from clamp2_engine.store import CollectionError, StoreError
 
     try:
-        done = run(store, corpus, collection, options, engine)  # type: ignore[arg-type]
+        done = run(store, corpus, collection, options, runner)  # type: ignore[arg-type]
     except (CorpusError, CollectionError, StoreError, SummarizeError) as exc:
         raise fail(exc) from None
     except (ModelNotFoundError, CheckpointError, ValueError, RuntimeError, OSError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,28 @@ from clamp2_engine.load import LoadOptions
 from clamp2_engine.text import MAX_TEXT_LENGTH
 from clamp2_engine.types import BACKENDS as BACKEND_CHOICES
 from clamp2_engine.types import DTYPES as DTYPE_CHOICES
+
+REMOVED_IN = "0.2"  # the release that drops the old spellings below
+
+
+def renamed(old: str, new: str, dest: str, **option: Any) -> Callable:
+    """Keep ``old``, a former spelling of option ``new``, for one more release: hidden from ``--help``, its
+    value goes to ``dest`` (the new option's), with a one-line note. Put it right under ``@click.command``."""
+    alias = f"renamed__{old.lstrip('-').replace('-', '_')}"
+
+    def decorate(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            value = kwargs.pop(alias, None)
+            if value is not None:
+                click.echo(f"note: {old} is now {new} ({old} goes in {REMOVED_IN})", err=True)
+                kwargs[dest] = value
+            return f(*args, **kwargs)
+
+        return click.option(old, alias, hidden=True, default=None, **option)(command)
+
+    return decorate
+
 
 EXIT_CODES = "Exit status: 0 all items done, 1 some items failed (0 with --allow-failures), 2 usage errors."
 
@@ -50,7 +73,7 @@ def store_options(f: Callable) -> Callable:
             type=click.Path(file_okay=False, path_type=Path),
             default=None,
             help="Embedded Qdrant folder (one process at a time). Default: $CLAMP2_QDRANT_PATH, "
-            "else <data dir>/qdrant.",
+            "else <data dir>/edge.",
         ),
         click.option(
             "--qdrant-url",

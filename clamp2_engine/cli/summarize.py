@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from clamp2_engine.cli.options import renamed
+
 LLM_OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option(
         "--base-url",
@@ -19,7 +21,8 @@ LLM_OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     ),
     click.option("--llm", "llm", required=True, help="Chat model name as the server knows it."),
     click.option(
-        "--api-key-env",
+        "--llm-api-key-env",
+        "api_key_env",
         default="OPENAI_API_KEY",
         show_default=True,
         help="Environment variable holding the API key (never printed; optional for local servers).",
@@ -58,7 +61,8 @@ LLM_OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         help="Times an invalid answer (not JSON, wrong shape or language) is asked again.",
     ),
     click.option(
-        "--timeout",
+        "--llm-timeout",
+        "timeout",
         default=60.0,
         show_default=True,
         type=click.FloatRange(min=0, min_open=True),
@@ -75,6 +79,8 @@ def llm_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command()
+@renamed("--api-key-env", "--llm-api-key-env", "api_key_env")
+@renamed("--timeout", "--llm-timeout", "timeout", type=click.FloatRange(min=0, min_open=True))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @llm_options

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from clamp2_engine.cli.options import fail
+from clamp2_engine.cli.options import fail, renamed
 from clamp2_engine.types import PRECISIONS
 
 
@@ -25,7 +25,7 @@ def loop_options(batch_size: int, lr: float) -> Callable:
     def decorate(f: Callable) -> Callable:
         for opt in reversed([*_run_options(), *_optimizer_options(batch_size, lr), *_eval_options()]):
             f = opt(f)
-        return f
+        return renamed("--precision", "--dtype", "precision", type=click.Choice(PRECISIONS))(f)
 
     return decorate
 
@@ -121,7 +121,8 @@ def _eval_options() -> list[Callable]:
             help="Fraction held out for evaluation when no eval set is given.",
         ),
         click.option(
-            "--precision",
+            "--dtype",
+            "precision",
             type=click.Choice(PRECISIONS),
             default="auto",
             show_default=True,

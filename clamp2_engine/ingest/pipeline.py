@@ -326,7 +326,7 @@ def embed_units(
     for tower, items in jobs.items():
         if not items:
             continue
-        feats = enc.features(tower, [ids for *_, ids in items], normalize=True, show_progress=False)
+        feats = enc.features(tower, [ids for *_, ids in items], pooled=True, show_progress=False)
         for (u, p, name, ids), feat in zip(items, feats, strict=True):
             out[u][p][name] = (feat, len(ids))
     return out

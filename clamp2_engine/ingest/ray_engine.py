@@ -1,4 +1,4 @@
-"""``ingest --engine ray``: the same ingest as :func:`~clamp2_engine.ingest.pipeline.ingest_corpus`, its
+"""``ingest --runner ray``: the same ingest as :func:`~clamp2_engine.ingest.pipeline.ingest_corpus`, its
 conversion and embedding spread over a Ray cluster (or a local Ray) with Ray Data.
 
 The driver plans (hashes, skips unchanged units, deletes vanished ones) and writes, exactly as the

@@ -1,4 +1,4 @@
-"""``run``: a folder of music into a collection, the one entry point of both engines (what ``ingest`` and
+"""``run``: a folder of music into a collection, the one entry point of both runners (what ``ingest`` and
 ``demo`` call): the collection's recorded model, optional LLM summaries, discovery, the empty-corpus
 guard, which towers to load, the model's source record, then :func:`.pipeline.ingest_corpus` (this
 process and its worker pool) or :func:`.ray_engine.ingest_corpus_ray` (Ray Data)."""
@@ -19,7 +19,7 @@ from clamp2_engine.paths import data_dir
 from clamp2_engine.runlog import ErrorLog
 from clamp2_engine.store import CollectionNotFoundError, Store, model_source
 
-Engine = Literal["local", "ray"]
+Runner = Literal["local", "ray"]  # where ingest runs: this process and its pool, or Ray Data
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,11 @@ class IngestOptions:
     corpus_name: str | None = None
     render: bool = True
     write_batch: int = DEFAULT_WRITE_BATCH
-    jobs: int | None = None  # local engine: conversion workers (default: CPU count; 0: in this process)
+    jobs: int | None = None  # local runner: conversion workers (default: CPU count; 0: in this process)
     timeout: float | None = DEFAULT_TIMEOUT
     summaries: SummaryOptions | None = None
     model: LoadOptions = field(default_factory=LoadOptions)
-    ray: Any = None  # ray engine: a ray_engine.RayOptions
+    ray: Any = None  # ray runner: a ray_engine.RayOptions
     progress: bool = True
     on_index: Callable[[], None] | None = None  # called before the search index is built
     on_summary_problems: Callable[[int, Path], None] | None = None  # items without a summary, their log
@@ -68,7 +68,7 @@ def errors_path(collection: str) -> Path:
 
 
 def run(
-    store: Store, corpus: Path, collection: str, options: IngestOptions, engine: Engine = "local"
+    store: Store, corpus: Path, collection: str, options: IngestOptions, runner: Runner = "local"
 ) -> IngestRun:
     """Bring ``collection`` of ``store`` in step with the music of folder ``corpus`` (see the module
     docstring). Raises :class:`CorpusError` for a corpus that cannot be read or holds no music,
@@ -92,7 +92,7 @@ def run(
         timeout=options.timeout,
         on_index=options.on_index,
     )
-    if engine == "ray":
+    if runner == "ray":
         from clamp2_engine.ingest.ray_engine import ingest_corpus_ray
 
         towers = ("music", "text") if need_text else ("music",)

@@ -31,7 +31,7 @@ class Runtime(ABC):
     has_music: bool = True
     has_text: bool = True
 
-    def batch_tokens(self, modality: str) -> int:
+    def batch_tokens(self, tower: str) -> int:
         """Padded positions per forward pass that this runtime runs well (the encoder's default budget)."""
         return BATCH_TOKENS[("cpu", "fp32")]
 

@@ -115,8 +115,8 @@ class OnnxRuntime(Runtime):
         self.has_music = music_session is not None
         self.has_text = text_session is not None and kind == "clamp2"
 
-    def batch_tokens(self, modality: str) -> int:
-        session = self.music_session if modality == "music" else self.text_session
+    def batch_tokens(self, tower: str) -> int:
+        session = self.music_session if tower == "music" else self.text_session
         on_gpu = session is not None and session.get_providers()[0] == CUDA
         return BATCH_TOKENS[("cuda" if on_gpu else "cpu", "fp32")]
 
@@ -132,7 +132,7 @@ class OnnxRuntime(Runtime):
         if not self.has_music:
             raise RuntimeError("this model has no music tower loaded")
         if pooled and self.kind == "m3":
-            raise ValueError("M3 has no projection: its features are raw hidden states (normalize=False)")
+            raise ValueError("M3 has no projection: its features are raw hidden states (pooled=False)")
         return self._run(
             self.music_session, ("patches", "masks"), patches, masks, "pooled" if pooled else "hidden"
         )

@@ -55,7 +55,7 @@ class TorchRuntime(Runtime):
             self.has_music = hasattr(model, "music_model")
             self.has_text = hasattr(model, "text_model")
 
-    def batch_tokens(self, modality: str) -> int:
+    def batch_tokens(self, tower: str) -> int:
         return BATCH_TOKENS.get((self.device.type, self.dtype_name), BATCH_TOKENS[("cpu", "fp32")])
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -72,7 +72,7 @@ class TorchRuntime(Runtime):
         x, m = self._tensor(patches), self._tensor(masks)
         if self.kind == "m3":
             if pooled:
-                raise ValueError("M3 has no projection: its features are raw hidden states (normalize=False)")
+                raise ValueError("M3 has no projection: its features are raw hidden states (pooled=False)")
             return self._out(self.model(x, m))
         return self._out(self.model.get_music_features(x, m, normalized=pooled))
 
