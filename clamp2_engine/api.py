@@ -105,6 +105,9 @@ class CLaMP2:
                 if tower == "text"
                 else "M3 has no projection: use pooled=False for its raw features"
             )
+        unknown = set(options) - set(EncodeOptions.__annotations__)
+        if unknown:
+            raise TypeError(f"unknown encode option(s): {', '.join(sorted(unknown))}")
         single = _is_single(items)
         feats = self.encoder.encode(
             tower,

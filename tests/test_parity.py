@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from clamp2_engine import M3, CLaMP2
 from clamp2_engine.cli import main
+from clamp2_engine.encoder import InputError
 from tests.parity_helpers import CASES, MIN_COSINE, cosine, expected_files, input_for
 
 
@@ -99,8 +100,10 @@ def test_single_item_and_raw_text_inputs(parity_dir, clamp2):
     assert one.shape == (clamp2.embed_dim,)
     from_text = clamp2.encode_music(abc_path.read_text(encoding="utf-8"))
     np.testing.assert_allclose(one, from_text, rtol=1e-5, atol=1e-6)
-    many = clamp2.encode_music([str(abc_path), abc_path])
+    many = clamp2.encode_music([abc_path.read_text(encoding="utf-8"), abc_path])
     assert many.shape == (2, clamp2.embed_dim)
+    with pytest.raises(InputError, match="no musical content"):
+        clamp2.encode_music(str(abc_path))  # a str is content, never guessed to be a file name
     txt = clamp2.encode_text("a melancholic waltz for solo piano")
     assert txt.shape == (clamp2.embed_dim,)
     assert clamp2.encode_text([]).shape == (0, clamp2.embed_dim)

@@ -311,10 +311,13 @@ def test_shell_in_a_terminal_survives_ctrl_c_and_confirms_settings(store):
         return bytes(seen)
 
     env = {**os.environ, "TERM": "dumb"}
-    pid, fd = pty.fork()
+    fd, tty = pty.openpty()  # the parent keeps the terminal's end too, to see its mode
+    pid = os.fork()
     if pid == 0:  # the child: the shell on the pty, its controlling terminal
         import signal
 
+        os.close(fd)
+        os.login_tty(tty)
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # as in a terminal, even if this run ignores Ctrl-C
         os.execve(
             sys.executable,
@@ -325,9 +328,9 @@ def test_shell_in_a_terminal_survives_ctrl_c_and_confirms_settings(store):
     try:
         read_until(fd, b"search> ", seen)
         # Ctrl-C: SIGINT to the shell, as a person would, once readline has set the terminal up (it
-        # discards what is typed before that): wait for that state, then type
+        # discards what is typed before that): wait for that state (line editing off), then type
         deadline = time.monotonic() + 120
-        while termios.tcgetattr(fd)[3] & termios.ICANON:
+        while termios.tcgetattr(tty)[3] & termios.ICANON:
             assert time.monotonic() < deadline, "readline never took the terminal"
             time.sleep(0.01)
         os.write(fd, b"half a quer\x03")
@@ -340,6 +343,7 @@ def test_shell_in_a_terminal_survives_ctrl_c_and_confirms_settings(store):
         _, status = os.waitpid(pid, 0)
     finally:
         os.close(fd)
+        os.close(tty)
     assert os.waitstatus_to_exitcode(status) == 0, bytes(seen)[-800:]
     assert b"Traceback" not in seen
     assert b"Aborted" not in seen

@@ -302,7 +302,7 @@ def test_concurrency_is_bounded(tmp_path):
         assert 1 <= llm.max_in_flight <= 3
 
 
-@pytest.mark.parametrize(("status", "match"), [(401, "API key was refused"), (404, "check --base-url")])
+@pytest.mark.parametrize(("status", "match"), [(401, "API key was refused"), (404, "check the API root")])
 def test_auth_and_routing_errors_stop_the_run(tmp_path, status, match):
     with ScriptedLLM(default={"status": status}) as llm, pytest.raises(SummarizeError, match=match):
         _run(llm, _items("ab"), tmp_path / "out.jsonl")

@@ -153,7 +153,7 @@ def eval_cmd(
     try:
         result = evaluate_folders(query_dir, ref_dir, ties=ties)  # type: ignore[arg-type]
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise fail(exc) from exc
     errors = [*result.query.errors, *result.reference.errors]
     _show_errors(errors)
     if not result.keys:
@@ -271,7 +271,7 @@ def score(ref_dir: Path, test_dir: Path, decimals: int, as_json: bool) -> None:
     try:
         result = clamp2_score(ref_dir, test_dir)
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise fail(exc) from exc
     errors = result.pop("errors")
     _show_errors(errors)
     result = round_metrics(result, decimals)
@@ -428,7 +428,7 @@ def classify_predict(
     try:
         probe = P.load_probe(probe_path)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise fail(exc) from exc
     files = list(iter_files(features_dir, {".npy"}))
     with progress_bar(
         "predict", total=len(files), enabled=not as_json and len(files) > batch_size

@@ -147,6 +147,10 @@ FLAGS = {
     "like": "--like ID",
     "unlike": "--unlike ID",
     "corpus_root": "--corpus-root NAME=FOLDER",
+    "metadata": "--metadata FILE",
+    "corpus": "--corpus NAME",
+    "batch_size": "--batch-size",
+    "resume": "--resume, or another --out",
 }
 
 

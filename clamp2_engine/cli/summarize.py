@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from clamp2_engine.cli.options import renamed
+from clamp2_engine.cli.options import fail, renamed
 
 LLM_OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option(
@@ -120,7 +120,7 @@ def summarize(
     try:
         langs = list(resolve_languages(languages))
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise fail(exc) from None
     if src.is_file() and src.suffix.lower() not in (".jsonl", ".json"):
         raise click.ClickException(f"{src}: expected a folder of .json files or a .jsonl file")
     items = load_items(src)

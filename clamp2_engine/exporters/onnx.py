@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from clamp2_engine.errors import about
 from clamp2_engine.models.clamp2 import CLaMP2Model, masked_mean
 from clamp2_engine.models.m3 import M3PatchEncoder
 from clamp2_engine.runtime.onnx_export import (
@@ -329,7 +330,12 @@ def save_graph(proto, path: Path, metadata: dict[str, str]) -> None:
 def _check_free(out: Path, overwrite: bool) -> None:
     existing = [f for f in (MUSIC_FILE, TEXT_FILE) if (out / f).exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"{out} already holds {', '.join(existing)}; pass --overwrite to replace them")
+        raise about(
+            FileExistsError(
+                f"{out} already holds {', '.join(existing)}: replace them, or choose another folder"
+            ),
+            "overwrite",
+        )
 
 
 def export_onnx(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from clamp2_engine.errors import about
 from clamp2_engine.ingest.items import item_filepaths, item_unit
 from clamp2_engine.paths import UnsafePathError, input_problem, iter_files, safe_join
 from clamp2_engine.runlog import ErrorLog
@@ -86,8 +87,9 @@ def find_metadata(root: Path) -> Path | None:
     found = sorted(p for p in root.glob("*.jsonl") if p.is_file() and not p.name.startswith("."))
     found = [p for p in found if not p.name.endswith(".errors.jsonl")]
     if len(found) > 1:
-        raise CorpusError(
-            f"{root} holds several JSONL files ({', '.join(p.name for p in found)}): pick one with --metadata"
+        raise about(
+            CorpusError(f"{root} holds several JSONL files ({', '.join(p.name for p in found)}): pick one"),
+            "metadata",
         )
     return found[0] if found else None
 

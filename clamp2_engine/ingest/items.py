@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from clamp2_engine.errors import about
 from clamp2_engine.store import UnitState, piece_identity, point_id
 from clamp2_engine.types import MIDI_SUFFIXES, MTF_SUFFIXES
 
@@ -69,9 +70,12 @@ def item_point_id(
         if key not in units and len(fps) == 1 and fps[0] in units:
             key = fps[0]  # ingested as a plain folder: the unit is the file
         if key not in units:
-            raise ValueError(
-                f"not in the collection as part of corpus {corpus!r} (not ingested, or ingested "
-                "from another folder: see --corpus)"
+            raise about(
+                ValueError(
+                    f"not in the collection as part of corpus {corpus!r} (not ingested, or ingested "
+                    "under another corpus name)"
+                ),
+                "corpus",
             )
         if units[key].parts > 1:
             raise ValueError(f"{fps[0]} holds {units[key].parts} pieces: an item must name one piece")

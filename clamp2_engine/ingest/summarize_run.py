@@ -33,7 +33,7 @@ RETRY_STATUS = {408, 409, 429}  # and every 5xx
 FATAL_STATUS = {
     401: "the API key was refused",
     403: "access denied",
-    404: "not found: check --base-url (most servers end in /v1) and --llm",
+    404: "not found: check the API root (most servers end in /v1) and the model name",
 }
 MAX_WAIT = 900.0  # the longest single wait, even when Retry-After asks for more
 EXCERPT = 300

@@ -21,7 +21,7 @@ from clamp2_engine.checkpoints import (
     load_checkpoint,
     resolve_checkpoint,
 )
-from clamp2_engine.errors import first_line
+from clamp2_engine.errors import about, first_line
 from clamp2_engine.models import CLaMP2Config, CLaMP2Model, M3Config, M3Model, TextConfig
 from clamp2_engine.models.factory import build_clamp2, build_m3, infer_m3_config, load_weights
 from clamp2_engine.train.config import CLaMP2Options, M3Options
@@ -169,9 +169,12 @@ def _pretrained_text(spec: str) -> nn.Module:
         return XLMRobertaModel.from_pretrained(spec, attn_implementation="sdpa")
     except Exception as exc:  # offline, no weights, wrong architecture
         reason = first_line(exc, 200)
-        raise ModelNotFoundError(
-            f"could not load text model weights from {spec!r} ({type(exc).__name__}: "
-            f"{reason}); pass --text-model DIR, or size options for a random text tower"
+        raise about(
+            ModelNotFoundError(
+                f"could not load text model weights from {spec!r} ({type(exc).__name__}: "
+                f"{reason}); give a local text model folder, or sizes for a random text tower"
+            ),
+            "text_model",
         ) from None
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from clamp2_engine.checkpoints import save_checkpoint
+from clamp2_engine.errors import about
 from clamp2_engine.runlog import ErrorLog
 from clamp2_engine.train.build import freeze_unused, set_dropout
 from clamp2_engine.train.config import BEST, ERRORS, LATEST, METRICS, LoopConfig
@@ -142,9 +143,12 @@ class Trainer:
         self.steps_per_epoch = len(self.sampler) // cfg.batch_size // cfg.grad_accum
         if self.steps_per_epoch == 0:
             need = cfg.batch_size * info.world_size * cfg.grad_accum
-            raise TrainingError(
-                f"the training set has {len(task.train_set)} item(s); one optimizer step needs "
-                f"{need} (batch size x processes x accumulation): lower --batch-size"
+            raise about(
+                TrainingError(
+                    f"the training set has {len(task.train_set)} item(s); one optimizer step needs "
+                    f"{need} (batch size x processes x accumulation): lower the batch size"
+                ),
+                "batch_size",
             )
         self.total = min(cfg.max_steps or math.inf, cfg.epochs * self.steps_per_epoch)
         self.last_saved = self.last_eval = self.state.step if resume is not None else -1

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import torch
 
 from clamp2_engine.checkpoints import load_checkpoint
+from clamp2_engine.errors import about
 from clamp2_engine.paths import atomic_write_text, iter_files
 from clamp2_engine.runlog import ErrorLog
 from clamp2_engine.train.build import build_clamp2_model, build_m3_model
@@ -50,8 +51,11 @@ def prepare_out(cfg: LoopConfig, info: DistInfo) -> dict[str, Any] | None:
             raise TrainingError(f"nothing to resume: {latest} does not exist")
         return load_checkpoint(latest)
     if latest.exists():
-        raise TrainingError(
-            f"{cfg.out} already holds a run ({LATEST}); pass --resume to continue it or choose another --out"
+        raise about(
+            TrainingError(
+                f"{cfg.out} already holds a run ({LATEST}): resume it, or choose another run folder"
+            ),
+            "resume",
         )
     if info.is_main:
         cfg.out.mkdir(parents=True, exist_ok=True)
