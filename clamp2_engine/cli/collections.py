@@ -93,6 +93,12 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
         ("model source", json.dumps(info["model_source"])),
         ("created", info["created"]),
         ("payload indexes", ", ".join(info["payload_indexes"]) or "none"),
+        (
+            "search by name",
+            "yes (lexical BM25 index)"
+            if info.get("lexical")
+            else f"no: `clamp2-engine collections reindex {name}` adds it",
+        ),
     ]
     for k, v in rows:
         table.add_row(k, v)
