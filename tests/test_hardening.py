@@ -62,6 +62,7 @@ def test_convert_skips_fifos_and_links_out(hostile, tmp_path):
     assert proc.returncode in (0, 1), proc.stderr
 
 
+@pytest.mark.slow  # whole CLI processes; the quick loop keeps the in-process checks
 def test_embed_skips_fifos_and_links_out(hostile, tmp_path, parity_dir):
     out = tmp_path / "out"
     proc = cli("embed", hostile, out, "--pooled", "--json", *model_args(parity_dir), home=tmp_path / "home")
@@ -71,6 +72,7 @@ def test_embed_skips_fifos_and_links_out(hostile, tmp_path, parity_dir):
     assert json.loads(proc.stdout)["failed"] == 2
 
 
+@pytest.mark.slow  # whole CLI processes; the quick loop keeps the in-process checks
 def test_ingest_skips_fifos_and_links_out(hostile, tmp_path, parity_dir):
     home = tmp_path / "home"
     proc = cli("ingest", hostile, "-c", "h", "--no-render", "--json", *model_args(parity_dir), home=home)
@@ -82,6 +84,7 @@ def test_ingest_skips_fifos_and_links_out(hostile, tmp_path, parity_dir):
     assert all("not a regular file" in errors[n] for n in ("pipe.abc", "pipe.mid"))
 
 
+@pytest.mark.slow  # whole CLI processes; the quick loop keeps the in-process checks
 def test_search_by_a_fifo_or_a_huge_file_is_refused_at_once(hostile, tmp_path, parity_dir):
     home = tmp_path / "home"
     assert (
@@ -126,6 +129,7 @@ def hostile_seed(root: Path, parity_dir: Path) -> Path:
     return items
 
 
+@pytest.mark.slow  # whole CLI processes; the quick loop keeps the in-process checks
 def test_hostile_jsonl_lines_are_error_rows_in_ingest(tmp_path, parity_dir):
     home = tmp_path / "home"
     hostile_seed(tmp_path / "seed", parity_dir)
@@ -139,6 +143,7 @@ def test_hostile_jsonl_lines_are_error_rows_in_ingest(tmp_path, parity_dir):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # whole CLI processes; the quick loop keeps the in-process checks
 def test_hostile_jsonl_lines_are_error_rows_in_train(tmp_path, parity_dir):
     items = hostile_seed(tmp_path / "seed", parity_dir)
     out = tmp_path / "run"
@@ -196,6 +201,7 @@ BAD_REPLIES = {  # key -> (script, where the item ends, requests with --answer-r
 }
 
 
+@pytest.mark.slow  # whole CLI processes; the quick loop keeps the in-process checks
 def test_bad_replies_are_error_rows_and_the_key_never_lands(tmp_path, monkeypatch, capsys):
     from clamp2_engine.ingest.summarize import errors_path_for, summarize_items
     from clamp2_engine.ingest.summary_store import read_output
