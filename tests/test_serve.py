@@ -199,6 +199,55 @@ def test_malformed_and_oversized_bodies(client, server):
     assert res.status_code == 413
     assert client.post("/embed/text", json={"texts": []}).status_code == 422
     assert client.post("/embed/text", json={"texts": ["x"] * 300}).status_code == 422
+    assert client.post("/embed/text", json={"texts": ["  \n"]}).status_code == 422
+
+
+def test_a_chunked_body_over_the_limit_is_refused_as_it_is_read(client):
+    def chunks():  # no Content-Length: the limit must count what is read
+        yield b'{"query": "'
+        for _ in range(20):
+            yield b"x" * 2**20
+        yield b'"}'
+
+    res = client.post("/search", content=chunks(), headers={"Content-Type": "application/json"})
+    assert res.status_code == 413
+    assert "over 16 MiB" in res.json()["error"]
+    assert client.get("/collections").status_code == 200  # the server goes on
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/search", {"query": "x", "collection": "../../etc"}),
+        ("post", "/search", {"query": "x", "collection": "a/b"}),
+        ("post", "/search", {"query": "x", "collection": ".."}),
+        ("get", "/collections/%2e%2e", None),
+        ("get", "/pieces/00000000-0000-0000-0000-000000000000?collection=../../etc", None),
+    ],
+)
+def test_a_bad_collection_name_is_a_4xx_sentence(client, caplog, method, path, body):
+    res = client.post(path, json=body) if method == "post" else client.get(path)
+    assert res.status_code in (404, 422), res.text
+    assert "collection name" in res.json()["error"] or "no collection" in res.json()["error"]
+    assert "Traceback" not in caplog.text
+    long = client.post("/search", json={"query": "x", "collection": "y" * 10_000})
+    assert long.status_code == 422
+    assert len(long.text) < 400  # the name is not echoed whole
+
+
+@pytest.mark.parametrize(
+    "body", [{"query": "x", "k": "5"}, {"query": "x", "k": True}, {"query": "x", "diverse": "yes"}]
+)
+def test_types_are_not_coerced(client, body):
+    assert client.post("/search", json=body).status_code == 422
+
+
+def test_piece_ids_are_echoed_canonical(client):
+    hit = hits(client.post("/search", json={"query": QUERY, "k": 1}))[0]
+    res = client.get(f"/pieces/{hit['id'].upper()}")
+    assert res.status_code == 200
+    assert res.json()["id"] == hit["id"]
+    assert client.get("/pieces/not-a-uuid").status_code == 404
 
 
 def test_search_and_embed_by_uploaded_music(client, parity_dir):
@@ -264,7 +313,7 @@ def test_pieces_scores_and_midi(client):
         for suffix in ("", "/score.svg", "/midi"):
             res = client.get(f"/pieces/{bad}{suffix}")
             assert res.status_code == 404
-            assert "no piece" in res.json()["error"]
+            assert "no piece" in res.json()["error"] or "not a point id" in res.json()["error"]
 
 
 def test_api_key_is_required_and_never_logged(server, caplog):
@@ -276,6 +325,8 @@ def test_api_key_is_required_and_never_logged(server, caplog):
             assert res.status_code == 401
             assert "API key" in res.json()["error"]
         assert anonymous.get("/healthz", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        assert anonymous.get("/healthz", headers={"Authorization": f"bearer {KEY}"}).status_code == 200
+        assert anonymous.get("/healthz", headers={"Authorization": KEY}).status_code == 401  # no scheme
         assert anonymous.get("/healthz", headers={"X-API-Key": "wrong"}).status_code == 401
     assert KEY not in caplog.text
     assert "Traceback" not in caplog.text

@@ -96,13 +96,15 @@ def store_options(f: Callable) -> Callable:
 
 def collection_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """A usable collection name (checked before anything is opened), or a usage error."""
+    from clamp2_engine.store import CollectionError
+    from clamp2_engine.store.collection import check_name
+
     if value is None:
         return None
-    if not value.strip() or len(value) > 255 or any(c in value for c in "/\\") or not value.isprintable():
-        raise click.BadParameter(
-            f"{value!r} is no collection name: 1 to 255 printable characters, without / or \\"
-        )
-    return value
+    try:
+        return check_name(value)
+    except CollectionError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def open_store(kwargs: dict[str, Any]):

@@ -25,7 +25,12 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
         yield
         svc.close()
 
-    app = FastAPI(title="clamp2-engine", summary="CLaMP 2 music search", lifespan=lifespan)
+    app = FastAPI(
+        title="clamp2-engine",
+        summary="CLaMP 2 music search",
+        lifespan=lifespan,
+        max_body_size=config.max_body,  # counted as the body is read, chunked or not
+    )
     app.state.service = svc
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

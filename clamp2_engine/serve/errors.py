@@ -35,8 +35,9 @@ def guard(
     async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path
         if config.api_key and path not in OPEN_PATHS and not path.startswith("/static/"):
-            auth = request.headers.get("authorization", "")
-            given = request.headers.get("x-api-key") or auth.removeprefix("Bearer ")
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            bearer = token.strip() if scheme.lower() == "bearer" else ""  # the scheme is case-insensitive
+            given = request.headers.get("x-api-key") or bearer
             if not hmac.compare_digest(given.encode(), config.api_key.encode()):
                 return error(401, "missing or wrong API key (X-API-Key or Authorization: Bearer)")
         size = request.headers.get("content-length")
@@ -54,7 +55,10 @@ def install(app: FastAPI) -> None:
     """The exception handlers."""
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 413 and exc.detail == "Content Too Large":  # FastAPI's own body limit
+            limit = request.app.state.service.config.max_body
+            return error(413, f"the request body is over {limit // 2**20} MiB")
         return error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)

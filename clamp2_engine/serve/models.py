@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 MAX_TEXTS = 256
 MAX_TEXT_CHARS = 4096
@@ -21,16 +21,18 @@ class Error(BaseModel):
 
 class SearchRequest(BaseModel):
     query: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="text in any language")
-    k: int = Field(10, ge=1, le=1000, description="hits per page")
+    k: StrictInt = Field(10, ge=1, le=1000, description="hits per page")
     modality: Modality = "any"
     mode: Mode = Field("hybrid", description="hybrid: meaning and words; semantic: CLaMP 2; lexical: BM25")
     lexical_weight: float | None = Field(None, ge=0, le=100, description="hybrid: words against meaning's 1")
     filters: list[str] = Field(default_factory=list, max_length=32, examples=[["composer=bach"]])
     like: list[str] = Field(default_factory=list, max_length=32, description="point ids")
     unlike: list[str] = Field(default_factory=list, max_length=32, description="point ids")
-    offset: int = Field(0, ge=0, le=10_000)
-    collection: str | None = Field(None, description="default: the collection the server was started with")
-    diverse: bool = Field(False, description="varied results (maximal marginal relevance)")
+    offset: StrictInt = Field(0, ge=0, le=10_000)
+    collection: str | None = Field(
+        None, max_length=255, description="default: the collection the server was started with"
+    )
+    diverse: StrictBool = Field(False, description="varied results (maximal marginal relevance)")
 
 
 class Hit(BaseModel):
@@ -52,11 +54,17 @@ class SearchResponse(BaseModel):
     notices: list[str] | None = Field(None, description="e.g. that the collection has no lexical index")
 
 
+def _has_words(text: str) -> str:
+    if not text.strip(" \t\r\n\x00"):
+        raise ValueError("a text is empty")
+    return text
+
+
 class EmbedTextRequest(BaseModel):
-    texts: list[Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]] = Field(
-        min_length=1, max_length=MAX_TEXTS
-    )
-    collection: str | None = None
+    texts: list[
+        Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_has_words)]
+    ] = Field(min_length=1, max_length=MAX_TEXTS)
+    collection: str | None = Field(None, max_length=255)
 
 
 class ModelInfo(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,9 +105,10 @@ class Service:
     def piece(self, pid: str, name: str | None = None) -> dict[str, Any]:
         coll = self.collection(name)
         try:
+            pid = str(uuid.UUID(pid))  # the canonical form, echoed back
             found = self.locked(coll.retrieve, [pid])
         except ValueError:
-            found = []
+            raise PieceNotFound(f"{pid[:40]!r} is not a point id (a UUID, as in the hits' `id`)") from None
         if not found:
             raise PieceNotFound(f"no piece {pid!r} in collection {coll.name!r}")
         payload = {k: v for k, v in found[0].payload.items() if k != "keys"}

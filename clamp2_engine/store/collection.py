@@ -57,6 +57,27 @@ class SearchSpec(Protocol):
     diverse: bool
 
 
+MAX_NAME = 255
+
+
+def check_name(name: str) -> str:
+    """``name`` when it can name a collection (1 to 255 printable characters, no ``/`` or ``\\``, not
+    ``.`` or ``..``); else :class:`CollectionError`, the name shown cut to a readable length."""
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or len(name) > MAX_NAME
+        or name in (".", "..")
+        or any(c in name for c in "/\\")
+        or not name.isprintable()
+    ):
+        shown = repr(name[:40] + "..." if isinstance(name, str) and len(name) > 40 else name)
+        raise CollectionError(
+            f"{shown} is no collection name: 1 to {MAX_NAME} printable characters, without / or \\"
+        )
+    return name
+
+
 def vector_names(modality: str) -> tuple[str, ...]:
     """The vector names a search of ``modality`` looks at."""
     if modality == "any":
@@ -97,11 +118,12 @@ class Store:
         return self.spec.describe()
 
     def exists(self, name: str) -> bool:
-        return self.backend.exists(name)
+        return self.backend.exists(check_name(name))
 
     def collection(self, name: str) -> Collection:
-        """Collection ``name``; :class:`CollectionNotFoundError` when there is none."""
-        if not self.backend.exists(name):
+        """Collection ``name``; :class:`CollectionNotFoundError` when there is none, :class:`CollectionError`
+        when ``name`` cannot name one."""
+        if not self.backend.exists(check_name(name)):
             raise CollectionNotFoundError(
                 f"no collection {name!r} (see `clamp2-engine collections list`)" + legacy_hint(self.spec)
             )
@@ -154,7 +176,7 @@ class Store:
         return rows
 
     def drop(self, name: str) -> None:
-        if not self.backend.exists(name):
+        if not self.backend.exists(check_name(name)):
             raise CollectionNotFoundError(f"no collection {name!r}")
         self.backend.drop(name)
 
