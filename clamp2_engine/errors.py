@@ -42,6 +42,7 @@ EXTRAS = {
     "multipart": "serve",
     "python_multipart": "serve",
     "verovio": "serve",
+    "prometheus_client": "serve",
     "ray": "ray",
 }
 

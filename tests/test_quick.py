@@ -85,6 +85,9 @@ def test_one_http_search(ingested):
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
+        while httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 503:
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.02)
         res = httpx.post(
             f"http://127.0.0.1:{port}/search", json={"query": "corelli grave", "k": 3}, timeout=60
         )

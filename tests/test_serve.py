@@ -77,6 +77,9 @@ class Server:
             time.sleep(0.05)
         port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
+        while httpx.get(f"{self.url}/healthz", timeout=30).status_code == 503:  # the model is loading
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.05)
 
     def stop(self):
         self.server.should_exit = True
@@ -242,6 +245,63 @@ def test_types_are_not_coerced(client, body):
     assert client.post("/search", json=body).status_code == 422
 
 
+def test_head_livez_and_metrics(client):
+    for path in ("/healthz", "/livez", "/collections", "/"):
+        res = client.head(path)
+        assert res.status_code == 200, path
+        assert res.content == b""
+    client.post("/search", json={"query": QUERY, "k": 2})
+    text = client.get("/metrics").text
+    assert 'clamp2_requests_total{method="POST",route="/search",status="200"}' in text
+    assert "clamp2_text_batch_size_bucket" in text
+    assert "clamp2_request_seconds_bucket" in text
+
+
+def test_the_port_answers_while_the_model_loads(corpus, tmp_path):
+    """Readiness: /healthz is 503 "starting" and the API 503 until the model is ready, then 200; a model
+    that cannot load leaves the server up, saying why."""
+    import threading as th
+
+    root, store = corpus
+    gate = th.Event()
+
+    def slow_loader(options, tower):  # the library's loader, held until the test lets it go
+        from clamp2_engine.search import load_tower
+
+        gate.wait(60)
+        return load_tower(options, tower)
+
+    copy = tmp_path / "edge"
+    shutil.copytree(root / "edge-page", copy)
+    config = ServeConfig(StoreSpec(path=copy), "music", loader=slow_loader, cache_dir=tmp_path / "cache")
+    app = create_app(config)
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = th.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        res = httpx.get(f"{url}/healthz")
+        assert res.status_code == 503
+        assert res.json()["status"] == "starting"
+        busy = httpx.post(f"{url}/search", json={"query": QUERY})
+        assert busy.status_code == 503
+        assert "starting" in busy.json()["error"]
+        gate.set()
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/healthz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert httpx.post(f"{url}/search", json={"query": QUERY}).status_code == 200
+    finally:
+        gate.set()
+        server.should_exit = True
+        thread.join(30)
+
+
 def test_piece_ids_are_echoed_canonical(client):
     hit = hits(client.post("/search", json={"query": QUERY, "k": 1}))[0]
     res = client.get(f"/pieces/{hit['id'].upper()}")
@@ -282,6 +342,8 @@ def test_bad_uploads(client, name, data, status, message):
     res = client.post("/search/music", files={"file": (name, data)})
     assert res.status_code == status, res.text
     assert message in res.json()["error"], res.text
+    assert "Error:" not in res.json()["error"]  # no exception class, file or line for the client
+    assert "(at " not in res.json()["error"]
 
 
 def test_pieces_scores_and_midi(client):
@@ -320,14 +382,16 @@ def test_api_key_is_required_and_never_logged(server, caplog):
     caplog.set_level(logging.INFO)
     with httpx.Client(base_url=server.url, timeout=60) as anonymous:
         assert anonymous.get("/").status_code == 200  # the page itself carries no data
-        for path in ("/healthz", "/collections"):
+        assert anonymous.get("/healthz").status_code == 200  # probes need no key (--public-health)
+        assert anonymous.get("/livez").status_code == 200
+        for path in ("/collections", "/metrics"):
             res = anonymous.get(path)
             assert res.status_code == 401
             assert "API key" in res.json()["error"]
-        assert anonymous.get("/healthz", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
-        assert anonymous.get("/healthz", headers={"Authorization": f"bearer {KEY}"}).status_code == 200
-        assert anonymous.get("/healthz", headers={"Authorization": KEY}).status_code == 401  # no scheme
-        assert anonymous.get("/healthz", headers={"X-API-Key": "wrong"}).status_code == 401
+        assert anonymous.get("/collections", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        assert anonymous.get("/collections", headers={"Authorization": f"bearer {KEY}"}).status_code == 200
+        assert anonymous.get("/collections", headers={"Authorization": KEY}).status_code == 401  # no scheme
+        assert anonymous.get("/collections", headers={"X-API-Key": "wrong"}).status_code == 401
     assert KEY not in caplog.text
     assert "Traceback" not in caplog.text
 

@@ -58,6 +58,12 @@ def _corpus_roots(values: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--corpus-root", "roots", multiple=True, metavar="NAME=FOLDER", help="Where corpus NAME's files are now."
 )
+@click.option(
+    "--public-health/--private-health",
+    default=True,
+    show_default=True,
+    help="Let /healthz and /livez answer without the API key (for load balancers and monitors).",
+)
 @store_options
 @model_options()
 def serve(
@@ -68,10 +74,13 @@ def serve(
     cors: tuple[str, ...],
     batch_wait_ms: float,
     roots: tuple[str, ...],
+    public_health: bool,
     **kwargs: Any,
 ) -> None:
     """Serve COLLECTION over HTTP: a JSON API (/search, /search/music, /embed/text, /embed/music,
-    /collections, /pieces/ID[/score.svg|/midi], /healthz; docs at /docs) and a search page at /."""
+    /collections, /pieces/ID[/score.svg|/midi]; /healthz, /livez, /metrics; docs at /docs) and a search
+    page at /. The port answers at once; /healthz says "starting" until the model is loaded. SIGTERM
+    lets requests in flight finish."""
     import uvicorn
 
     from clamp2_engine.serve.app import create_app
@@ -92,6 +101,7 @@ def serve(
         cors_origins=list(cors),
         batch_wait=batch_wait_ms / 1000,
         corpus_roots=_corpus_roots(roots),
+        public_health=public_health,
     )
     click.echo(
         f"serving {collection} from {spec.describe()} on http://{host}:{port}/ (API docs: /docs)", err=True

@@ -21,8 +21,10 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
-        await asyncio.to_thread(svc.warm)
+        # the port answers at once: /healthz says "starting" (503) until the model and store are ready
+        warming = asyncio.get_running_loop().run_in_executor(None, svc.warm)
         yield
+        await warming  # a server stopped while loading lets the load end before closing the store
         svc.close()
 
     app = FastAPI(
@@ -41,7 +43,9 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
-    app.middleware("http")(errors.guard(config))
+    app.middleware("http")(errors.guard(svc))
+    app.middleware("http")(svc.metrics.middleware)
+    app.add_middleware(errors.HeadAsGet)
     errors.install(app)
     for module in (page, search, embed, collections, pieces):
         app.include_router(module.router)

@@ -20,8 +20,14 @@ Encode = Callable[[list[str]], np.ndarray]
 class MicroBatcher:
     """``await batcher.encode(texts)`` -> one vector per text; one encoding thread per batcher."""
 
-    def __init__(self, encode: Encode, max_batch: int = 64, max_wait: float = 0.004):
-        self.encode_fn, self.max_batch, self.max_wait = encode, max_batch, max_wait
+    def __init__(
+        self,
+        encode: Encode,
+        max_batch: int = 64,
+        max_wait: float = 0.004,
+        on_batch: Callable[[int], None] | None = None,
+    ):
+        self.encode_fn, self.max_batch, self.max_wait, self.on_batch = encode, max_batch, max_wait, on_batch
         self.queue: asyncio.Queue[tuple[list[str], asyncio.Future]] | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self.worker: asyncio.Task | None = None
@@ -56,6 +62,8 @@ class MicroBatcher:
                 jobs.append(job)
                 size += len(job[0])
             texts = [t for batch, _f in jobs for t in batch]
+            if self.on_batch:
+                self.on_batch(len(texts))
             try:
                 vectors = await loop.run_in_executor(self.executor, self.encode_fn, texts)
                 self.batches += 1

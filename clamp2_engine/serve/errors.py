@@ -16,10 +16,12 @@ from starlette.exceptions import HTTPException
 
 from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreError, first_line
 from clamp2_engine.serve.render import RenderError
-from clamp2_engine.serve.service import PieceNotFound, ServeConfig
+from clamp2_engine.serve.service import PieceNotFound, Service
 
 # the page and the API docs carry no data (the page's API calls carry the key)
 OPEN_PATHS = ("/", "/favicon.ico", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+HEALTH_PATHS = ("/healthz", "/livez")  # open too with ServeConfig.public_health (the default)
+NO_MODEL_PATHS = (*OPEN_PATHS, *HEALTH_PATHS, "/metrics", "/collections")  # answered while starting
 log = logging.getLogger("clamp2_engine.serve")
 
 
@@ -27,19 +29,27 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status)
 
 
-def guard(
-    config: ServeConfig,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """The middleware: the API key (constant-time, never logged), the body size, the request time limit."""
+def guard(svc: Service) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    """The middleware: the API key (constant-time, never logged), readiness (503 while the model loads),
+    the body size, the request time limit."""
+    config = svc.config
+    open_paths = (*OPEN_PATHS, *HEALTH_PATHS) if config.public_health else OPEN_PATHS
 
     async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path
-        if config.api_key and path not in OPEN_PATHS and not path.startswith("/static/"):
+        if config.api_key and path not in open_paths and not path.startswith("/static/"):
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             bearer = token.strip() if scheme.lower() == "bearer" else ""  # the scheme is case-insensitive
             given = request.headers.get("x-api-key") or bearer
             if not hmac.compare_digest(given.encode(), config.api_key.encode()):
                 return error(401, "missing or wrong API key (X-API-Key or Authorization: Bearer)")
+        if (
+            not svc.ready
+            and path not in NO_MODEL_PATHS
+            and not path.startswith(("/static/", "/collections/"))
+        ):
+            reason = f"cannot serve: {svc.failure}" if svc.failure else "starting: the model is loading"
+            return JSONResponse({"error": f"the server is {reason}"}, 503, headers={"Retry-After": "5"})
         size = request.headers.get("content-length")
         if size and (not size.isdigit() or int(size) > config.max_body):
             return error(413, f"the request body is over {config.max_body // 2**20} MiB")
@@ -49,6 +59,27 @@ def guard(
             return error(503, f"the request took longer than {config.request_timeout:.0f} s")
 
     return middleware
+
+
+class HeadAsGet:
+    """ASGI middleware: ``HEAD`` on every ``GET`` route, answered as the ``GET`` would be, without the body."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body"):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 def install(app: FastAPI) -> None:

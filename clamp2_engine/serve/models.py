@@ -79,10 +79,11 @@ class EmbedResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: str = Field(examples=["ok"])
+    status: Literal["ok", "starting", "failed"]
     collection: str
-    store: str
-    model: str | None
+    store: str | None = None
+    model: str | None = None
+    error: str | None = Field(None, description="why the server cannot serve (status failed)")
 
 
 class CollectionRow(BaseModel):

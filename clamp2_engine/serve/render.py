@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -154,8 +155,11 @@ def run_in_worker(fn, task: tuple[str, str], timeout: float = RENDER_TIMEOUT_S):
 class Renderer:
     """Score SVG, piano roll and MIDI for a piece's source file, each made once and cached on disk."""
 
-    def __init__(self, cache: Path, timeout: float = RENDER_TIMEOUT_S):
+    def __init__(
+        self, cache: Path, timeout: float = RENDER_TIMEOUT_S, observe: Callable[[str], None] | None = None
+    ):
         self.cache, self.timeout = cache, timeout
+        self.observe = observe or (lambda _result: None)  # hit | made | failed | given_up
 
     def _cached(self, kind: str, path: Path, part: str, make) -> bytes:
         stat = path.stat()
@@ -165,16 +169,21 @@ class Renderer:
         target = self.cache / f"{key}.{kind}"
         failed = target.with_suffix(f".{kind}.failed")
         if target.is_file():
+            self.observe("hit")
             return target.read_bytes()
         if failed.is_file():  # a piece that failed once fails fast afterwards
+            self.observe("hit")
             raise RenderError(failed.read_text(encoding="utf-8"))
         self.cache.mkdir(parents=True, exist_ok=True)
         try:
             data = make()
         except RenderError as exc:
-            if "timed out" not in str(exc):  # a timeout may be the machine's load: try again next time
+            given_up = "timed out" in str(exc) or "worker died" in str(exc)
+            self.observe("given_up" if given_up else "failed")
+            if not given_up:  # a timeout may be the machine's load: try again next time
                 atomic_write_bytes(failed, str(exc).encode())
             raise
+        self.observe("made")
         atomic_write_bytes(target, data)
         return data
 

@@ -4,6 +4,7 @@ the renderer, and the lookups the routes need. Framework-free, so that it can be
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import uuid
 from collections.abc import Callable
@@ -13,16 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from clamp2_engine.errors import CollectionError, CollectionNotFoundError, about
+from clamp2_engine.errors import CollectionError, CollectionNotFoundError, about, first_line
 from clamp2_engine.load import LoadOptions
 from clamp2_engine.paths import UnsafePathError, data_dir, safe_join
 from clamp2_engine.search import Loader, load_tower
 from clamp2_engine.serve.batching import MicroBatcher
+from clamp2_engine.serve.metrics import Metrics
 from clamp2_engine.serve.render import Renderer
 from clamp2_engine.session import Query, Result, SearchSession
 from clamp2_engine.store import Collection, Store, StoreSpec
 
 FACET_FIELDS = ("composer", "genres")
+log = logging.getLogger("clamp2_engine.serve")
 
 
 @dataclass
@@ -41,6 +44,7 @@ class ServeConfig:
     request_timeout: float = 60.0
     cache_dir: Path | None = None
     corpus_roots: dict[str, str] = field(default_factory=dict)  # overrides the collection's record
+    public_health: bool = True  # /healthz and /livez answer without the API key (for probes)
 
 
 class PieceNotFound(LookupError):
@@ -57,7 +61,10 @@ class Service:
         self.lock = threading.Lock()
         self.sessions: dict[str, SearchSession] = {}
         self.batchers: dict[str, MicroBatcher] = {}
-        self.renderer = Renderer(config.cache_dir or data_dir() / "cache" / "render")
+        self.metrics = Metrics()
+        self.renderer = Renderer(config.cache_dir or data_dir() / "cache" / "render", observe=self._rendered)
+        self.ready = False  # the default collection and its text tower are loaded
+        self.failure: str | None = None  # why they could not be
 
     def close(self) -> None:
         for batcher in self.batchers.values():
@@ -82,8 +89,20 @@ class Service:
         return self.session(name).collection
 
     def warm(self) -> None:
-        """Open the default collection and load its text tower (``/healthz`` is ok after this)."""
-        self.session().model("text")
+        """Open the default collection and load its text tower (``/healthz`` is ok after this); a failure
+        is kept for ``/healthz`` and the log, not raised: the server goes on answering why."""
+        try:
+            self.session().model("text")
+        except Exception as exc:  # any reason the model or store cannot be opened
+            self.failure = first_line(exc, 300)
+            log.error("cannot serve collection %r: %s", self.config.collection, self.failure)
+            return
+        self.ready = True
+
+    def _rendered(self, result: str) -> None:
+        self.metrics.renders.labels(result).inc()
+        if result == "given_up":
+            self.metrics.conversions_given_up.inc()
 
     async def encode_text(self, texts: list[str], name: str | None = None) -> np.ndarray:
         session = self.session(name)
@@ -94,6 +113,7 @@ class Service:
                 lambda batch: np.atleast_2d(model.encode_text(batch)),
                 self.config.max_batch,
                 self.config.batch_wait,
+                on_batch=self.metrics.batch_size.observe,
             )
         return await self.batchers[key].encode(texts)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Response
+from fastapi.responses import FileResponse, PlainTextResponse
 
 from clamp2_engine.serve.deps import ServiceDep
 from clamp2_engine.serve.models import ERRORS, Health
@@ -19,10 +19,30 @@ async def page() -> FileResponse:
     return FileResponse(STATIC / "index.html")
 
 
-@router.get("/healthz", response_model=Health, tags=["health"], responses=ERRORS)
-async def healthz(svc: ServiceDep) -> Health:
-    """Ok once the default collection and its text tower are loaded."""
+@router.get(
+    "/healthz", response_model=Health, response_model_exclude_unset=True, tags=["health"], responses=ERRORS
+)
+async def healthz(svc: ServiceDep, response: Response) -> Health:
+    """Readiness: 200 ``ok`` once the default collection and its text tower are loaded; 503 ``starting``
+    before, ``failed`` (with the reason) when they cannot be."""
+    if not svc.ready:
+        response.status_code = 503
+        if svc.failure:
+            return Health(status="failed", collection=svc.config.collection, error=svc.failure)
+        return Health(status="starting", collection=svc.config.collection)
     coll = svc.collection()
     return Health(
         status="ok", collection=coll.name, store=svc.store.describe(), model=coll.record.model.get("name")
     )
+
+
+@router.get("/livez", tags=["health"])
+async def livez() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "alive"}
+
+
+@router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+async def metrics(svc: ServiceDep) -> Response:
+    """Prometheus metrics: requests by route and status, latency, micro-batch sizes, renderings."""
+    return svc.metrics.exposition()
