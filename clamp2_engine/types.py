@@ -28,6 +28,7 @@ MTF_SUFFIXES = frozenset({".mtf"})
 MIDI_SUFFIXES = frozenset({".mid", ".midi"})
 TEXT_SUFFIXES = frozenset({".txt"})
 MUSICXML_SUFFIXES = frozenset({".xml", ".musicxml", ".mxl"})
+HUMDRUM_SUFFIXES = frozenset({".krn"})
 # Other score formats music21 reads; each is canonicalised through MusicXML.
 MUSIC21_SUFFIXES = frozenset(
     {

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from clamp2_engine.cli.options import fail, renamed
+from clamp2_engine.text import MAX_TEXT_LENGTH
 from clamp2_engine.types import PRECISIONS
 
 
@@ -284,7 +285,7 @@ def m3(**kwargs: Any) -> None:
 @click.option("--text-layers", type=click.IntRange(1), default=None)
 @click.option("--text-intermediate", type=click.IntRange(1), default=None, help="Default: 4 x text hidden.")
 @click.option("--embed-dim", type=click.IntRange(1), default=None, help="Joint space size (fresh: 768).")
-@click.option("--max-text-length", type=click.IntRange(2), default=128, show_default=True)
+@click.option("--max-text-length", type=click.IntRange(2), default=MAX_TEXT_LENGTH, show_default=True)
 @click.option(
     "--text-dropout/--no-text-dropout",
     default=True,

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from clamp2_engine.paths import atomic_write_bytes
-from clamp2_engine.types import MIDI_SUFFIXES, MTF_SUFFIXES
+from clamp2_engine.types import HUMDRUM_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES
+from clamp2_engine.types import MUSICXML_SUFFIXES as XML_SUFFIXES
 
 RENDER_TIMEOUT_S = 30.0
 SCORE_WIDTH = 1800  # Verovio page width (tenths of a staff space): a wide card, few systems
 PIANO_ROLL_SECONDS = 30.0  # the piano roll shows the first half minute
-XML_SUFFIXES = frozenset({".xml", ".musicxml", ".mxl"})
-HUMDRUM_SUFFIXES = frozenset({".krn"})
 
 
 class RenderError(ValueError):
