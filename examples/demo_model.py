@@ -130,7 +130,7 @@ def evaluate(model: str | os.PathLike, data: Path, text_model: str | os.PathLike
 
     items = read_items(data / "eval.jsonl")
     clamp2 = CLaMP2.from_pretrained(model, text_model, device="cpu")
-    music = clamp2.encode_music([os.fspath(data / it["filepaths"][0]) for it in items])
+    music = clamp2.encode_music([data / it["filepaths"][0] for it in items])
     out: dict[str, Any] = {"pieces": len(items), "chance_MRR": round(chance_mrr(len(items)), 4)}
     for label, key in (("en", lambda it: it["summary_en"]), ("nen", lambda it: it["summary_nen"]["summary"])):
         m = retrieval_metrics(clamp2.encode_text([key(it) for it in items]), music)
