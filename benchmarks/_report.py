@@ -22,12 +22,15 @@ def machine() -> str:
         import torch
 
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-        tv = torch.__version__
-    except Exception:  # pragma: no cover - torch is a dependency
-        gpu, tv = "unknown", "?"
+        runtime = f", torch {torch.__version__}"
+    except ImportError:  # a script run outside the project's venv (fresh_clone.py): torch is the clone's
+        import shutil
+
+        gpu = "a GPU (nvidia-smi)" if shutil.which("nvidia-smi") else "no GPU"
+        runtime = ""
     return (
-        f"{cpu()}, {os.cpu_count()} CPU cores, {gpu}, "
-        f"Python {platform.python_version()}, torch {tv}, {date.today().isoformat()}"
+        f"{cpu()}, {os.cpu_count()} CPU cores, {gpu}, Python {platform.python_version()}{runtime}, "
+        f"{date.today().isoformat()}"
     )
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
-import time
 
 import httpx
 import pytest
 from click.testing import CliRunner
+from helpers import Server
 from test_index_helpers import model_args
 
 from clamp2_engine.cli import main
@@ -67,33 +66,16 @@ def test_one_cli_search(ingested):
 
 
 def test_one_http_search(ingested):
-    import uvicorn
-
     from clamp2_engine.serve.app import create_app
     from clamp2_engine.serve.service import ServeConfig
     from clamp2_engine.store import StoreSpec
 
     store, _report = ingested
-    app = create_app(ServeConfig(StoreSpec(path=store), "quick", cache_dir=store.parent / "cache"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    server = Server(create_app(ServeConfig(StoreSpec(path=store), "quick", cache_dir=store.parent / "cache")))
     try:
-        deadline = time.monotonic() + 120
-        while not server.started:
-            assert thread.is_alive(), "the server stopped"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        while httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 503:
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.02)
-        res = httpx.post(
-            f"http://127.0.0.1:{port}/search", json={"query": "corelli grave", "k": 3}, timeout=60
-        )
+        res = httpx.post(f"{server.url}/search", json={"query": "corelli grave", "k": 3}, timeout=60)
     finally:
-        server.should_exit = True
-        thread.join(30)
+        server.stop()
     assert res.status_code == 200, res.text
     body = res.json()
     assert body["mode"] == "hybrid"

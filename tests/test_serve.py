@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import Server
 from test_index_helpers import load_model, model_args
 
 from clamp2_engine.cli import main
@@ -59,31 +59,6 @@ def corpus(tmp_path_factory, parity_dir):
     assert res.exit_code == 0, res.output
     shutil.copytree(store, root / "edge-page")  # the page test's own copy: one process per embedded shard
     return root, store
-
-
-class Server:
-    """uvicorn serving ``app`` on 127.0.0.1 in a thread."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="info"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 120
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start in time"
-            assert self.thread.is_alive(), "the server's thread ended"
-            time.sleep(0.05)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        while httpx.get(f"{self.url}/healthz", timeout=30).status_code == 503:  # the model is loading
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.05)
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 @pytest.fixture(scope="module")
@@ -260,10 +235,10 @@ def test_head_livez_and_metrics(client):
 def test_the_port_answers_while_the_model_loads(corpus, tmp_path):
     """Readiness: /healthz is 503 "starting" and the API 503 until the model is ready, then 200; a model
     that cannot load leaves the server up, saying why."""
-    import threading as th
+    import threading
 
     root, store = corpus
-    gate = th.Event()
+    gate = threading.Event()
 
     def slow_loader(options, tower):  # the library's loader, held until the test lets it go
         from clamp2_engine.search import load_tower
@@ -274,32 +249,45 @@ def test_the_port_answers_while_the_model_loads(corpus, tmp_path):
     copy = tmp_path / "edge"
     shutil.copytree(root / "edge-page", copy)
     config = ServeConfig(StoreSpec(path=copy), "music", loader=slow_loader, cache_dir=tmp_path / "cache")
-    app = create_app(config)
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = th.Thread(target=server.run, daemon=True)
-    thread.start()
+    page = Server(create_app(config), ready=False)
     try:
-        while not server.started:
-            time.sleep(0.02)
-        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-        res = httpx.get(f"{url}/healthz")
+        res = httpx.get(f"{page.url}/healthz")
         assert res.status_code == 503
         assert res.json()["status"] == "starting"
-        busy = httpx.post(f"{url}/search", json={"query": QUERY})
+        busy = httpx.post(f"{page.url}/search", json={"query": QUERY})
         assert busy.status_code == 503
         assert "starting" in busy.json()["error"]
         gate.set()
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{url}/healthz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        assert httpx.post(f"{url}/search", json={"query": QUERY}).status_code == 200
+        page.wait_ready()
+        assert httpx.post(f"{page.url}/search", json={"query": QUERY}).status_code == 200
     finally:
         gate.set()
-        server.should_exit = True
-        thread.join(30)
+        page.stop()
+
+    def broken_loader(options, tower):
+        from clamp2_engine.checkpoints import ModelNotFoundError
+
+        raise ModelNotFoundError("no checkpoint file at '/gone.pth'")
+
+    config = ServeConfig(StoreSpec(path=copy), "music", loader=broken_loader, cache_dir=tmp_path / "cache")
+    broken = Server(create_app(config), ready=False)
+    try:
+        deadline = time.monotonic() + 60
+        while (health := httpx.get(f"{broken.url}/healthz")).json()["status"] == "starting":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert health.status_code == 503
+        assert health.json() == {
+            "status": "failed",
+            "collection": "music",
+            "error": "no checkpoint file at '/gone.pth'",
+        }
+        res = httpx.post(f"{broken.url}/search", json={"query": QUERY})
+        assert res.status_code == 503
+        assert "cannot serve: no checkpoint file" in res.json()["error"]
+        assert httpx.get(f"{broken.url}/livez").status_code == 200
+    finally:
+        broken.stop()
 
 
 def test_piece_ids_are_echoed_canonical(client):

@@ -96,26 +96,16 @@ class Searcher:
         except ModelMismatchError as exc:
             raise fail(exc) from None
 
-    def music_vector(self, music: Path):
-        from clamp2_engine.ingest.corpus import music_query_input
-
-        try:
-            _modality, data = music_query_input(music)
-            self.model("music")
-            return self.session.music_vector(data)
-        except ValueError as exc:
-            raise fail(exc) from None
-
     def search(self, query, music: Path | None = None):
         """The result of ``query`` (a :class:`clamp2_engine.session.Query`), with ``music`` its example."""
-        from clamp2_engine.store import CollectionError
-
         try:
-            vector = self.music_vector(music) if music is not None else None
-            if vector is None and query.needs_text_vector:
-                self.model("text")
+            vector = None
+            if music is not None:
+                from clamp2_engine.ingest.corpus import music_query_input
+
+                vector = self.session.music_vector(music_query_input(music)[1])
             result = self.session.find(query, vector)
-        except (CollectionError, ValueError) as exc:
+        except ValueError as exc:  # the library's errors (CollectionError is one), as one line
             raise fail(exc) from None
         for notice in result.notices:
             if notice not in self.told:

@@ -61,10 +61,14 @@ class IngestRun:
     errors: ErrorLog
 
 
+def _file_name(collection: str) -> str:
+    """``collection`` made safe as a file name."""
+    return re.sub(r"[^\w.-]", "_", collection).lstrip(".") or "collection"
+
+
 def errors_path(collection: str) -> Path:
     """Where ingest lists the problems of ``collection``'s inputs."""
-    name = re.sub(r"[^\w.-]", "_", collection).lstrip(".") or "collection"
-    return data_dir() / "ingest" / f"{name}.errors.jsonl"
+    return data_dir() / "ingest" / f"{_file_name(collection)}.errors.jsonl"
 
 
 def run(
@@ -142,7 +146,7 @@ def _summaries(corpus: Path, collection: str, options: IngestOptions) -> list[di
     meta_path = options.metadata or find_metadata(corpus.resolve())
     if meta_path is None:
         raise CorpusError("summaries need metadata: an items.jsonl beside the corpus (seed layout), or given")
-    out = s.out or data_dir() / "summaries" / f"{errors_path(collection).stem.removesuffix('.errors')}.jsonl"
+    out = s.out or data_dir() / "summaries" / f"{_file_name(collection)}.jsonl"
     llm = {"base_url": s.base_url, "model": s.llm, "api_key_env": s.api_key_env, "concurrency": s.concurrency}
     try:
         merged, report = fill_summaries(load_metadata(Path(meta_path)), out, **llm, progress=options.progress)

@@ -80,10 +80,9 @@ def _strings(value: Any) -> list[str]:
 
 
 def lexical_text(payload: Mapping[str, Any]) -> str:
-    """The words a point is found by (see the module's description)."""
-    from clamp2_engine.store.fields import canonical_metadata
-
-    meta = canonical_metadata(payload.get("metadata") if isinstance(payload.get("metadata"), Mapping) else {})
+    """The words a point is found by (see the module's description), from a payload whose metadata is
+    under its canonical names (as :func:`~clamp2_engine.store.fields.with_keys` leaves it)."""
+    meta = payload.get("metadata") if isinstance(payload.get("metadata"), Mapping) else {}
     parts = [s for f in TEXT_FIELDS for s in _strings(payload.get(f))]
     parts += [s for f in META_FIELDS for s in _strings(meta.get(f))]
     parts += _strings(payload.get("corpus"))
