@@ -39,10 +39,12 @@ def sigkilled(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
 class Server:
     """uvicorn serving ``app`` on 127.0.0.1 in a thread; by default, once it says it is ready."""
 
-    def __init__(self, app, ready: bool = True, limit: float = 120.0):
+    def __init__(self, app, ready: bool = True, limit: float = 120.0, header_timeout: float = 10.0):
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="info"))
+        from clamp2_engine.serve.server import server_config
+
+        self.server = uvicorn.Server(server_config(app, port=0, header_timeout=header_timeout))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         self.deadline = time.monotonic() + limit
@@ -65,3 +67,39 @@ class Server:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+
+
+def ingest_serve_corpus(root: Path, parity_dir: Path) -> Path:
+    """The parity fixture's abc, xml, midi and mtf pieces ingested through the CLI into collection
+    ``music`` of an embedded store under ``root`` (returned)."""
+    import shutil
+
+    import pytest
+    from click.testing import CliRunner
+    from test_index_helpers import model_args
+
+    from clamp2_engine.cli import main
+
+    pieces = root / "pieces"
+    for sub in ("abc", "xml", "midi", "mtf"):
+        shutil.copytree(parity_dir / "inputs" / sub, pieces / sub)
+    store = root / "edge"
+    args = [
+        "ingest",
+        str(pieces),
+        "-c",
+        "music",
+        "--qdrant-path",
+        str(store),
+        "--no-render",
+        "--jobs",
+        "1",
+        "-q",
+    ]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLAMP2_HOME", str(root / "home"))
+        res = CliRunner().invoke(
+            main, args + [str(a) for a in model_args(parity_dir)], catch_exceptions=False
+        )
+    assert res.exit_code == 0, res.output
+    return store

@@ -15,8 +15,8 @@ import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import Server
-from test_index_helpers import load_model, model_args
+from helpers import Server, ingest_serve_corpus
+from test_index_helpers import load_model
 
 from clamp2_engine.cli import main
 from clamp2_engine.serve.app import create_app
@@ -33,30 +33,7 @@ KEY = "s3cret-serve-key"
 def corpus(tmp_path_factory, parity_dir):
     """A corpus with each kind of source, ingested through the CLI."""
     root = tmp_path_factory.mktemp("serve")
-    pieces = root / "pieces"
-    for sub in ("abc", "xml", "midi", "mtf"):
-        shutil.copytree(parity_dir / "inputs" / sub, pieces / sub)
-    store = root / "edge"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLAMP2_HOME", str(root / "home"))
-        res = CliRunner().invoke(
-            main,
-            [
-                "ingest",
-                str(pieces),
-                "-c",
-                "music",
-                "--qdrant-path",
-                str(store),
-                "--no-render",
-                "--jobs",
-                "1",
-                "-q",
-            ]
-            + [str(a) for a in model_args(parity_dir)],
-            catch_exceptions=False,
-        )
-    assert res.exit_code == 0, res.output
+    store = ingest_serve_corpus(root, parity_dir)
     shutil.copytree(store, root / "edge-page")  # the page test's own copy: one process per embedded shard
     return root, store
 

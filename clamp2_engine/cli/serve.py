@@ -81,9 +81,8 @@ def serve(
     /collections, /pieces/ID[/score.svg|/midi]; /healthz, /livez, /metrics; docs at /docs) and a search
     page at /. The port answers at once; /healthz says "starting" until the model is loaded. SIGTERM
     lets requests in flight finish."""
-    import uvicorn
-
     from clamp2_engine.serve.app import create_app
+    from clamp2_engine.serve.server import run
     from clamp2_engine.serve.service import ServeConfig
 
     api_key = None
@@ -106,4 +105,4 @@ def serve(
     click.echo(
         f"serving {collection} from {spec.describe()} on http://{host}:{port}/ (API docs: /docs)", err=True
     )
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+    run(create_app(config), host, port)

@@ -43,6 +43,7 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
+    app.add_middleware(errors.BodyDeadline, seconds=config.body_timeout)  # inside: its 408s are counted
     app.middleware("http")(errors.guard(svc))
     app.middleware("http")(svc.metrics.middleware)
     app.add_middleware(errors.HeadAsGet)

@@ -1,20 +1,39 @@
-"""Cross-request micro-batching: texts from concurrent requests are encoded together.
+"""Cross-request micro-batching with fair turns: texts from concurrent requests are encoded together, and
+a large request is cut into passes that take turns with the others.
 
-A request's texts join a queue; one worker takes everything queued (waiting up to ``max_wait`` seconds
-for more once the first arrives, never past ``max_batch`` texts) and encodes it in a single forward
-pass on a thread, so that 32 clients cost far fewer passes than 32 requests. ``max_wait=0`` turns
-batching off: each request is encoded alone, one at a time.
+A request's texts join a queue; one worker forms each forward pass from what is waiting (waiting up to
+``max_wait`` seconds for more once the first arrives), so that 32 clients cost far fewer passes than 32
+requests. A pass holds at most ``max_batch`` texts and about ``pass_seconds`` of work: the worker learns
+the encoder's seconds per (estimated) token from the passes it runs. Requests not yet started go first,
+then the ones already part-encoded, so a search waits for at most one pass of a large embed request.
+``max_wait=0`` turns cross-request batching off (each pass serves one request's texts).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 
 Encode = Callable[[list[str]], np.ndarray]
+FIRST_BUDGET = 1024.0  # tokens in a pass before the encoder's speed is known
+
+
+def tokens(text: str) -> int:
+    """A cheap estimate of a text's tokens (about 3.5 UTF-8 bytes per token, as XLM-R's are)."""
+    return 2 + len(text.encode("utf-8", "replace")) * 2 // 7
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    future: asyncio.Future
+    done: int = 0  # texts encoded so far
+    parts: list[np.ndarray] = field(default_factory=list)
 
 
 class MicroBatcher:
@@ -26,57 +45,108 @@ class MicroBatcher:
         max_batch: int = 64,
         max_wait: float = 0.004,
         on_batch: Callable[[int], None] | None = None,
+        pass_seconds: float = 0.25,
     ):
         self.encode_fn, self.max_batch, self.max_wait, self.on_batch = encode, max_batch, max_wait, on_batch
-        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future]] | None = None
+        self.pass_seconds = pass_seconds
+        self.seconds_per_token: float | None = None  # learnt from the passes run
+        self.queue: asyncio.Queue[_Job] | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self.worker: asyncio.Task | None = None
         self.batches = 0  # forward passes run (for the benchmark and the health check)
 
     async def encode(self, texts: Sequence[str]) -> np.ndarray:
+        loop = asyncio.get_running_loop()
         if self.worker is None:
             self.queue = asyncio.Queue()
-            self.worker = asyncio.get_running_loop().create_task(self._run())
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+            self.worker = loop.create_task(self._run())
+        job = _Job(list(texts), loop.create_future())
         assert self.queue is not None
-        await self.queue.put((list(texts), future))
-        return await future
+        await self.queue.put(job)
+        return await job.future  # a request that ends early leaves its future cancelled: it is dropped
 
-    async def _run(self) -> None:
+    def budget(self) -> float:
+        """Tokens one pass may hold (``FIRST_BUDGET`` until a pass has been timed)."""
+        if self.seconds_per_token is None:
+            return FIRST_BUDGET
+        return self.pass_seconds / self.seconds_per_token
+
+    def _take(self, waiting: list[_Job]) -> list[tuple[_Job, int]]:
+        """This pass's share of each waiting job: new jobs first, then part-encoded ones, within the budget
+        (the first job always gets one text); one job only without cross-request batching."""
+        order = [j for j in waiting if j.done == 0] + [j for j in waiting if j.done > 0]
+        budget, count, shares = self.budget(), 0, []
+        for job in order:
+            take = 0
+            while job.done + take < len(job.texts) and count < self.max_batch:
+                cost = tokens(job.texts[job.done + take])
+                if count and cost > budget:
+                    break
+                budget, count, take = budget - cost, count + 1, take + 1
+            if take:
+                shares.append((job, take))
+            if count >= self.max_batch or budget <= 0 or (take and job.done + take < len(job.texts)):
+                break
+            if take and self.max_wait <= 0:
+                break
+        return shares
+
+    async def _gather(self, waiting: list[_Job]) -> None:
+        """Move queued jobs to ``waiting``: block for one when there is none, then wait ``max_wait`` for
+        more (cross-request batching)."""
         assert self.queue is not None
         loop = asyncio.get_running_loop()
+        if not waiting:
+            waiting.append(await self.queue.get())
+        deadline = loop.time() + self.max_wait
+        while self.max_wait > 0 and sum(len(j.texts) - j.done for j in waiting) < self.max_batch:
+            remaining = deadline - loop.time()
+            try:
+                job = (
+                    self.queue.get_nowait()
+                    if remaining <= 0
+                    else await asyncio.wait_for(self.queue.get(), remaining)
+                )
+            except (asyncio.QueueEmpty, TimeoutError):
+                break
+            waiting.append(job)
+        while not self.queue.empty():
+            waiting.append(self.queue.get_nowait())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        waiting: list[_Job] = []
         while True:
-            jobs = [await self.queue.get()]
-            size = len(jobs[0][0])
-            deadline = loop.time() + self.max_wait
-            while size < self.max_batch and self.max_wait > 0:
-                remaining = deadline - loop.time()
-                try:
-                    job = (
-                        self.queue.get_nowait()
-                        if remaining <= 0
-                        else await asyncio.wait_for(self.queue.get(), remaining)
-                    )
-                except (asyncio.QueueEmpty, TimeoutError):
-                    break
-                jobs.append(job)
-                size += len(job[0])
-            texts = [t for batch, _f in jobs for t in batch]
+            await self._gather(waiting)
+            waiting[:] = [j for j in waiting if not j.future.done()]  # abandoned requests are dropped
+            if not waiting:
+                continue
+            shares = self._take(waiting)
+            texts = [t for job, n in shares for t in job.texts[job.done : job.done + n]]
             if self.on_batch:
                 self.on_batch(len(texts))
+            started = time.perf_counter()
             try:
-                vectors = await loop.run_in_executor(self.executor, self.encode_fn, texts)
-                self.batches += 1
-            except Exception as exc:  # every waiting request gets the error
-                for _batch, future in jobs:
-                    if not future.done():
-                        future.set_exception(exc)
+                vectors = np.atleast_2d(await loop.run_in_executor(self.executor, self.encode_fn, texts))
+            except Exception as exc:  # every request in this pass gets the error
+                for job, _n in shares:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
                 continue
+            self.batches += 1
+            per_token = (time.perf_counter() - started) / max(1, sum(tokens(t) for t in texts))
+            self.seconds_per_token = (
+                per_token
+                if self.seconds_per_token is None
+                else 0.7 * self.seconds_per_token + 0.3 * per_token
+            )
             start = 0
-            for batch, future in jobs:
-                if not future.done():
-                    future.set_result(np.asarray(vectors[start : start + len(batch)]))
-                start += len(batch)
+            for job, n in shares:
+                job.parts.append(vectors[start : start + n])
+                job.done, start = job.done + n, start + n
+                if job.done == len(job.texts) and not job.future.done():
+                    job.future.set_result(np.concatenate(job.parts))
+            waiting[:] = [j for j in waiting if not j.future.done()]
 
     def close(self) -> None:
         if self.worker is not None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
+import uuid
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
@@ -14,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
 from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreError, first_line
 from clamp2_engine.serve.render import RenderError
 from clamp2_engine.serve.service import PieceNotFound, Service
@@ -23,6 +26,7 @@ OPEN_PATHS = ("/", "/favicon.ico", "/docs", "/docs/oauth2-redirect", "/redoc", "
 HEALTH_PATHS = ("/healthz", "/livez")  # open too with ServeConfig.public_health (the default)
 NO_MODEL_PATHS = (*OPEN_PATHS, *HEALTH_PATHS, "/metrics", "/collections")  # answered while starting
 log = logging.getLogger("clamp2_engine.serve")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -30,12 +34,20 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 def guard(svc: Service) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """The middleware: the API key (constant-time, never logged), readiness (503 while the model loads),
-    the body size, the request time limit."""
+    """The middleware: a request id (the client's ``X-Request-ID`` or a new one, echoed), the API key
+    (constant-time, never logged), readiness (503 while the model loads), the body size, the request
+    time limit."""
     config = svc.config
     open_paths = (*OPEN_PATHS, *HEALTH_PATHS) if config.public_health else OPEN_PATHS
 
     async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        given = request.headers.get("x-request-id", "")
+        request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        response = await checked(request, call_next)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    async def checked(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path
         if config.api_key and path not in open_paths and not path.startswith("/static/"):
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -57,6 +69,10 @@ def guard(svc: Service) -> Callable[[Request, Callable[[Request], Awaitable[Resp
             return await asyncio.wait_for(call_next(request), config.request_timeout)
         except TimeoutError:
             return error(503, f"the request took longer than {config.request_timeout:.0f} s")
+        except Exception:  # a server fault, answered here so that the connection stays open
+            rid = request.state.request_id
+            log.exception("internal error, request id %s: %s %s", rid, request.method, request.url.path)
+            return error(500, f"internal error (request id {rid}; see the server's log)")
 
     return middleware
 
@@ -82,6 +98,45 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
+class BodyDeadline:
+    """ASGI middleware: a request's body must arrive within ``seconds`` of its first read, chunked or
+    not. A slower client's body ends there (the app sees the client leave) and it is answered 408."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], seconds: float):
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline: float | None = None
+        complete = late = False
+
+        async def timed_receive() -> dict:
+            nonlocal deadline, complete, late
+            if complete:  # after the body: disconnect checks wait as long as they like
+                return await receive()
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + self.seconds
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                late = complete = True
+                return {"type": "http.disconnect"}
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def answer(message: dict) -> None:
+            if not late:
+                await send(message)
+            elif message["type"] == "http.response.start":  # whatever the app made of it: a 408
+                late_answer = error(408, f"the request body did not arrive within {self.seconds:g} s")
+                late_answer.headers["Connection"] = "close"  # the rest of the body is not waited for
+                await late_answer(scope, receive, send)
+
+        await self.app(scope, timed_receive, answer)
+
+
 def install(app: FastAPI) -> None:
     """The exception handlers."""
 
@@ -96,7 +151,8 @@ def install(app: FastAPI) -> None:
     async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
-        return error(422, f"{where}: {first.get('msg', 'invalid request')}".strip(": "))
+        message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        return error(422, f"{where}: {message}".strip(": "))
 
     @app.exception_handler(CollectionNotFoundError)
     @app.exception_handler(PieceNotFound)
@@ -112,12 +168,8 @@ def install(app: FastAPI) -> None:
     async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
         return error(503, first_line(exc))
 
-    @app.exception_handler(Exception)
-    async def internal(_request: Request, exc: Exception) -> JSONResponse:
-        from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
-
-        if isinstance(exc, ModelNotFoundError | CheckpointError):  # the collection's model is not here
-            log.error("cannot load the collection's model: %s", first_line(exc))
-            return error(503, "the collection's model cannot be loaded on this server (see its log)")
-        log.exception("internal error")  # a server fault: the traceback belongs in the log
-        return error(500, "internal error (see the server's log)")
+    @app.exception_handler(ModelNotFoundError)
+    @app.exception_handler(CheckpointError)
+    async def no_model(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("cannot load the collection's model: %s", first_line(exc))
+        return error(503, "the collection's model cannot be loaded on this server (see its log)")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 MAX_TEXTS = 256
 MAX_TEXT_CHARS = 4096
+MAX_TEXT_VOLUME = 64 * MAX_TEXT_CHARS  # characters in one /embed/text request, all texts together
 
 Modality = Literal["any", "abc", "mtf", "text"]
 Mode = Literal["hybrid", "semantic", "lexical"]
@@ -65,6 +66,14 @@ class EmbedTextRequest(BaseModel):
         Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_has_words)]
     ] = Field(min_length=1, max_length=MAX_TEXTS)
     collection: str | None = Field(None, max_length=255)
+
+    @model_validator(mode="after")
+    def _volume(self) -> EmbedTextRequest:
+        if sum(map(len, self.texts)) > MAX_TEXT_VOLUME:
+            raise ValueError(
+                f"the texts are over {MAX_TEXT_VOLUME:,} characters together (send them in parts)"
+            )
+        return self
 
 
 class ModelInfo(BaseModel):
@@ -124,5 +133,5 @@ class Piece(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Error} for code in (400, 401, 404, 408, 413, 415, 422, 503)
+    code: {"model": Error} for code in (400, 401, 404, 408, 413, 415, 422, 500, 503)
 }

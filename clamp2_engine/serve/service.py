@@ -42,6 +42,10 @@ class ServeConfig:
     max_batch: int = 64
     max_body: int = 16 * 2**20
     request_timeout: float = 60.0
+    body_timeout: float = 30.0  # seconds for a request's body to arrive (408 after)
+    upload_timeout: float = (
+        30.0  # seconds to convert an uploaded file: below request_timeout, so a 422 says why
+    )
     cache_dir: Path | None = None
     corpus_roots: dict[str, str] = field(default_factory=dict)  # overrides the collection's record
     public_health: bool = True  # /healthz and /livez answer without the API key (for probes)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
+import threading
 from pathlib import Path
 
-from fastapi import UploadFile
+from fastapi import Request, UploadFile
 from starlette.exceptions import HTTPException
 
 from clamp2_engine.errors import first_line
+from clamp2_engine.ingest.convert.pool import Outcome, run_tasks
 
 MAX_UPLOAD = 8 * 2**20
-UPLOAD_TIMEOUT = 30.0  # seconds for one upload's conversion: below the request's limit, so the reason is told
 UPLOAD_MEMORY = 3 * 2**30  # bytes of address space for the converting worker
 
 
@@ -52,33 +53,48 @@ def limited_worker() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (UPLOAD_MEMORY, UPLOAD_MEMORY))
 
 
-async def music_input(file: UploadFile) -> str:
+async def music_input(file: UploadFile, request: Request | None, timeout: float) -> str:
     """Model input (interleaved ABC or MTF) from an uploaded score, MIDI or .mtf file, converted in a
     worker process with a time limit below the request's and a memory limit; 422 with the reason when it
-    is not music this engine reads or takes too long."""
-    from clamp2_engine.ingest.convert.batch import PRELOAD
-    from clamp2_engine.ingest.convert.pool import run_tasks
-
+    is not music this engine reads or takes too long. The worker is killed as soon as the request ends
+    without it (the client went away, or the request's own time limit answered first)."""
     path = await save_upload(file)
+    stop = threading.Event()
+    converting = asyncio.ensure_future(asyncio.to_thread(_convert_in_worker, path, timeout, stop))
+    # the body is read: the next message is the client leaving (or the request's limit answering first)
+    leaving = asyncio.ensure_future(request.receive()) if request is not None else None
     try:
-        [outcome] = await asyncio.to_thread(
-            lambda: list(
-                run_tasks(_convert, [(str(path), "")], 1, UPLOAD_TIMEOUT, limited_worker, preload=PRELOAD)
-            )
-        )
+        await asyncio.wait({converting, leaving} - {None}, return_when=asyncio.FIRST_COMPLETED)
+        if not converting.done():
+            stop.set()
+            raise HTTPException(499, "the client closed the request")
+        outcome = converting.result()
     finally:
+        stop.set()  # also when this request is cancelled
+        if leaving is not None:
+            leaving.cancel()
         path.unlink(missing_ok=True)
+    if outcome is None:
+        raise HTTPException(499, "the client closed the request")
     if not outcome.ok:
-        raise HTTPException(422, plain(outcome.error).replace(path.name, file.filename or "upload"))
+        raise HTTPException(422, plain(outcome.error, timeout).replace(path.name, file.filename or "upload"))
     return outcome.result
 
 
-def plain(error: str) -> str:
+def _convert_in_worker(path: Path, timeout: float, stop: threading.Event) -> Outcome | None:
+    """One conversion in a fresh worker; ``None`` when ``stop`` ended it."""
+    from clamp2_engine.ingest.convert.batch import PRELOAD
+
+    outcomes = list(run_tasks(_convert, [(str(path), "")], 1, timeout, limited_worker, PRELOAD, stop))
+    return outcomes[0] if outcomes else None
+
+
+def plain(error: str, timeout: float) -> str:
     """A worker's error as a sentence for a client: no exception class, no file and line."""
     text = re.sub(r"\s*\(at [^()]*:\d+\)", "", error)
     text = re.sub(r"\b[A-Z]\w*(Error|Exception|Warning): ", "", text)
     if text.startswith("timed out after"):
-        return f"the upload could not be converted within {UPLOAD_TIMEOUT:g} s"
+        return f"the upload could not be converted within {timeout:g} s"
     if text.startswith("worker died"):
         return "the upload could not be converted within the server's memory limit"
     return first_line(ValueError(text), 300)

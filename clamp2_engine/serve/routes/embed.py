@@ -3,7 +3,7 @@ query their own Qdrant."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from clamp2_engine.serve.deps import ServiceDep
 from clamp2_engine.serve.models import ERRORS, EmbedResponse, EmbedTextRequest, ModelInfo
@@ -29,11 +29,12 @@ async def embed_text(req: EmbedTextRequest, svc: ServiceDep) -> EmbedResponse:
 
 @router.post("/music", response_model=EmbedResponse)
 async def embed_music(
+    request: Request,
     svc: ServiceDep,
     file: UploadFile = File(..., description="a score, MIDI or .mtf file"),
     collection: str | None = Form(None),
 ) -> EmbedResponse:
     """The vector of an uploaded piece of music."""
     svc.collection(collection)
-    vector = await svc.encode_music(await music_input(file), collection)
+    vector = await svc.encode_music(await music_input(file, request, svc.config.upload_timeout), collection)
     return EmbedResponse(vectors=[vector.tolist()], model=model_info(svc, collection))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 
 from clamp2_engine.serve.deps import ServiceDep, to_query
@@ -37,6 +37,7 @@ async def search(req: SearchRequest, svc: ServiceDep) -> SearchResponse:
 
 @router.post("/search/music", response_model=SearchResponse, response_model_exclude_unset=True)
 async def search_music(
+    request: Request,
     svc: ServiceDep,
     file: UploadFile = File(..., description="a score, MIDI or .mtf file"),
     k: int = Form(10),
@@ -55,5 +56,7 @@ async def search_music(
         raise RequestValidationError(getattr(exc, "errors", lambda: [])()) from None
     query = to_query(req, text=False)
     svc.collection(req.collection)
-    vector = await svc.encode_music(await music_input(file), req.collection)
+    vector = await svc.encode_music(
+        await music_input(file, request, svc.config.upload_timeout), req.collection
+    )
     return answer(await asyncio.to_thread(svc.search, query, vector, req.collection))

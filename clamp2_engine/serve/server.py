@@ -1,0 +1,125 @@
+"""The HTTP server around the app: uvicorn with its h11 protocol, plus what uvicorn lacks — a limit on
+the time a client may take to send a request's headers (a slow client gets 408 and the connection is
+closed, so idle or dribbling sockets cannot pile up) — and a graceful stop: on SIGTERM, the requests in
+flight finish (up to the request time limit), then the process exits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import h11
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from clamp2_engine.paths import data_dir
+
+HEADER_TIMEOUT = 10.0  # seconds from the first byte of a request (or the connection) to its last header
+
+
+def timeout_response(seconds: float) -> bytes:
+    body = f'{{"error": "the request headers did not arrive within {seconds:g} s"}}'.encode()
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a header-read limit (``header_timeout`` seconds): the clock runs while
+    the connection waits for a request's headers, from the connection or its first byte."""
+
+    header_timeout = HEADER_TIMEOUT
+    header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE:  # a request begun, its headers not all here yet
+            if self.header_timer is None:
+                self.arm()
+        else:
+            self.disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.disarm()
+        super().connection_lost(exc)
+
+    def arm(self) -> None:
+        self.header_timer = asyncio.get_running_loop().call_later(self.header_timeout, self.headers_late)
+
+    def disarm(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    def headers_late(self) -> None:
+        self.header_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self.conn.trailing_data[0]:  # part of a request came: say why it is closed
+            self.transport.write(timeout_response(self.header_timeout))
+        self.transport.close()
+
+
+def protocol(header_timeout: float = HEADER_TIMEOUT) -> type[H11Protocol]:
+    """The protocol class with its limit (uvicorn takes a class)."""
+    return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": header_timeout})
+
+
+def server_config(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 8000, header_timeout: float = HEADER_TIMEOUT
+) -> uvicorn.Config:
+    """uvicorn's configuration for ``app``: the header-timeout protocol, and a graceful stop that waits
+    for requests in flight up to the request time limit."""
+    limit = app.state.service.config.request_timeout
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol(header_timeout),
+        log_level="info",
+        timeout_graceful_shutdown=int(limit) + 5,
+    )
+
+
+def scratch(root: Path) -> Path:
+    """This process's temporary folder under ``root``; those of processes no longer running (a server
+    killed with SIGKILL) are removed."""
+    root.mkdir(parents=True, exist_ok=True)
+    for folder in root.iterdir():
+        if folder.name.isdigit() and not running(int(folder.name)):
+            shutil.rmtree(folder, ignore_errors=True)
+    mine = root / str(os.getpid())
+    mine.mkdir(exist_ok=True)
+    return mine
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
+
+
+def run(app: FastAPI, host: str, port: int) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM. The process's temporary files (uploads, worker pools'
+    sockets) go to a folder of its own under the data folder, removed when it stops; what a killed
+    server leaves behind is removed when the next one starts."""
+    mine = scratch(data_dir() / "tmp")
+    tempfile.tempdir = str(mine)
+    try:
+        uvicorn.Server(server_config(app, host, port)).run()
+    finally:
+        shutil.rmtree(mine, ignore_errors=True)

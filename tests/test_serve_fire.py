@@ -1,0 +1,295 @@
+"""Serve under fire: fair turns for large requests, uploads whose workers die with their request, slow
+clients, server faults with a request id, a graceful SIGTERM. Over real HTTP (uvicorn on 127.0.0.1),
+against a server with short limits so that each case takes seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from helpers import Server, ingest_serve_corpus
+from test_index_helpers import model_args
+
+from clamp2_engine.serve.app import create_app
+from clamp2_engine.serve.batching import MicroBatcher, tokens
+from clamp2_engine.serve.models import MAX_TEXT_CHARS, MAX_TEXT_VOLUME
+from clamp2_engine.serve.server import scratch
+from clamp2_engine.serve.service import ServeConfig, Service
+from clamp2_engine.store import StoreSpec
+
+LIMITS = {"request_timeout": 10.0, "upload_timeout": 3.0, "body_timeout": 1.0}
+LONG = ("Ein langes Stück über Musik und Harmonie, " * 100)[:MAX_TEXT_CHARS]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, parity_dir):
+    root = tmp_path_factory.mktemp("fire")
+    return root, ingest_serve_corpus(root, parity_dir)
+
+
+@pytest.fixture(scope="module")
+def server(corpus):
+    root, store = corpus
+    config = ServeConfig(StoreSpec(path=store), "music", cache_dir=root / "cache", **LIMITS)
+    srv = Server(create_app(config), header_timeout=1.0)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+def dense_midi(notes: int) -> bytes:
+    """A MIDI file of ``notes`` one-tick notes: small on disk, slow and large to convert."""
+    track = b"\x01\x90\x3c\x40\x00\x80\x3c\x00" * notes + b"\x00\xff\x2f\x00"
+    return b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0" + b"MTrk" + len(track).to_bytes(4, "big") + track
+
+
+def workers() -> list[int]:
+    """Processes descended from this one that are conversion workers (children of the fork server)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    return [pid for child in children.get(os.getpid(), []) for pid in children.get(child, [])]
+
+
+def rss() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def raw(url: str, data: bytes, wait: float) -> bytes:
+    """Send ``data`` on a fresh connection, then read what the server says within ``wait`` seconds."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(data)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            pass
+        return answer
+
+
+# 4: one request starves the rest -> fair turns
+
+
+def test_a_search_waits_at_most_one_pass_of_a_maximal_embed(client):
+    texts = [LONG] * (MAX_TEXT_VOLUME // MAX_TEXT_CHARS)
+    client.post("/embed/text", json={"texts": [LONG]})  # the batcher learns the encoder's speed
+    done: dict[str, float] = {}
+
+    def embed() -> None:
+        started = time.monotonic()
+        res = client.post("/embed/text", json={"texts": texts})
+        assert res.status_code == 200, res.text
+        assert len(res.json()["vectors"]) == len(texts)
+        done["embed"] = time.monotonic() - started
+
+    thread = threading.Thread(target=embed)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    res = client.post("/search", json={"query": "chorale", "mode": "semantic"})
+    waited = time.monotonic() - started
+    thread.join(120)
+    assert res.status_code == 200
+    assert waited < 2.0, f"the search waited {waited:.2f} s behind an embed of {done['embed']:.2f} s"
+    assert waited < done["embed"] / 2
+
+
+def test_the_text_volume_of_a_request_is_capped(client):
+    res = client.post("/embed/text", json={"texts": [LONG] * (MAX_TEXT_VOLUME // MAX_TEXT_CHARS + 1)})
+    assert res.status_code == 422
+    assert res.json() == {
+        "error": f"the texts are over {MAX_TEXT_VOLUME:,} characters together (send them in parts)"
+    }
+
+
+def test_the_batcher_takes_turns_and_keeps_order():
+    passes: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        passes.append(texts)
+        time.sleep(0.0001 * sum(tokens(t) for t in texts))
+        return np.array([[float(hash(t) % 1000)] for t in texts])
+
+    batcher = MicroBatcher(encode, max_wait=0.01, pass_seconds=0.05)
+
+    async def scenario() -> tuple[np.ndarray, np.ndarray, int]:
+        await batcher.encode(["warm"])
+        big = asyncio.ensure_future(batcher.encode([f"{LONG[:2000]} {i}" for i in range(40)]))
+        await asyncio.sleep(0.05)
+        small = await batcher.encode(["a short query"])
+        return await big, small, len(passes)
+
+    try:
+        big, small, after_small = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert [v[0] for v in big] == [float(hash(f"{LONG[:2000]} {i}") % 1000) for i in range(40)]
+    assert small[0][0] == float(hash("a short query") % 1000)
+    carrying = [i for i, p in enumerate(passes) if "a short query" in p]
+    assert carrying
+    assert carrying[0] <= 3
+    assert len(passes) > 4  # the large request was cut into passes
+
+
+# 3 and "killed when its request ends": uploads convert in a worker with time and memory limits
+
+
+def test_an_abandoned_upload_kills_its_worker(server):
+    assert not workers()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{server.url}/search/music", files={"file": ("dense.mid", dense_midi(400_000))}, timeout=1.0
+        )
+    deadline = time.monotonic() + 3
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers(), "the conversion went on after its client left"
+
+
+def test_a_dense_midi_is_answered_in_time_within_memory(client):
+    data = dense_midi(1_000_000)  # 8 MB, the largest upload
+    before = rss()
+    started = time.monotonic()
+    res = client.post("/search/music", files={"file": ("dense.mid", data)})
+    took = time.monotonic() - started
+    assert res.status_code == 422
+    assert res.json()["error"] == f"the upload could not be converted within {LIMITS['upload_timeout']:g} s"
+    assert took < LIMITS["request_timeout"]
+    assert rss() - before < 2**30
+    assert client.post("/search", json={"query": "chorale"}).status_code == 200  # the server goes on
+
+
+# 5: slow clients get 408, and the conversion's reason comes before the request's limit
+
+
+def test_a_slow_body_gets_408(server):
+    head = b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    for framing, start in (
+        (b"Content-Length: 100\r\n\r\n", b'{"query": '),
+        (b"Transfer-Encoding: chunked\r\n\r\n", b'a\r\n{"query": \r\n'),
+    ):
+        started = time.monotonic()
+        answer = raw(server.url, head + framing + start, 10)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"the request body did not arrive within 1 s" in answer
+        assert time.monotonic() - started < 5
+
+
+def test_slow_headers_get_408_and_silent_sockets_are_closed(server):
+    started = time.monotonic()
+    answer = raw(server.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", 10)
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b"the request headers did not arrive within 1 s" in answer
+    assert raw(server.url, b"", 10) == b""  # closed without a word
+    assert time.monotonic() - started < 8
+
+
+# a server fault: a 500 whose request id the log carries
+
+
+def test_a_server_fault_is_a_500_with_a_request_id(client, monkeypatch, caplog):
+    def broken(self, name):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Service, "info", broken)
+    caplog.set_level(logging.ERROR)
+    res = client.get("/collections/music")
+    assert res.status_code == 500
+    rid = res.headers["x-request-id"]
+    assert res.json() == {"error": f"internal error (request id {rid}; see the server's log)"}
+    assert f"request id {rid}" in caplog.text
+    assert "RuntimeError: a bug" in caplog.text
+    given = client.get("/collections/music", headers={"X-Request-ID": "client-42"})
+    assert given.headers["x-request-id"] == "client-42"
+    assert client.get("/healthz", headers={"X-Request-ID": "bad id\x01"}).headers["x-request-id"] != "bad id"
+
+
+# operations: a graceful stop, and no temporary files left behind
+
+
+def test_a_killed_servers_temporary_files_are_removed_at_the_next_start(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / dead.stdout.strip()
+    (stale / "pymp-x").mkdir(parents=True)
+    mine = scratch(tmp_path)
+    assert mine.name == str(os.getpid())
+    assert mine.is_dir()
+    assert not stale.exists()
+    assert scratch(tmp_path) == mine  # our own is kept
+
+
+@pytest.mark.slow
+def test_sigterm_lets_requests_in_flight_finish(corpus, parity_dir, tmp_path):
+    root, store = corpus
+    copy = tmp_path / "edge"
+    shutil.copytree(store, copy)  # one process per embedded shard
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CLAMP2_HOME": str(tmp_path / "home"), "TMPDIR": str(tmp_path)}
+    args = ["serve", "-c", "music", "--qdrant-path", str(copy), "--port", str(port)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clamp2_engine", *args, *map(str, model_args(parity_dir))],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        answer: dict[str, httpx.Response] = {}
+        thread = threading.Thread(
+            target=lambda: answer.setdefault(
+                "res", httpx.post(f"{url}/embed/text", json={"texts": [LONG] * 64}, timeout=60)
+            )
+        )
+        thread.start()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        thread.join(60)
+        assert answer["res"].status_code == 200
+        assert len(answer["res"].json()["vectors"]) == 64
+        # uvicorn stops gracefully, then ends by the signal it caught (as a service manager expects)
+        assert proc.wait(30) in (0, -signal.SIGTERM)
+        assert "Finished server process" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not list(tmp_path.glob("pymp-*"))
+    assert not list((tmp_path / "home" / "tmp").glob("*/*"))
