@@ -4,6 +4,7 @@ cross-request batching. Requests/s and p50/p95 latency, measured over real HTTP 
 server in its own process.
 
     python benchmarks/bench_serve.py [--points 20000] [--requests 48] [--no-write]
+    python benchmarks/bench_serve.py --soak 10     # the mixed soak of `serve -c demo` (benchmarks/soak.py)
 """
 
 from __future__ import annotations
@@ -112,7 +113,11 @@ def main(argv: list[str] | None = None) -> None:
         "--requests", type=int, default=48, help="Requests per client count (at least 2 per client)."
     )
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--soak", type=float, metavar="MINUTES", help="Run the mixed soak instead (about 10).")
     args = ap.parse_args(argv)
+    if args.soak:
+        run_soak(args.soak, not args.no_write)
+        return
     load_before = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,6 +154,51 @@ def main(argv: list[str] | None = None) -> None:
     print(md)
     if not args.no_write:
         write_section("serve", md)
+
+
+def run_soak(minutes: float, write: bool) -> None:
+    from benchmarks.soak import serve_demo, soak, summary
+
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        home, port = Path(tmp), free_port()
+        proc = serve_demo(home, port)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            import httpx
+
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            uploads = sorted((home / "demo").rglob("*.abc"))[:50]
+            result = asyncio.run(soak(url, proc.pid, minutes, uploads))
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    rows, note = summary(result, minutes)
+    md = "\n".join(
+        [
+            "## Serve: a mixed soak (`benchmarks/bench_serve.py --soak`)",
+            "",
+            f"{machine()}; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 "
+            f"cores shared by the server and the load generator). `serve -c demo` for {minutes:g} minutes: four "
+            "text searchers (modes, filters, more like this), one score viewer, one uploader, one embedder "
+            "(40 texts a second), one abusive client cycling through 13 bad requests, and one client that "
+            "stops sending its body, all at once over real HTTP on 127.0.0.1.",
+            "",
+            table(["requests", "count", "statuses", "p50 ms", "p95 ms", "p99 ms"], rows),
+            "",
+            note + ".",
+        ]
+    )
+    print(md)
+    if write:
+        write_section("serve-soak", md)
 
 
 if __name__ == "__main__":

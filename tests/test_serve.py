@@ -150,6 +150,8 @@ def test_malformed_and_oversized_bodies(client, server):
     res = client.post("/search", content=b"{not json", headers={"Content-Type": "application/json"})
     assert res.status_code == 422
     assert "error" in res.json()
+    res = client.post("/search", content=b"\xff\xfe{", headers={"Content-Type": "application/json"})
+    assert res.json() == {"error": "the request body could not be read (JSON in UTF-8, or a multipart form)"}
     res = client.post("/search", content=b"x" * (17 * 2**20), headers={"Content-Type": "application/json"})
     assert res.status_code == 413
     assert client.post("/embed/text", json={"texts": []}).status_code == 422

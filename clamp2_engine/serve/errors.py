@@ -145,6 +145,8 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 413 and exc.detail == "Content Too Large":  # FastAPI's own body limit
             limit = request.app.state.service.config.max_body
             return error(413, f"the request body is over {limit // 2**20} MiB")
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":  # FastAPI's
+            return error(400, "the request body could not be read (JSON in UTF-8, or a multipart form)")
         return error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
