@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if "--code" in sys.argv[:-1]:  # another checkout of the engine, for before/after figures (real_corpus.py)
+    sys.path.insert(0, sys.argv[sys.argv.index("--code") + 1])
 
 from benchmarks._report import machine, table, write_section  # noqa: E402
 from clamp2_engine.ingest.convert import convert_tree  # noqa: E402
@@ -235,7 +237,14 @@ def main() -> None:
         "--rerun", default="", help="with --from-log: convert these kinds again (comma-separated)"
     )
     ap.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    ap.add_argument("--real", type=Path, help="instead: prepare this folder of real files as ingest does")
+    ap.add_argument("--code", type=Path, help="with --real: measure the engine checked out here")
+    ap.add_argument("--json", type=Path, help="with --real: save the figures here")
+    ap.add_argument("--before", type=Path, help="with --real: a saved run to compare with")
     args = ap.parse_args()
+    if args.real:
+        real_run(args)
+        return
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     root = corpus_root()
     rerun = {k.strip() for k in args.rerun.split(",") if k.strip()}
@@ -265,6 +274,54 @@ def main() -> None:
     print(text)
     if not args.no_write:
         write_section("bench_convert", text)
+
+
+def real_run(args: argparse.Namespace) -> None:
+    import importlib.util
+    import os
+
+    # by path: with --code, the package `benchmarks` may be another checkout's
+    spec = importlib.util.spec_from_file_location("real_corpus", Path(__file__).with_name("real_corpus.py"))
+    real_corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_corpus)
+
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    result = real_corpus.prepare(args.real, args.jobs)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result, indent=1))
+    if args.json:
+        real_corpus.save(result, args.json)
+    if args.code or args.no_write:
+        return
+    before = json.loads(args.before.read_text(encoding="utf-8")) if args.before else None
+    lines = [
+        "## Conversion of real corpora (`benchmarks/bench_convert.py --real`)",
+        "",
+        f"{machine()}; load average {load:.1f}; {args.jobs} worker processes, ingest's 180 s limit per file. "
+        "Files fetched from public corpora, not committed: 40 Bach chorales in Humdrum "
+        "(craigsapp/bach-370-chorales, every 7th), 40 MusicXML scores of When-in-Rome "
+        "(MarkGotham/When-in-Rome: Beethoven quartet movements, OpenScore Lieder, textbook examples), the "
+        "first 40 tunes of two Nottingham ABC books and 40 of its MIDI files (jukedeck/nottingham-dataset). "
+        "Each file prepared as `ingest` prepares it: interleaved ABC, and MTF rendered through MIDI. "
+        + (
+            f"Before (the engine before issue 27) → after; {before['seconds']} s → {result['seconds']} s."
+            if before
+            else f"{result['seconds']} s."
+        ),
+        "",
+        table(real_corpus.HEADER, real_corpus.rows(result, before)),
+        "",
+        "Reasons met (after): "
+        + "; ".join(
+            f"{fmt}: " + ", ".join(f"{n} x {r}" for r, n in rs.items())
+            for fmt, rs in result["reasons"].items()
+        )
+        + ".",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    write_section("bench_convert_real", text)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -40,6 +41,7 @@ class ErrorLog:
             self.path.unlink()
         self._lock = threading.Lock()
         self.count = 0
+        self.notes = 0  # records of stage "note": a fallback taken, not a failure
         self.reasons: Counter[str] = Counter()
         self.sources: set[str] = set()
 
@@ -61,8 +63,10 @@ class ErrorLog:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
             self.count += 1
+            self.notes += stage == "note"
             self.sources.add(record["source"])
-            self.reasons[f"{stage}: {text[:80]}"] += 1
+            shown = " ".join(text.removeprefix(f"{stage}: ").split())[:200]  # the stage said once, one line
+            self.reasons[f"{stage}: {shown}"] += 1
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -107,12 +111,14 @@ class RunSummary:
         table.add_row("seconds", f"{self.elapsed:.1f}")
         out.print(table)
         if errors is not None and errors.count:
-            out.print(
-                f"[yellow]{errors.count} problem(s) with {len(errors.sources)} input(s) logged in "
-                f"{errors.path}[/yellow]"
-            )
-            for reason, n in errors.reasons.most_common(5):
-                out.print(f"  {n} x {reason}")
+            problems = errors.count - errors.notes
+            said = [f"{problems} problem(s) with {len(errors.sources)} input(s)"] if problems else []
+            said += [f"{errors.notes} note(s) on fallbacks taken"] if errors.notes else []
+            out.print(f"[yellow]{' and '.join(said)} logged in {errors.path}[/yellow]")
+            for reason, n in errors.reasons.most_common(5):  # each on one line of the terminal
+                out.print(
+                    f"  {n} x {reason}", overflow="ellipsis", no_wrap=True, highlight=False, markup=False
+                )
 
 
 @contextmanager
@@ -121,6 +127,9 @@ def progress_bar(description: str, total: int | None, enabled: bool = True):
     pieces" while the bar counts files) is shown after the bar. Disabled for short or quiet work."""
     if not enabled:
         yield lambda n=1, note=None: None
+        return
+    if not console.is_terminal:  # a log, not a terminal: a plain line now and then
+        yield plain_progress(description, total)
         return
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -137,3 +146,23 @@ def progress_bar(description: str, total: int | None, enabled: bool = True):
             progress.update(task, advance=n, **({"note": note} if note is not None else {}))
 
         yield advance
+
+
+PLAIN_EVERY = 15.0  # seconds between progress lines when stderr is not a terminal
+
+
+def plain_progress(description: str, total: int | None) -> Callable[..., None]:
+    """``advance(n=1, note=None)`` that prints ``description: done/total (note)`` to stderr every
+    ``PLAIN_EVERY`` seconds, and when long work is done (short work prints nothing)."""
+    done, last, said = 0, time.monotonic(), False
+
+    def advance(n: int = 1, note: str | None = None) -> None:
+        nonlocal done, last, said
+        done += n
+        now = time.monotonic()
+        if now - last >= PLAIN_EVERY or (said and total is not None and done >= total):
+            last, said = now, True
+            of = f"/{total}" if total is not None else ""
+            print(f"{description}: {done}{of}" + (f" ({note})" if note else ""), file=sys.stderr, flush=True)
+
+    return advance

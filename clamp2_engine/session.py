@@ -134,7 +134,20 @@ class SearchSession:
             raise QueryError("give a query text, music, or like (point ids)")
         hits, why = self.collection.find(vector, query)
         mode = query.mode if query.text and not query.like else "semantic"
+        if query.modality != "any" and (not hits or mode != "semantic"):
+            missing = self.missing_vectors(query.modality)
+            if missing and not hits:
+                why = why or missing
+            elif missing and mode != "lexical":
+                notices.append(f"{missing}: matched by words alone")
         return Result(hits, why, mode, notices)
+
+    def missing_vectors(self, modality: str) -> str | None:
+        """Why a search of ``modality`` finds nothing by meaning here, when no piece has its vector."""
+        if any(self.collection.count(vector=name) for name in vector_names(modality)):
+            return None
+        kinds = {"text": "no piece has a summary", "abc": "no piece is a score", "mtf": "no piece has MIDI"}
+        return f"collection {self.collection.name!r} has no {modality} vectors ({kinds.get(modality, '')})"
 
 
 def text_search_fn(

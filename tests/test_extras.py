@@ -24,7 +24,10 @@ IMPORTERS = (
 
 @pytest.fixture()
 def without(monkeypatch):
-    """``without("music21", ...)``: those modules cannot be imported for this test (as if not installed)."""
+    """``without("music21", ...)``: those modules cannot be imported for this test (as if not installed).
+    Modules first imported during the test are dropped after it, so that none keeps a reference to a
+    module object the restored ``sys.modules`` no longer holds."""
+    before = set(sys.modules)
 
     def block(*modules: str) -> None:
         for name in list(sys.modules):
@@ -33,7 +36,11 @@ def without(monkeypatch):
         for module in modules:
             monkeypatch.setitem(sys.modules, module, None)
 
-    return block
+    yield block
+    monkeypatch.undo()
+    for name in set(sys.modules) - before:
+        if name.startswith(IMPORTERS):
+            del sys.modules[name]
 
 
 def test_base_install_searches(parity_dir, bench_dir, tmp_path, monkeypatch, without):

@@ -207,7 +207,10 @@ def test_seed_layout(client, model, tmp_path, bench_dir):
     pl = p.payload
     assert pl["title"] == item["title"]
     assert pl["composer"] == "J.S. Bach"
-    assert pl["metadata"] == {"title": item["title"], "composer": "J.S. Bach", "genres": item["genres"]}
+    stated = {"title": item["title"], "composer": "J.S. Bach", "genres": item["genres"]}
+    assert {k: pl["metadata"][k] for k in stated} == stated  # the item's fields, as given
+    assert pl["metadata"]["voices"] == 4  # and what the music states
+    assert set(pl["metadata"]) == {*stated, "meter", "key", "voices", "instruments", "bars"}
     assert pl["summary_en"] == item["summary_en"]
     assert pl["summary_nen"] == item["summary_nen"]
     assert pl["sources"] == {"abc": item["filepaths"][0], "mtf": item["filepaths"][1]}

@@ -93,4 +93,28 @@ def convert(
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         report.summary.print(report.errors)
+    _say_other_targets(src, to)
     exit_for_failures(report.summary.counts.get("failed", 0), allow_failures)
+
+
+# what files of another kind become, when --to cannot take them
+OTHER_TARGETS = {"midi": ("mtf", "MIDI"), "mtf": ("midi", "MTF"), "score": ("abc or --to mtf", "score")}
+
+
+def _say_other_targets(src: Path, to: str) -> None:
+    """A note for the files of SRC that ``--to`` does not convert, naming the target that does."""
+    from clamp2_engine.ingest.convert.batch import SUFFIXES
+    from clamp2_engine.paths import iter_files
+    from clamp2_engine.types import MIDI_SUFFIXES, MTF_SUFFIXES, SCORE_SUFFIXES
+
+    kinds = {"midi": MIDI_SUFFIXES, "mtf": MTF_SUFFIXES, "score": SCORE_SUFFIXES}
+    for kind, suffixes in kinds.items():
+        if suffixes <= SUFFIXES[to] or OTHER_TARGETS[kind][0].startswith(to):
+            continue
+        n = sum(1 for _ in iter_files(src, suffixes - SUFFIXES[to]))
+        if n:
+            target, name = OTHER_TARGETS[kind]
+            click.echo(
+                f"note: {n} {name} file(s) left as they are: --to {to} does not take them (use --to {target})",
+                err=True,
+            )

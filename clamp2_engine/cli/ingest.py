@@ -225,8 +225,12 @@ def run_ingest(store, corpus: Path, collection: str, options, runner: str = "loc
         where = f"{done.corpus.name} ({done.corpus.layout} layout) -> collection {collection} on {store.describe()}"
         console.print(where, highlight=False)
         summary = RunSummary("ingest", seconds=report.seconds)
-        for key in ("units", "skipped", "embedded", "failed", "points", "removed"):
+        for key in ("units", "skipped", "embedded", "failed"):
             summary.add(key, report.counts[key])
+        summary.add("points written", report.counts["points"])
+        summary.add("points removed", report.counts["removed"])
+        if report.total_points is not None:
+            summary.add("points in the collection", report.total_points)
         summary.print(errors)
     if errors.count and as_json:
         console.print(

@@ -96,14 +96,18 @@ class Searcher:
         except ModelMismatchError as exc:
             raise fail(exc) from None
 
-    def search(self, query, music: Path | None = None):
-        """The result of ``query`` (a :class:`clamp2_engine.session.Query`), with ``music`` its example."""
+    def search(self, query, music: Path | None = None, tune: str | None = None):
+        """The result of ``query`` (a :class:`clamp2_engine.session.Query`), with ``music`` its example
+        (``tune``: which piece of a file of several)."""
         try:
             vector = None
             if music is not None:
                 from clamp2_engine.ingest.corpus import music_query_input
 
-                vector = self.session.music_vector(music_query_input(music)[1])
+                notes: list[str] = []
+                vector = self.session.music_vector(music_query_input(music, tune=tune, notes=notes)[1])
+                for note in notes:
+                    click.echo(f"note: {note}", err=True)
             result = self.session.find(query, vector)
         except ValueError as exc:  # the library's errors (CollectionError is one), as one line
             raise fail(exc) from None
@@ -112,6 +116,9 @@ class Searcher:
                 click.echo(f"note: {notice}", err=True)
                 self.told.add(notice)
         return result
+
+
+MISSING_QUERY = "give a QUERY text, --music FILE or --like ID"
 
 
 def make_query(**fields: Any):
@@ -138,6 +145,9 @@ def _print_hits(hits, as_json: bool, title: str = "", why: str | None = None) ->
             click.echo(dumps(h.as_dict()))
         if why:
             click.echo(f"no hits: {why}", err=True)
+        return
+    if not hits:  # the reason alone, no empty table
+        click.echo(f"no hits: {why}" if why else "no hits")
         return
     from rich.console import Console
     from rich.table import Table
@@ -167,11 +177,9 @@ def _print_hits(hits, as_json: bool, title: str = "", why: str | None = None) ->
         ]
         table.add_row(str(h.rank), f"{h.score:.4f}", *(Text(printable(c)) for c in cells), h.modality)
     Console().print(table)
-    if not hits:
-        click.echo(f"no hits: {why}" if why else "no hits")
 
 
-ABOUT_FIELDS = ("genre", "genres", "meter", "voices")
+ABOUT_FIELDS = ("genre", "genres", "meter", "key", "voices")
 
 
 def _about(payload: dict[str, Any]) -> str:
@@ -195,7 +203,19 @@ def _about(payload: dict[str, Any]) -> str:
     default=None,
     help="Query by example: a score, MIDI or .mtf file (instead of QUERY).",
 )
-@click.option("--like", multiple=True, metavar="ID", help="More like this piece (a point id; repeatable).")
+@click.option(
+    "--tune",
+    metavar="N",
+    default=None,
+    help="With --music, a file of several pieces (an ABC tune book): the tune numbered X:N (default: the first).",
+)
+@click.option(
+    "--like",
+    multiple=True,
+    metavar="ID",
+    help="More like this piece (a point id; repeatable). Scores are Qdrant's best-score recommend scores: "
+    "the sigmoid of the best cosine to an example, so 0.73 is the most (a copy), not cosine.",
+)
 @click.option(
     "--unlike", multiple=True, metavar="ID", help="Less like this piece (repeatable; with --like or QUERY)."
 )
@@ -207,6 +227,7 @@ def _about(payload: dict[str, Any]) -> str:
 def search(
     query: str | None,
     music: Path | None,
+    tune: str | None,
     like: tuple[str, ...],
     unlike: tuple[str, ...],
     diverse: bool,
@@ -226,10 +247,12 @@ def search(
     count, so "bwv 278" finds the piece of that name. It loads only the text tower (--mode lexical: no
     model); --music only the music tower; --like alone no model.
     """
+    if query is not None and not query.strip(" \t\r\n\x00"):
+        query = None  # an empty query is a missing one: one message for both
     if query is not None and music is not None:
         raise click.UsageError("give a QUERY text or --music FILE, not both")
     if query is None and music is None and not like:
-        raise click.UsageError("give a QUERY text, --music FILE or --like ID")
+        raise click.UsageError(MISSING_QUERY)
     request = make_query(
         text=query,
         modality=modality,
@@ -245,7 +268,7 @@ def search(
     options = pop_model_options(kwargs)
     with store_client(kwargs) as store:
         searcher = Searcher(store, collection, options)
-        result = searcher.search(request, music)
+        result = searcher.search(request, music, tune)
         label = (
             printable(query) if query is not None else (music.name if music else "like " + ", ".join(like))
         )

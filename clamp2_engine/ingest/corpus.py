@@ -28,7 +28,7 @@ from clamp2_engine.paths import UnsafePathError, input_problem, iter_files, safe
 from clamp2_engine.runlog import ErrorLog
 from clamp2_engine.types import ABC_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES, SCORE_SUFFIXES
 
-PIPELINE_VERSION = 1  # bump when the same files would now give other model input
+PIPELINE_VERSION = 2  # bump when the same files would now give other model input or metadata
 SUMMARY_KEYS = ("summary_en", "summary_nen")
 NOT_METADATA = {*SUMMARY_KEYS, "filepaths", "nen_language", "__source__", "__error__"}
 
@@ -223,36 +223,7 @@ def unit_hash(unit: Unit, render: bool) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-# --- titles -----------------------------------------------------------------------------------------
-
-_ABC_FIELD = {k: re.compile(rf"^{k}:[ \t]*(.+?)[ \t]*$", re.M) for k in ("T", "C")}
-_XML_TITLE = re.compile(rb"<(?:work-title|movement-title)>([^<]{1,300})</")
-_XML_COMPOSER = re.compile(rb"<creator[^>]*type=\"composer\"[^>]*>([^<]{1,300})</")
-
-
-def score_title(path: Path, part: str = "") -> tuple[str | None, str | None]:
-    """Title and composer written in an ABC (of tune ``part`` in a book) or MusicXML file; cheap,
-    ``None`` when absent."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix in ABC_SUFFIXES:
-            from clamp2_engine.ingest.convert.abctools import split_tunes
-
-            text = path.read_bytes()[: 1 << 20].decode("utf-8", errors="replace")
-            tunes = split_tunes(text)
-            tune = next((t for sfx, t in tunes if sfx.lstrip("_") == part), tunes[0][1] if tunes else "")
-            t, c = (_ABC_FIELD[k].search(tune) for k in ("T", "C"))
-            return (t.group(1) if t else None), (c.group(1) if c else None)
-        if suffix in (".xml", ".musicxml", ".mxl"):
-            from clamp2_engine.ingest.convert.score import read_musicxml
-
-            xml, _ = read_musicxml(path.read_bytes())
-            t, c = _XML_TITLE.search(xml), _XML_COMPOSER.search(xml)
-            dec = lambda m: m.group(1).decode("utf-8", errors="replace").strip() or None  # noqa: E731
-            return (dec(t) if t else None), (dec(c) if c else None)
-    except Exception:  # a title is a nicety: a file we cannot read fails later, with its reason
-        return None, None
-    return None, None
+# --- metadata values ----------------------------------------------------------------------------
 
 
 def first_string(value: Any) -> str | None:
@@ -282,14 +253,21 @@ def _read_ready(path: Path) -> str:
     return read_text_file(path)
 
 
-def _score_pieces(path: Path, to: str, failed: list | None = None) -> list[tuple[str, str]]:
+def _score_pieces(
+    path: Path, to: str, failed: list | None = None, notes: list | None = None
+) -> list[tuple[str, str]]:
     """``(part, text)`` for every piece of a score: interleaved ABC, or MTF rendered through MIDI. With
-    ``failed``, the tunes of a book that fail are collected there and the others kept."""
-    from clamp2_engine.ingest.convert import midi_to_mtf, score_to_interleaved_abc, score_to_midis
+    ``failed``, the tunes of a book that fail are collected there and the others kept; with ``notes``,
+    how each piece was made when it took a fallback (``(part, note)``)."""
+    from clamp2_engine.ingest.convert import midi_to_mtf
+    from clamp2_engine.ingest.convert.score import file_to_pieces
 
+    pieces = file_to_pieces(path, "abc" if to == "abc" else "midi", failed=failed)
+    if notes is not None:
+        notes.extend((p.suffix.lstrip("_"), note) for p in pieces for note in p.notes)
     if to == "abc":
-        return [(sfx.lstrip("_"), text) for sfx, text in score_to_interleaved_abc(path, failed=failed)]
-    return [(sfx.lstrip("_"), midi_to_mtf(mid)) for sfx, mid in score_to_midis(path, failed=failed)]
+        return [(p.suffix.lstrip("_"), p.text) for p in pieces]
+    return [(p.suffix.lstrip("_"), midi_to_mtf(p.text.encode("latin-1"))) for p in pieces]
 
 
 def _midi_mtf(path: Path) -> str:
@@ -349,12 +327,31 @@ def prepare_unit(unit: Unit, render: bool, only: str | None = None) -> tuple[lis
                 if have:
                     continue
                 failed: list = []  # a tune of a book that fails is a problem of its own; the others go on
+                notes: list = []  # fallbacks taken: noted, not failures
                 for part, text in (
-                    attempt(path, stage, lambda p=path, t=to, f=failed: _score_pieces(p, t, f)) or []
+                    attempt(path, stage, lambda p=path, t=to, f=failed, n=notes: _score_pieces(p, t, f, n))
+                    or []
                 ):
                     _set(piece(part), to, text, rel)
                 problems.extend((str(path), stage, _reason(exc)) for _sfx, exc in failed)
+                problems.extend(_notes(path, stage, notes))
     return [p for p in pieces.values() if p.abc or p.mtf], problems
+
+
+QUIET_NOTES = {"already interleaved"}  # how a piece was made that is no news to anyone
+
+
+def _notes(path: Path, stage: str, notes: list[tuple[str, str]]) -> list[Problem]:
+    """The fallbacks taken for a file's pieces as problem-list notes: one per note, naming the tune when
+    only one tune of a book took it."""
+    parts: dict[str, list[str]] = {}
+    for part, note in notes:
+        if note not in QUIET_NOTES:
+            parts.setdefault(note, []).append(part)
+    return [
+        (str(path) + (f" (tune {ps[0]})" if len(ps) == 1 and ps[0] else ""), "note", f"{stage}: {note}")
+        for note, ps in parts.items()
+    ]
 
 
 def prepare_task(task: tuple[Unit, bool, str | None]) -> tuple[list[PieceInput], list[Problem]]:
@@ -395,18 +392,51 @@ QUERY_MAX_BYTES = 8 * 1024 * 1024  # a query is one piece: larger files are refu
 QUERY_TIMEOUT_S = 60.0
 
 
-def _first_score_piece(path: str) -> str:
-    """Worker: the interleaved ABC of a score's first piece."""
-    return _score_pieces(Path(path), "abc")[0][1]
+def _score_piece(task: tuple[str, str | None]) -> tuple[str, str | None]:
+    """Worker: the interleaved ABC of one piece of a score (tune ``X:`` number ``task[1]`` of a book,
+    else the first), and a note naming it when the file holds several."""
+    from clamp2_engine.ingest.convert.common import read_input
+    from clamp2_engine.ingest.convert.score import abc_tune_to_abc, read_abc
+
+    path, wanted = Path(task[0]), task[1]
+    if path.suffix.lower() in ABC_SUFFIXES:
+        tunes = [(sfx.lstrip("_") or "1", tune) for sfx, tune in read_abc(read_input(path))[0]]
+        numbers = [re.search(r"^X:\s*(\d+)", t, re.M) for _n, t in tunes]
+        numbers = [m.group(1) if m else n for m, (n, _t) in zip(numbers, tunes, strict=True)]
+    else:
+        tunes = _score_pieces(path, "abc")
+        numbers = [str(i) for i in range(1, len(tunes) + 1)]
+    if not tunes:
+        raise ValueError("no piece in the file")
+    if wanted is not None and wanted not in numbers:
+        raise ValueError(f"no tune {wanted} in {path.name} (it holds {', '.join(numbers[:20])})")
+    index = numbers.index(wanted) if wanted is not None else 0
+    text = tunes[index][1]
+    if path.suffix.lower() in ABC_SUFFIXES:
+        text = abc_tune_to_abc(text).text
+    note = None
+    if len(tunes) > 1:
+        title = re.search(r"^T:\s*(.+)$", tunes[index][1], re.M)
+        named = f" ({title.group(1).strip()[:60]})" if title else ""
+        note = (
+            f"{path.name} holds {len(tunes)} pieces: searching by number {numbers[index]}{named}; "
+            "choose with --tune N"
+        )
+    return text, note
 
 
 def music_query_input(
-    path: str | os.PathLike, max_bytes: int = QUERY_MAX_BYTES, timeout: float | None = QUERY_TIMEOUT_S
+    path: str | os.PathLike,
+    max_bytes: int = QUERY_MAX_BYTES,
+    timeout: float | None = QUERY_TIMEOUT_S,
+    tune: str | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[str, str]:
     """``(modality, text)`` model input for a query-by-example file: MTF for MIDI and ``.mtf``,
-    interleaved ABC for a score (its first piece). Only a regular file of at most ``max_bytes`` is read; a
-    score is converted in a worker process given ``timeout`` seconds (``None``: in this process). Raises
-    ``ValueError`` with the reason."""
+    interleaved ABC for a score (tune ``X:`` number ``tune`` of a book, else its first piece, named in
+    ``notes``). Only a regular file of at most ``max_bytes`` is read; a score is converted in a worker
+    process given ``timeout`` seconds (``None``: in this process). Raises ``ValueError`` with the
+    reason."""
     p = Path(path)
     suffix = p.suffix.lower()
     problem = input_problem(p, p.parent)
@@ -424,21 +454,25 @@ def music_query_input(
             return "mtf", _midi_mtf(p)
         if suffix in score_suffixes():
             if timeout is None:
-                return "abc", _first_score_piece(str(p))
-            from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
-            from clamp2_engine.ingest.convert.pool import run_tasks
+                text, note = _score_piece((str(p), tune))
+            else:
+                from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
+                from clamp2_engine.ingest.convert.pool import run_tasks
 
-            [outcome] = run_tasks(
-                _first_score_piece,
-                [str(p)],
-                jobs=1,
-                timeout=timeout,
-                initializer=quiet_worker,
-                preload=PRELOAD,
-            )
-            if not outcome.ok:
-                raise ValueError(outcome.error)
-            return "abc", outcome.result
+                [outcome] = run_tasks(
+                    _score_piece,
+                    [(str(p), tune)],
+                    jobs=1,
+                    timeout=timeout,
+                    initializer=quiet_worker,
+                    preload=PRELOAD,
+                )
+                if not outcome.ok:
+                    raise ValueError(outcome.error)
+                text, note = outcome.result
+            if note and notes is not None:
+                notes.append(note)
+            return "abc", text
     except Exception as exc:
         raise ValueError(f"cannot read {p.name} as music: {_reason(exc)}") from None
     raise ValueError(f"{p.name}: not a music file ({', '.join(sorted(accepted_suffixes()))})")

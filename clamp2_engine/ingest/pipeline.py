@@ -30,9 +30,9 @@ from clamp2_engine.ingest.corpus import (
     needs_converter,
     prepare_task,
     prepare_unit,
-    score_title,
     unit_hash,
 )
+from clamp2_engine.ingest.describe import file_metadata, music_metadata
 from clamp2_engine.jsonl import capped
 from clamp2_engine.runlog import ErrorLog, progress_bar
 from clamp2_engine.store import Collection, Point, Store, piece_identity, point_id
@@ -58,6 +58,7 @@ class IngestReport:
     seconds: float = 0.0
     index_seconds: float = 0.0  # building the search index at the end
     errors_path: str | None = None
+    total_points: int | None = None  # in the collection after the run (``points`` counts those written)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +70,7 @@ class IngestReport:
             "seconds": round(self.seconds, 3),
             "index_seconds": round(self.index_seconds, 3),
             "errors": self.errors_path,
+            "total_points": self.total_points,
         }
 
 
@@ -192,6 +194,7 @@ def finish_ingest(plan: Plan, on_index: Callable[[], None] | None = None) -> Ing
         indexing = time.perf_counter()
         plan.coll.optimize()
         report.index_seconds = time.perf_counter() - indexing
+    report.total_points = plan.coll.count()
     report.seconds = time.perf_counter() - plan.started
     return report
 
@@ -340,10 +343,10 @@ def _payload(
     parts: int,
     identity: Any,
 ) -> dict[str, Any]:
-    meta = canonical_metadata(capped(unit.metadata))  # cuts are logged when the unit is prepared
+    # the item's fields (seed layout), else the file's own, then what the music states
+    stated = file_metadata(unit.files[0][1], piece.part) if unit.item is None else {}
+    meta = canonical_metadata(capped({**music_metadata(piece.abc), **stated, **unit.metadata}))
     title, composer = first_string(meta.get("title")), first_string(meta.get("composer"))
-    if title is None and composer is None and unit.item is None:
-        title, composer = score_title(unit.files[0][1], piece.part)
     item = unit.item or {}
     return {
         "piece_id": piece_identity(corpus.name, unit.key, piece.part),

@@ -52,6 +52,7 @@ INDEXED_METADATA = (
     "collection",
     "lyricist",
     "work_title",
+    "catalog",
 )
 # the other names ingest meets for a concept -> its one name
 ALIASES = {
@@ -73,6 +74,9 @@ ALIASES = {
     "movement_title": "title",
     "name": "title",
     "work": "work_title",
+    "catalogue": "catalog",
+    "copyright": "rights",
+    "movement_number": "movement",
     "period": "era",
 }
 LIST_FIELDS = frozenset({"genres", "tags", "instruments", "ensembles"})  # always lists

@@ -24,8 +24,11 @@ TEXT_FIELDS = ("title", "title", "composer")  # the title counts twice
 META_FIELDS = (
     "title",
     "work_title",
+    "catalog",
+    "opus",
     "composer",
     "lyricist",
+    "arranger",
     "genres",
     "tags",
     "instruments",
@@ -34,6 +37,8 @@ META_FIELDS = (
     "meter",
     "key",
     "collection",
+    "book",
+    "origin",
 )
 SPLIT_STEM = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])|[_\-.]+")
 MAX_CHARS = 20_000  # of one point's lexical text

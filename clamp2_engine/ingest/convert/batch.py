@@ -188,16 +188,18 @@ def _convert(task: ConvertTask) -> list[tuple[str, str | bytes, tuple[str, ...]]
             mid, notes = mtf.read_midi(task.source, task.max_bytes)
             return [("", mtf.mido_to_mtf(mid, task.m3_compatible), tuple(notes))]
         if task.kind == "abc":
-            midis = [("", score.abc_tune_to_midi(task.tune or ""))]
+            midis = [("", *score.abc_tune_to_midi(task.tune or ""))]
         else:
             midis = [
-                (p.suffix, p.text.encode("latin-1"))
+                (p.suffix, p.text.encode("latin-1"), p.notes)
                 for p in score.file_to_pieces(task.source, "midi", task.max_bytes)
             ]
         out = []
-        for sfx, data in midis:
+        for sfx, data, rendered in midis:
             mid, notes = mtf.read_midi(data)
-            out.append((sfx, mtf.mido_to_mtf(mid, task.m3_compatible), ("rendered with music21", *notes)))
+            out.append(
+                (sfx, mtf.mido_to_mtf(mid, task.m3_compatible), ("rendered with music21", *rendered, *notes))
+            )
         return out
     if task.to == "midi":
         text, _ = decode_text(read_input(task.source, task.max_bytes))

@@ -97,7 +97,38 @@ def render_midi(score) -> bytes:
         raise ConversionError("render", f"{type(exc).__name__}: {exc}") from exc
 
 
-def stream_to_midis(stream) -> list[tuple[str, bytes]]:
-    """Standard MIDI file bytes for each score of a music21 stream (an Opus gives several)."""
+UNEXPANDED = "rendered without expanding its repeats (music21: badly formed repeats)"
+
+
+def render_as_written(score) -> tuple[bytes, tuple[str, ...]]:
+    """:func:`render_midi`; a score whose repeats music21 cannot expand (an ending repeat sign with no
+    start, as Humdrum chorales write ``=:|!``) is rendered as written, once, with a note saying so."""
+    try:
+        return render_midi(score), ()
+    except ConversionError as exc:
+        if "ExpanderException" not in exc.reason:
+            raise
+    return render_midi(without_repeats(score)), (UNEXPANDED,)
+
+
+def without_repeats(score):
+    """The score (changed in place) without repeat barlines, voltas and repeat expressions."""
+    from music21 import bar, repeat, spanner
+
+    for measure in score.recurse().getElementsByClass("Measure"):
+        for side in ("leftBarline", "rightBarline"):
+            line = getattr(measure, side)
+            if isinstance(line, bar.Repeat):
+                setattr(measure, side, None if side == "leftBarline" else bar.Barline(line.type))
+    for element in list(score.recurse().getElementsByClass(repeat.RepeatExpression)):
+        element.activeSite.remove(element)
+    for bracket in list(score.recurse().getElementsByClass(spanner.RepeatBracket)):
+        bracket.activeSite.remove(bracket)
+    return score
+
+
+def stream_to_midis(stream) -> list[tuple[str, bytes, tuple[str, ...]]]:
+    """Standard MIDI file bytes for each score of a music21 stream (an Opus gives several), each with
+    notes on how it was made."""
     parts = scores(stream)
-    return [(sfx, render_midi(s)) for sfx, s in zip(suffixes(len(parts)), parts, strict=True)]
+    return [(sfx, *render_as_written(s)) for sfx, s in zip(suffixes(len(parts)), parts, strict=True)]

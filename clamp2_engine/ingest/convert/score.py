@@ -123,6 +123,49 @@ def sanitize_musicxml(xml: bytes) -> bytes | None:
             if metronome.find("per-minute") is None:  # a metric modulation (beat-unit = beat-unit)
                 dirtype.remove(metronome)
                 changed = True
+    changed = plain_accidentals(tree) or changed
+    if not changed:
+        return None
+    return ElementTree.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True)
+
+
+# accidentals xml2abc and music21 both know; any other (natural-sharp, quarter tones, "other") is written
+# as the one its note's <alter> sounds
+PLAIN_ACCIDENTALS = {"natural", "sharp", "flat", "double-sharp", "sharp-sharp", "flat-flat", "double-flat"}
+ALTER_ACCIDENTAL = {-2: "flat-flat", -1: "flat", 0: "natural", 1: "sharp", 2: "double-sharp"}
+
+
+def plain_accidentals(tree: ElementTree.ElementTree) -> bool:
+    """Rewrite the unusual accidentals of a MusicXML tree in place; whether any was."""
+    changed = False
+    for note in tree.iter("note"):
+        accidental = note.find("accidental")
+        if accidental is None or (accidental.text or "").strip() in PLAIN_ACCIDENTALS:
+            continue
+        try:
+            alter = round(float(note.findtext("pitch/alter") or 0))
+        except ValueError:
+            alter = 0
+        if alter in ALTER_ACCIDENTAL:
+            accidental.text = ALTER_ACCIDENTAL[alter]
+        else:
+            note.remove(accidental)
+        changed = True
+    return changed
+
+
+def repair_for_music21(xml: bytes) -> bytes | None:
+    """MusicXML without its harmony annotations (chord symbols, functions music21 cannot realize) and
+    with plain accidentals; None when it had neither."""
+    try:
+        tree = ElementTree.ElementTree(ElementTree.fromstring(xml))
+    except ElementTree.ParseError:
+        return None
+    changed = plain_accidentals(tree)
+    for parent in list(tree.iter()):
+        for harmony in parent.findall("harmony"):
+            parent.remove(harmony)
+            changed = True
     if not changed:
         return None
     return ElementTree.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True)
@@ -250,18 +293,34 @@ def music21_file_to_abc(path: str | os.PathLike) -> list[Piece]:
     return _music21_stream_to_abc(m21.parse_path(path))
 
 
-def abc_tune_to_midi(tune: str) -> bytes:
-    """MIDI for one ABC tune: music21's ABC reader, else abc2xml and music21's MusicXML reader."""
-    midi, _ = _first_success(
+def abc_tune_to_midi(tune: str) -> tuple[bytes, tuple[str, ...]]:
+    """MIDI for one ABC tune, and notes: music21's ABC reader, else abc2xml and music21's MusicXML
+    reader."""
+    rendered, fallback = _first_success(
         [
-            ("", lambda: m21.stream_to_midis(m21.parse_text(tune, "abc"))[0][1]),
-            (
-                "abc2xml",
-                lambda: m21.stream_to_midis(m21.parse_xml(abctools.abc2xml(tune)[0].encode()))[0][1],
-            ),
+            ("", lambda: m21.stream_to_midis(m21.parse_text(tune, "abc"))[0]),
+            ("abc2xml", lambda: m21.stream_to_midis(m21.parse_xml(abctools.abc2xml(tune)[0].encode()))[0]),
         ]
     )
-    return bytes(midi)  # type: ignore[arg-type]
+    _sfx, midi, notes = rendered  # type: ignore[misc]
+    return midi, tuple(fallback) + notes
+
+
+def musicxml_to_midis(xml: bytes) -> list[Piece]:
+    """music21's MIDI rendering (as Latin-1 text) of every score in MusicXML; a document music21 cannot
+    read for its harmony annotations or accidentals is read without the annotations and with plain
+    accidentals (MIDI sounds neither the one nor the difference)."""
+
+    def repaired() -> list[tuple[str, bytes, tuple[str, ...]]]:
+        fixed = repair_for_music21(xml)
+        if fixed is None:
+            raise ConversionError("skip", "nothing to repair")
+        return m21.stream_to_midis(m21.parse_xml(fixed))
+
+    rendered, fallback = _first_success(
+        [("", lambda: m21.stream_to_midis(m21.parse_xml(xml))), ("without harmony annotations", repaired)]
+    )
+    return [Piece(s, m.decode("latin-1"), tuple(fallback) + n) for s, m, n in rendered]  # type: ignore[union-attr]
 
 
 def file_to_pieces(
@@ -285,7 +344,8 @@ def file_to_pieces(
                     piece = abc_tune_to_abc(tune)
                     out.append(Piece(sfx, piece.text, tuple(notes) + piece.notes))
                 else:
-                    out.append(Piece(sfx, abc_tune_to_midi(tune).decode("latin-1"), tuple(notes)))
+                    midi, rendered = abc_tune_to_midi(tune)
+                    out.append(Piece(sfx, midi.decode("latin-1"), tuple(notes) + rendered))
             except ConversionError as exc:
                 if not sfx:
                     raise
@@ -302,9 +362,9 @@ def file_to_pieces(
         if to == "abc":
             return musicxml_to_abc(data, Path(path).stem, path, max_bytes)
         xml, _ = read_musicxml(data, max_bytes)
-        return [Piece(s, m.decode("latin-1")) for s, m in m21.stream_to_midis(m21.parse_xml(xml))]
+        return musicxml_to_midis(xml)
     if kind == "music21":
         if to == "abc":
             return music21_file_to_abc(path)
-        return [Piece(s, m.decode("latin-1")) for s, m in m21.stream_to_midis(m21.parse_path(path))]
+        return [Piece(s, m.decode("latin-1"), n) for s, m, n in m21.stream_to_midis(m21.parse_path(path))]
     raise ConversionError("read", f"not a score file: {Path(path).suffix or 'no suffix'}")

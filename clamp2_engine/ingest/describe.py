@@ -1,0 +1,241 @@
+"""What a file says about its piece, in the one schema of :mod:`clamp2_engine.store.fields`.
+
+- :func:`file_metadata`: each format's own fields. MusicXML: movement and work titles, movement number,
+  creators (composer, lyricist, arranger), rights, and ``credit-words`` where those are missing;
+  Humdrum reference records (``!!!COM``, ``!!!OTL``, ``!!!OPR``, ``!!!SCT`` ...); ABC ``T:`` ``C:``
+  ``R:`` ``O:`` ``B:``; MIDI track names, instrument names, copyright and text events, its length.
+- :func:`music_metadata`: what the music states, read from the model input every format becomes:
+  meter, key, number of voices, instruments (staff names) and bars of interleaved ABC.
+
+Cheap and forgiving: a field that cannot be read is absent, never an error (the conversion reports what
+is wrong with a file).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from clamp2_engine.types import ABC_SUFFIXES, MIDI_SUFFIXES
+
+MAX_FIELD = 300  # characters kept of one value
+HUMDRUM = {
+    "COM": "composer",
+    "OTL": "title",
+    "OPR": "work_title",
+    "OMV": "movement",
+    "OMD": "tempo",
+    "SCT": "catalog",
+    "SCA": "catalog",
+    "OPS": "opus",
+    "LYR": "lyricist",
+    "TXO": "lyricist",
+    "ODT": "date",
+    "CDT": "composer_dates",
+    "AGN": "genres",
+    "GTL": "collection",
+    "YEC": "rights",
+}
+ABC_FIELDS = {"T": "title", "C": "composer", "R": "genres", "O": "origin", "B": "book"}
+CREATORS = {"composer": "composer", "lyricist": "lyricist", "poet": "lyricist", "arranger": "arranger"}
+GENERIC_NAME = re.compile(r"^(?:voice|part|staff|track|musicxml part|instrument|p)?\s*\d*$", re.I)
+
+
+def clean(text: Any) -> str | None:
+    """One line, no escapes or padding, at most ``MAX_FIELD`` characters; ``None`` when empty."""
+    if not isinstance(text, str):
+        return None
+    text = re.sub(r"(\\[nt])+", " ", text)  # xml2abc writes line breaks in names as \n
+    text = " ".join(text.split()).strip(" :;,")
+    return text[:MAX_FIELD] or None
+
+
+def instrument_names(names: list[Any]) -> list[str]:
+    """Distinct cleaned names, generic ones ("Part 1", "Staff", "P2") left out."""
+    out: list[str] = []
+    for name in names:
+        text = clean(name)
+        if text and not GENERIC_NAME.match(text) and text not in out:
+            out.append(text)
+    return out
+
+
+def file_metadata(path: Path, part: str = "") -> dict[str, Any]:
+    """The fields ``path`` states about its piece (tune ``part`` of an ABC book)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in ABC_SUFFIXES:
+            return abc_metadata(_abc_tune(path, part))
+        if suffix in (".xml", ".musicxml", ".mxl"):
+            from clamp2_engine.ingest.convert.score import read_musicxml
+
+            return musicxml_metadata(read_musicxml(path.read_bytes())[0])
+        if suffix == ".krn":
+            return humdrum_metadata(path.read_bytes()[: 1 << 20].decode("utf-8", errors="replace"))
+        if suffix in MIDI_SUFFIXES:
+            return midi_metadata(path)
+    except Exception:  # metadata is a nicety: a file that cannot be read fails in conversion, with its reason
+        return {}
+    return {}
+
+
+def _abc_tune(path: Path, part: str) -> str:
+    tunes = _abc_tunes(path, path.stat().st_mtime_ns)
+    return tunes.get(part) or next(iter(tunes.values()), "")
+
+
+@functools.lru_cache(maxsize=4)
+def _abc_tunes(path: Path, _mtime: int) -> dict[str, str]:
+    """A book's tunes by part, read once for all its pieces."""
+    from clamp2_engine.ingest.convert.abctools import split_tunes
+
+    text = path.read_bytes()[: 1 << 20].decode("utf-8", errors="replace")
+    return {sfx.lstrip("_"): tune for sfx, tune in split_tunes(text)}
+
+
+def abc_metadata(tune: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for line in tune.splitlines():
+        m = re.match(r"([A-Z]):\s*(.*)$", line)
+        if m and m.group(1) in ABC_FIELDS and (value := clean(m.group(2))):
+            name = ABC_FIELDS[m.group(1)]
+            if name == "genres":
+                out.setdefault(name, []).append(value.lower())
+            else:
+                out.setdefault(name, value)  # the first T: is the title, later ones subtitles
+        if line.startswith("K:"):
+            break  # the header ends
+    return out
+
+
+def musicxml_metadata(xml: bytes) -> dict[str, Any]:
+    root = ElementTree.fromstring(xml)
+    movement, work = clean(root.findtext("movement-title")), clean(root.findtext("work/work-title"))
+    out: dict[str, Any] = {
+        "title": movement or work,
+        "work_title": work if movement and work and work != movement else None,
+        "movement": clean(root.findtext("movement-number")),
+        "opus": clean(root.findtext("work/work-number")),
+        "rights": clean(root.findtext("identification/rights")),
+    }
+    for creator in root.iterfind("identification/creator"):
+        name = CREATORS.get((creator.get("type") or "").lower())
+        if name and not out.get(name):
+            out[name] = clean(creator.text)
+    credits = [
+        (c.findtext("credit-type"), clean(" ".join(w.text or "" for w in c.iterfind("credit-words"))))
+        for c in root.iterfind("credit")
+    ]
+    for kind, name in (("title", "title"), ("composer", "composer"), ("lyricist", "lyricist")):
+        if not out.get(name):
+            out[name] = next((text for k, text in credits if k == kind and text), None)
+    if not out.get("title"):  # untyped credits: the first words on the page
+        out["title"] = next((text for k, text in credits if k is None and text), None)
+    parts = [p.findtext("part-name") for p in root.iterfind("part-list/score-part")]
+    out["instruments"] = instrument_names(parts)
+    return {k: v for k, v in out.items() if v}
+
+
+def humdrum_metadata(text: str) -> dict[str, Any]:
+    """Reference records ``!!!KEY: value`` (the untranslated one when a language is tagged)."""
+    out: dict[str, Any] = {}
+    for m in re.finditer(r"^!!!([A-Z]{3})(@@?[A-Z]+)?[^:\n]*:\s*(.*)$", text, re.M):
+        key, language, value = m.group(1), m.group(2), clean(m.group(3))
+        name = HUMDRUM.get(key)
+        if not name or not value or (language and name in out):
+            continue
+        if name == "genres":
+            out.setdefault(name, []).append(value.lower())
+        elif name not in out or not language and key == "OTL":
+            out[name] = value
+    names = re.findall(r'^\*I"(.+)$', text, re.M)
+    names = [n for line in names for n in line.split("\t")]
+    if names:
+        out["instruments"] = instrument_names([n.removeprefix('*I"') for n in names])
+    return out
+
+
+def midi_metadata(path: Path) -> dict[str, Any]:
+    """Track names (the first track's, when it has no notes, is the title), instrument names (or the
+    General MIDI programs), copyright, text events, length in seconds."""
+    import mido
+
+    mid = mido.MidiFile(path)
+    out: dict[str, Any] = {}
+    names, texts, programs = [], [], []
+    for i, track in enumerate(mid.tracks):
+        has_notes = any(m.type == "note_on" for m in track)
+        for msg in track:
+            if msg.type == "track_name" and (name := clean(msg.name)):
+                if i == 0 and (not has_notes or mid.type == 0):
+                    out.setdefault("title", name)
+                elif has_notes:
+                    names.append(name)
+            elif msg.type == "instrument_name" and has_notes:
+                names.append(msg.name)
+            elif msg.type == "copyright" and (value := clean(msg.text)):
+                out.setdefault("rights", value)
+            elif msg.type == "text" and (value := clean(msg.text)):
+                texts.append(value)
+            elif msg.type == "program_change" and msg.channel != 9:
+                programs.append(msg.program)
+    out["instruments"] = instrument_names(names) or general_midi(programs)
+    out["comments"] = clean(" / ".join(dict.fromkeys(texts)))
+    try:
+        out["seconds"] = round(mid.length, 1)
+    except Exception:  # a file whose length mido cannot work out
+        pass
+    return {k: v for k, v in out.items() if v}
+
+
+def general_midi(programs: list[int]) -> list[str]:
+    """General MIDI instrument names of ``programs`` (music21's table), distinct, in order."""
+    try:
+        from music21 import instrument
+    except ImportError:
+        return []
+    out: list[str] = []
+    for program in dict.fromkeys(programs):
+        try:
+            name = instrument.instrumentFromMidiProgram(program).instrumentName
+        except Exception:  # a program music21 has no instrument for
+            continue
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def music_metadata(abc: str | None) -> dict[str, Any]:
+    """Meter, key, voices, instruments and bars stated by interleaved ABC (every score becomes it)."""
+    if not abc:
+        return {}
+    from clamp2_engine.ingest.music21_corpus import abc_meter, count_voices, header_field
+
+    body = [line for line in abc.splitlines() if line.startswith("[V:")]
+    out: dict[str, Any] = {
+        "meter": abc_meter(abc),
+        "key": key_name(header_field(abc, "K")),
+        "voices": count_voices(abc),
+        "instruments": instrument_names(re.findall(r'^V:.*?\bnm="([^"]*)"', abc, re.M)),
+        "bars": len(body) or None,
+    }
+    return {k: v for k, v in out.items() if v}
+
+
+MODES = {"": "major", "maj": "major", "ion": "major", "m": "minor", "min": "minor", "aeo": "minor"}
+MODES |= {"dor": "dorian", "phr": "phrygian", "lyd": "lydian", "mix": "mixolydian", "loc": "locrian"}
+
+
+def key_name(field: str | None) -> str | None:
+    """``"G"`` -> "G major", ``"Ebm"`` -> "E♭ minor", ``"ADor"`` -> "A dorian"; ``None`` for none/HP."""
+    m = re.match(r"\s*([A-G])([#b]?)\s*([A-Za-z]*)", field or "")
+    if not m:
+        return None
+    mode = MODES.get(m.group(3).lower()[:3])
+    if mode is None:
+        return None
+    accidental = {"#": "♯", "b": "♭"}.get(m.group(2), "")
+    return f"{m.group(1)}{accidental} {mode}"
