@@ -48,6 +48,11 @@ class CLaMP2:
         return self.identity.kind
 
     @property
+    def precision(self) -> str:
+        """What the model computes at: ``fp32``, ``bf16``, ``fp16`` (torch), or ``onnx`` (fixed at export)."""
+        return getattr(self.encoder.runtime, "dtype_name", self.encoder.runtime.backend)
+
+    @property
     def embed_dim(self) -> int:
         return self.identity.embed_dim
 
@@ -59,7 +64,7 @@ class CLaMP2:
         *,
         device: str | None = None,
         backend: str = "torch",
-        dtype: str = "fp32",
+        dtype: str = "auto",
         onnx_dir: str | os.PathLike | None = None,
         load_music: bool = True,
         load_text: bool = True,
@@ -72,6 +77,8 @@ class CLaMP2:
         ``clamp2``).
 
         ``load_music`` / ``load_text`` pick the towers (a text search needs only the text tower).
+        ``dtype``: ``"auto"`` is bf16 where the CPU computes it natively (AVX-512 BF16, AMX) and on GPUs,
+        else fp32 (``$CLAMP2_DTYPE`` overrides it; ``clamp.precision`` says what was chosen).
         ``max_text_length``: text tokens per window (the reference's MAX_TEXT_LENGTH); default: what the
         checkpoint records, else 128. ``max_batch_tokens``: padded positions (patches or tokens) per forward
         pass, default tuned per device and dtype; ``batch_size``: windows per pass at most (default: no limit

@@ -24,7 +24,7 @@ class LoadOptions:
     text_model: str | None = None  # XLM-R's config and tokenizer: a Hub name or a folder
     backend: str | None = None  # torch (default) or onnx
     device: str | None = None
-    dtype: str | None = None  # fp32 (default), bf16, fp16
+    dtype: str | None = None  # auto (default: per device and CPU), fp32, bf16, fp16
     onnx_dir: str | None = None  # with backend onnx: a folder written by `export onnx`
     batch_size: int | None = None
     max_batch_tokens: int | None = None
@@ -67,7 +67,7 @@ class LoadOptions:
         backend, model, text model or dtype other than fp32 chosen. ONNX Runtime memory-maps the graph and
         needs no torch or transformers import: a one-shot search starts in about a second, not seven."""
         chosen = self.backend or self.model or self.text_model or self.onnx_dir
-        if chosen or (self.dtype or "fp32") != "fp32":
+        if chosen or self.dtype not in (None, "auto", "fp32"):
             return self
         from clamp2_engine.runtime.onnx_export import cached_export
 

@@ -142,7 +142,7 @@ def torch_encoder(
     text_model: str | os.PathLike | None,
     *,
     device: str | None = None,
-    dtype: str = "fp32",
+    dtype: str | None = "auto",
     load_music: bool = True,
     load_text: bool = True,
     batch_size: int | None = None,
@@ -175,13 +175,13 @@ def onnx_encoder(
     text_model: str | os.PathLike | None,
     *,
     onnx_dir: str | os.PathLike | None = None,
-    dtype: str = "fp32",
+    dtype: str | None = "auto",
     **options: Any,
 ) -> tuple[Any, ModelIdentity]:
     """``(encoder, identity)`` for graphs written by ``export onnx`` (their precision is fixed at export)."""
     from clamp2_engine.runtime.onnx_loader import onnx_encoder as build
 
-    if dtype != "fp32":
+    if dtype not in (None, "auto", "fp32"):
         raise about(
             ValueError(
                 "a dtype applies to the torch backend; an ONNX export's precision is set when it is exported"

@@ -91,8 +91,13 @@ class RunSummary:
     started: float = field(default_factory=time.perf_counter)
     seconds: float | None = None  # the run's own measure of its time, when it ran elsewhere
 
+    notes: dict[str, str] = field(default_factory=dict)  # rows that are not counts (e.g. the precision)
+
     def add(self, key: str, n: int = 1) -> None:
         self.counts[key] += n
+
+    def note(self, key: str, value: str) -> None:
+        self.notes[key] = value
 
     @property
     def elapsed(self) -> float:
@@ -108,6 +113,8 @@ class RunSummary:
         table.add_column("count", justify="right")
         for key, n in self.counts.items():
             table.add_row(key, str(n))
+        for key, value in self.notes.items():
+            table.add_row(key, value)
         table.add_row("seconds", f"{self.elapsed:.1f}")
         out.print(table)
         if errors is not None and errors.count:

@@ -10,7 +10,7 @@ VectorName = Literal["abc", "mtf", "text"]  # the named vectors of a collection
 Modality = Literal["abc", "mtf", "text", "any"]  # what a search looks at; "any": abc and mtf, best score
 Mode = Literal["hybrid", "semantic", "lexical"]  # how a text query is matched: meaning and words, or one
 RuntimeBackend = Literal["torch", "onnx"]  # what runs a model (`--backend`); store engines are store.backend
-Dtype = Literal["fp32", "bf16", "fp16"]  # inference precision
+Dtype = Literal["auto", "fp32", "bf16", "fp16"]  # inference precision ("auto": per device and CPU)
 Precision = Literal["auto", "fp32", "fp16", "bf16"]  # training precision
 
 KINDS: tuple[str, ...] = get_args(Kind)

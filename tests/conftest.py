@@ -8,6 +8,9 @@ from pathlib import Path
 # Before anything imports huggingface_hub (it reads this once): tests never reach for a hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The reference's exact numbers on every CPU, for fixtures of any scope too: `dtype="auto"` would pick
+# bf16 where the CPU computes it natively (tests/test_precision.py checks what auto picks).
+os.environ["CLAMP2_DTYPE"] = "fp32"
 
 import pytest  # noqa: E402
 from fixture_paths import BENCH, PARITY, require  # noqa: E402
@@ -31,4 +34,5 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("CLAMP2_QDRANT_URL", raising=False)
     monkeypatch.delenv("CLAMP2_QDRANT_PATH", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CLAMP2_DTYPE", "fp32")
     yield

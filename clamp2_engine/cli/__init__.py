@@ -7,6 +7,7 @@ the core never imports ``clamp2_engine.ingest``, ``.train`` or ``.exporters`` un
 from __future__ import annotations
 
 import importlib
+import logging
 
 import click
 
@@ -72,6 +73,28 @@ def main() -> None:
 
     New here? `clamp2-engine demo` runs it end to end, offline, with a small model shipped in the package.
     """
+    show_warnings()
+
+
+class _Warning(logging.Handler):
+    """The library's warnings and errors as ``warning: ...`` lines on stderr (through click, so tests see
+    them), with the traceback when one was logged (a server fault)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import traceback
+
+        text = f"{record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        click.echo(text, err=True)
+
+
+def show_warnings() -> None:
+    """Print the library's warnings (``clamp2_engine`` logger) once per process, one line each."""
+    logger = logging.getLogger("clamp2_engine")
+    if not any(isinstance(h, _Warning) for h in logger.handlers):
+        handler = _Warning(logging.WARNING)
+        logger.addHandler(handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

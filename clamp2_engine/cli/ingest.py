@@ -231,6 +231,8 @@ def run_ingest(store, corpus: Path, collection: str, options, runner: str = "loc
         summary.add("points removed", report.counts["removed"])
         if report.total_points is not None:
             summary.add("points in the collection", report.total_points)
+        if report.precision:
+            summary.note("precision", report.precision)
         summary.print(errors)
     if errors.count and as_json:
         console.print(

@@ -198,9 +198,11 @@ def model_options() -> Callable:
             click.option(
                 "--dtype",
                 type=click.Choice(DTYPE_CHOICES),
-                default="fp32",
+                default="auto",
                 show_default=True,
-                help="Compute precision (torch backend): bf16 on CPUs that have it, fp16/bf16 on GPUs.",
+                help="Compute precision (torch backend). auto: bf16 where the CPU computes it natively "
+                "(AVX-512 BF16, AMX), else fp32; bf16 on GPUs (fp16 before Ampere). $CLAMP2_DTYPE sets "
+                "what auto means.",
             ),
             click.option(
                 "--backend",

@@ -59,6 +59,7 @@ class IngestReport:
     index_seconds: float = 0.0  # building the search index at the end
     errors_path: str | None = None
     total_points: int | None = None  # in the collection after the run (``points`` counts those written)
+    precision: str | None = None  # what the model computed at (``dtype="auto"`` resolved)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +72,7 @@ class IngestReport:
             "index_seconds": round(self.index_seconds, 3),
             "errors": self.errors_path,
             "total_points": self.total_points,
+            "precision": self.precision,
         }
 
 
@@ -220,7 +222,9 @@ def ingest_corpus(
     this process, no time limit); everything else is prepared in this process. When anything changed,
     the search index is built at the end (``on_index`` is called first, e.g. to say so).
     """
+    source = {**(source or {}), "dtype": model.precision}  # the record says what made its vectors
     plan = plan_ingest(store, collection, corpus, model.identity, source=source, render=render, errors=errors)
+    plan.report.precision = model.precision
     log = partial(_log, errors)
     with progress_bar(
         f"ingest {corpus.name}", len(plan.pending), enabled=progress and bool(plan.pending)
@@ -286,7 +290,7 @@ def write_units(
                 Point(
                     pid,
                     {k: a for k, (a, _n) in vecs.items()},
-                    _payload(corpus, unit, piece, vecs, len(kept), identity),
+                    _payload(corpus, unit, piece, vecs, len(kept), identity, plan.report.precision),
                 )
             )
             for k in vecs:
@@ -342,6 +346,7 @@ def _payload(
     vecs: dict[str, tuple[np.ndarray, int]],
     parts: int,
     identity: Any,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     # the item's fields (seed layout), else the file's own, then what the music states
     stated = file_metadata(unit.files[0][1], piece.part) if unit.item is None else {}
@@ -365,6 +370,7 @@ def _payload(
         "metadata": meta,
         "summary_en": capped(item.get("summary_en")),
         "summary_nen": capped(item.get("summary_nen")),
-        "model": {"name": identity.name, "checkpoint_sha256": identity.checkpoint_sha256},
+        "model": {"name": identity.name, "checkpoint_sha256": identity.checkpoint_sha256}
+        | ({"precision": precision} if precision else {}),
         "ingested_at": now_iso(),
     }

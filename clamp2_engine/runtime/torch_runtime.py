@@ -9,6 +9,7 @@ from clamp2_engine.errors import about, first_line
 from clamp2_engine.models.clamp2 import CLaMP2Model, masked_mean
 from clamp2_engine.models.m3 import M3PatchEncoder
 from clamp2_engine.runtime.base import BATCH_TOKENS, Runtime
+from clamp2_engine.runtime.precision import AUTO, resolve
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -36,11 +37,14 @@ class TorchRuntime(Runtime):
         self,
         model: CLaMP2Model | M3PatchEncoder,
         device: str | torch.device | None = None,
-        dtype: str = "fp32",
+        dtype: str | None = AUTO,
     ):
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+        if dtype not in (*DTYPES, AUTO, None):
+            raise ValueError(f"unknown dtype {dtype!r}; choose from {AUTO}, {', '.join(DTYPES)}")
         self.device = pick_device(str(device) if device is not None else None)
+        dtype = resolve(dtype, self.device)  # "auto": what this device computes fast
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r} ($CLAMP2_DTYPE?); choose from {', '.join(DTYPES)}")
         if self.device.type == "cpu" and dtype == "fp16":
             raise ValueError("fp16 is not supported on CPU; use bf16 or fp32")
         self.dtype, self.dtype_name = DTYPES[dtype], dtype
