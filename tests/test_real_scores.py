@@ -269,3 +269,31 @@ def test_a_rerun_reports_the_collection_total(ingested, parity_dir):
     assert rows["skipped"] == "4"
     assert rows["points written"] == "0"
     assert rows["points in the collection"] == "4"
+
+
+def test_progress_off_a_terminal_is_a_plain_line_now_and_then(monkeypatch, capsys):
+    from clamp2_engine import runlog
+
+    advance = runlog.plain_progress("ingest x", 3)
+    advance(1)  # short work says nothing
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(runlog, "PLAIN_EVERY", 0.0)
+    advance(1, note="2 pieces")
+    advance(1)
+    assert capsys.readouterr().err.splitlines() == ["ingest x: 2/3 (2 pieces)", "ingest x: 3/3"]
+
+
+def test_like_scores_are_explained_in_the_help():
+    res = run("search", "--help")
+    assert "sigmoid of the best cosine" in " ".join(res.output.split())
+
+
+def test_staff_names_are_clean_where_abc_becomes_musicxml():
+    from clamp2_engine.ingest.convert import score_to_interleaved_abc
+    from clamp2_engine.ingest.convert.score import abc_to_musicxml
+
+    [(_sfx, abc)] = score_to_interleaved_abc(REAL / "lied_harmony.musicxml")
+    assert 'nm="\\n' in abc  # xml2abc keeps the part name's line break (the reference's ABC, unchanged)
+    xml = abc_to_musicxml(abc)
+    assert "<part-name>Pianoforte</part-name>" in xml
+    assert "\\n" not in xml

@@ -403,40 +403,76 @@ def test_serve_command_refuses_bad_options_before_starting(corpus, monkeypatch):
     assert "NAME=FOLDER" in res.output
 
 
-def test_the_page_in_a_real_browser(server, tmp_path):
-    """Headless Chromium opens /?q=... and result cards with engraved scores appear."""
+def dump_dom(chromium: str, url: str, profile: Path) -> str:
+    """The page's DOM after its scripts ran (headless Chromium, a fresh profile)."""
+    return subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    """Headless Chromium, and a keyless server on its own copy of the collection (the page keeps the API
+    key in localStorage; a fresh profile has none)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         if os.environ.get("CI"):
             pytest.fail("CI installs chromium (.ci/run): it must be there")
         pytest.skip("no chromium on this machine")
-    # the page keeps the API key in localStorage; a fresh profile has none, so this server runs keyless, on
-    # its own copy of the collection (the module's server keeps serving the other tests)
     root = Path(server.server.config.app.state.service.config.cache_dir).parent
     config = ServeConfig(StoreSpec(path=root / "edge-page"), "music", cache_dir=root / "cache-page")
-    page = Server(create_app(config))
-    try:
-        url = f"{page.url}/?q=" + httpx.URL("", params={"q": QUERY}).query.decode().removeprefix("q=")
-        dom = subprocess.run(
-            [
-                chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                f"--user-data-dir={tmp_path / 'profile'}",
-                "--virtual-time-budget=30000",
-                "--dump-dom",
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=180,
-        ).stdout
-    finally:
-        page.stop()
+    srv = Server(create_app(config))
+    yield chromium, srv.url
+    srv.stop()
+
+
+def test_the_page_in_a_real_browser(page, tmp_path):
+    """Headless Chromium opens /?q=... and result cards with engraved scores appear."""
+    chromium, base = page
+    dom = dump_dom(chromium, f"{base}/?" + str(httpx.QueryParams({"q": QUERY})), tmp_path / "profile")
     assert dom.count('class="card"') >= 5, dom[-2000:]
     cards = dom.split('class="card"')[1:]
     assert sum("<svg" in c for c in cards) >= 3  # engraved scores (and piano rolls) inside the cards
+    assert '<link rel="icon" href="/favicon.ico"' in dom
+    assert httpx.get(f"{base}/favicon.ico").headers["content-type"] == "image/svg+xml"
+
+
+def test_the_url_is_the_state(page, client, tmp_path):
+    """A link with a query, filters, a mode and "like" reproduces its results when opened (or reloaded);
+    the composer list shows display names with counts."""
+    chromium, base = page
+    first = hits(client.post("/search", json={"query": QUERY, "k": 12}))
+    composer = next(h["composer"] for h in first if h["composer"])
+    same = hits(client.post("/search", json={"query": QUERY, "k": 12, "filters": [f"composer=={composer}"]}))
+    url = f"{base}/?" + str(httpx.QueryParams({"q": QUERY, "composer": composer, "mode": "semantic"}))
+    dom = dump_dom(chromium, url, tmp_path / "one")
+    ids = [c.split('"', 1)[0] for c in dom.split('data-id="')[1:]]
+    semantic = hits(
+        client.post(
+            "/search",
+            json={"query": QUERY, "k": 12, "mode": "semantic", "filters": [f"composer=={composer}"]},
+        )
+    )
+    assert ids == [h["id"] for h in semantic]
+    assert len(same) >= 1
+    assert f'<option value="{composer}">{composer} (' in dom  # a display name and its count
+    like = first[0]["id"]
+    dom = dump_dom(chromium, f"{base}/?like={like}", tmp_path / "two")
+    ids = [c.split('"', 1)[0] for c in dom.split('data-id="')[1:]]
+    assert ids == [h["id"] for h in hits(client.post("/search", json={"like": [like], "k": 12}))]
+    assert "pieces like" in dom
 
 
 def test_openapi_documents_every_answer(client):

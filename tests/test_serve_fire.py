@@ -181,6 +181,10 @@ def test_a_dense_midi_is_answered_in_time_within_memory(client):
     assert took < LIMITS["request_timeout"]
     assert rss() - before < 2**30
     assert client.post("/search", json={"query": "chorale"}).status_code == 200  # the server goes on
+    metrics = client.get("/metrics").text
+    killed = [line for line in metrics.splitlines() if line.startswith("clamp2_conversions_given_up_total")]
+    assert killed
+    assert float(killed[0].split()[-1]) >= 1
 
 
 # 5: slow clients get 408, and the conversion's reason comes before the request's limit

@@ -74,6 +74,9 @@ async def music_input(file: UploadFile, request: Request | None, timeout: float)
         if leaving is not None:
             leaving.cancel()
         path.unlink(missing_ok=True)
+    if outcome is None or not outcome.ok and outcome.error.startswith(("timed out", "worker died")):
+        if request is not None:  # a conversion killed (time or memory limit, or its request ended)
+            request.app.state.service.metrics.conversions_given_up.inc()
     if outcome is None:
         raise HTTPException(499, "the client closed the request")
     if not outcome.ok:

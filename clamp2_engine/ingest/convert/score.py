@@ -274,7 +274,21 @@ def abc_to_musicxml(tune: str) -> str:
         return m21.export_musicxml(m21.parse_text(tune, "abc")).decode("utf-8")
 
     text, _ = _first_success([("", lambda: abctools.abc2xml(tune)[0]), ("music21 ABC", via_music21)])
-    return str(text)
+    return clean_part_names(str(text))
+
+
+_PART_NAME = re.compile(r"(<(part-name|part-abbreviation)(?:\s[^>]*)?>)(.*?)(</\2>)", re.S)
+
+
+def clean_part_names(xml: str) -> str:
+    """Staff names as a score shows them: xml2abc writes a MusicXML part name's line breaks and
+    indentation into ABC (``nm="\\n\\t\\t\\t:Violin I"``), which abc2xml gives back verbatim."""
+
+    def clean(m: re.Match) -> str:
+        name = re.sub(r"(\\[nt])+", " ", m.group(3))
+        return m.group(1) + " ".join(name.split()).strip(" :") + m.group(4)
+
+    return _PART_NAME.sub(clean, xml)
 
 
 # ---------------------------------------------------------------- music21 routes

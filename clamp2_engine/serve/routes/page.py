@@ -19,6 +19,11 @@ async def page() -> FileResponse:
     return FileResponse(STATIC / "index.html")
 
 
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> FileResponse:
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+
 @router.get(
     "/healthz", response_model=Health, response_model_exclude_unset=True, tags=["health"], responses=ERRORS
 )

@@ -54,7 +54,7 @@ function card(hit) {
   actions.className = "actions";
   const like = text("button", "", "More like this");
   like.type = "button";
-  like.addEventListener("click", () => run({ like: [hit.id] }, `like “${hit.title || hit.id}”`));
+  like.addEventListener("click", () => go(stateFromControls({ q: "", like: hit.id, likeTitle: `“${hit.title || hit.id}”` })));
   const midi = text("a", "", "MIDI");
   midi.href = "#";
   midi.addEventListener("click", (e) => { e.preventDefault(); downloadMidi(hit.id, hit.title || "piece"); });
@@ -64,12 +64,64 @@ function card(hit) {
   return el;
 }
 
-async function run(extra, label) {
+// The URL is the state: query, mode, modality, composer, genre, varied and like are in the address, a
+// search is a history entry (Back works), and opening such a link reproduces its results.
+const FIELDS = ["q", "mode", "modality", "composer", "genre", "varied", "like"];
+
+function stateFromControls(extra = {}) {
+  const state = {
+    q: $("q").value.trim(), mode: $("mode").value, modality: $("modality").value,
+    composer: $("composer").value, genre: $("genre").value, varied: $("diverse").checked ? "1" : "",
+    like: "",
+  };
+  return Object.assign(state, extra);
+}
+
+function toUrl(state) {
+  const params = new URLSearchParams();
+  for (const f of FIELDS) {
+    const v = state[f];
+    if (v && !(f === "mode" && v === "hybrid") && !(f === "modality" && v === "any")) params.set(f, v);
+  }
+  const query = params.toString();
+  return query ? `/?${query}` : "/";
+}
+
+function fromUrl() {
+  const params = new URLSearchParams(location.search);
+  return Object.fromEntries(FIELDS.map((f) => [f, params.get(f) || ""]));
+}
+
+function setSelect(id, value) {
+  const sel = $(id);
+  if (value && ![...sel.options].some((o) => o.value === value)) sel.append(new Option(value, value));
+  sel.value = value;
+}
+
+function showState(state) {
+  $("q").value = state.q;
+  $("mode").value = state.mode || "hybrid";
+  $("modality").value = state.modality || "any";
+  setSelect("composer", state.composer);
+  setSelect("genre", state.genre);
+  $("diverse").checked = state.varied === "1";
+}
+
+function go(state, push = true) {
+  if (!state.q && !state.like) return;
+  if (push && toUrl(state) !== location.pathname + location.search) history.pushState(state, "", toUrl(state));
+  run(state);
+}
+
+async function run(state) {
   const filters = [];
-  if ($("composer").value) filters.push(`composer==${$("composer").value}`);
-  if ($("genre").value) filters.push(`genres==${$("genre").value}`);
-  const body = Object.assign({ k: 12, modality: $("modality").value, mode: $("mode").value, filters }, extra);
-  if (!body.like && $("diverse").checked) body.diverse = true;
+  if (state.composer) filters.push(`composer==${state.composer}`);
+  if (state.genre) filters.push(`genres==${state.genre}`);
+  const body = { k: 12, modality: state.modality || "any", mode: state.mode || "hybrid", filters };
+  if (state.like) body.like = [state.like];
+  else body.query = state.q;
+  if (!state.like && state.varied === "1") body.diverse = true;
+  const label = state.like ? `pieces like ${state.likeTitle || "this one"}` : `“${state.q}”`;
   $("status").textContent = `searching ${label}…`;
   const res = await api("/search", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   const data = await res.json();
@@ -85,18 +137,24 @@ async function fillFilters() {
   if (!health.ok) return;
   const info = await (await api(`/collections/${encodeURIComponent((await health.json()).collection)}`)).json();
   for (const [field, id] of [["composer", "composer"], ["genres", "genre"]]) {
-    for (const f of (info.facets || {})[field] || []) $(id).append(new Option(`${f.value} (${f.count})`, f.value));
+    const chosen = $(id).value;
+    for (const f of (info.facets || {})[field] || []) {
+      if (f.value !== chosen) $(id).append(new Option(`${f.value} (${f.count})`, f.value));
+      else [...$(id).options].find((o) => o.value === chosen).textContent = `${f.value} (${f.count})`;
+    }
   }
 }
 
 $("search").addEventListener("submit", (e) => {
   e.preventDefault();
-  const q = $("q").value.trim();
-  if (!q) return;
-  history.replaceState(null, "", `/?q=${encodeURIComponent(q)}`);
-  run({ query: q }, `“${q}”`);
+  go(stateFromControls());
 });
+for (const id of ["mode", "modality", "composer", "genre", "diverse"]) {
+  $(id).addEventListener("change", () => go(stateFromControls()));
+}
+window.addEventListener("popstate", () => { const state = fromUrl(); showState(state); run(state); });
 
+const initial = fromUrl();
+showState(initial);
 fillFilters();
-const initial = new URLSearchParams(location.search).get("q");
-if (initial) { $("q").value = initial; run({ query: initial }, `“${initial}”`); }
+if (initial.q || initial.like) run(initial);
