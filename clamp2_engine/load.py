@@ -43,6 +43,16 @@ class LoadOptions:
         """The options that are set."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def precision(self) -> str:
+        """What a model loaded with these options computes at on this machine (``auto`` resolved), or
+        ``onnx`` (fixed at export)."""
+        if (self.backend or "torch") == "onnx":
+            return "onnx"
+        from clamp2_engine.runtime.precision import AUTO, auto_dtype
+        from clamp2_engine.runtime.torch_runtime import pick_device
+
+        return auto_dtype(pick_device(self.device)) if self.dtype in (None, AUTO) else self.dtype
+
     def with_env(self) -> LoadOptions:
         """Unset ``model`` / ``text_model`` from ``$CLAMP2_MODEL`` / ``$CLAMP2_TEXT_MODEL``."""
         return replace(

@@ -223,7 +223,10 @@ def test_usage_errors(store, parity_dir):
         "give a QUERY text, --music FILE or --like ID"
         in run("search", "-c", "music", "--qdrant-path", path).output
     )
-    assert "the query text is empty" in run("search", " ", "-c", "music", "--qdrant-path", path).output
+    assert (
+        "give a QUERY text, --music FILE or --like ID"
+        in run("search", " ", "-c", "music", "--qdrant-path", path).output
+    )
     res = run(
         "search",
         "x",

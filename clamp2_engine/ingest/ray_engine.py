@@ -142,7 +142,10 @@ def ingest_corpus_ray(
     import ray
 
     opts = ray_options or RayOptions()
+    precision = model_options[0].precision()  # the driver's view: workers on other CPUs may differ
+    source = {**(source or {}), "dtype": precision}
     plan = plan_ingest(store, collection, corpus, identity, source=source, render=render, errors=errors)
+    plan.report.precision = precision
     if not plan.pending:
         return finish_ingest(plan, on_index)
     log: Log = partial(_log, errors)

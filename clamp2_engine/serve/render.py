@@ -44,7 +44,7 @@ def _musicxml(path: Path, part: str) -> str:
     """MusicXML for a score: the file itself, or made by ingest's ABC -> MusicXML conversion."""
     from clamp2_engine.ingest.convert.abctools import abc2xml, split_tunes
     from clamp2_engine.ingest.convert.common import read_input
-    from clamp2_engine.ingest.convert.score import read_musicxml
+    from clamp2_engine.ingest.convert.score import clean_part_names, read_musicxml
 
     suffix = path.suffix.lower()
     if suffix in XML_SUFFIXES:
@@ -56,14 +56,14 @@ def _musicxml(path: Path, part: str) -> str:
         xmls = abc2xml(_pick(tunes, part))
         if not xmls:
             raise RenderError("the ABC could not be converted to MusicXML")
-        return xmls[0]
+        return clean_part_names(xmls[0])
     from clamp2_engine.ingest.convert import score_to_interleaved_abc
 
     abc = _pick(score_to_interleaved_abc(path), part)
     xmls = abc2xml(abc)
     if not xmls:
         raise RenderError("the score could not be converted to MusicXML")
-    return xmls[0]
+    return clean_part_names(xmls[0])
 
 
 def engrave(task: tuple[str, str]) -> str:
