@@ -93,6 +93,7 @@ class Health(BaseModel):
     store: str | None = None
     model: str | None = None
     error: str | None = Field(None, description="why the server cannot serve (status failed)")
+    audio: str | None = Field(None, description='"ok", or why pieces cannot be played here')
 
 
 class CollectionRow(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
@@ -22,6 +23,7 @@ from clamp2_engine.types import HUMDRUM_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES
 from clamp2_engine.types import MUSICXML_SUFFIXES as XML_SUFFIXES
 
 RENDER_TIMEOUT_S = 30.0
+RENDER_VERSION = 2  # in the cache keys: bumped when a rendering of the same file changes (seeded ids)
 SCORE_WIDTH = 1800  # Verovio page width (tenths of a staff space): a wide card, few systems
 PIANO_ROLL_SECONDS = 30.0  # the piano roll shows the first half minute
 
@@ -66,14 +68,22 @@ def _musicxml(path: Path, part: str) -> str:
     return clean_part_names(xmls[0])
 
 
-def engrave(task: tuple[str, str]) -> str:
-    """The first page of a score as SVG (worker side)."""
+def toolkit(task: tuple[str, str]):
+    """A Verovio toolkit with the score loaded (worker side); ids are seeded, so that every load of a
+    score names its notes alike (the SVG's and the timemap's)."""
     import verovio
 
     path, part = Path(task[0]), task[1]
     tk = verovio.toolkit()
     tk.setOptions(
-        {"pageWidth": SCORE_WIDTH, "adjustPageHeight": True, "scale": 35, "footer": "none", "header": "none"}
+        {
+            "pageWidth": SCORE_WIDTH,
+            "adjustPageHeight": True,
+            "scale": 35,
+            "footer": "none",
+            "header": "none",
+            "xmlIdSeed": 1,
+        }
     )
     if path.suffix.lower() in HUMDRUM_SUFFIXES:
         data = path.read_text(encoding="utf-8", errors="replace")
@@ -81,7 +91,12 @@ def engrave(task: tuple[str, str]) -> str:
         data = _musicxml(path, part)
     if not tk.loadData(data) or tk.getPageCount() < 1:
         raise RenderError("Verovio could not read the score")
-    return tk.renderToSVG(1)
+    return tk
+
+
+def engrave(task: tuple[str, str]) -> str:
+    """The first page of a score as SVG (worker side)."""
+    return toolkit(task).renderToSVG(1)
 
 
 def _midi_file(path: Path, part: str):
@@ -147,7 +162,7 @@ def run_in_worker(fn, task: tuple[str, str], timeout: float = RENDER_TIMEOUT_S):
         reason = (
             outcome.error.split(": ", 1)[-1] if outcome.error.startswith("RenderError") else outcome.error
         )
-        raise RenderError(reason)
+        raise RenderError(re.sub(r"\s*\(at [^()]*:\d+\)$", "", reason))  # no file and line for a client
     return outcome.result
 
 
@@ -161,15 +176,17 @@ class Renderer:
         self.observe = observe or (lambda _result: None)  # hit | made | failed | given_up
 
     def _cached(self, kind: str, path: Path, part: str, make) -> bytes:
+        return self._cache_file(kind, path, part, make).read_bytes()
+
+    def _cache_file(self, kind: str, path: Path, part: str, make) -> Path:
+        """The cached rendering of ``kind``, made by ``make()`` the first time."""
         stat = path.stat()
-        key = hashlib.sha256(f"{kind}|{path}|{part}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[
-            :32
-        ]
-        target = self.cache / f"{key}.{kind}"
+        blob = f"{RENDER_VERSION}|{kind}|{path}|{part}|{stat.st_size}|{stat.st_mtime_ns}"
+        target = self.cache / f"{hashlib.sha256(blob.encode()).hexdigest()[:32]}.{kind}"
         failed = target.with_suffix(f".{kind}.failed")
         if target.is_file():
             self.observe("hit")
-            return target.read_bytes()
+            return target
         if failed.is_file():  # a piece that failed once fails fast afterwards
             self.observe("hit")
             raise RenderError(failed.read_text(encoding="utf-8"))
@@ -184,7 +201,7 @@ class Renderer:
             raise
         self.observe("made")
         atomic_write_bytes(target, data)
-        return data
+        return target
 
     def svg(self, path: Path, part: str = "") -> bytes:
         """The engraved first page; a piano roll for MIDI and MTF sources."""
@@ -192,6 +209,24 @@ class Renderer:
         fn = piano_roll if suffix in MIDI_SUFFIXES | MTF_SUFFIXES else engrave
         return self._cached(
             "svg", path, part, lambda: run_in_worker(fn, (os.fspath(path), part), self.timeout).encode()
+        )
+
+    def audio(self, path: Path, part: str = "") -> Path:
+        """The piece as MP3 (a file, so that it can be served with ranges)."""
+        from clamp2_engine.serve.audio import synthesize
+
+        return self._cache_file(
+            "mp3", path, part, lambda: run_in_worker(synthesize, (os.fspath(path), part), self.timeout)
+        )
+
+    def timemap(self, path: Path, part: str = "") -> bytes:
+        """When each note of the engraved first page sounds (JSON); ``[]`` for MIDI and MTF sources."""
+        from clamp2_engine.serve.audio import timemap
+
+        if path.suffix.lower() in MIDI_SUFFIXES | MTF_SUFFIXES:
+            return b"[]"
+        return self._cached(
+            "timemap", path, part, lambda: run_in_worker(timemap, (os.fspath(path), part), self.timeout)
         )
 
     def midi(self, path: Path, part: str = "") -> bytes:

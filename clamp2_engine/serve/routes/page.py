@@ -35,9 +35,15 @@ async def healthz(svc: ServiceDep, response: Response) -> Health:
         if svc.failure:
             return Health(status="failed", collection=svc.config.collection, error=svc.failure)
         return Health(status="starting", collection=svc.config.collection)
+    from clamp2_engine.serve.audio import unavailable
+
     coll = svc.collection()
     return Health(
-        status="ok", collection=coll.name, store=svc.store.describe(), model=coll.record.model.get("name")
+        status="ok",
+        collection=coll.name,
+        store=svc.store.describe(),
+        model=coll.record.model.get("name"),
+        audio=unavailable() or "ok",
     )
 
 

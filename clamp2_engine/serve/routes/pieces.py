@@ -1,4 +1,5 @@
-"""``GET /pieces/{id}`` and what the page shows of a piece: its engraved score and its MIDI."""
+"""``GET /pieces/{id}`` and what the page shows of a piece: its engraved score, its MIDI, its sound and
+when each engraved note sounds."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import contextlib
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
+from starlette.exceptions import HTTPException
 
 from clamp2_engine.serve.deps import ServiceDep
-from clamp2_engine.serve.models import ERRORS, Piece
+from clamp2_engine.serve.models import ERRORS, Error, Piece
 from clamp2_engine.serve.service import PieceNotFound
 
 router = APIRouter(prefix="/pieces", tags=["pieces"], responses=ERRORS)
@@ -47,3 +49,33 @@ async def midi(pid: str, svc: ServiceDep, collection: str | None = None) -> Resp
     return Response(
         data, media_type="audio/midi", headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
+
+
+@router.get(
+    "/{pid}/audio",
+    response_class=FileResponse,
+    responses={200: {"content": {"audio/mpeg": {}}}, 501: {"model": Error}},
+)
+async def audio(pid: str, svc: ServiceDep, collection: str | None = None) -> FileResponse:
+    """The piece as sound (MP3, mono; its MIDI played through a General MIDI SoundFont); ranges work, so
+    a player can seek. 501 with the reason when this server has no synthesizer or SoundFont."""
+    from clamp2_engine.serve.audio import unavailable
+
+    if reason := unavailable():
+        raise HTTPException(501, reason)
+    found = svc.piece(pid, collection)
+    path = svc.piece_file(found, "mtf")
+    made = await asyncio.to_thread(svc.renderer.audio, path, str(found["payload"].get("part") or ""))
+    return FileResponse(made, media_type="audio/mpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get(
+    "/{pid}/timemap.json", response_class=Response, responses={200: {"content": {"application/json": {}}}}
+)
+async def timemap(pid: str, svc: ServiceDep, collection: str | None = None) -> Response:
+    """When the notes of the engraved first page sound: ``[{"ms", "on": [ids], "off": [ids]}]`` (ids of
+    ``score.svg``'s elements; ``[]`` for MIDI-only pieces)."""
+    found = svc.piece(pid, collection)
+    path = svc.piece_file(found, "abc")
+    data = await asyncio.to_thread(svc.renderer.timemap, path, str(found["payload"].get("part") or ""))
+    return Response(data, media_type="application/json", headers={"Cache-Control": "max-age=3600"})

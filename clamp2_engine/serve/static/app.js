@@ -41,6 +41,73 @@ async function downloadMidi(id, name) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
+// Listening: one piece sounds at a time; while it plays, its engraved notes and measure light up
+// (Verovio's timemap of the page) and the position shows beside the button.
+let audioState = "";  // "ok", or why this server cannot play pieces
+let playing = null;   // the <audio> element sounding now
+
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds || 0));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function follow(el, events, ms) {
+  const svg = el.querySelector(".score svg");
+  if (!svg) return;
+  const sounding = new Set();
+  let measure = null;
+  for (const e of events) {
+    if (e.ms > ms) break;
+    for (const id of e.on) {
+      const node = svg.querySelector(`[id="${CSS.escape(id)}"]`);
+      if (node && node.classList.contains("measure")) measure = id; else sounding.add(id);
+    }
+    for (const id of e.off) sounding.delete(id);
+  }
+  if (measure) sounding.add(measure);
+  svg.querySelectorAll(".playing").forEach((n) => { if (!sounding.has(n.id)) n.classList.remove("playing"); });
+  for (const id of sounding) {
+    const node = svg.querySelector(`[id="${CSS.escape(id)}"]`);
+    if (node) node.classList.add("playing");
+  }
+}
+
+function player(hit, el) {
+  const box = document.createElement("div");
+  box.className = "player";
+  const button = text("button", "play", "▶ Play");
+  button.type = "button";
+  const position = text("span", "position", "0:00");
+  const audio = document.createElement("audio");
+  audio.preload = "none";
+  let events = [];
+  button.addEventListener("click", async () => {
+    if (!audio.src) {
+      button.disabled = true;
+      const res = await api(`/pieces/${encodeURIComponent(hit.id)}/audio`);
+      button.disabled = false;
+      if (!res.ok) { position.textContent = "cannot play: " + ((await res.json()).error || res.status); return; }
+      audio.src = URL.createObjectURL(await res.blob());
+      const map = await api(`/pieces/${encodeURIComponent(hit.id)}/timemap.json`);
+      if (map.ok) events = await map.json();
+    }
+    if (audio.paused) audio.play(); else audio.pause();
+  });
+  audio.addEventListener("play", () => {
+    if (playing && playing !== audio) playing.pause();
+    playing = audio;
+    button.textContent = "❚❚ Pause";
+  });
+  audio.addEventListener("pause", () => { button.textContent = "▶ Play"; });
+  audio.addEventListener("timeupdate", () => {
+    position.textContent = `${clock(audio.currentTime)} / ${clock(audio.duration)}`;
+    follow(el, events, audio.currentTime * 1000);
+  });
+  audio.addEventListener("ended", () => follow(el, [], 0));
+  box.append(button, position, audio);
+  return box;
+}
+
 function card(hit) {
   const el = document.createElement("article");
   el.className = "card";
@@ -59,6 +126,7 @@ function card(hit) {
   midi.href = "#";
   midi.addEventListener("click", (e) => { e.preventDefault(); downloadMidi(hit.id, hit.title || "piece"); });
   actions.append(like, midi);
+  if (audioState === "ok") actions.prepend(player(hit, el));
   el.append(actions);
   loadScore(hit.id, score);
   return el;
@@ -135,7 +203,10 @@ async function run(state) {
 async function fillFilters() {
   const health = await api("/healthz");
   if (!health.ok) return;
-  const info = await (await api(`/collections/${encodeURIComponent((await health.json()).collection)}`)).json();
+  const about = await health.json();
+  audioState = about.audio || "";
+  if (audioState && audioState !== "ok") $("audio-note").textContent = `no player: ${audioState}`;
+  const info = await (await api(`/collections/${encodeURIComponent(about.collection)}`)).json();
   for (const [field, id] of [["composer", "composer"], ["genres", "genre"]]) {
     const chosen = $(id).value;
     for (const f of (info.facets || {})[field] || []) {
@@ -156,5 +227,4 @@ window.addEventListener("popstate", () => { const state = fromUrl(); showState(s
 
 const initial = fromUrl();
 showState(initial);
-fillFilters();
-if (initial.q || initial.like) run(initial);
+fillFilters().catch(() => {}).finally(() => { if (initial.q || initial.like) run(initial); });
