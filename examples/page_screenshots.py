@@ -1,5 +1,6 @@
 """The README's screenshots of the search page: the demo collection served on 127.0.0.1, a search in
-headless Chromium (Playwright with the system's browser), a piece playing with its score following.
+headless Chromium (Playwright with the system's browser), a piece playing with its score following, and
+that piece's view.
 
     python examples/page_screenshots.py [--out docs/img]
 
@@ -62,11 +63,21 @@ def main() -> None:
                 card.locator(".play").click()  # pause, so that the picture holds the highlight
                 args.out.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out / "page-playing.png"))
+                card.locator("h2 a").click()  # the piece view: every page, metadata, player, link
+                page.wait_for_selector("#piece .page svg", timeout=120_000)
+                view = page.locator("#piece")
+                view.locator(".play").click()
+                page.wait_for_function(
+                    "() => document.querySelector('#piece audio').currentTime > 6", timeout=60_000
+                )
+                view.locator(".play").click()
+                page.evaluate("window.scrollTo(0, 0)")
+                page.screenshot(path=str(args.out / "piece-view.png"))
                 browser.close()
         finally:
             server.terminate()
             server.wait(30)
-    print(args.out / "page-playing.png")
+    print(args.out / "page-playing.png", args.out / "piece-view.png")
 
 
 if __name__ == "__main__":

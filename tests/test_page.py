@@ -99,3 +99,39 @@ def test_without_a_soundfont_the_page_says_why(site, monkeypatch, tmp_path):
     res = httpx.get(f"{url}/pieces/00000000-0000-0000-0000-000000000000/audio")
     assert res.status_code == 501
     assert res.json()["error"].startswith("no SoundFont")
+
+
+def test_the_piece_view(site):
+    """/?piece=ID opens the piece: every page of its score, its metadata, a player that follows the music
+    across pages, downloads and a link that reopens it; a card's title opens it too, and Close returns."""
+    url, browser = site
+    hits = httpx.post(f"{url}/search", json={"query": "mozart quartet", "k": 12}).json()["hits"]
+    mozart = next(h for h in hits if h["source"].endswith("mozart_k155_movement1.mxl"))
+    page = browser.new_page()
+    page.goto(f"{url}/?piece={mozart['id']}")
+    page.wait_for_selector("#piece .page svg", timeout=60_000)
+    view = page.locator("#piece")
+    assert view.locator("h2").inner_text() == mozart["title"]
+    assert view.locator(".page").count() >= 2  # every page, not the first alone
+    facts = view.locator("dl").inner_text()
+    assert "meter" in facts
+    assert "4/4" in facts
+    assert view.locator(".permalink").get_attribute("href") == f"/?piece={mozart['id']}"
+    assert view.locator("button", has_text="MIDI").count() == 1
+    assert view.locator("button", has_text="Audio").count() == 1
+    view.locator(".play").click()
+    page.wait_for_function(
+        "() => document.querySelector('#piece .page svg .measure.playing') !== null", timeout=60_000
+    )
+    view.locator(".play").click()
+    view.locator("button.close").click()
+    page.wait_for_function("() => document.getElementById('piece').hidden")
+    assert "piece=" not in page.url
+    page.goto(f"{url}/?" + str(httpx.QueryParams({"q": QUERY})))
+    page.wait_for_selector(".card h2 a", timeout=60_000)
+    first = page.locator(".card").first
+    first.locator("h2 a").click()
+    page.wait_for_selector("#piece h2", timeout=60_000)
+    assert f"piece={first.get_attribute('data-id')}" in page.url
+    assert page.locator(".card").count() >= 5  # the results stay under the piece
+    page.close()

@@ -2,7 +2,7 @@
 General MIDI SoundFont (``$CLAMP2_SOUNDFONT``, else the ``TimGM6mb.sf2`` that ``pretty-midi`` ships), in
 a worker process with a time limit (:mod:`clamp2_engine.serve.render`), cached on disk. Needs the
 ``[audio]`` extra; without it, or without a SoundFont, :func:`unavailable` says why and the page shows
-no player. And Verovio's timemap of the engraved page, so the page can follow the music.
+no player. And Verovio's timemap of the engraved score, so the page can follow the music.
 """
 
 from __future__ import annotations
@@ -79,25 +79,18 @@ def synthesize(task: tuple[str, str]) -> bytes:
 
 
 def timemap(task: tuple[str, str]) -> bytes:
-    """Verovio's timemap of the engraved first page (worker side): ``[{"ms", "on", "off"}]`` with the ids
-    of the SVG's notes that start and stop sounding then, and ``"page_end_ms"``, when page 1 ends."""
+    """Verovio's timemap of the engraved score (worker side): ``[{"ms", "on", "off"}]`` with the ids of
+    the notes (and the measure) that start and stop sounding then: the ids of ``score.svg`` and of every
+    page of ``pages.json`` (Verovio's ids are seeded)."""
     from clamp2_engine.serve.render import toolkit
 
-    tk = toolkit(task)
-    events = tk.renderToTimemap({"includeMeasures": True})
+    events = toolkit(task).renderToTimemap({"includeMeasures": True})
     if isinstance(events, str):
         events = json.loads(events)
-    on_page = set(_ids(tk.renderToSVG(1)))
     out = []
     for e in events:
-        on = [i for i in e.get("on", []) + ([e["measureOn"]] if e.get("measureOn") else []) if i in on_page]
-        off = [i for i in e.get("off", []) if i in on_page]
+        on = list(e.get("on", [])) + ([e["measureOn"]] if e.get("measureOn") else [])
+        off = list(e.get("off", []))
         if on or off:
             out.append({"ms": round(float(e.get("tstamp", 0))), "on": on, "off": off})
     return json.dumps(out).encode()
-
-
-def _ids(svg: str) -> list[str]:
-    import re
-
-    return re.findall(r'\bid="([^"]+)"', svg)

@@ -23,7 +23,7 @@ from clamp2_engine.types import HUMDRUM_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES
 from clamp2_engine.types import MUSICXML_SUFFIXES as XML_SUFFIXES
 
 RENDER_TIMEOUT_S = 30.0
-RENDER_VERSION = 2  # in the cache keys: bumped when a rendering of the same file changes (seeded ids)
+RENDER_VERSION = 3  # in the cache keys: bumped when a rendering of the same file changes (seeded ids)
 SCORE_WIDTH = 1800  # Verovio page width (tenths of a staff space): a wide card, few systems
 PIANO_ROLL_SECONDS = 30.0  # the piano roll shows the first half minute
 
@@ -97,6 +97,20 @@ def toolkit(task: tuple[str, str]):
 def engrave(task: tuple[str, str]) -> str:
     """The first page of a score as SVG (worker side)."""
     return toolkit(task).renderToSVG(1)
+
+
+MAX_PAGES = 40  # a piece view shows at most this many pages
+
+
+def engrave_all(task: tuple[str, str]) -> bytes:
+    """Every page of a score (up to :data:`MAX_PAGES`) as JSON ``{"pages": [svg, ...], "total": n}``
+    (worker side)."""
+    import json
+
+    tk = toolkit(task)
+    total = tk.getPageCount()
+    pages = [tk.renderToSVG(n) for n in range(1, min(total, MAX_PAGES) + 1)]
+    return json.dumps({"pages": pages, "total": total}).encode()
 
 
 def _midi_file(path: Path, part: str):
@@ -217,6 +231,16 @@ class Renderer:
 
         return self._cache_file(
             "mp3", path, part, lambda: run_in_worker(synthesize, (os.fspath(path), part), self.timeout)
+        )
+
+    def pages(self, path: Path, part: str = "") -> bytes:
+        """Every engraved page (JSON); the piano roll as the one page of a MIDI or MTF source."""
+        if path.suffix.lower() in MIDI_SUFFIXES | MTF_SUFFIXES:
+            import json
+
+            return json.dumps({"pages": [self.svg(path, part).decode()], "total": 1}).encode()
+        return self._cached(
+            "pages", path, part, lambda: run_in_worker(engrave_all, (os.fspath(path), part), self.timeout)
         )
 
     def timemap(self, path: Path, part: str = "") -> bytes:

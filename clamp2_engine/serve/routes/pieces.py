@@ -39,6 +39,18 @@ async def score(pid: str, svc: ServiceDep, collection: str | None = None) -> Res
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "max-age=3600"})
 
 
+@router.get(
+    "/{pid}/pages.json", response_class=Response, responses={200: {"content": {"application/json": {}}}}
+)
+async def pages(pid: str, svc: ServiceDep, collection: str | None = None) -> Response:
+    """Every page of the score engraved by Verovio: ``{"pages": [svg, ...], "total": n}`` (40 at most;
+    the piano roll for MIDI-only pieces)."""
+    found = svc.piece(pid, collection)
+    path = svc.piece_file(found, "abc")
+    data = await asyncio.to_thread(svc.renderer.pages, path, str(found["payload"].get("part") or ""))
+    return Response(data, media_type="application/json", headers={"Cache-Control": "max-age=3600"})
+
+
 @router.get("/{pid}/midi", response_class=Response, responses={200: {"content": {"audio/midi": {}}}})
 async def midi(pid: str, svc: ServiceDep, collection: str | None = None) -> Response:
     """The piece as a MIDI file."""

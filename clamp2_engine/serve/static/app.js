@@ -52,8 +52,7 @@ function clock(seconds) {
 }
 
 function follow(el, events, ms) {
-  const svg = el.querySelector(".score svg");
-  if (!svg) return;
+  const svg = el;  // a card (its first page) or the piece view (every page)
   const sounding = new Set();
   let measure = null;
   for (const e of events) {
@@ -68,7 +67,12 @@ function follow(el, events, ms) {
   svg.querySelectorAll(".playing").forEach((n) => { if (!sounding.has(n.id)) n.classList.remove("playing"); });
   for (const id of sounding) {
     const node = svg.querySelector(`[id="${CSS.escape(id)}"]`);
-    if (node) node.classList.add("playing");
+    if (!node) continue;
+    const fresh = !node.classList.contains("playing");
+    node.classList.add("playing");
+    if (fresh && id === measure && el.classList.contains("piece-view")) {  // the page being played in view
+      node.closest(".page")?.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    }
   }
 }
 
@@ -112,7 +116,12 @@ function card(hit) {
   const el = document.createElement("article");
   el.className = "card";
   el.dataset.id = hit.id;
-  el.append(text("h2", "", hit.title || hit.source || hit.id));
+  const title = text("a", "", hit.title || hit.source || hit.id);
+  title.href = toUrl(Object.assign(stateFromControls(), { piece: hit.id }));
+  title.addEventListener("click", (e) => { e.preventDefault(); go(Object.assign(fromUrl(), { piece: hit.id })); });
+  const heading = document.createElement("h2");
+  heading.append(title);
+  el.append(heading);
   el.append(text("p", "meta", [hit.composer, `score ${hit.score.toFixed(3)}`, hit.modality, hit.source].filter(Boolean).join(" · ")));
   const score = document.createElement("div");
   score.className = "score";
@@ -134,13 +143,13 @@ function card(hit) {
 
 // The URL is the state: query, mode, modality, composer, genre, varied and like are in the address, a
 // search is a history entry (Back works), and opening such a link reproduces its results.
-const FIELDS = ["q", "mode", "modality", "composer", "genre", "varied", "like"];
+const FIELDS = ["q", "mode", "modality", "composer", "genre", "varied", "like", "piece"];
 
 function stateFromControls(extra = {}) {
   const state = {
     q: $("q").value.trim(), mode: $("mode").value, modality: $("modality").value,
     composer: $("composer").value, genre: $("genre").value, varied: $("diverse").checked ? "1" : "",
-    like: "",
+    like: "", piece: "",
   };
   return Object.assign(state, extra);
 }
@@ -176,9 +185,91 @@ function showState(state) {
 }
 
 function go(state, push = true) {
-  if (!state.q && !state.like) return;
   if (push && toUrl(state) !== location.pathname + location.search) history.pushState(state, "", toUrl(state));
-  run(state);
+  show(state);
+}
+
+// What a state shows: the piece view over the results when it names a piece, else the results.
+function show(state) {
+  if (state.piece) { openPiece(state.piece); if ((state.q || state.like) && !$("results").childElementCount) run(state); return; }
+  $("piece").hidden = true;
+  $("piece").replaceChildren();
+  if (state.q || state.like) run(state);
+}
+
+function download(path, name) {
+  return async () => {
+    const res = await api(path);
+    if (!res.ok) { $("status").textContent = "cannot download: " + ((await res.json()).error || res.status); return; }
+    const url = URL.createObjectURL(await res.blob());
+    Object.assign(document.createElement("a"), { href: url, download: name }).click();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  };
+}
+
+async function openPiece(id) {
+  const view = $("piece");
+  view.hidden = false;
+  view.replaceChildren(text("p", "meta", "opening the piece…"));
+  const res = await api(`/pieces/${encodeURIComponent(id)}`);
+  const data = await res.json();
+  if (!res.ok) { view.replaceChildren(text("p", "meta", data.error || `error ${res.status}`)); return; }
+  const p = data.payload;
+  const name = p.title || p.source || id;
+  const head = document.createElement("div");
+  head.className = "piece-head";
+  head.append(text("h2", "", name));
+  const close = text("button", "close", "Close");
+  close.type = "button";
+  close.addEventListener("click", () => go(Object.assign(fromUrl(), { piece: "" })));
+  head.append(close);
+  const facts = document.createElement("dl");
+  const meta = Object.assign({ composer: p.composer, source: p.source }, p.metadata || {});
+  for (const [k, v] of Object.entries(meta)) {
+    if (v === null || v === undefined || v === "" || typeof v === "object" && !Array.isArray(v)) continue;
+    facts.append(text("dt", "", k), text("dd", "", Array.isArray(v) ? v.join(", ") : String(v)));
+  }
+  const summaries = [p.summary_en, p.summary_nen].flat().filter((t) => typeof t === "string" && t.trim());
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  const like = text("button", "", "More like this");
+  like.type = "button";
+  like.addEventListener("click", () => go(Object.assign(stateFromControls({ q: "", like: id, likeTitle: `“${name}”` }), { piece: "" })));
+  const midi = text("button", "secondary", "MIDI");
+  midi.type = "button";
+  midi.addEventListener("click", download(`/pieces/${encodeURIComponent(id)}/midi`, `${name}.mid`));
+  actions.append(like, midi);
+  if (audioState === "ok") {
+    const mp3 = text("button", "secondary", "Audio");
+    mp3.type = "button";
+    mp3.addEventListener("click", download(`/pieces/${encodeURIComponent(id)}/audio`, `${name}.mp3`));
+    actions.append(mp3);
+  }
+  const link = text("a", "permalink", "Link to this piece");
+  link.href = toUrl({ piece: id });
+  actions.append(link);
+  const pages = document.createElement("div");
+  pages.className = "score pages";
+  view.replaceChildren(head, facts, ...summaries.map((t) => text("p", "summary", t)), actions, pages);
+  view.classList.add("piece-view");
+  if (audioState === "ok") actions.prepend(player({ id }, view));
+  view.scrollIntoView({ block: "start" });
+  const got = await api(`/pieces/${encodeURIComponent(id)}/pages.json`);
+  if (!got.ok) { pages.append(text("p", "meta", "no score: " + ((await got.json()).error || got.status))); return; }
+  const engraved = await got.json();
+  engraved.pages.forEach((svgText, n) => {
+    const page = document.createElement("div");
+    page.className = "page";
+    page.setAttribute("aria-label", `page ${n + 1}`);
+    const doc = new DOMParser().parseFromString(svgText, "image/svg+xml");
+    const svg = doc.documentElement;
+    if (svg && svg.nodeName.toLowerCase() === "svg") {
+      svg.querySelectorAll("script, foreignObject").forEach((x) => x.remove());
+      page.append(document.importNode(svg, true));
+    }
+    pages.append(page);
+  });
+  if (engraved.total > engraved.pages.length) pages.append(text("p", "meta", `the first ${engraved.pages.length} of ${engraved.total} pages`));
 }
 
 async function run(state) {
@@ -218,13 +309,14 @@ async function fillFilters() {
 
 $("search").addEventListener("submit", (e) => {
   e.preventDefault();
-  go(stateFromControls());
+  const state = stateFromControls();
+  if (state.q) go(state);
 });
 for (const id of ["mode", "modality", "composer", "genre", "diverse"]) {
-  $(id).addEventListener("change", () => go(stateFromControls()));
+  $(id).addEventListener("change", () => { const state = stateFromControls(); if (state.q) go(state); });
 }
-window.addEventListener("popstate", () => { const state = fromUrl(); showState(state); run(state); });
+window.addEventListener("popstate", () => { const state = fromUrl(); showState(state); show(state); });
 
 const initial = fromUrl();
 showState(initial);
-fillFilters().catch(() => {}).finally(() => { if (initial.q || initial.like) run(initial); });
+fillFilters().catch(() => {}).finally(() => show(initial));
