@@ -135,3 +135,22 @@ def test_the_piece_view(site):
     assert f"piece={first.get_attribute('data-id')}" in page.url
     assert page.locator(".card").count() >= 5  # the results stay under the piece
     page.close()
+
+
+def test_a_phone_screen_and_the_keyboard(site):
+    """At phone width nothing overflows sideways; the search and a player work from the keyboard alone."""
+    url, browser = site
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    page.goto(url)
+    page.locator("#q").fill(QUERY)
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".card .play", timeout=60_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.locator(".card .play").first.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => { const a = document.querySelector('.card audio'); return a && a.currentTime > 0.5; }",
+        timeout=60_000,
+    )
+    assert "q=" in page.url  # the search went into the address
+    page.close()
