@@ -2,14 +2,13 @@
 General MIDI SoundFont (``$CLAMP2_SOUNDFONT``, else the ``TimGM6mb.sf2`` that ``pretty-midi`` ships), in
 a worker process with a time limit (:mod:`clamp2_engine.serve.render`), cached on disk. Needs the
 ``[audio]`` extra; without it, or without a SoundFont, :func:`unavailable` says why and the page shows
-no player. And Verovio's timemap of the engraved score, so the page can follow the music.
+no player.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -47,17 +46,14 @@ def unavailable() -> str | None:
     return None
 
 
-def synthesize(task: tuple[str, str]) -> bytes:
-    """The piece as MP3 (worker side): its MIDI (as ``/midi`` serves it) played through the SoundFont."""
+def synthesize(midi: bytes) -> bytes:
+    """MIDI file bytes as MP3 bytes, played through the SoundFont (in a worker: see ``render.sound``)."""
     import mido
     import numpy as np
     import soundfile
     import tinysoundfont
 
-    from clamp2_engine.serve.render import RenderError, midi_bytes
-
-    data = midi_bytes(task)
-    seconds = min(MAX_SECONDS, mido.MidiFile(file=io.BytesIO(data)).length + TAIL_SECONDS)
+    seconds = min(MAX_SECONDS, mido.MidiFile(file=io.BytesIO(midi)).length + TAIL_SECONDS)
     synth = tinysoundfont.Synth(samplerate=SAMPLE_RATE)
     sfid = synth.sfload(str(soundfont()))
     for channel in range(16):  # General MIDI's defaults, for files that never change program
@@ -65,32 +61,14 @@ def synthesize(task: tuple[str, str]) -> bytes:
     sequencer = tinysoundfont.Sequencer(synth)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "piece.mid"
-        path.write_bytes(data)
+        path.write_bytes(midi)
         sequencer.midi_load(str(path))
     frames = int(seconds * SAMPLE_RATE)
     stereo = np.frombuffer(synth.generate(frames), dtype=np.float32).reshape(-1, 2)
     mono = stereo.mean(axis=1)
     peak = float(np.abs(mono).max()) if mono.size else 0.0
     if peak == 0.0:
-        raise RenderError("the piece has no notes to play")
+        raise ValueError("the piece has no notes to play")
     out = io.BytesIO()
     soundfile.write(out, mono * (0.89 / peak), SAMPLE_RATE, format="MP3")
     return out.getvalue()
-
-
-def timemap(task: tuple[str, str]) -> bytes:
-    """Verovio's timemap of the engraved score (worker side): ``[{"ms", "on", "off"}]`` with the ids of
-    the notes (and the measure) that start and stop sounding then: the ids of ``score.svg`` and of every
-    page of ``pages.json`` (Verovio's ids are seeded)."""
-    from clamp2_engine.serve.render import toolkit
-
-    events = toolkit(task).renderToTimemap({"includeMeasures": True})
-    if isinstance(events, str):
-        events = json.loads(events)
-    out = []
-    for e in events:
-        on = list(e.get("on", [])) + ([e["measureOn"]] if e.get("measureOn") else [])
-        off = list(e.get("off", []))
-        if on or off:
-            out.append({"ms": round(float(e.get("tstamp", 0))), "on": on, "off": off})
-    return json.dumps(out).encode()

@@ -166,6 +166,31 @@ def piano_roll(task: tuple[str, str]) -> str:
     )
 
 
+def sound(task: tuple[str, str]) -> bytes:
+    """The piece as MP3 (worker side): its MIDI, as ``/midi`` serves it, through the SoundFont."""
+    from clamp2_engine.serve.audio import synthesize
+
+    return synthesize(midi_bytes(task))
+
+
+def timemap(task: tuple[str, str]) -> bytes:
+    """Verovio's timemap of the engraved score (worker side): ``[{"ms", "on", "off"}]`` with the ids of
+    the notes (and the measure) that start and stop sounding then: the ids of ``score.svg`` and of every
+    page of ``pages.json`` (the toolkit's ids are seeded)."""
+    import json
+
+    events = toolkit(task).renderToTimemap({"includeMeasures": True})
+    if isinstance(events, str):
+        events = json.loads(events)
+    out = []
+    for e in events:
+        on = list(e.get("on", [])) + ([e["measureOn"]] if e.get("measureOn") else [])
+        off = list(e.get("off", []))
+        if on or off:
+            out.append({"ms": round(float(e.get("tstamp", 0))), "on": on, "off": off})
+    return json.dumps(out).encode()
+
+
 def run_in_worker(fn, task: tuple[str, str], timeout: float = RENDER_TIMEOUT_S):
     """``fn(task)`` in a worker process with a time limit; :class:`RenderError` with the reason."""
     from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
@@ -173,10 +198,8 @@ def run_in_worker(fn, task: tuple[str, str], timeout: float = RENDER_TIMEOUT_S):
 
     [outcome] = run_tasks(fn, [task], jobs=1, timeout=timeout, initializer=quiet_worker, preload=PRELOAD)
     if not outcome.ok:
-        reason = (
-            outcome.error.split(": ", 1)[-1] if outcome.error.startswith("RenderError") else outcome.error
-        )
-        raise RenderError(re.sub(r"\s*\(at [^()]*:\d+\)$", "", reason))  # no file and line for a client
+        reason = re.sub(r"^(RenderError|ValueError): ", "", outcome.error)
+        raise RenderError(re.sub(r"\s*\(at [^()]*:\d+\)$", "", reason))  # no class, file or line for a client
     return outcome.result
 
 
@@ -227,10 +250,8 @@ class Renderer:
 
     def audio(self, path: Path, part: str = "") -> Path:
         """The piece as MP3 (a file, so that it can be served with ranges)."""
-        from clamp2_engine.serve.audio import synthesize
-
         return self._cache_file(
-            "mp3", path, part, lambda: run_in_worker(synthesize, (os.fspath(path), part), self.timeout)
+            "mp3", path, part, lambda: run_in_worker(sound, (os.fspath(path), part), self.timeout)
         )
 
     def pages(self, path: Path, part: str = "") -> bytes:
@@ -244,9 +265,7 @@ class Renderer:
         )
 
     def timemap(self, path: Path, part: str = "") -> bytes:
-        """When each note of the engraved first page sounds (JSON); ``[]`` for MIDI and MTF sources."""
-        from clamp2_engine.serve.audio import timemap
-
+        """When each note of the engraved score sounds (JSON); ``[]`` for MIDI and MTF sources."""
         if path.suffix.lower() in MIDI_SUFFIXES | MTF_SUFFIXES:
             return b"[]"
         return self._cached(

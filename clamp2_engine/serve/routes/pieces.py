@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
@@ -13,9 +15,20 @@ from starlette.exceptions import HTTPException
 
 from clamp2_engine.serve.deps import ServiceDep
 from clamp2_engine.serve.models import ERRORS, Error, Piece
-from clamp2_engine.serve.service import PieceNotFound
+from clamp2_engine.serve.service import PieceNotFound, Service
 
 router = APIRouter(prefix="/pieces", tags=["pieces"], responses=ERRORS)
+JSON = {200: {"content": {"application/json": {}}}}
+
+
+async def rendering(
+    svc: Service, pid: str, collection: str | None, prefer: str, make: Callable
+) -> tuple[dict, Any]:
+    """A piece, and ``make(file, part)`` of its ``prefer`` source file (run on a thread: it may wait on a
+    worker process)."""
+    found = svc.piece(pid, collection)
+    path = svc.piece_file(found, prefer)
+    return found, await asyncio.to_thread(make, path, str(found["payload"].get("part") or ""))
 
 
 @router.get("/{pid}", response_model=Piece, response_model_exclude_unset=True)
@@ -33,30 +46,22 @@ async def piece(pid: str, svc: ServiceDep, collection: str | None = None) -> Pie
 @router.get("/{pid}/score.svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
 async def score(pid: str, svc: ServiceDep, collection: str | None = None) -> Response:
     """The first page engraved by Verovio (a piano roll for MIDI-only pieces)."""
-    found = svc.piece(pid, collection)
-    path = svc.piece_file(found, "abc")
-    svg = await asyncio.to_thread(svc.renderer.svg, path, str(found["payload"].get("part") or ""))
+    _found, svg = await rendering(svc, pid, collection, "abc", svc.renderer.svg)
     return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get(
-    "/{pid}/pages.json", response_class=Response, responses={200: {"content": {"application/json": {}}}}
-)
+@router.get("/{pid}/pages.json", response_class=Response, responses=JSON)
 async def pages(pid: str, svc: ServiceDep, collection: str | None = None) -> Response:
     """Every page of the score engraved by Verovio: ``{"pages": [svg, ...], "total": n}`` (40 at most;
     the piano roll for MIDI-only pieces)."""
-    found = svc.piece(pid, collection)
-    path = svc.piece_file(found, "abc")
-    data = await asyncio.to_thread(svc.renderer.pages, path, str(found["payload"].get("part") or ""))
+    _found, data = await rendering(svc, pid, collection, "abc", svc.renderer.pages)
     return Response(data, media_type="application/json", headers={"Cache-Control": "max-age=3600"})
 
 
 @router.get("/{pid}/midi", response_class=Response, responses={200: {"content": {"audio/midi": {}}}})
 async def midi(pid: str, svc: ServiceDep, collection: str | None = None) -> Response:
     """The piece as a MIDI file."""
-    found = svc.piece(pid, collection)
-    path = svc.piece_file(found, "mtf")
-    data = await asyncio.to_thread(svc.renderer.midi, path, str(found["payload"].get("part") or ""))
+    found, data = await rendering(svc, pid, collection, "mtf", svc.renderer.midi)
     name = (Path(str(found["payload"].get("source") or pid)).stem or "piece") + ".mid"
     return Response(
         data, media_type="audio/midi", headers={"Content-Disposition": f'attachment; filename="{name}"'}
@@ -75,19 +80,13 @@ async def audio(pid: str, svc: ServiceDep, collection: str | None = None) -> Fil
 
     if reason := unavailable():
         raise HTTPException(501, reason)
-    found = svc.piece(pid, collection)
-    path = svc.piece_file(found, "mtf")
-    made = await asyncio.to_thread(svc.renderer.audio, path, str(found["payload"].get("part") or ""))
+    _found, made = await rendering(svc, pid, collection, "mtf", svc.renderer.audio)
     return FileResponse(made, media_type="audio/mpeg", headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get(
-    "/{pid}/timemap.json", response_class=Response, responses={200: {"content": {"application/json": {}}}}
-)
+@router.get("/{pid}/timemap.json", response_class=Response, responses=JSON)
 async def timemap(pid: str, svc: ServiceDep, collection: str | None = None) -> Response:
     """When the notes of the engraved first page sound: ``[{"ms", "on": [ids], "off": [ids]}]`` (ids of
     ``score.svg``'s elements; ``[]`` for MIDI-only pieces)."""
-    found = svc.piece(pid, collection)
-    path = svc.piece_file(found, "abc")
-    data = await asyncio.to_thread(svc.renderer.timemap, path, str(found["payload"].get("part") or ""))
+    _found, data = await rendering(svc, pid, collection, "abc", svc.renderer.timemap)
     return Response(data, media_type="application/json", headers={"Cache-Control": "max-age=3600"})

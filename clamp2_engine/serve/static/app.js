@@ -287,7 +287,8 @@ async function run(state) {
   const results = $("results");
   results.replaceChildren();
   if (!res.ok) { $("status").textContent = data.error || `error ${res.status}`; return; }
-  $("status").textContent = data.hits.length ? `${data.hits.length} pieces for ${label}` : `no hits${data.why ? ": " + data.why : ""}`;
+  const said = data.hits.length ? `${data.hits.length} pieces for ${label}` : `no hits${data.why ? ": " + data.why : ""}`;
+  $("status").textContent = [said, ...(data.notices || [])].join(" · ");  // e.g. "… has no mtf vectors: matched by words alone"
   data.hits.forEach((h) => results.append(card(h)));
 }
 
