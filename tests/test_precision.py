@@ -89,3 +89,15 @@ def test_the_cli_says_the_warning_in_one_line_and_records_the_precision(cpu, par
     [row] = [line for line in res.output.splitlines() if "precision" in line]
     assert "fp32" in row
     assert not [line for line in res.output.splitlines() if line.startswith("warning:")]
+
+
+def test_embed_says_its_precision(cpu, parity_dir, tmp_path):
+    cpu(AVX512_BF16)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.abc").write_text((parity_dir / "inputs" / "abc" / "bach_bwv66_6.abc").read_text())
+    res = CliRunner().invoke(
+        main, ["embed", str(src), str(tmp_path / "out"), "--json", *map(str, model_args(parity_dir))]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["precision"] == "bf16"  # auto, on that CPU

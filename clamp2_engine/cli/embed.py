@@ -65,7 +65,7 @@ def embed(
         model = open_model(options, load_music=load_music, load_text=load_text, kind=kind)
         if model.kind == "m3" and pooled:
             raise click.ClickException("M3 has no projection: its features are raw (drop --pooled)")
-        loaded["kind"] = model.kind
+        loaded["kind"], loaded["precision"] = model.kind, model.precision
         return model
 
     effective_kind = kind or _peek_kind(options)
@@ -78,8 +78,11 @@ def embed(
         overwrite=overwrite,
         progress=not quiet and not as_json,
     )
+    if loaded.get("precision"):  # what `--dtype auto` chose (or what was asked)
+        summary.note("precision", loaded["precision"])
     if as_json:
-        click.echo(json.dumps({**summary.as_dict(), "errors": str(errors.path) if errors.count else None}))
+        result = {**summary.as_dict(), "precision": loaded.get("precision")}
+        click.echo(json.dumps({**result, "errors": str(errors.path) if errors.count else None}))
     elif not quiet:
         summary.print(errors)
     exit_for_failures(summary.counts.get("failed", 0), allow_failures)
