@@ -232,6 +232,16 @@ def trace(tower: Tower, path: Path, opset: int) -> None:
         )
 
 
+def postprocess_to(task: tuple[str, int, int, str, bool, str, str, dict[str, str]]) -> str:
+    """Worker side: :func:`postprocess` of a traced graph, saved with its metadata. In a process of its
+    own, so that the several copies of the graph the optimizer and the quantizer make are given back to
+    the system when it ends (an int8 export of the full-size model peaked at 15.5 GB in one process)."""
+    name, heads, hidden, raw, fuse, precision, target, meta = task
+    tower = Tower(name, None, (), (), (), heads, hidden, meta)  # type: ignore[arg-type]
+    save_graph(postprocess(tower, Path(raw), fuse, precision), Path(target), meta)
+    return target
+
+
 def postprocess(tower: Tower, path: Path, fuse: bool, precision: str):
     """Fused transformer ops (ONNX Runtime's optimizer), then the precision: fp16 weights with fp32/int64
     I/O, or int8 by ONNX Runtime's dynamic quantization (int8 weights of every MatMul, fused Attention and
@@ -327,6 +337,16 @@ def save_graph(proto, path: Path, metadata: dict[str, str]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def in_worker(fn: Callable[[Any], Any], task: Any) -> Any:
+    """``fn(task)`` in a fresh worker process (no time limit); its error raised here as a RuntimeError."""
+    from clamp2_engine.ingest.convert.pool import run_tasks
+
+    [outcome] = run_tasks(fn, [task], jobs=1, timeout=None)
+    if not outcome.ok:
+        raise RuntimeError(f"the ONNX graph could not be finished: {outcome.error}")
+    return outcome.result
+
+
 def _check_free(out: Path, overwrite: bool) -> None:
     existing = [f for f in (MUSIC_FILE, TEXT_FILE) if (out / f).exists()]
     if existing and not overwrite:
@@ -386,11 +406,6 @@ def export_onnx(
         log(f"exporting the {tower.name} tower")
         target = out / (MUSIC_FILE if tower.name == "music" else TEXT_FILE)
         raw = out / f".{tower.name}.{os.getpid()}.raw.onnx"
-        try:
-            trace(tower, raw, opset)
-            proto = postprocess(tower, raw, fuse, precision)
-        finally:
-            raw.unlink(missing_ok=True)
         meta = {
             **tower.metadata,
             META + "precision": precision,
@@ -399,7 +414,12 @@ def export_onnx(
             META + "exporter": f"torch {torch.__version__}, onnx "
             f"{onnx.__version__}, onnxruntime {onnxruntime.__version__}",
         }
-        save_graph(proto, target, meta)
+        try:
+            trace(tower, raw, opset)
+            task = (tower.name, tower.num_heads, tower.hidden_size, os.fspath(raw), fuse, precision)
+            in_worker(postprocess_to, (*task, os.fspath(target), meta))
+        finally:
+            raw.unlink(missing_ok=True)
         files[tower.name] = target
     if tokenizer is not None:
         tokenizer.save_pretrained(os.fspath(out / TOKENIZER_DIR))
