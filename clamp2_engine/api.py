@@ -49,8 +49,9 @@ class CLaMP2:
 
     @property
     def precision(self) -> str:
-        """What the model computes at: ``fp32``, ``bf16``, ``fp16`` (torch), or ``onnx`` (fixed at export)."""
-        return getattr(self.encoder.runtime, "dtype_name", self.encoder.runtime.backend)
+        """What the model computes at: ``fp32``, ``bf16``, ``fp16`` (torch), or, under ONNX Runtime, the
+        precision the graphs were exported at (``fp32``, ``fp16``, ``int8``); see ``encoder.runtime.backend``."""
+        return self.encoder.runtime.dtype_name
 
     @property
     def embed_dim(self) -> int:

@@ -391,3 +391,17 @@ def test_int8_export_quantizes_and_serves(parity_dir, tmp_path):
     assert cosine(model.encode_text(text), reference.encode_text(text)) >= 0.95
     with pytest.raises(ValueError, match="fp16 or int8"):
         export_onnx(parity_dir / "checkpoints" / "clamp2.pth", tmp_path / "x", fp16=True, int8=True)
+
+
+def test_an_onnx_model_says_its_precision(tmp_path, parity_dir):
+    """``CLaMP2.precision`` under ONNX Runtime is the precision the graphs were exported at."""
+    from clamp2_engine.api import CLaMP2
+    from clamp2_engine.exporters.onnx import export_onnx
+
+    ckpt = parity_dir / "checkpoints" / "clamp2.pth"
+    text_model = parity_dir / "text_model"
+    export_onnx(ckpt, tmp_path / "int8", text_model, int8=True, verify=False)
+    model = CLaMP2.from_pretrained(
+        ckpt, text_model, backend="onnx", onnx_dir=tmp_path / "int8", load_music=False
+    )
+    assert (model.encoder.runtime.backend, model.precision) == ("onnx", "int8")

@@ -59,7 +59,9 @@ def hits(res) -> list[dict]:
 
 
 def test_healthz_and_collections(client):
-    assert client.get("/healthz").json()["status"] == "ok"
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok"
+    assert health["query_model"] == "torch fp32"  # what encodes text queries (CLAMP2_DTYPE=fp32 in tests)
     [row] = client.get("/collections").json()["collections"]
     assert row["name"] == "music"
     assert row["points"] == 28

@@ -27,6 +27,7 @@ class Runtime(ABC):
     """
 
     backend: str = ""  # "torch" or "onnx"
+    dtype_name: str = "fp32"  # the precision it computes at
     kind: str = "clamp2"  # or "m3" (music tower only, no projection)
     has_music: bool = True
     has_text: bool = True

@@ -115,6 +115,16 @@ class OnnxRuntime(Runtime):
         self.has_music = music_session is not None
         self.has_text = text_session is not None and kind == "clamp2"
 
+    @property
+    def dtype_name(self) -> str:
+        """The graphs' precision, as ``export onnx`` wrote it (fp32, fp16, int8)."""
+        from clamp2_engine.runtime.onnx_export import META
+
+        session = self.text_session or self.music_session
+        if session is None:
+            return "fp32"
+        return session.get_modelmeta().custom_metadata_map.get(META + "precision", "fp32")
+
     def batch_tokens(self, tower: str) -> int:
         session = self.music_session if tower == "music" else self.text_session
         on_gpu = session is not None and session.get_providers()[0] == CUDA

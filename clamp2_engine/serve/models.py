@@ -94,6 +94,9 @@ class Health(BaseModel):
     model: str | None = None
     error: str | None = Field(None, description="why the server cannot serve (status failed)")
     audio: str | None = Field(None, description='"ok", or why pieces cannot be played here')
+    query_model: str | None = Field(
+        None, description='what encodes text queries, e.g. "torch bf16", "onnx int8"'
+    )
 
 
 class CollectionRow(BaseModel):

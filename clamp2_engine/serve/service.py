@@ -103,6 +103,11 @@ class Service:
             return
         self.ready = True
 
+    def query_model(self) -> str | None:
+        """What encodes the default collection's text queries: runtime and precision ("torch bf16")."""
+        model = self.session().models.loaded.get("text") if self.ready else None
+        return f"{model.encoder.runtime.backend} {model.precision}" if model is not None else None
+
     def _rendered(self, result: str) -> None:
         self.metrics.renders.labels(result).inc()
         if result == "given_up":

@@ -44,6 +44,7 @@ async def healthz(svc: ServiceDep, response: Response) -> Health:
         store=svc.store.describe(),
         model=coll.record.model.get("name"),
         audio=unavailable() or "ok",
+        query_model=svc.query_model(),
     )
 
 
