@@ -245,6 +245,7 @@ class PieceInput:
     abc: str | None = None
     mtf: str | None = None
     sources: dict[str, str] = field(default_factory=dict)  # modality -> file (relative to the root)
+    metadata: dict[str, Any] = field(default_factory=dict)  # what the file and the music state
 
 
 def _read_ready(path: Path) -> str:
@@ -335,7 +336,20 @@ def prepare_unit(unit: Unit, render: bool, only: str | None = None) -> tuple[lis
                     _set(piece(part), to, text, rel)
                 problems.extend((str(path), stage, _reason(exc)) for _sfx, exc in failed)
                 problems.extend(_notes(path, stage, notes))
-    return [p for p in pieces.values() if p.abc or p.mtf], problems
+    kept = [p for p in pieces.values() if p.abc or p.mtf]
+    if only != "mtf":  # the file's fields, read where it was converted (a worker), not again when written
+        _describe(unit, kept)
+    return kept, problems
+
+
+def _describe(unit: Unit, pieces: list[PieceInput]) -> None:
+    """Each piece's metadata: what the music states (its interleaved ABC), then what the file says (a
+    plain folder's; a seed item's fields are its own)."""
+    from clamp2_engine.ingest.describe import file_metadata, music_metadata
+
+    for p in pieces:
+        stated = file_metadata(unit.files[0][1], p.part) if unit.item is None else {}
+        p.metadata = {**music_metadata(p.abc), **stated}
 
 
 QUIET_NOTES = {"already interleaved"}  # how a piece was made that is no news to anyone
@@ -365,6 +379,7 @@ def merge_pieces(parts: list[list[PieceInput]]) -> list[PieceInput]:
     for pieces in parts:
         for p in pieces:
             into = merged.setdefault(p.part, PieceInput(p.part))
+            into.metadata = {**p.metadata, **into.metadata}
             for modality in ("abc", "mtf"):
                 text = getattr(p, modality)
                 if text:

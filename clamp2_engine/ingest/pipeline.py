@@ -32,7 +32,6 @@ from clamp2_engine.ingest.corpus import (
     prepare_unit,
     unit_hash,
 )
-from clamp2_engine.ingest.describe import file_metadata, music_metadata
 from clamp2_engine.jsonl import capped
 from clamp2_engine.runlog import ErrorLog, progress_bar
 from clamp2_engine.store import Collection, Point, Store, piece_identity, point_id
@@ -348,9 +347,8 @@ def _payload(
     identity: Any,
     precision: str | None = None,
 ) -> dict[str, Any]:
-    # the item's fields (seed layout), else the file's own, then what the music states
-    stated = file_metadata(unit.files[0][1], piece.part) if unit.item is None else {}
-    meta = canonical_metadata(capped({**music_metadata(piece.abc), **stated, **unit.metadata}))
+    # the item's fields (seed layout) over what the file and the music state (read where it was prepared)
+    meta = canonical_metadata(capped({**piece.metadata, **unit.metadata}))
     title, composer = first_string(meta.get("title")), first_string(meta.get("composer"))
     item = unit.item or {}
     return {
