@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
@@ -198,8 +197,9 @@ def run_in_worker(fn, task: tuple[str, str], timeout: float = RENDER_TIMEOUT_S):
 
     [outcome] = run_tasks(fn, [task], jobs=1, timeout=timeout, initializer=quiet_worker, preload=PRELOAD)
     if not outcome.ok:
-        reason = re.sub(r"^(RenderError|ValueError): ", "", outcome.error)
-        raise RenderError(re.sub(r"\s*\(at [^()]*:\d+\)$", "", reason))  # no class, file or line for a client
+        from clamp2_engine.ingest.convert.pool import without_internals
+
+        raise RenderError(without_internals(outcome.error))
     return outcome.result
 
 

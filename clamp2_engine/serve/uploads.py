@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import tempfile
 import threading
 from pathlib import Path
@@ -12,7 +11,7 @@ from fastapi import Request, UploadFile
 from starlette.exceptions import HTTPException
 
 from clamp2_engine.errors import first_line
-from clamp2_engine.ingest.convert.pool import Outcome, run_tasks
+from clamp2_engine.ingest.convert.pool import Outcome, run_tasks, without_internals
 
 MAX_UPLOAD = 8 * 2**20
 UPLOAD_MEMORY = 3 * 2**30  # bytes of address space for the converting worker
@@ -93,9 +92,8 @@ def _convert_in_worker(path: Path, timeout: float, stop: threading.Event) -> Out
 
 
 def plain(error: str, timeout: float) -> str:
-    """A worker's error as a sentence for a client: no exception class, no file and line."""
-    text = re.sub(r"\s*\(at [^()]*:\d+\)", "", error)
-    text = re.sub(r"\b[A-Z]\w*(Error|Exception|Warning): ", "", text)
+    """An upload's conversion error for its client, the limits said in words."""
+    text = without_internals(error)
     if text.startswith("timed out after"):
         return f"the upload could not be converted within {timeout:g} s"
     if text.startswith("worker died"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import threading
 import time
 import traceback
@@ -40,6 +41,13 @@ def _describe(exc: BaseException) -> str:
     where = f" (at {os.path.basename(last[0].filename)}:{last[0].lineno})" if last else ""
     text = first_line(exc, default="")
     return f"{type(exc).__name__}: {text}{where}" if text else type(exc).__name__ + where
+
+
+def without_internals(error: str) -> str:
+    """An :class:`Outcome`'s error as a sentence for someone outside: no exception class, no file and
+    line (what :func:`_describe` adds)."""
+    text = re.sub(r"\s*\(at [^()]*:\d+\)", "", error)
+    return re.sub(r"\b[A-Z]\w*(Error|Exception|Warning): ", "", text)
 
 
 def _worker_loop(fn: Callable[[Any], Any], conn: Connection, initializer: Callable[[], None] | None) -> None:
