@@ -35,7 +35,7 @@ def unavailable() -> str | None:
     """Why this server cannot play pieces, or ``None`` when it can."""
     missing = [m for m in ("tinysoundfont", "soundfile") if importlib.util.find_spec(m) is None]
     if missing:
-        return f"audio needs the [audio] extra ({', '.join(missing)} is not installed)"
+        return f"audio needs the [audio] extra (not installed: {', '.join(missing)})"
     if soundfont() is None:
         where = os.environ.get("CLAMP2_SOUNDFONT")
         return (
