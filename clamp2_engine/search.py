@@ -21,6 +21,28 @@ def load_tower(options: LoadOptions, tower: str) -> CLaMP2:
     return load(options, (tower,))
 
 
+def plan_query_model(
+    record: CollectionRecord, tower: str = "text", options: LoadOptions | Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """What would encode the collection's ``tower`` queries, without loading it: ``runtime`` (torch,
+    onnx), ``precision`` (a CPU's ``auto`` resolved, without importing torch) and ``source`` (the cached
+    export, an ONNX folder, or the checkpoint). A cached fp32 export answered a one-core text query in
+    about half the time PyTorch fp32 took, with the same hits (docs/benchmarks.md, bench_query)."""
+    from clamp2_engine.runtime.onnx_export import peek_precision
+
+    opts = LoadOptions.of(options).for_collection(record, tower)
+    if opts.backend == "onnx":
+        cached = not (options and LoadOptions.of(options).onnx_dir)
+        source = "cached export" if cached else str(opts.onnx_dir)
+        return {"runtime": "onnx", "precision": peek_precision(opts.onnx_dir or "") or "fp32", "source": source}
+    precision = opts.dtype or "auto"
+    if precision == "auto" and opts.device in (None, "auto", "cpu"):
+        from clamp2_engine.runtime.precision import cpu_dtype
+
+        precision = cpu_dtype()  # on a CPU (a GPU, when there is one, runs bf16 or fp16)
+    return {"runtime": "torch", "precision": precision, "source": str(opts.model or "the collection's model")}
+
+
 def load_query_model(
     record: CollectionRecord,
     tower: str = "text",

@@ -576,9 +576,14 @@ def test_a_cached_onnx_export_serves_search_without_torch(store, parity_dir, tmp
 
     path, _ = store
     args = ["search", QUERY, "-c", "music", "--qdrant-path", path, "--json", "-k", "5", "--mode", "semantic"]
+    info = ["collections", "info", "music", "--qdrant-path", path]
+    assert json.loads(run(*info, "--json").stdout)["query_model"]["runtime"] == "torch"
+    assert "export onnx" in run(*info).stdout  # the hint, where queries could be faster
     torch_hits = hits_of(run(*args, "--backend", "torch"))
     res = run("export", "onnx", *model_args(parity_dir), "--json")
     assert res.exit_code == 0, res.output
+    planned = json.loads(run(*info, "--json").stdout)["query_model"]
+    assert planned == {"runtime": "onnx", "precision": "fp32", "source": "cached export"}
     cache = Path(json.loads(res.stdout)["out"])
     assert cache.parent.name == "onnx"
     assert (cache / "manifest.json").is_file()

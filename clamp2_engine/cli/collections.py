@@ -66,8 +66,12 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from clamp2_engine.search import plan_query_model
+
     with store_client(kwargs) as store:
-        info = _or_fail(lambda: store.collection(name).info())
+        coll = _or_fail(lambda: store.collection(name))
+        info = _or_fail(coll.info)
+        info["query_model"] = plan_query_model(coll.record, "text")
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False))
         return
@@ -91,6 +95,7 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
         ("disk", f"{info['disk_bytes'] / 2**20:.1f} MiB" if "disk_bytes" in info else "-"),
         ("model", f"{model.get('name')} ({model.get('kind')}, sha256 {model.get('checkpoint_sha256')})"),
         ("model source", json.dumps(info["model_source"])),
+        ("text queries", _query_model_line(info["query_model"], model, info["model_source"])),
         ("created", info["created"]),
         ("payload indexes", ", ".join(info["payload_indexes"]) or "none"),
         (
@@ -103,6 +108,15 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
     for k, v in rows:
         table.add_row(k, v)
     Console().print(table)
+
+
+def _query_model_line(plan: dict[str, str], model: dict[str, Any], source: dict[str, Any]) -> str:
+    """How text queries are encoded, and how to make them faster when they could be."""
+    line = f"{plan['runtime']} {plan['precision']} ({plan['source']})"
+    if plan["runtime"] == "torch" and model.get("kind") == "clamp2":
+        which = f" --model {source['model']}" if source.get("model") else ""
+        line += f"; `clamp2-engine export onnx{which}` makes them faster, with the same hits"
+    return line
 
 
 @collections.command("optimize")

@@ -12,8 +12,10 @@ import functools
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 AUTO = "auto"
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs that compute bf16 natively
@@ -41,12 +43,22 @@ def native_bf16(flags: frozenset[str] | None = None) -> bool:
 
 def auto_dtype(device: torch.device) -> str:
     """What ``auto`` picks on ``device`` (``$CLAMP2_DTYPE`` first, when it names a precision)."""
-    chosen = os.environ.get("CLAMP2_DTYPE", "").strip().lower()
-    if chosen and chosen != AUTO:
-        return chosen
-    if device.type == "cuda":
+    if device.type == "cuda" and not env_dtype():
+        import torch
+
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if native_bf16() else "fp32"
+    return cpu_dtype()
+
+
+def cpu_dtype() -> str:
+    """What ``auto`` picks on this machine's CPU (no torch import)."""
+    return env_dtype() or ("bf16" if native_bf16() else "fp32")
+
+
+def env_dtype() -> str | None:
+    """The precision ``$CLAMP2_DTYPE`` names, if any."""
+    chosen = os.environ.get("CLAMP2_DTYPE", "").strip().lower()
+    return chosen if chosen and chosen != AUTO else None
 
 
 def resolve(dtype: str | None, device: torch.device) -> str:
