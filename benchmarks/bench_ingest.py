@@ -38,8 +38,9 @@ def chorales(folder: Path, n: int) -> Path:
     return folder
 
 
-def ingest(corpus: Path, home: Path, engine: str) -> tuple[float, dict]:
-    """Seconds and the JSON report of one `clamp2-engine ingest` process into a fresh store."""
+def ingest(corpus: Path, home: Path, engine: str, code: Path | None = None) -> tuple[float, dict]:
+    """Seconds and the JSON report of one `clamp2-engine ingest` process into a fresh store (``code``:
+    another checkout's engine, for before/after figures)."""
     shutil.rmtree(home, ignore_errors=True)
     command = [
         sys.executable, "-m", "clamp2_engine", "ingest", str(corpus), "-c", "bench", "--model", "demo",
@@ -47,18 +48,31 @@ def ingest(corpus: Path, home: Path, engine: str) -> tuple[float, dict]:
     ]  # fmt: skip
     env = {**os.environ, "CLAMP2_HOME": str(home), "HF_HUB_OFFLINE": "1", "RAY_DEDUP_LOGS": "0"}
     t0 = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code)  # -m: cwd first
     seconds = time.perf_counter() - t0
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"ingest --runner {engine} failed: {proc.stderr[-3000:]}")
     return seconds, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def revision(checkout: Path) -> str:
+    """The short commit id of a git checkout (``unknown`` outside git)."""
+    proc = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return proc.stdout.strip() or "unknown"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scores", type=int, default=40, help="MusicXML chorales to convert and ingest")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--before", type=Path, help="also run this checkout of the engine (e.g. a git worktree)")
+    ap.add_argument("--engines", default="local,ray", help="local, ray or both (default)")
     args = ap.parse_args(argv)
+    runs = [(e, None) for e in args.engines.split(",")]
+    if args.before is not None:
+        runs = [(e, code) for e in args.engines.split(",") for code in (args.before, None)]
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     rows, loads = [], [os.getloadavg()[0]]
     try:
@@ -69,12 +83,12 @@ def main(argv: list[str] | None = None) -> None:
             ),
         }
         for label, corpus in corpora.items():
-            for engine in ("local", "ray"):
-                seconds, report = ingest(corpus, work / "home", engine)
+            for engine, code in runs:
+                seconds, report = ingest(corpus, work / "home", engine, code)
                 rows.append(
                     [
                         label,
-                        engine,
+                        engine if args.before is None else f"{engine}, {'before' if code else 'after'}",
                         report["embedded"],
                         report["failed"],
                         f"{seconds:.1f}",
@@ -95,6 +109,11 @@ def main(argv: list[str] | None = None) -> None:
             "Seconds include start-up, planning, writing and the index build.",
             "",
             table(["corpus", "engine", "pieces embedded", "failed", "seconds", "pieces/s"], rows),
+            *(
+                ["", f"Before: the engine at commit {revision(args.before)}, run in the same session."]
+                if args.before
+                else []
+            ),
             "",
             "On one 2-core machine Ray costs time: its embedding actor holds one of the two cores for the whole "
             "run, so conversion runs on one core instead of the local engine's two, and Ray's start-up adds "

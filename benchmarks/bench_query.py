@@ -57,7 +57,9 @@ def towers(ckpt: Path, work: Path) -> dict[str, object]:
     return found
 
 
-def measure(model, coll, texts: list[str], modality: str = "any") -> tuple[list[float], list[float], list[list[str]]]:
+def measure(
+    model, coll, texts: list[str], modality: str = "any"
+) -> tuple[list[float], list[float], list[list[str]]]:
     """Encode + search seconds, encode seconds and top-10 ids per query (after 5 warm-up queries)."""
     total, encode, ids = [], [], []
     for i, q in enumerate(texts[:5] + texts):

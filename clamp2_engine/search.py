@@ -34,7 +34,11 @@ def plan_query_model(
     if opts.backend == "onnx":
         cached = not (options and LoadOptions.of(options).onnx_dir)
         source = "cached export" if cached else str(opts.onnx_dir)
-        return {"runtime": "onnx", "precision": peek_precision(opts.onnx_dir or "") or "fp32", "source": source}
+        return {
+            "runtime": "onnx",
+            "precision": peek_precision(opts.onnx_dir or "") or "fp32",
+            "source": source,
+        }
     precision = opts.dtype or "auto"
     if precision == "auto" and opts.device in (None, "auto", "cpu"):
         from clamp2_engine.runtime.precision import cpu_dtype

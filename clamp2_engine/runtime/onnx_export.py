@@ -62,18 +62,23 @@ def cached_export(identity: dict[str, Any], tower: str = "text") -> Path | None:
     return folder
 
 
-def peek_precision(onnx_dir: str | os.PathLike) -> str | None:
-    """The precision an export folder's ``manifest.json`` records (fp32, fp16, int8), or ``None``."""
+def peek_manifest(onnx_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """An export folder's ``manifest.json`` (cheap; for planning only: the graphs' own metadata is what
+    :func:`load_onnx_model` checks). ``None`` when there is no readable manifest."""
     try:
-        return str(json.loads((Path(onnx_dir).expanduser() / MANIFEST).read_text(encoding="utf-8"))["precision"])
-    except (OSError, ValueError, KeyError, TypeError):
+        found = json.loads((Path(onnx_dir).expanduser() / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
+    return found if isinstance(found, dict) else None
+
+
+def peek_precision(onnx_dir: str | os.PathLike) -> str | None:
+    """The precision an export folder's manifest records (fp32, fp16, int8), or ``None``."""
+    found = (peek_manifest(onnx_dir) or {}).get("precision")
+    return str(found) if found else None
 
 
 def peek_identity(onnx_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The identity recorded in an export folder's ``manifest.json`` (cheap; for planning only: the graphs'
-    own metadata is what :func:`load_onnx_model` checks). ``None`` when there is no readable manifest."""
-    try:
-        return json.loads((Path(onnx_dir).expanduser() / MANIFEST).read_text(encoding="utf-8"))["identity"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """The model identity an export folder's manifest records, or ``None``."""
+    found = (peek_manifest(onnx_dir) or {}).get("identity")
+    return found if isinstance(found, dict) else None
