@@ -571,14 +571,19 @@ def test_migrate_an_old_local_mode_folder(store, tmp_path):
 
 def test_a_cached_onnx_export_serves_search_without_torch(store, parity_dir, tmp_path):
     """`export onnx` without --out fills the model cache; search then runs on ONNX Runtime (no torch, no
-    transformers imported) with the same hits and scores as PyTorch."""
+    transformers imported) with the same hits and scores as PyTorch; `collections info` says which runs."""
     import os
+
+    from clamp2_engine.cli.collections import _query_model_line
 
     path, _ = store
     args = ["search", QUERY, "-c", "music", "--qdrant-path", path, "--json", "-k", "5", "--mode", "semantic"]
     info = ["collections", "info", "music", "--qdrant-path", path]
-    assert json.loads(run(*info, "--json").stdout)["query_model"]["runtime"] == "torch"
-    assert "export onnx" in run(*info).stdout  # the hint, where queries could be faster
+    before = json.loads(run(*info, "--json").stdout)
+    assert before["query_model"]["runtime"] == "torch"
+    assert run(*info).exit_code == 0
+    hint = _query_model_line(before["query_model"], before["model"], {"model": "mine.pth"})
+    assert "`clamp2-engine export onnx --model mine.pth` makes them faster" in hint
     torch_hits = hits_of(run(*args, "--backend", "torch"))
     res = run("export", "onnx", *model_args(parity_dir), "--json")
     assert res.exit_code == 0, res.output
