@@ -18,7 +18,8 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from clamp2_engine.errors import about
+from clamp2_engine.exporters import word_table
 from clamp2_engine.models.clamp2 import CLaMP2Model, masked_mean
 from clamp2_engine.models.m3 import M3PatchEncoder
 from clamp2_engine.runtime.onnx_export import (
@@ -205,6 +207,11 @@ def towers_for(module: CLaMP2Model | M3PatchEncoder, identity: dict[str, Any], t
     return towers
 
 
+def word_embeddings(tower: Tower) -> nn.Embedding | None:
+    """The text tower's word table (kept out of the export's in-memory work: :mod:`.word_table`)."""
+    return tower.module.text_model.get_input_embeddings() if isinstance(tower.module, TextGraph) else None
+
+
 def trace(tower: Tower, path: Path, opset: int) -> None:
     """``torch.onnx.export`` (TorchScript exporter) with dynamic batch and length axes."""
     import warnings
@@ -244,8 +251,8 @@ def postprocess_to(task: tuple[str, int, int, str, bool, str, str, dict[str, str
 
 def postprocess(tower: Tower, path: Path, fuse: bool, precision: str):
     """Fused transformer ops (ONNX Runtime's optimizer), then the precision: fp16 weights with fp32/int64
-    I/O, or int8 by ONNX Runtime's dynamic quantization (int8 weights of every MatMul, fused Attention and
-    embedding Gather; activations quantized per batch at run time)."""
+    I/O, or int8 by ONNX Runtime's dynamic quantization (int8 weights of every MatMul, Gemm and fused
+    Attention; activations quantized per batch at run time; embedding gathers stay float)."""
     import onnx
 
     proto = onnx.load(os.fspath(path))
@@ -282,8 +289,12 @@ class _DropRecord(logging.Filter):
         return self.text not in record.getMessage()
 
 
+QUANTIZED_OPS = ["MatMul", "Attention", "Gemm"]  # the matrix products; embedding gathers stay float
+
+
 def quantize_int8(proto, scratch: Path):
-    """``proto`` with int8 weights (ONNX Runtime dynamic quantization, symmetric, per output channel)."""
+    """``proto`` with int8 weights of its matrix products (ONNX Runtime dynamic quantization, symmetric,
+    per output channel); embedding gathers keep float weights."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -297,6 +308,7 @@ def quantize_int8(proto, scratch: Path):
             os.fspath(scratch),
             per_channel=True,
             weight_type=QuantType.QInt8,
+            op_types_to_quantize=QUANTIZED_OPS,
             use_external_data_format=True,
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # the fused ops' outputs
         )
@@ -415,9 +427,15 @@ def export_onnx(
             f"{onnx.__version__}, onnxruntime {onnxruntime.__version__}",
         }
         try:
-            trace(tower, raw, opset)
-            task = (tower.name, tower.num_heads, tower.hidden_size, os.fspath(raw), fuse, precision)
-            in_worker(postprocess_to, (*task, os.fspath(target), meta))
+            with word_table.stand_in(words) if (words := word_embeddings(tower)) else nullcontext() as table:
+                if table is not None:  # the text tower: traced and finished without its word table
+                    ids, masks = tower.example
+                    tower = replace(tower, example=(word_table.example_ids(ids), masks))
+                trace(tower, raw, opset)
+                task = (tower.name, tower.num_heads, tower.hidden_size, os.fspath(raw), fuse, precision)
+                in_worker(postprocess_to, (*task, os.fspath(target), meta))
+                if table is not None:
+                    word_table.reattach(target, table)
         finally:
             raw.unlink(missing_ok=True)
         files[tower.name] = target
