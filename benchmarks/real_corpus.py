@@ -35,8 +35,8 @@ def metadata(unit: Any, piece: Any) -> dict[str, Any]:
 def prepare(corpus: Path, jobs: int, timeout: float = 180.0) -> dict[str, Any]:
     """Per format: files, pieces, pieces with ABC / MTF, failures by stage, notes, metadata coverage."""
     from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
-    from clamp2_engine.ingest.convert.pool import run_tasks
     from clamp2_engine.ingest.corpus import discover, prepare_task
+    from clamp2_engine.workers import run_tasks
 
     units = discover(corpus).units
     stats: dict[str, Counter] = defaultdict(Counter)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from clamp2_engine.cli import main
 from clamp2_engine.ingest.convert import convert_tree
-from clamp2_engine.ingest.convert.pool import run_tasks
+from clamp2_engine.workers import run_tasks
 
 TUNE_BOOK = """%abc-2.1
 % a book with two tunes

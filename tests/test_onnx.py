@@ -302,6 +302,40 @@ def test_export_cli(parity_dir, tmp_path):
     assert "Traceback" not in missing.output
 
 
+WITHOUT_CONVERT = """
+import sys
+class Block:  # as if the [convert] extra were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("mido", "music21", "abctoolkit"):
+            raise ImportError(f"No module named {name!r}")
+sys.meta_path.insert(0, Block())
+from clamp2_engine.cli import main
+main()
+"""
+
+
+@pytest.mark.slow
+def test_export_needs_no_convert_extra(parity_dir, tmp_path):
+    """`export onnx` runs on the [onnx] extra alone: its worker pool is not part of the converter (an
+    export used to stop with "this needs mido")."""
+    ckpt = parity_dir / "checkpoints" / "clamp2.pth"
+    args = [
+        "export",
+        "onnx",
+        "--model",
+        ckpt,
+        "--text-model",
+        parity_dir / "text_model",
+        "--out",
+        tmp_path / "o",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_CONVERT, *map(str, args), "--json"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["worst_cosine"] >= MIN_COSINE
+
+
 # -- provider selection (the CUDA path is exercised with fake provider lists; no GPU is needed) --
 
 

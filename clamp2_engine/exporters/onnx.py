@@ -351,7 +351,7 @@ def save_graph(proto, path: Path, metadata: dict[str, str]) -> None:
 
 def in_worker(fn: Callable[[Any], Any], task: Any) -> Any:
     """``fn(task)`` in a fresh worker process (no time limit); its error raised here as a RuntimeError."""
-    from clamp2_engine.ingest.convert.pool import run_tasks
+    from clamp2_engine.workers import run_tasks
 
     [outcome] = run_tasks(fn, [task], jobs=1, timeout=None)
     if not outcome.ok:

@@ -472,7 +472,7 @@ def music_query_input(
                 text, note = _score_piece((str(p), tune))
             else:
                 from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
-                from clamp2_engine.ingest.convert.pool import run_tasks
+                from clamp2_engine.workers import run_tasks
 
                 [outcome] = run_tasks(
                     _score_piece,

@@ -338,7 +338,7 @@ def convert_pieces(
 ) -> Iterator[tuple[str, Path, list[tuple[str, str]] | None, str | None]]:
     """``(collection, path, pieces, error)`` for each file, converted in worker processes (any order)."""
     from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
-    from clamp2_engine.ingest.convert.pool import run_tasks
+    from clamp2_engine.workers import run_tasks
 
     tasks = [(c, str(p)) for c, p in files]
     for o in run_tasks(

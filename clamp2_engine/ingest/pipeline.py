@@ -89,7 +89,7 @@ def _prepared(
     if not slow:
         return
     from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
-    from clamp2_engine.ingest.convert.pool import run_tasks
+    from clamp2_engine.workers import run_tasks
 
     # ABC and the rendered MTF are converted apart: a rendering that times out leaves the ABC
     modalities = ("abc", "mtf") if render else ("abc",)

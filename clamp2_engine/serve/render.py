@@ -1,7 +1,7 @@
 """What the page shows of a piece: the first page engraved by Verovio (SVG), a piano roll for MIDI-only
 pieces, and a MIDI file to play.
 
-Everything here runs in a worker process with a time limit (``ingest.convert.pool``) and its result is
+Everything here runs in a worker process with a time limit (``clamp2_engine.workers``) and its result is
 cached on disk, so no score, however broken, can take the server down or be engraved twice. Verovio's
 ABC reader crashes on interleaved ABC, so ABC is engraved from the MusicXML that ingest's own ABC ->
 MusicXML conversion makes; MusicXML and Humdrum sources go to Verovio as they are.
@@ -193,11 +193,11 @@ def timemap(task: tuple[str, str]) -> bytes:
 def run_in_worker(fn, task: tuple[str, str], timeout: float = RENDER_TIMEOUT_S):
     """``fn(task)`` in a worker process with a time limit; :class:`RenderError` with the reason."""
     from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
-    from clamp2_engine.ingest.convert.pool import run_tasks
+    from clamp2_engine.workers import run_tasks
 
     [outcome] = run_tasks(fn, [task], jobs=1, timeout=timeout, initializer=quiet_worker, preload=PRELOAD)
     if not outcome.ok:
-        from clamp2_engine.ingest.convert.pool import without_internals
+        from clamp2_engine.workers import without_internals
 
         raise RenderError(without_internals(outcome.error))
     return outcome.result

@@ -11,7 +11,7 @@ from fastapi import Request, UploadFile
 from starlette.exceptions import HTTPException
 
 from clamp2_engine.errors import first_line
-from clamp2_engine.ingest.convert.pool import Outcome, run_tasks, without_internals
+from clamp2_engine.workers import Outcome, run_tasks, without_internals
 
 MAX_UPLOAD = 8 * 2**20
 UPLOAD_MEMORY = 3 * 2**30  # bytes of address space for the converting worker

@@ -251,7 +251,7 @@ def _outcomes(
                 result = {"error": ["convert", f"{type(exc).__name__}: {exc}"]}
             yield task, result, time.perf_counter() - start
         return
-    from .pool import run_tasks
+    from clamp2_engine.workers import run_tasks
 
     for o in run_tasks(
         run_task, tasks, jobs=jobs, timeout=timeout, initializer=quiet_worker, preload=PRELOAD
