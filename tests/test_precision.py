@@ -23,6 +23,7 @@ AMX = AVX2 | {"avx512f", "amx_tile", "amx_bf16"}
 def cpu(monkeypatch):
     """``cpu(flags)``: this CPU has those flags, and ``$CLAMP2_DTYPE`` leaves ``auto`` alone."""
     monkeypatch.delenv("CLAMP2_DTYPE", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
 
     def set_flags(flags: frozenset[str]) -> None:
         monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
@@ -39,6 +40,16 @@ def test_auto_picks_what_the_cpu_computes_natively(cpu, flags, expected):
     runtime = TorchRuntime(torch.nn.Linear(2, 2), "cpu")  # the default is auto
     assert runtime.dtype_name == expected
     assert runtime.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[expected]
+
+
+@pytest.mark.parametrize(
+    ("cap", "expected"), [("AVX2", "fp32"), ("avx512_core", "fp32"), ("AVX512_CORE_AMX", "bf16")]
+)
+def test_a_capped_instruction_set_counts(cpu, monkeypatch, cap, expected):
+    """oneDNN capped below AVX-512 BF16 (``ONEDNN_MAX_CPU_ISA``) emulates bf16, whatever the flags say."""
+    cpu(AMX)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert precision.auto_dtype(torch.device("cpu")) == expected
 
 
 @pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16"), (False, "fp16")])
