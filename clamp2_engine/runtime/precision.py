@@ -2,7 +2,9 @@
 
 bf16 pays only where the CPU computes it natively (AVX-512 BF16 or AMX): measured 3.2x faster than fp32
 on an AMD EPYC with AVX-512 BF16, and 5.7x *slower* on an AVX2-only AMD EPYC, where PyTorch emulates it.
-So ``auto`` is bf16 on the first kind, fp32 on the second, and bf16 (fp16 before Ampere) on CUDA.
+On an Intel Xeon with AMX: 2.7x faster natively, 5.0x slower with oneDNN capped at AVX2. So ``auto`` is
+bf16 where the CPU has AVX-512 BF16 or AMX (and ``$ONEDNN_MAX_CPU_ISA`` leaves them on), fp32 elsewhere,
+and bf16 (fp16 before Ampere) on CUDA.
 ``$CLAMP2_DTYPE`` sets what ``auto`` means (e.g. ``fp32`` to keep the reference's exact numbers).
 """
 
