@@ -302,6 +302,29 @@ def test_export_cli(parity_dir, tmp_path):
     assert "Traceback" not in missing.output
 
 
+@pytest.mark.parametrize("which", ["fp32", "fp16"])
+def test_the_word_table_is_written_once_into_the_data_file(parity_dir, exports, fp16_export, which):
+    """The text tower is exported without its word table (a 3-row stand-in), which is then written once,
+    page-aligned, into ``text.onnx.data``, in the graph's precision; the parity tests check its values."""
+    from clamp2_engine.exporters.word_table import ALIGN, ROWS
+
+    folder = exports["clamp2"] if which == "fp32" else fp16_export
+    proto = onnx.load(str(folder / "text.onnx"), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    vocab = int(meta["clamp2.vocab_size"])
+    hidden = json.loads(meta["clamp2.identity"])["text_hidden_size"]
+    [table] = [t for t in proto.graph.initializer if list(t.dims) == [vocab, hidden]]
+    assert not [t for t in proto.graph.initializer if list(t.dims) == [ROWS, hidden]]  # no stand-in left
+    assert table.data_location == onnx.TensorProto.EXTERNAL
+    where = {e.key: e.value for e in table.external_data}
+    assert where["location"] == "text.onnx.data"
+    assert int(where["offset"]) % ALIGN == 0
+    size = 4 if which == "fp32" else 2
+    assert int(where["length"]) == table.dims[0] * table.dims[1] * size
+    want = {"fp32": onnx.TensorProto.FLOAT, "fp16": onnx.TensorProto.FLOAT16}[which]
+    assert table.data_type == want
+
+
 WITHOUT_CONVERT = """
 import sys
 class Block:  # as if the [convert] extra were not installed
