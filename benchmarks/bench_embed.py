@@ -99,7 +99,12 @@ def processes(args, ckpt: Path, work: Path) -> str:
         "reference strategy as a process (`benchmarks/reference_strategy.py`)": E.reference_process(
             ckpt, src, work / "out-ref"
         ),
-        "`clamp2-engine embed --pooled` fp32": E.engine_process(ckpt, src, work / "out-fp32"),
+        "`clamp2-engine embed --pooled` (the default, `--dtype auto`)": E.engine_process(
+            ckpt, src, work / "out-auto"
+        ),
+        "`clamp2-engine embed --pooled --dtype fp32`": E.engine_process(
+            ckpt, src, work / "out-fp32", "--dtype", "fp32"
+        ),
         "`clamp2-engine embed --pooled --dtype bf16`": E.engine_process(
             ckpt, src, work / "out-bf16", "--dtype", "bf16"
         ),
