@@ -112,3 +112,20 @@ def test_embed_says_its_precision(cpu, parity_dir, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output.strip().splitlines()[-1])["precision"] == "bf16"  # auto, on that CPU
+
+
+@pytest.mark.parametrize(
+    ("flags", "warned"), [(AVX2, True), (AVX512_BF16, False), (AVX2 | {"avx_vnni"}, False)]
+)
+def test_int8_without_vnni_warns(cpu, caplog, flags, warned):
+    """int8 graphs on a CPU without VNNI or AMX run, with a one-line warning (they measured no faster than
+    fp32 there); on a GPU, or with VNNI, nothing is said."""
+    cpu(flags)
+    caplog.set_level(logging.WARNING)
+    precision.check_int8(on_cpu=True)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == (1 if warned else 0)
+    assert all("no VNNI or AMX" in line and "fp32 export" in line for line in said)
+    caplog.clear()
+    precision.check_int8(on_cpu=False)
+    assert not caplog.records

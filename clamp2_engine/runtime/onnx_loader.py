@@ -21,11 +21,13 @@ from clamp2_engine.runtime.onnx_export import (
     tokenizer_fingerprint,
 )
 from clamp2_engine.runtime.onnx_runtime import (
+    CUDA,
     OnnxRuntime,
     Provider,
     build_session,
     graph_metadata,
 )
+from clamp2_engine.runtime.precision import check_int8
 from clamp2_engine.runtime.tokenizer import TokenizerFile
 from clamp2_engine.text import MAX_TEXT_LENGTH
 
@@ -206,6 +208,8 @@ def onnx_encoder(
             )
         identity = {**identity, "max_text_length": max_text_length}
     runtime = OnnxRuntime(music_session, text_session, identity["kind"])
+    if runtime.dtype_name == "int8":
+        check_int8(on_cpu=(text_session or music_session).get_providers()[0] != CUDA)
     encoder = Encoder.from_identity(
         runtime, tokenizer, identity, batch_size=batch_size, max_batch_tokens=max_batch_tokens
     )
