@@ -38,7 +38,10 @@ def main() -> None:
         server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            while True:
+            deadline = time.monotonic() + 180
+            while True:  # until the server is ready; a server that stopped, or never got ready, is an error
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"`{' '.join(serve[2:])}` did not become ready")
                 try:
                     if httpx.get(f"{url}/healthz").status_code == 200:
                         break
