@@ -79,12 +79,25 @@ class StoreUnreachableError(StoreError):
     """A Qdrant server URL that does not answer like Qdrant."""
 
 
+class CollectionDamagedError(StoreError):
+    """A collection whose storage or record is damaged or incomplete: points missing, files that cannot be
+    read, a lost record. ``collections verify`` says what, ``collections repair`` mends what it can."""
+
+
+class DiskFullError(StoreError):
+    """Not enough free space for a write; nothing was written."""
+
+
 class CollectionError(ValueError):
     """A collection that does not exist, or does not fit the request; one line for the user."""
 
 
 class CollectionNotFoundError(CollectionError, LookupError):
     """No collection of that name in the store."""
+
+
+class CollectionExistsError(CollectionError):
+    """A collection of that name was made meanwhile (by another process)."""
 
 
 class ModelMismatchError(CollectionError):

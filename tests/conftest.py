@@ -14,6 +14,9 @@ os.environ["CLAMP2_DTYPE"] = "fp32"
 
 import pytest  # noqa: E402
 from fixture_paths import BENCH, PARITY, require  # noqa: E402
+from helpers import spec_for  # noqa: E402
+
+from clamp2_engine.store import open_store  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +39,10 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("CLAMP2_DTYPE", "fp32")
     yield
+
+
+@pytest.fixture(params=["edge", "server"])
+def store(request, tmp_path):
+    """A store on each engine: Qdrant Edge in a folder, and the server path (qdrant-client in memory)."""
+    with open_store(spec_for(request.param, tmp_path)) as s:
+        yield s

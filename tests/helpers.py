@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from clamp2_engine.identity import ModelIdentity
+from clamp2_engine.store import MEMORY, Point, Store, StoreSpec, point_id
+
 
 def save_feature(path: Path, content: np.ndarray | bytes) -> Path:
     """Write a feature file: an array as ``.npy``, or raw bytes (a corrupt file)."""
@@ -103,3 +106,55 @@ def ingest_serve_corpus(root: Path, parity_dir: Path) -> Path:
         )
     assert res.exit_code == 0, res.output
     return store
+
+
+# --- collections without a model (tiny vectors) -----------------------------------------------------
+
+DIM = 8
+
+
+def identity(sha: str = "a" * 64, dim: int = DIM, kind: str = "clamp2") -> ModelIdentity:
+    return ModelIdentity(
+        name="test.pth",
+        kind=kind,
+        checkpoint_sha256=sha,
+        embed_dim=dim,
+        music_hidden_size=dim,
+        text_hidden_size=dim,
+        patch_size=64,
+        patch_length=512,
+        max_text_length=128,
+        text_model="text_model",
+    )
+
+
+def spec_for(engine: str, tmp_path: Path, name: str = "store") -> StoreSpec:
+    """The embedded engine (Qdrant Edge) or the server path (qdrant-client's in-memory stand-in)."""
+    return StoreSpec(path=tmp_path / name) if engine == "edge" else StoreSpec(url=MEMORY)
+
+
+def unit_vec(seed: int, dim: int = DIM) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def fill(store: Store, name: str = "c", n: int = 6):
+    """n points: even ones have abc, odd ones mtf, every third a text vector."""
+    coll = store.ensure(name, identity(), {"model": "/m.pth", "text_model": None})
+    points = []
+    for i in range(n):
+        vecs = {"abc" if i % 2 == 0 else "mtf": unit_vec(i)}
+        if i % 3 == 0:
+            vecs["text"] = unit_vec(100 + i)
+        payload = {
+            "corpus": "k",
+            "unit": f"u{i}",
+            "unit_hash": "h",
+            "unit_parts": 1,
+            "title": f"t{i}",
+            "composer": "Bach" if i < 3 else "Handel",
+            "metadata": {"genres": ["Folk", "Jazz"] if i % 2 else ["Classical"], "year": 1700 + i},
+        }
+        points.append(Point(point_id(f"k:u{i}"), vecs, payload))
+    coll.upsert(points)
+    return coll

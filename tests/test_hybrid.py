@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from test_store import identity, spec_for, unit_vec
+from helpers import identity, spec_for, unit_vec
 
 from clamp2_engine.session import Query, QueryError, SearchSession
 from clamp2_engine.store import CollectionError, Point, open_store, point_id

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import DIM, fill, identity, spec_for, unit_vec
 
-from clamp2_engine.identity import ModelIdentity
 from clamp2_engine.ingest.items import item_point_id, item_unit
 from clamp2_engine.store import (
     MEMORY,
@@ -22,7 +22,6 @@ from clamp2_engine.store import (
     CollectionNotFoundError,
     ModelMismatchError,
     Point,
-    Store,
     StoreError,
     StoreInUseError,
     StoreSpec,
@@ -35,62 +34,6 @@ from clamp2_engine.store import (
 )
 from clamp2_engine.store.schema import RECORD_ID
 from clamp2_engine.store.server import connect
-
-DIM = 8
-
-
-def identity(sha: str = "a" * 64, dim: int = DIM, kind: str = "clamp2") -> ModelIdentity:
-    return ModelIdentity(
-        name="test.pth",
-        kind=kind,
-        checkpoint_sha256=sha,
-        embed_dim=dim,
-        music_hidden_size=dim,
-        text_hidden_size=dim,
-        patch_size=64,
-        patch_length=512,
-        max_text_length=128,
-        text_model="text_model",
-    )
-
-
-def spec_for(engine: str, tmp_path: Path, name: str = "store") -> StoreSpec:
-    """The embedded engine (Qdrant Edge) or the server path (qdrant-client's in-memory stand-in)."""
-    return StoreSpec(path=tmp_path / name) if engine == "edge" else StoreSpec(url=MEMORY)
-
-
-@pytest.fixture(params=["edge", "server"])
-def store(request, tmp_path):
-    with open_store(spec_for(request.param, tmp_path)) as s:
-        yield s
-
-
-def unit_vec(seed: int, dim: int = DIM) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
-def fill(store: Store, name: str = "c", n: int = 6):
-    """n points: even ones have abc, odd ones mtf, every third a text vector."""
-    coll = store.ensure(name, identity(), {"model": "/m.pth", "text_model": None})
-    points = []
-    for i in range(n):
-        vecs = {"abc" if i % 2 == 0 else "mtf": unit_vec(i)}
-        if i % 3 == 0:
-            vecs["text"] = unit_vec(100 + i)
-        payload = {
-            "corpus": "k",
-            "unit": f"u{i}",
-            "unit_hash": "h",
-            "unit_parts": 1,
-            "title": f"t{i}",
-            "composer": "Bach" if i < 3 else "Handel",
-            "metadata": {"genres": ["Folk", "Jazz"] if i % 2 else ["Classical"], "year": 1700 + i},
-        }
-        points.append(Point(point_id(f"k:u{i}"), vecs, payload))
-    coll.upsert(points)
-    return coll
-
 
 # --- ids and record ----------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""``collections`` (list, info, optimize, reindex, drop) and ``migrate``: the collections of a store."""
+"""``collections`` (list, info, optimize, reindex, verify, repair, drop) and ``migrate``: the collections of
+a store."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from clamp2_engine.cli.options import (
 
 @click.group()
 def collections() -> None:
-    """List, inspect, optimize, reindex and drop collections."""
+    """List, inspect, optimize, reindex, verify, repair and drop collections."""
 
 
 @collections.command("list")
@@ -42,9 +43,14 @@ def collections_list(as_json: bool, **kwargs: Any) -> None:
     for col in ("name", "points", "model", "dim", "created"):
         table.add_column(col, justify="right" if col in ("points", "dim") else "left")
     for r in rows:
-        points = "in use" if r["points"] is None else str(r["points"])
+        points = "in use" if r["status"] == "in use" else str(r["points"] if r["points"] is not None else "-")
+        points = "damaged" if r["status"] == "damaged" else points
         table.add_row(r["name"], points, str(r["model"] or "-"), str(r["dim"] or "-"), r["created"] or "")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for r in rows:
+        if r["problem"]:
+            console.print(f"[yellow]{r['name']}: {r['problem']}[/yellow]", highlight=False, markup=True)
 
 
 def _or_fail(fn: Callable[..., Any], *args: Any) -> Any:
@@ -167,15 +173,144 @@ def collections_reindex(name: str, as_json: bool, **kwargs: Any) -> None:
 @store_options
 def collections_drop(name: str, yes: bool, **kwargs: Any) -> None:
     """Delete collection NAME and all its points."""
+    from clamp2_engine.store import CollectionError, StoreError, StoreInUseError
+
     with store_client(kwargs) as store:
-        coll = _or_fail(store.collection, name)
+        try:
+            what = f"collection {name!r} and its {store.collection(name, check=False).count()} points"
+        except StoreInUseError as exc:
+            raise fail(exc) from None
+        except (CollectionError, StoreError) as exc:  # damaged: it can still be dropped
+            if not store.exists(name):
+                raise fail(exc) from None
+            what = f"damaged collection {name!r} ({exc})"
         if not yes:
-            click.confirm(f"drop collection {name!r} and its {coll.count()} points?", abort=True)
+            click.confirm(f"drop {what}?", abort=True)
         _or_fail(store.drop, name)
     from clamp2_engine.ingest.run import errors_path
 
     errors_path(name).unlink(missing_ok=True)  # its problems list goes with it
     click.echo(f"dropped {name}", err=True)
+
+
+@collections.command("verify")
+@click.argument("name", callback=collection_name)
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@store_options
+def collections_verify(name: str, as_json: bool, **kwargs: Any) -> None:
+    """Check collection NAME deeply: its record, its point count, every point readable, every vector
+    intact (finite, of unit length), every payload decoded. Exit status 1 when anything is wrong."""
+    from clamp2_engine.store.health import verify
+
+    with store_client(kwargs) as store:
+        if not store.exists(name):
+            _or_fail(store.collection, name)  # the usual "no collection" line
+        health = _or_fail(verify, store, name)
+    _print_health(health, as_json)
+    if not health.ok:
+        raise SystemExit(1)
+
+
+def _print_health(health: Any, as_json: bool) -> None:
+    from clamp2_engine.runlog import console
+
+    if as_json:
+        click.echo(json.dumps(health.as_dict(), ensure_ascii=False))
+        return
+    counts = ", ".join(f"{n} {v}" for v, n in health.vectors.items())
+    recorded = f" (its record says {health.recorded})" if health.recorded is not None else ""
+    console.print(f"{health.name}: {health.points} points{recorded}; vectors: {counts}", highlight=False)
+    for problem in health.problems:
+        console.print(f"[red]- {problem}[/red]", highlight=False)
+    for pid, why in list(sorted(health.damaged.items()))[:20]:
+        console.print(f"  {pid}: {why}", highlight=False, markup=False)
+    if len(health.damaged) > 20:
+        console.print(f"  ... and {len(health.damaged) - 20} more (--json lists them all)", highlight=False)
+    console.print("ok" if health.ok else f"damaged: `clamp2-engine collections repair {health.name}`")
+
+
+@collections.command("repair")
+@click.argument("name", callback=collection_name)
+@click.option(
+    "--model",
+    default=None,
+    metavar="PATH|NAME",
+    help="The model that made the vectors, to write a lost record again when it has no copy.",
+)
+@click.option("--no-ingest", is_flag=True, help="Mend the storage only; do not ingest what is missing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@store_options
+def collections_repair(name: str, model: str | None, no_ingest: bool, as_json: bool, **kwargs: Any) -> None:
+    """Mend collection NAME: write its record again (from its copy, or for --model), delete damaged
+    points, then ingest again, from the folders the collection was ingested from, whatever is missing
+    (only that is embedded). Exit status 1 when it is still damaged afterwards."""
+    from clamp2_engine.store.health import repair, verify
+
+    with store_client(kwargs) as store:
+        if not store.exists(name):
+            _or_fail(store.collection, name)
+        health = _or_fail(verify, store, name)
+        identity = _identity(model) if model else None
+        mended = _or_fail(repair, store, name, health, identity) if not health.ok else None
+        ingested = [] if no_ingest else _ingest_again(store, name, as_json)
+        after = _or_fail(verify, store, name)
+    outcome = {
+        "name": name,
+        "found": health.problems,
+        "mended": mended.as_dict() if mended else None,
+        "ingested": ingested,
+        "ok": after.ok,
+        "points": after.points,
+        "problems": after.problems,
+    }
+    if as_json:
+        click.echo(json.dumps(outcome, ensure_ascii=False))
+    else:
+        _say_repair(outcome)
+    if not after.ok:
+        raise SystemExit(1)
+
+
+def _identity(model: str) -> Any:
+    from clamp2_engine.load import LoadOptions, load
+
+    try:
+        return load(LoadOptions(model=model), ("music",)).identity
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise fail(exc) from None
+
+
+def _ingest_again(store: Any, name: str, as_json: bool) -> list[dict[str, Any]]:
+    """Ingest every corpus of collection NAME's record again from its folder: only what is missing or
+    changed is embedded (with ``as_json``, each ingest's report is a JSON line before the outcome's)."""
+    from clamp2_engine.cli.ingest import run_ingest
+    from clamp2_engine.ingest.run import IngestOptions
+
+    coll = _or_fail(store.collection, name, False)
+    done = []
+    for corpus, folder in sorted(coll.record.corpora.items()):
+        if not Path(folder).is_dir():
+            done.append({"corpus": corpus, "folder": folder, "error": "the folder is no longer there"})
+            continue
+        options = IngestOptions(corpus_name=corpus, progress=not as_json)
+        report = run_ingest(store, Path(folder), name, options, "local", as_json).report  # a JSON line
+        done.append({"corpus": corpus, "folder": folder, "embedded": report.counts["embedded"]})
+    return done
+
+
+def _say_repair(outcome: dict[str, Any]) -> None:
+    from clamp2_engine.runlog import console
+
+    mended = outcome["mended"] or {}
+    if mended.get("record"):
+        console.print(f"record written again {mended['record']}", highlight=False)
+    if mended.get("deleted_points"):
+        console.print(f"{mended['deleted_points']} damaged point(s) deleted", highlight=False)
+    for row in outcome["ingested"]:
+        what = row.get("error") or f"{row['embedded']} item(s) embedded again"
+        console.print(f"corpus {row['corpus']} ({row['folder']}): {what}", highlight=False, markup=False)
+    state = "ok" if outcome["ok"] else "still damaged: " + "; ".join(outcome["problems"])
+    console.print(f"{outcome['name']}: {outcome['points']} points, {state}", highlight=False, markup=False)
 
 
 # --- migrate ------------------------------------------------------------------------------------------

@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import difflib
 import uuid
+from dataclasses import replace
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreError, StoreInUseError, about
+from clamp2_engine.errors import (
+    CollectionDamagedError,
+    CollectionError,
+    CollectionExistsError,
+    CollectionNotFoundError,
+    StoreError,
+    StoreInUseError,
+    about,
+)
 from clamp2_engine.store.backend import Backend, Scroll, Search
 from clamp2_engine.store.fields import FACETS, INDEXES, KEYS, display_path, fold, with_keys
 from clamp2_engine.store.filters import Condition, Filters, exact, parse_filters, present
@@ -40,6 +49,7 @@ HNSW_EF = 256  # HNSW candidates per search (Qdrant's default is 100): recall@10
 PREFETCH = 100  # candidates each side of a hybrid search brings to the fusion
 WEIGHTS = (1.0, 1.25)  # hybrid: (semantic, lexical) weights of the fusion (swept in bench_hybrid.py)
 RRF_K = 2  # reciprocal rank fusion's constant (Qdrant's default): see weighted_rrf
+COSINE_SLACK = 1.0 + 1e-3  # a cosine beyond this (float error aside) comes from a damaged vector
 
 
 class SearchSpec(Protocol):
@@ -120,30 +130,41 @@ class Store:
     def exists(self, name: str) -> bool:
         return self.backend.exists(check_name(name))
 
-    def collection(self, name: str) -> Collection:
+    def collection(self, name: str, check: bool = True) -> Collection:
         """Collection ``name``; :class:`CollectionNotFoundError` when there is none, :class:`CollectionError`
-        when ``name`` cannot name one."""
+        when ``name`` cannot name one, :class:`CollectionDamagedError` when it holds fewer points than its
+        record says (``check=False``: opened all the same, to verify, repair or drop it)."""
         if not self.backend.exists(check_name(name)):
             raise CollectionNotFoundError(
                 f"no collection {name!r} (see `clamp2-engine collections list`)" + legacy_hint(self.spec)
             )
         record = CollectionRecord.from_dict(self.backend.read_meta(name), name)
         self.backend.hold(name)
-        return Collection(self.backend, name, record)
+        coll = Collection(self.backend, name, record)
+        if check:
+            coll.check_points()
+        return coll
 
     def create(self, name: str, record: CollectionRecord) -> Collection:
-        """A new, empty collection laid out for ``record``'s model."""
+        """A new, empty collection laid out for ``record``'s model; :class:`CollectionExistsError` when one
+        of that name exists (another process made it first)."""
         try:
             self.backend.create(name, record.dim, record.as_dict(), INDEXES, lexical=record.lexical)
+        except CollectionError:
+            raise
         except ValueError as exc:  # invalid names
             raise CollectionError(f"cannot create collection {name!r}: {exc}") from None
         return Collection(self.backend, name, record)
 
     def ensure(self, name: str, identity: Any, source: dict[str, Any]) -> Collection:
-        """Collection ``name`` for ``identity``: created, or checked to hold the same model's vectors."""
+        """Collection ``name`` for ``identity``: created, or checked to hold the same model's vectors (also
+        when another process creates it at the same time: the second creator opens the first's)."""
         record = new_record(identity, source)
         if not self.backend.exists(name):
-            return self.create(name, record)
+            try:
+                return self.create(name, record)
+            except CollectionExistsError:
+                pass
         coll = self.collection(name)
         check_model(coll.record, identity, name)
         return coll
@@ -153,17 +174,23 @@ class Store:
         ``None`` for an embedded collection another process holds."""
         rows = []
         for name in self.backend.names():
+            problem: str | None = None
             try:
                 rec: CollectionRecord | None = CollectionRecord.from_dict(self.backend.read_meta(name), name)
-            except CollectionError:
-                rec = None
+            except (CollectionError, CollectionDamagedError) as exc:
+                rec, problem = None, str(exc)
             held = self.backend.holds(name)
+            points: int | None = None
             try:
-                points: int | None = self.backend.count(name)
+                points = self.backend.count(name)
                 if not held:  # opened only to count: let other processes have it again
                     self.backend.release(name)
             except StoreInUseError:
-                points = None
+                pass
+            except StoreError as exc:  # one damaged collection is a row of its own, never the listing's end
+                problem = problem or str(exc)
+            if problem is None and rec is not None and rec.points is not None and points is not None:
+                problem = missing_points(name, points, rec.points)
             rows.append(
                 {
                     "name": name,
@@ -171,6 +198,8 @@ class Store:
                     "model": rec.model.get("name") if rec else None,
                     "dim": rec.dim if rec else None,
                     "created": rec.created if rec else None,
+                    "status": "damaged" if problem else ("ok" if points is not None else "in use"),
+                    "problem": problem,
                 }
             )
         return rows
@@ -198,8 +227,28 @@ class Collection:
     # --- writing ---------------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[Point]) -> None:
-        """Write ``points`` (their ``keys`` and lexical vector computed here); existing ids are replaced."""
+        """Write ``points`` (their ``keys`` and lexical vector computed here); existing ids are replaced. The
+        record's point count follows (after the write: a count above the record is a write that stopped
+        before its record, never a loss)."""
         self.backend.upsert(self.name, [self._complete(p) for p in points])
+        self.keep_count()
+
+    def keep_count(self, points: int | None = None) -> None:
+        """Write the point count (``points``, or counted now) into the record when it changed."""
+        n = self.count() if points is None else points
+        if n != self.record.points:
+            self.write_record(replace(self.record, points=n))
+
+    def check_points(self) -> None:
+        """:class:`CollectionDamagedError` when the collection holds fewer points than its record says."""
+        if self.record.points is None:
+            return
+        n = self.count()
+        problem = missing_points(self.name, n, self.record.points)
+        if problem:
+            raise CollectionDamagedError(problem)
+        if n > self.record.points:  # a write that stopped before its record: nothing lost
+            self.keep_count(n)
 
     def _complete(self, p: Point, vectors: bool = True) -> Point:
         """``p`` with canonical metadata, ``keys`` and (in a collection that has it) its lexical vector;
@@ -227,8 +276,16 @@ class Collection:
         return done
 
     def delete(self, ids: Sequence[str]) -> int:
+        """Delete points ``ids``; the record's count is lowered first (a delete that stops half-way leaves
+        more points than the record says, never fewer)."""
         ids = list(ids)
+        if not ids:
+            return 0
+        if self.record.points is not None:
+            present = len(self.retrieve(ids, payload=False))
+            self.keep_count(max(0, self.count() - present))
         self.backend.delete(self.name, ids)
+        self.keep_count()
         return len(ids)
 
     def write_record(self, record: CollectionRecord) -> None:
@@ -323,6 +380,7 @@ class Collection:
             for using in names
         ]
         results = self.backend.query(self.name, searches)
+        self.check_scores(results)
         per_query = [results[i * len(names) : (i + 1) * len(names)] for i in range(len(queries))]
         found = [self._fuse(rows, names, limit, offset) for rows in per_query]
         if fused and with_payload:
@@ -418,6 +476,7 @@ class Collection:
         searches = [Search(u, n, dense, filters=flt, with_payload=False, hnsw_ef=HNSW_EF) for u in sides]
         searches.append(Search(LEXICAL, n, query_vector(text), filters=flt, with_payload=False))
         rows = self.backend.query(self.name, searches)
+        self.check_scores(rows[:-1])
         words = self._fuse(rows[-1:], (LEXICAL,), n, 0)
         if sides:
             meaning = self._fuse(rows[:-1], tuple(sides), n, 0)
@@ -477,6 +536,20 @@ class Collection:
             )[0]
         return hits, (None if hits else self.explain_empty(r.filters))
 
+    def check_scores(self, rows: Sequence[Sequence[tuple[str, float, dict]]]) -> None:
+        """:class:`CollectionDamagedError` when cosine searches scored what no intact vector can: outside
+        [-1, 1], not a number, or every hit exactly 0 (vectors zeroed on disk)."""
+        scores = [s for row in rows for _pid, s, _p in row]
+        if not scores:
+            return
+        bad = next((s for s in scores if not -COSINE_SLACK <= s <= COSINE_SLACK), None)
+        if bad is not None or all(s == 0.0 for s in scores):
+            what = f"a cosine of {bad:.4g}" if bad is not None else "every hit a cosine of exactly 0"
+            raise CollectionDamagedError(
+                f"collection {self.name!r} is damaged: a search scored {what}, which intact vectors "
+                f"cannot; run `clamp2-engine collections verify {self.name}`"
+            )
+
     @staticmethod
     def _fuse(
         rows: list[list[tuple[str, float, dict]]], names: Sequence[str], limit: int, offset: int
@@ -532,7 +605,7 @@ class Collection:
             target = store.collection(name)
             check_model(self.record, target.record.model, name)
         else:
-            record = {**self.record.as_dict(), "schema": SCHEMA_VERSION, "lexical": True}
+            record = {**self.record.as_dict(), "schema": SCHEMA_VERSION, "lexical": True, "points": 0}
             target = store.create(name, CollectionRecord(**record))
         for points in self.scroll(vectors=True, page=page):
             target.upsert(points)
@@ -557,6 +630,17 @@ class Collection:
                     got = copied.get(p.id)
                     if got is None or v not in got.vectors or _cosine(vec, got.vectors[v]) < 0.99999:
                         raise StoreError(f"copy differs from the source at point {p.id} ({v} vector)")
+
+
+def missing_points(name: str, points: int, recorded: int) -> str | None:
+    """The sentence for a collection holding ``points`` where its record says ``recorded`` (None: none
+    are missing)."""
+    if points >= recorded:
+        return None
+    return (
+        f"collection {name!r} holds {points} of its {recorded} points: {recorded - points} were lost from its "
+        f"storage; `clamp2-engine collections repair {name}` ingests them again from their files"
+    )
 
 
 def weighted_rrf(

@@ -1,10 +1,12 @@
 """The embedded engine: Qdrant Edge (``qdrant-edge-py``), Qdrant's Rust engine in this process.
 
 The only module that imports ``qdrant_edge`` (a beta API: a change of it touches this file alone).
-Layout: ``<root>/<collection>/shard/`` (segments, WAL, indexes) and ``<root>/<collection>/collection.json``
-(the model record, written last: a folder without it is a creation that did not finish). A shard is
-opened on first use and held, with its lock, until :meth:`EdgeBackend.close`; the lock is the kernel's,
-so a killed process leaves none behind.
+Layout: ``<root>/<collection>/shard/`` (segments, WAL, indexes), ``<root>/<collection>/collection.json``
+(the record, with a copy in ``collection.json.bak``) and, while a creation runs, ``creating`` (a marker:
+a folder with it is a creation that did not finish; a folder whose record is lost is never taken for
+one). Creations hold the store folder's lock. A shard is opened on first use (in a child process first
+when its files changed since this engine closed them: see :mod:`.edge_files`) and held, with its lock,
+until :meth:`EdgeBackend.close`; the lock is the kernel's, so a killed process leaves none behind.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from clamp2_engine.errors import CollectionNotFoundError, StoreError, StoreInUseError
+from clamp2_engine.errors import (
+    CollectionDamagedError,
+    CollectionExistsError,
+    CollectionNotFoundError,
+    DiskFullError,
+    StoreError,
+    StoreInUseError,
+)
+from clamp2_engine.store import edge_files
 from clamp2_engine.store.backend import Backend, Index, Payload, Scored, Scroll, Search
 from clamp2_engine.store.filters import Filters, translate
 from clamp2_engine.store.lexical import LEXICAL, SparseVector
@@ -28,6 +38,8 @@ from clamp2_engine.store.spec import StoreSpec, is_local_mode_folder
 from clamp2_engine.types import VECTORS
 
 RECORD_FILE = "collection.json"
+BACKUP_FILE = RECORD_FILE + ".bak"
+CREATING = "creating"  # a creation's own marker, removed when the record is written
 SHARD_DIR = "shard"
 
 
@@ -124,6 +136,7 @@ class EdgeBackend(Backend):
                 f"cannot create the embedded store folder {self.root}: {exc.strerror or exc}"
             ) from None
         self.shards: dict[str, Any] = {}
+        self.set_aside: dict[str, list[str]] = {}  # segments moved aside when a collection was opened
 
     # --- collections ---------------------------------------------------------------------------------
 
@@ -133,18 +146,52 @@ class EdgeBackend(Backend):
         return self.root / name
 
     def names(self) -> list[str]:
-        return sorted(p.parent.name for p in self.root.glob(f"*/{RECORD_FILE}"))
+        """Collections: folders with a record, and those whose record is lost (a shard, no creation marker)."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self._is_collection(p))
+
+    @staticmethod
+    def _is_collection(folder: Path) -> bool:
+        if (folder / RECORD_FILE).is_file():
+            return True
+        return (folder / SHARD_DIR).is_dir() and not (folder / CREATING).exists()
 
     def exists(self, name: str) -> bool:
-        return (self._dir(name) / RECORD_FILE).is_file()
+        return self._is_collection(self._dir(name))
 
     def shard(self, name: str) -> Any:
-        """The open shard of ``name`` (opened, and locked, on first use)."""
+        """The open shard of ``name`` (opened, and locked, on first use). Segments Qdrant Edge would delete
+        are set aside first, and a shard whose files changed since this engine closed them is opened in a
+        child process first (damaged files must abort that child, not this process)."""
         if name not in self.shards:
             if not self.exists(name):
                 raise CollectionNotFoundError(f"no collection {name!r}")
-            self.shards[name] = self._open(self._dir(name) / SHARD_DIR, qe.EdgeShard.load)
+            path = self._dir(name) / SHARD_DIR
+            edge_files.need_space(self.root, edge_files.OPEN_NEED, f"opening collection {name!r}")
+            with edge_files.shard_lock(path, name):
+                self.set_aside[name] = edge_files.set_aside_unfinished(path)
+            edge_files.trial_open(path, name)
+            self.shards[name] = self._open(path, qe.EdgeShard.load)
+            edge_files.forget_closed(path)
         return self.shards[name]
+
+    def _call(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` on collection ``name``'s storage, its exceptions as typed one-line errors."""
+        try:
+            return fn(*args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as exc:  # qdrant_edge raises plain Exception; its text says why
+            raise self.storage_error(name, exc) from None
+
+    def storage_error(self, name: str, exc: BaseException) -> StoreError:
+        if edge_files.is_disk_full(exc):
+            return DiskFullError(f"the disk of {self.root} is full: free some space and run it again")
+        text = " ".join(str(exc).split())
+        text = text.removeprefix("Service internal error: ")[:200]
+        return CollectionDamagedError(
+            f"collection {name!r} could not be read: {text} (the storage may be damaged: see "
+            f"`clamp2-engine collections verify {name}`)"
+        )
 
     def _open(self, path: Path, opener: Any, *args: Any) -> Any:
         try:
@@ -162,20 +209,47 @@ class EdgeBackend(Backend):
         self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[Index], lexical: bool = True
     ) -> None:
         folder = self._dir(name)
-        if folder.exists():  # a creation that did not finish (no record): start it again, if it is ours
-            if not set(os.listdir(folder)) <= {SHARD_DIR, RECORD_FILE + ".tmp"}:
-                raise StoreError(
-                    f"{folder} exists and is not a clamp2-engine collection: choose another name"
+        with edge_files.creation_lock(self.root):  # one creator at a time; the second finds the first's
+            if (folder / RECORD_FILE).is_file():
+                raise CollectionExistsError(f"collection {name!r} exists")
+            if folder.exists():
+                self._clear_unfinished(name, folder)
+            edge_files.need_space(self.root, edge_files.CREATE_NEED, f"collection {name!r}")
+            folder.mkdir()
+            (folder / CREATING).touch()
+            params = {v: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine) for v in VECTORS}
+            sparse = {LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if lexical else None
+            config = qe.EdgeConfig(vectors=params, sparse_vectors=sparse)
+            shard = self._open(folder / SHARD_DIR, qe.EdgeShard.create, config)
+            self.shards[name] = shard
+            for key, kind in indexes:
+                self._call(
+                    name, shard.update, qe.UpdateOperation.create_field_index(key, _index_schema(kind))
                 )
+            self.write_meta(name, meta)
+            (folder / CREATING).unlink()
+
+    def _clear_unfinished(self, name: str, folder: Path) -> None:
+        """Remove what a creation that did not finish left (its marker says so, or it holds nothing);
+        a collection whose record is lost, or a folder that is not ours, is never removed."""
+        content = set(os.listdir(folder))
+        ours = {SHARD_DIR, CREATING, RECORD_FILE + ".tmp", BACKUP_FILE, edge_files.STAMP_FILE}
+        if not content <= ours:
+            raise StoreError(f"{folder} exists and is not a clamp2-engine collection: choose another name")
+        if SHARD_DIR in content and CREATING not in content and BACKUP_FILE in content:
+            raise self.record_lost(name)
+        if SHARD_DIR in content and CREATING not in content:  # an older engine's creation, or a lost record
+            if self.count(name):
+                raise self.record_lost(name)
+            self.release(name)
+        with edge_files.shard_lock(folder / SHARD_DIR, name):
             shutil.rmtree(folder)
-        params = {v: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine) for v in VECTORS}
-        sparse = {LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if lexical else None
-        config = qe.EdgeConfig(vectors=params, sparse_vectors=sparse)
-        shard = self._open(folder / SHARD_DIR, qe.EdgeShard.create, config)
-        for key, kind in indexes:
-            shard.update(qe.UpdateOperation.create_field_index(key, _index_schema(kind)))
-        self.shards[name] = shard
-        self.write_meta(name, meta)
+
+    def record_lost(self, name: str) -> CollectionDamagedError:
+        return CollectionDamagedError(
+            f"collection {name!r} has lost its record ({RECORD_FILE}); its points are kept: "
+            f"`clamp2-engine collections repair {name}` writes it again"
+        )
 
     def add_lexical(self, name: str) -> None:
         try:
@@ -189,69 +263,119 @@ class EdgeBackend(Backend):
     def set_index(self, name: str, index: Index) -> None:
         key, kind = index
         shard = self.shard(name)
-        if key in shard.info().payload_schema:
-            shard.update(qe.UpdateOperation.delete_field_index(key))
-        shard.update(qe.UpdateOperation.create_field_index(key, _index_schema(kind)))
+        if key in self._call(name, shard.info).payload_schema:
+            self._call(name, shard.update, qe.UpdateOperation.delete_field_index(key))
+        self._call(name, shard.update, qe.UpdateOperation.create_field_index(key, _index_schema(kind)))
 
     def rewrite(self, name: str, points: Sequence[Point]) -> None:
         shard = self.shard(name)
+        self._need_space(points)
         for p in points:
-            shard.update(qe.UpdateOperation.overwrite_payload([uuid.UUID(p.id)], p.payload))
+            self._call(name, shard.update, qe.UpdateOperation.overwrite_payload([uuid.UUID(p.id)], p.payload))
         updates = [qe.PointVectors(uuid.UUID(p.id), _point_vectors(p)) for p in points if p.vectors]
         if updates:
-            shard.update(qe.UpdateOperation.update_vectors(updates))
+            self._call(name, shard.update, qe.UpdateOperation.update_vectors(updates))
+
+    def _need_space(self, points: Sequence[Point]) -> None:
+        """Refuse a write the disk cannot take (see :func:`edge_files.need_space`)."""
+        dense = sum(len(v) for p in points for v in p.vector_lists().values()) * 4
+        payload = sum(len(json.dumps(p.payload, default=str)) for p in points)
+        edge_files.need_space(self.root, edge_files.WRITE_MARGIN + 2 * (dense + payload), "this write")
 
     def drop(self, name: str) -> None:
-        self.shard(name)  # holding its lock: never delete what another process has open
-        self.shards.pop(name).close()
-        (self._dir(name) / RECORD_FILE).unlink()
-        shutil.rmtree(self._dir(name))
+        """Delete collection ``name``, also one that cannot be opened, never one another process holds."""
+        folder = self._dir(name)
+        shard = self.shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+        with edge_files.shard_lock(folder / SHARD_DIR, name):
+            (folder / RECORD_FILE).unlink(missing_ok=True)
+            shutil.rmtree(folder)
 
     def read_meta(self, name: str) -> dict[str, Any] | None:
+        """The record; :class:`CollectionDamagedError` when it is lost or unreadable (never ``None`` for a
+        damaged file: that is not "a collection of another program")."""
+        folder = self._dir(name)
         try:
-            meta = json.loads((self._dir(name) / RECORD_FILE).read_text(encoding="utf-8"))
+            text = (folder / RECORD_FILE).read_text(encoding="utf-8")
         except FileNotFoundError:
+            if (folder / SHARD_DIR).is_dir():
+                raise self.record_lost(name) from None
             raise CollectionNotFoundError(f"no collection {name!r}") from None
+        except (OSError, ValueError) as exc:
+            raise self._record_damaged(name, getattr(exc, "strerror", None) or str(exc)) from None
+        try:
+            meta = json.loads(text)
+        except ValueError as exc:
+            raise self._record_damaged(name, f"not JSON ({exc})") from None
+        return meta if isinstance(meta, dict) else None
+
+    def read_backup(self, name: str) -> dict[str, Any] | None:
+        """The record's copy (written beside it at every write), or ``None``."""
+        try:
+            meta = json.loads((self._dir(name) / BACKUP_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return meta if isinstance(meta, dict) else None
 
+    def _record_damaged(self, name: str, why: str) -> CollectionDamagedError:
+        return CollectionDamagedError(
+            f"the record of collection {name!r} ({self._dir(name) / RECORD_FILE}) is damaged: {why[:120]}; "
+            f"`clamp2-engine collections repair {name}` writes it again"
+        )
+
     def write_meta(self, name: str, meta: dict[str, Any]) -> None:
-        path = self._dir(name) / RECORD_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        text = json.dumps(meta, ensure_ascii=False, indent=1)
+        for file in (BACKUP_FILE, RECORD_FILE):  # the copy first: one of the two is always whole
+            path = self._dir(name) / file
+            tmp = path.with_name(path.name + ".tmp")
+            try:
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, path)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                if exc.errno == 28:  # ENOSPC
+                    raise DiskFullError(f"the disk of {self.root} is full: free some space") from None
+                raise StoreError(f"cannot write the record of {name!r}: {exc.strerror or exc}") from None
 
     # --- points --------------------------------------------------------------------------------------
 
     def upsert(self, name: str, points: Sequence[Point]) -> None:
         if points:
+            shard = self.shard(name)
+            self._need_space(points)
             batch = [qe.Point(uuid.UUID(p.id), _point_vectors(p), p.payload) for p in points]
-            self.shard(name).update(qe.UpdateOperation.upsert_points(batch))
+            self._call(name, shard.update, qe.UpdateOperation.upsert_points(batch))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
-            self.shard(name).update(qe.UpdateOperation.delete_points(_ids(ids)))
+            shard = self.shard(name)
+            self._call(name, shard.update, qe.UpdateOperation.delete_points(_ids(ids)))
 
     def count(self, name: str, filters: Filters | None = None, vector: str | None = None) -> int:
-        return self.shard(name).count(qe.CountRequest(exact=True, filter=to_filter(filters, vector)))
+        shard = self.shard(name)
+        return self._call(name, shard.count, qe.CountRequest(exact=True, filter=to_filter(filters, vector)))
 
     def scroll_page(self, name: str, request: Scroll, offset: Any) -> tuple[list[Point], Any]:
-        records, offset = self.shard(name).scroll(
+        shard = self.shard(name)
+        records, offset = self._call(
+            name,
+            shard.scroll,
             qe.ScrollRequest(
                 offset=offset,
                 limit=request.page,
                 filter=to_filter(request.filters),
                 with_payload=_with(request.payload),
                 with_vector=request.vectors,
-            )
+            ),
         )
         return [_point(r) for r in records], offset
 
     def retrieve(
         self, name: str, ids: Sequence[str], payload: Payload = True, vectors: bool = False
     ) -> list[Point]:
-        found = self.shard(name).retrieve(_ids(ids), with_payload=_with(payload), with_vector=vectors)
+        shard = self.shard(name)
+        found = self._call(name, shard.retrieve, _ids(ids), with_payload=_with(payload), with_vector=vectors)
         return [_point(r) for r in found]
 
     def query(self, name: str, searches: Sequence[Search]) -> list[list[Scored]]:
@@ -260,9 +384,9 @@ class EdgeBackend(Backend):
             return []
         shard = self.shard(name)
         results = (
-            [shard.query(requests[0])]
+            [self._call(name, shard.query, requests[0])]
             if len(requests) == 1
-            else shard.query_batch(qe.QueryBatchRequest(requests))
+            else self._call(name, shard.query_batch, qe.QueryBatchRequest(requests))
         )
         return [[(str(p.id), float(p.score), dict(p.payload or {})) for p in points] for points in results]
 
@@ -276,7 +400,8 @@ class EdgeBackend(Backend):
         return [(str(getattr(h.value, "value", h.value)), int(h.count)) for h in response.hits]
 
     def info(self, name: str) -> dict[str, Any]:
-        info = self.shard(name).info()
+        shard = self.shard(name)
+        info = self._call(name, shard.info)
         folder = self._dir(name)
         disk = sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())  # sparse WAL files
         return {
@@ -290,8 +415,9 @@ class EdgeBackend(Backend):
 
     def optimize(self, name: str) -> bool:
         shard = self.shard(name)
-        changed = shard.optimize()
-        shard.flush()
+        edge_files.need_space(self.root, edge_files.WRITE_MARGIN, f"optimizing {name!r}")
+        changed = self._call(name, shard.optimize)
+        self._call(name, shard.flush)
         return bool(changed)
 
     def hold(self, name: str) -> None:
@@ -304,6 +430,7 @@ class EdgeBackend(Backend):
         shard = self.shards.pop(name, None)
         if shard is not None:
             shard.close()
+            edge_files.mark_closed(self._dir(name) / SHARD_DIR)
 
     def close(self) -> None:
         for name in list(self.shards):

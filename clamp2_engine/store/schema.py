@@ -125,6 +125,9 @@ class CollectionRecord:
     created: str = ""
     corpora: dict[str, str] = field(default_factory=dict)  # corpus name -> the folder it was ingested from
     lexical: bool = False  # points carry the sparse BM25 vector (schema 3; `collections reindex` adds it)
+    # the points the collection holds, kept at every write (fewer on open: points were lost); None: a
+    # collection made before it was kept
+    points: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +137,7 @@ class CollectionRecord:
             "created": self.created,
             "corpora": self.corpora,
             "lexical": self.lexical,
+            "points": self.points,
         }
 
     @classmethod
@@ -148,6 +152,7 @@ class CollectionRecord:
             str(meta.get("created", "")),
             {str(k): str(v) for k, v in (meta.get("corpora") or {}).items()},
             bool(meta.get("lexical", False)),
+            _count(meta.get("points")),
         )
 
     @property
@@ -159,11 +164,17 @@ class CollectionRecord:
         return f"{self.model.get('name')} (sha256 {sha}..., {self.dim}-d)"
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def new_record(identity: ModelIdentity, source: Mapping[str, Any]) -> CollectionRecord:
     """The record of a new collection for ``identity``, loadable again from ``source``."""
     if identity.kind != "clamp2":
         raise ModelMismatchError(f"collections need a CLaMP 2 checkpoint; {identity.name} is {identity.kind}")
-    return CollectionRecord(identity.as_dict(), dict(source), SCHEMA_VERSION, now_iso(), lexical=True)
+    return CollectionRecord(
+        identity.as_dict(), dict(source), SCHEMA_VERSION, now_iso(), lexical=True, points=0
+    )
 
 
 def model_source(
