@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import difflib
 import uuid
-from dataclasses import replace
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
