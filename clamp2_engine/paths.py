@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,20 @@ def data_dir() -> Path:
     """The user's data folder for clamp2-engine (XDG on Linux; ``CLAMP2_HOME`` overrides)."""
     override = os.environ.get("CLAMP2_HOME")
     return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def shown_name(name: str | os.PathLike) -> str:
+    """``name`` as text any JSON or terminal takes: a byte of a file name that is not UTF-8 (Python keeps
+    it as a lone surrogate) written ``\\xNN``; :func:`real_name` turns it back."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def real_name(shown: str) -> str:
+    """The file name :func:`shown_name` showed as ``shown``."""
+    if "\\x" not in shown:
+        return shown
+    raw = re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m.group(1), 16)]), shown.encode("utf-8"))
+    return os.fsdecode(raw)
 
 
 class UnsafePathError(ValueError):

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clamp2_engine.errors import first_line
+from clamp2_engine.paths import shown_name
 
 console = Console(stderr=True)
 
@@ -57,7 +58,7 @@ class ErrorLog:
 
     def add(self, source: str | os.PathLike, stage: str, reason: str | BaseException, **extra: Any) -> None:
         text = reason if isinstance(reason, str) else describe_error(reason)
-        record = {"source": os.fspath(source), "stage": stage, "reason": text, **extra}
+        record = {"source": shown_name(source), "stage": stage, "reason": shown_name(text), **extra}
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:

@@ -158,3 +158,9 @@ def fill(store: Store, name: str = "c", n: int = 6):
         points.append(Point(point_id(f"k:u{i}"), vecs, payload))
     coll.upsert(points)
     return coll
+
+
+def dense_midi(notes: int) -> bytes:
+    """A MIDI file of ``notes`` one-tick notes: small on disk, slow and large to convert."""
+    track = b"\x01\x90\x3c\x40\x00\x80\x3c\x00" * notes + b"\x00\xff\x2f\x00"
+    return b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0" + b"MTrk" + len(track).to_bytes(4, "big") + track

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from helpers import Server, ingest_serve_corpus
+from helpers import Server, dense_midi, ingest_serve_corpus
 from test_index_helpers import model_args
 
 from clamp2_engine.serve.app import create_app
@@ -52,12 +52,6 @@ def server(corpus):
 def client(server):
     with httpx.Client(base_url=server.url, timeout=60) as c:
         yield c
-
-
-def dense_midi(notes: int) -> bytes:
-    """A MIDI file of ``notes`` one-tick notes: small on disk, slow and large to convert."""
-    track = b"\x01\x90\x3c\x40\x00\x80\x3c\x00" * notes + b"\x00\xff\x2f\x00"
-    return b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0" + b"MTrk" + len(track).to_bytes(4, "big") + track
 
 
 def workers() -> list[int]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from clamp2_engine.errors import about
 from clamp2_engine.ingest.items import item_filepaths, item_unit
-from clamp2_engine.paths import UnsafePathError, input_problem, iter_files, safe_join
+from clamp2_engine.paths import UnsafePathError, input_problem, iter_files, safe_join, shown_name
 from clamp2_engine.runlog import ErrorLog
 from clamp2_engine.types import ABC_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES, SCORE_SUFFIXES
 
@@ -118,14 +118,9 @@ def discover(
         _log(errors, source, stage, reason)
 
     if items is None:
-        corpus.units = [
-            Unit(
-                p.relative_to(root_p).as_posix(),
-                [(p.relative_to(root_p).as_posix(), p)],
-                label=p.relative_to(root_p).as_posix(),
-            )
-            for p in iter_files(root_p, accepted_suffixes(), rejected=lambda p, r: reject(str(p), "read", r))
-        ]
+        found = iter_files(root_p, accepted_suffixes(), rejected=lambda p, r: reject(str(p), "read", r))
+        rels = ((shown_name(p.relative_to(root_p).as_posix()), p) for p in found)  # names not UTF-8: escaped
+        corpus.units = [Unit(rel, [(rel, p)], label=rel) for rel, p in rels]
         return corpus
     corpus.layout, corpus.metadata_path = "seed", meta_path
     seen: set[str] = set()
@@ -394,13 +389,14 @@ def _set(piece: PieceInput, modality: str, text: str, rel: str) -> None:
 
 
 def _reason(exc: BaseException) -> str:
+    from clamp2_engine.ingest.convert.batch import memory_note
     from clamp2_engine.runlog import describe_error
 
     stage = getattr(exc, "stage", None)
     reason = getattr(exc, "reason", None)
     if stage and reason:
-        return f"{stage}: {reason}"
-    return describe_error(exc)
+        return f"{stage}: {memory_note(str(reason))}"
+    return memory_note(describe_error(exc))
 
 
 QUERY_MAX_BYTES = 8 * 1024 * 1024  # a query is one piece: larger files are refused, not read

@@ -79,7 +79,7 @@ def _prepared(
     units: Sequence[Unit], render: bool, jobs: int, timeout: float | None, errors: ErrorLog | None
 ) -> Iterator[tuple[Unit, list[PieceInput]]]:
     """Model input per unit: read in this process, or converted in worker processes (scores)."""
-    slow = [u for u in units if jobs > 0 and needs_converter(u)]
+    slow = [u for u in units if jobs > 0 and (needs_converter(u) or _has_midi(u))]
     slow_keys = {u.key for u in slow}
     for unit in units:
         if unit.key not in slow_keys:
@@ -88,12 +88,10 @@ def _prepared(
             yield unit, pieces
     if not slow:
         return
-    from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
+    from clamp2_engine.ingest.convert.batch import PRELOAD, memory_note, quiet_worker
     from clamp2_engine.workers import run_tasks
 
-    # ABC and the rendered MTF are converted apart: a rendering that times out leaves the ABC
-    modalities = ("abc", "mtf") if render else ("abc",)
-    tasks = [(u, render, m) for u in slow for m in modalities]
+    tasks = [(u, render, m) for u in slow for m in _parts(u, render)]
     results: dict[str, list[list[PieceInput]]] = {}
     finished: Counter = Counter()
     for o in run_tasks(
@@ -106,10 +104,23 @@ def _prepared(
             results.setdefault(unit.key, []).append(pieces)
         else:
             stage = "timeout" if "timed out" in o.error else "convert"
-            _log(errors, unit, stage, f"{'rendering' if only == 'mtf' else 'conversion'}: {o.error}")
+            what = "rendering" if only == "mtf" and needs_converter(unit) else "conversion"
+            _log(errors, unit, stage, f"{what}: {memory_note(o.error)}")
         finished[unit.key] += 1
-        if finished[unit.key] == len(modalities):
+        if finished[unit.key] == len(_parts(unit, render)):
             yield unit, merge_pieces(results.pop(unit.key, []))
+
+
+def _has_midi(unit: Unit) -> bool:
+    return any(p.suffix.lower() in MIDI_SUFFIXES for _r, p in unit.files)
+
+
+def _parts(unit: Unit, render: bool) -> tuple[str | None, ...]:
+    """What of ``unit`` each worker task makes: a score's ABC and its rendered MTF apart (a rendering
+    that times out leaves the ABC; with MIDI beside it, the MTF task reads that); MIDI alone in one task."""
+    if needs_converter(unit):
+        return ("abc", "mtf") if render or _has_midi(unit) else ("abc",)
+    return (None,)
 
 
 def _log_problems(errors: ErrorLog | None, problems: list[Problem], unit: Unit) -> None:
@@ -175,9 +186,7 @@ def plan_ingest(
             )
             for note in notes:  # stored shortened: said once, where the problems are listed
                 _log(errors, unit, "metadata", f"{note} in the payload")
-    if any(
-        needs_converter(u) or any(p.suffix.lower() in MIDI_SUFFIXES for _r, p in u.files) for u in pending
-    ):
+    if any(needs_converter(u) or _has_midi(u) for u in pending):
         require_extra("convert")  # scores or MIDI to convert: fail now, in one line, if the extra is missing
     if errors is not None:  # the problems of unchanged pieces still stand: keep them in the log
         errors.keep_previous(lambda r: r.get("unit") in skipped)

@@ -16,7 +16,7 @@ import numpy as np
 
 from clamp2_engine.errors import CollectionError, CollectionNotFoundError, about, first_line
 from clamp2_engine.load import LoadOptions
-from clamp2_engine.paths import UnsafePathError, data_dir, safe_join
+from clamp2_engine.paths import UnsafePathError, data_dir, real_name, safe_join
 from clamp2_engine.search import Loader, load_tower
 from clamp2_engine.serve.batching import MicroBatcher
 from clamp2_engine.serve.metrics import Metrics
@@ -159,7 +159,7 @@ class Service:
         sources = p.get("sources") or {}
         rel = sources.get(prefer) or p.get("source") or next(iter(sources.values()), None)
         try:
-            path = safe_join(root, str(rel))
+            path = safe_join(root, real_name(str(rel)))
         except (UnsafePathError, TypeError):
             raise PieceNotFound(f"the piece's file {rel!r} is not inside its corpus folder") from None
         if not path.is_file():

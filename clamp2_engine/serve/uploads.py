@@ -14,7 +14,6 @@ from clamp2_engine.errors import first_line
 from clamp2_engine.workers import Outcome, run_tasks, without_internals
 
 MAX_UPLOAD = 8 * 2**20
-UPLOAD_MEMORY = 3 * 2**30  # bytes of address space for the converting worker
 
 
 async def save_upload(file: UploadFile) -> Path:
@@ -39,17 +38,6 @@ def _convert(task: tuple[str, str]) -> str:
     from clamp2_engine.ingest.corpus import music_query_input
 
     return music_query_input(Path(task[0]), timeout=None)[1]  # this worker is the time limit
-
-
-def limited_worker() -> None:
-    """Worker set-up: quiet, and its address space capped at ``UPLOAD_MEMORY`` bytes (a pathological
-    file fails in its worker, not in the server)."""
-    import resource
-
-    from clamp2_engine.ingest.convert.batch import quiet_worker
-
-    quiet_worker()
-    resource.setrlimit(resource.RLIMIT_AS, (UPLOAD_MEMORY, UPLOAD_MEMORY))
 
 
 async def music_input(file: UploadFile, request: Request | None, timeout: float) -> str:
@@ -85,9 +73,9 @@ async def music_input(file: UploadFile, request: Request | None, timeout: float)
 
 def _convert_in_worker(path: Path, timeout: float, stop: threading.Event) -> Outcome | None:
     """One conversion in a fresh worker; ``None`` when ``stop`` ended it."""
-    from clamp2_engine.ingest.convert.batch import PRELOAD
+    from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker  # quiet, memory capped
 
-    outcomes = list(run_tasks(_convert, [(str(path), "")], 1, timeout, limited_worker, PRELOAD, stop))
+    outcomes = list(run_tasks(_convert, [(str(path), "")], 1, timeout, quiet_worker, PRELOAD, stop))
     return outcomes[0] if outcomes else None
 
 
@@ -96,6 +84,6 @@ def plain(error: str, timeout: float) -> str:
     text = without_internals(error)
     if text.startswith("timed out after"):
         return f"the upload could not be converted within {timeout:g} s"
-    if text.startswith("worker died"):
+    if text.startswith("worker died") or "MemoryError" in error:
         return "the upload could not be converted within the server's memory limit"
     return first_line(ValueError(text), 300)

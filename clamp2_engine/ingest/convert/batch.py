@@ -229,12 +229,41 @@ def run_task(task: ConvertTask) -> dict:
     return {"written": written, "kept": kept, "notes": notes}
 
 
+CONVERT_MEMORY_MB = 3072  # address space a conversion worker may use; CLAMP2_CONVERT_MEMORY_MB overrides
+
+
+def convert_memory() -> int:
+    """Bytes of address space each conversion worker may use (ingest, convert, serve's uploads and
+    renderings): a pathological file (an absurd meter, a dense MIDI) fails in its worker, never takes
+    the machine's memory."""
+    try:
+        mb = int(os.environ.get("CLAMP2_CONVERT_MEMORY_MB", CONVERT_MEMORY_MB))
+    except ValueError:
+        mb = CONVERT_MEMORY_MB
+    return max(256, mb) * 2**20
+
+
 def quiet_worker() -> None:
-    """Worker set-up: library chatter on stdout/stderr goes nowhere."""
+    """Worker set-up: library chatter on stdout/stderr goes nowhere, and the worker's address space is
+    capped at :func:`convert_memory` (children it starts inherit the cap)."""
+    import resource
+
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
+    limit = convert_memory()
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def memory_note(error: str) -> str:
+    """A worker's error in the user's words when it ran out of its memory limit."""
+    if "MemoryError" in error or "memory allocation" in error or "bad_alloc" in error:
+        stage = (
+            error.split(":", 1)[0] + ": " if ":" in error and "Error" not in error.split(":", 1)[0] else ""
+        )
+        return f"{stage}needs more than the conversion limit of {convert_memory() // 2**20} MiB of memory"
+    return error
 
 
 def _outcomes(
@@ -257,7 +286,9 @@ def _outcomes(
         run_task, tasks, jobs=jobs, timeout=timeout, initializer=quiet_worker, preload=PRELOAD
     ):
         result = (
-            o.result if o.ok else {"error": ["timeout" if "timed out" in o.error else "convert", o.error]}
+            o.result
+            if o.ok
+            else {"error": ["timeout" if "timed out" in o.error else "convert", memory_note(o.error)]}
         )
         yield o.task, result, o.seconds
 
