@@ -24,6 +24,7 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
         # the port answers at once: /healthz says "starting" (503) until the model and store are ready
         warming = asyncio.get_running_loop().run_in_executor(None, svc.warm)
         yield
+        svc.stopping.set()  # a wait for a collection in use ends now
         await warming  # a server stopped while loading lets the load end before closing the store
         svc.close()
 

@@ -60,8 +60,13 @@ def guard(svc: Service) -> Callable[[Request, Callable[[Request], Awaitable[Resp
             and path not in NO_MODEL_PATHS
             and not path.startswith(("/static/", "/collections/"))
         ):
-            reason = f"cannot serve: {svc.failure}" if svc.failure else "starting: the model is loading"
-            return JSONResponse({"error": f"the server is {reason}"}, 503, headers={"Retry-After": "5"})
+            if svc.failure:
+                reason = f"the server cannot serve: {svc.failure}"
+            elif svc.waiting:
+                reason = f"the server is waiting for its collection: {svc.waiting}"
+            else:
+                reason = "the server is starting: the model is loading"
+            return JSONResponse({"error": reason}, 503, headers={"Retry-After": "5"})
         size = request.headers.get("content-length")
         if size and (not size.isdigit() or int(size) > config.max_body):
             return error(413, f"the request body is over {config.max_body // 2**20} MiB")
@@ -147,7 +152,9 @@ def install(app: FastAPI) -> None:
             return error(413, f"the request body is over {limit // 2**20} MiB")
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":  # FastAPI's
             return error(400, "the request body could not be read (JSON in UTF-8, or a multipart form)")
-        return error(exc.status_code, str(exc.detail))
+        answer = error(exc.status_code, str(exc.detail))
+        answer.headers.update(exc.headers or {})
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

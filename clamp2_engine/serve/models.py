@@ -35,6 +35,24 @@ class SearchRequest(BaseModel):
     )
     diverse: StrictBool = Field(False, description="varied results (maximal marginal relevance)")
 
+    @model_validator(mode="after")
+    def _text(self) -> SearchRequest:
+        for name in ("query", "collection", "filters", "like", "unlike"):
+            value = getattr(self, name)
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str) and not is_text(text):
+                    raise ValueError(f"{name}: not valid text (a lone surrogate such as \\ud800)")
+        return self
+
+
+def is_text(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (JSON lets a client send lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 class Hit(BaseModel):
     rank: int
@@ -88,11 +106,11 @@ class EmbedResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "starting", "failed"]
+    status: Literal["ok", "starting", "waiting", "failed"]
     collection: str
     store: str | None = None
     model: str | None = None
-    error: str | None = Field(None, description="why the server cannot serve (status failed)")
+    error: str | None = Field(None, description="why the server cannot serve (failed) or not yet (waiting)")
     audio: str | None = Field(None, description='"ok", or why pieces cannot be played here')
     query_model: str | None = Field(
         None, description='what encodes text queries, e.g. "torch bf16", "onnx int8"'

@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -197,26 +200,37 @@ def run_in_worker(fn, task: tuple[str, str], timeout: float = RENDER_TIMEOUT_S):
 
     [outcome] = run_tasks(fn, [task], jobs=1, timeout=timeout, initializer=quiet_worker, preload=PRELOAD)
     if not outcome.ok:
+        from clamp2_engine.ingest.convert.batch import memory_note
         from clamp2_engine.workers import without_internals
 
-        raise RenderError(without_internals(outcome.error))
+        raise RenderError(without_internals(memory_note(outcome.error)))
     return outcome.result
 
 
+GIVEN_UP_FOR_S = 300.0  # a rendering killed at its limit is not tried again for this long
+
+
 class Renderer:
-    """Score SVG, piano roll and MIDI for a piece's source file, each made once and cached on disk."""
+    """Score SVG, piano roll and MIDI for a piece's source file, each made once and cached on disk.
+    Concurrent requests for the same rendering share one worker; a failure is cached on disk, and one
+    killed at its time or memory limit (perhaps the machine's load) is remembered for
+    :data:`GIVEN_UP_FOR_S` seconds."""
 
     def __init__(
         self, cache: Path, timeout: float = RENDER_TIMEOUT_S, observe: Callable[[str], None] | None = None
     ):
         self.cache, self.timeout = cache, timeout
         self.observe = observe or (lambda _result: None)  # hit | made | failed | given_up
+        self.lock = threading.Lock()
+        self.making: dict[Path, Future] = {}  # renderings under way: later askers wait for the first
+        self.given_up: dict[Path, tuple[float, str]] = {}
 
     def _cached(self, kind: str, path: Path, part: str, make) -> bytes:
         return self._cache_file(kind, path, part, make).read_bytes()
 
     def _cache_file(self, kind: str, path: Path, part: str, make) -> Path:
-        """The cached rendering of ``kind``, made by ``make()`` the first time."""
+        """The cached rendering of ``kind``, made by ``make()`` the first time (once, however many ask
+        at the same time)."""
         stat = path.stat()
         blob = f"{RENDER_VERSION}|{kind}|{path}|{part}|{stat.st_size}|{stat.st_mtime_ns}"
         target = self.cache / f"{hashlib.sha256(blob.encode()).hexdigest()[:32]}.{kind}"
@@ -227,18 +241,45 @@ class Renderer:
         if failed.is_file():  # a piece that failed once fails fast afterwards
             self.observe("hit")
             raise RenderError(failed.read_text(encoding="utf-8"))
+        with self.lock:
+            when, why = self.given_up.get(target, (0.0, ""))
+            if time.monotonic() - when < GIVEN_UP_FOR_S:
+                self.observe("hit")
+                raise RenderError(f"{why} (tried {time.monotonic() - when:.0f} s ago; try again later)")
+            first = target not in self.making
+            if first:
+                self.making[target] = Future()
+            future = self.making[target]
+        if not first:
+            future.result()  # the first asker's outcome: its error, or the file it made
+            return target
+        try:
+            self._make(target, failed, make)
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(target)
+        finally:
+            with self.lock:
+                self.making.pop(target, None)
+        return target
+
+    def _make(self, target: Path, failed: Path, make) -> None:
         self.cache.mkdir(parents=True, exist_ok=True)
         try:
             data = make()
         except RenderError as exc:
-            given_up = "timed out" in str(exc) or "worker died" in str(exc)
+            given_up = "timed out" in str(exc) or "worker died" in str(exc) or "memory" in str(exc)
             self.observe("given_up" if given_up else "failed")
-            if not given_up:  # a timeout may be the machine's load: try again next time
+            if given_up:  # perhaps the machine's load: remembered for a while, not for good
+                with self.lock:
+                    self.given_up[target] = (time.monotonic(), str(exc))
+            else:
                 atomic_write_bytes(failed, str(exc).encode())
             raise
         self.observe("made")
         atomic_write_bytes(target, data)
-        return target
 
     def svg(self, path: Path, part: str = "") -> bytes:
         """The engraved first page; a piano roll for MIDI and MTF sources."""

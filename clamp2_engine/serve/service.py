@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clamp2_engine.errors import CollectionError, CollectionNotFoundError, about, first_line
+from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreInUseError, about, first_line
 from clamp2_engine.load import LoadOptions
 from clamp2_engine.paths import UnsafePathError, data_dir, real_name, safe_join
 from clamp2_engine.search import Loader, load_tower
@@ -25,6 +28,7 @@ from clamp2_engine.session import Query, Result, SearchSession
 from clamp2_engine.store import Collection, Store, StoreSpec
 
 FACET_FIELDS = ("composer", "genres")
+RETRY_S = 2.0  # seconds between tries of a collection another process holds
 log = logging.getLogger("clamp2_engine.serve")
 
 
@@ -49,6 +53,8 @@ class ServeConfig:
     cache_dir: Path | None = None
     corpus_roots: dict[str, str] = field(default_factory=dict)  # overrides the collection's record
     public_health: bool = True  # /healthz and /livez answer without the API key (for probes)
+    # threads that wait on render and upload workers (each runs one worker process at a time)
+    music_threads: int = field(default_factory=lambda: max(2, os.cpu_count() or 1))
 
 
 class PieceNotFound(LookupError):
@@ -67,17 +73,35 @@ class Service:
         self.batchers: dict[str, MicroBatcher] = {}
         self.metrics = Metrics()
         self.renderer = Renderer(config.cache_dir or data_dir() / "cache" / "render", observe=self._rendered)
+        # renders and uploads wait on worker processes: their own bounded pool, never the threads that
+        # searches run on
+        self.music_pool = ThreadPoolExecutor(config.music_threads, thread_name_prefix="clamp2-music")
         self.ready = False  # the default collection and its text tower are loaded
         self.failure: str | None = None  # why they could not be
+        self.waiting: str | None = None  # why they are not yet (a collection in use elsewhere)
+        self.stopping = threading.Event()
 
     def close(self) -> None:
         for batcher in self.batchers.values():
             batcher.close()
+        self.music_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
-    def locked(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def in_music_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the renders' and uploads' own threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.music_pool, partial(fn, *args))
+
+    def locked(
+        self, fn: Callable[..., Any], *args: Any, coll: Collection | None = None, **kwargs: Any
+    ) -> Any:
+        """``fn(*args, **kwargs)`` under the store lock (``coll``: released afterwards unless it is the
+        default collection)."""
         with self.lock:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if coll is not None:
+                    self._let_go(coll)
 
     def session(self, name: str | None = None) -> SearchSession:
         """The search session of a served collection (the default one when ``name`` is ``None``)."""
@@ -94,14 +118,28 @@ class Service:
 
     def warm(self) -> None:
         """Open the default collection and load its text tower (``/healthz`` is ok after this); a failure
-        is kept for ``/healthz`` and the log, not raised: the server goes on answering why."""
-        try:
-            self.session().model("text")
-        except Exception as exc:  # any reason the model or store cannot be opened
-            self.failure = first_line(exc, 300)
-            log.error("cannot serve collection %r: %s", self.config.collection, self.failure)
+        is kept for ``/healthz`` and the log, not raised: the server goes on answering why. A collection
+        another process holds is tried again every :data:`RETRY_S` seconds until it is free (or the
+        server stops): ``/healthz`` says ``waiting`` meanwhile."""
+        while True:
+            try:
+                self.session().model("text")
+            except StoreInUseError as exc:
+                if not self.waiting:
+                    log.warning(
+                        "collection %r is in use; trying again every %g s", self.config.collection, RETRY_S
+                    )
+                self.waiting = f"{first_line(exc, 300)} (trying again every {RETRY_S:g} s)"
+                if self.stopping.wait(RETRY_S):
+                    return
+                continue
+            except Exception as exc:  # any other reason the model or store cannot be opened
+                self.failure, self.waiting = first_line(exc, 300), None
+                log.error("cannot serve collection %r: %s", self.config.collection, self.failure)
+                return
+            self.waiting = None
+            self.ready = True
             return
-        self.ready = True
 
     def query_model(self) -> str | None:
         """What encodes the default collection's text queries: runtime and precision ("torch bf16")."""
@@ -135,7 +173,7 @@ class Service:
         coll = self.collection(name)
         try:
             pid = str(uuid.UUID(pid))  # the canonical form, echoed back
-            found = self.locked(coll.retrieve, [pid])
+            found = self.locked(coll.retrieve, [pid], coll=coll)
         except ValueError:
             raise PieceNotFound(f"{pid[:40]!r} is not a point id (a UUID, as in the hits' `id`)") from None
         if not found:
@@ -169,18 +207,29 @@ class Service:
     def facets(self, coll: Collection) -> dict[str, list[dict[str, Any]]]:
         """Display values with their counts, most common first, per facet field."""
         return {
-            f: [{"value": v, "count": n} for v, n in self.locked(coll.facet, f, 200)] for f in FACET_FIELDS
+            f: [{"value": v, "count": n} for v, n in self.locked(coll.facet, f, 200, coll=coll)]
+            for f in FACET_FIELDS
         }
 
     def info(self, name: str) -> dict[str, Any]:
         coll = self.collection(name)
-        return {**self.locked(coll.info), "facets": self.facets(coll)}
+        return {**self.locked(coll.info, coll=coll), "facets": self.facets(coll)}
 
     def search(self, query: Query, vector: np.ndarray | None, name: str | None = None) -> Result:
         """Run ``query`` on a served collection under the store lock."""
         session = self.session(name)
         with self.lock:
-            return session.find(query, vector)
+            try:
+                return session.find(query, vector)
+            finally:
+                self._let_go(session.collection)
+
+    def _let_go(self, coll: Collection) -> None:
+        """Release the embedded lock of a collection other than the default one after each use (a client
+        naming a sibling must not keep it from other processes until the server stops); it opens
+        again on the next request. Call under the store lock."""
+        if coll.name != self.config.collection:
+            coll.release()
 
 
 __all__ = ["CollectionError", "CollectionNotFoundError", "PieceNotFound", "ServeConfig", "Service"]

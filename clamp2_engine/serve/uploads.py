@@ -47,7 +47,13 @@ async def music_input(file: UploadFile, request: Request | None, timeout: float)
     without it (the client went away, or the request's own time limit answered first)."""
     path = await save_upload(file)
     stop = threading.Event()
-    converting = asyncio.ensure_future(asyncio.to_thread(_convert_in_worker, path, timeout, stop))
+    svc = request.app.state.service if request is not None else None
+    run = (
+        svc.in_music_pool(_convert_in_worker, path, timeout, stop)
+        if svc
+        else asyncio.to_thread(_convert_in_worker, path, timeout, stop)
+    )
+    converting = asyncio.ensure_future(run)
     # the body is read: the next message is the client leaving (or the request's limit answering first)
     leaving = asyncio.ensure_future(request.receive()) if request is not None else None
     try:

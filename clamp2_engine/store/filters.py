@@ -90,6 +90,14 @@ def parse_filters(exprs: Iterable[str] | Filters | None) -> Filters:
     return Filters(tuple(_condition(expr) for expr in exprs or ()))
 
 
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows one; a file name's stray byte becomes one)
+        return False
+    return True
+
+
 def _condition(expr: str) -> Condition:
     op = next((o for o in ("==", "!=", "=") if o in expr), "")
     key, _sep, value = expr.partition(op) if op else (expr, "", "")
@@ -104,6 +112,10 @@ def _condition(expr: str) -> Condition:
     values = [v.strip() for v in value.split(",") if v.strip()]
     if not values:
         raise ValueError(f"bad filter {expr[:80]!r}: no value")
+    if not all(_is_text(v) for v in values):
+        raise ValueError(
+            f"bad filter {key!r}: its value is not valid text (a lone surrogate or a byte not UTF-8)"
+        )
     if len(values) > MAX_VALUES or any(len(v) > MAX_VALUE_CHARS for v in values):
         raise ValueError(
             f"filter {key!r} is too long: at most {MAX_VALUES} values of {MAX_VALUE_CHARS} characters"

@@ -29,11 +29,14 @@ async def favicon() -> FileResponse:
 )
 async def healthz(svc: ServiceDep, response: Response) -> Health:
     """Readiness: 200 ``ok`` once the default collection and its text tower are loaded; 503 ``starting``
-    before, ``failed`` (with the reason) when they cannot be."""
+    before, ``waiting`` (with the reason) while another process holds the collection (tried again every
+    2 s), ``failed`` (with the reason) when they cannot be."""
     if not svc.ready:
         response.status_code = 503
         if svc.failure:
             return Health(status="failed", collection=svc.config.collection, error=svc.failure)
+        if svc.waiting:
+            return Health(status="waiting", collection=svc.config.collection, error=svc.waiting)
         return Health(status="starting", collection=svc.config.collection)
     from clamp2_engine.serve.audio import unavailable
 

@@ -3,13 +3,12 @@ when each engraved note sounds."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 from starlette.exceptions import HTTPException
 
@@ -28,7 +27,7 @@ async def rendering(
     worker process)."""
     found = svc.piece(pid, collection)
     path = svc.piece_file(found, prefer)
-    return found, await asyncio.to_thread(make, path, str(found["payload"].get("part") or ""))
+    return found, await svc.in_music_pool(make, path, str(found["payload"].get("part") or ""))
 
 
 @router.get("/{pid}", response_model=Piece, response_model_exclude_unset=True)
@@ -73,7 +72,7 @@ async def midi(pid: str, svc: ServiceDep, collection: str | None = None) -> Resp
     response_class=FileResponse,
     responses={200: {"content": {"audio/mpeg": {}}}, 501: {"model": Error}},
 )
-async def audio(pid: str, svc: ServiceDep, collection: str | None = None) -> FileResponse:
+async def audio(pid: str, svc: ServiceDep, request: Request, collection: str | None = None) -> FileResponse:
     """The piece as sound (MP3, mono; its MIDI played through a General MIDI SoundFont); ranges work, so
     a player can seek. 501 with the reason when this server has no synthesizer or SoundFont."""
     from clamp2_engine.serve.audio import unavailable
@@ -81,12 +80,26 @@ async def audio(pid: str, svc: ServiceDep, collection: str | None = None) -> Fil
     if reason := unavailable():
         raise HTTPException(501, reason)
     _found, made = await rendering(svc, pid, collection, "mtf", svc.renderer.audio)
+    check_range(request.headers.get("range"), made.stat().st_size)
     return FileResponse(made, media_type="audio/mpeg", headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get("/{pid}/timemap.json", response_class=Response, responses=JSON)
-async def timemap(pid: str, svc: ServiceDep, collection: str | None = None) -> Response:
-    """When the notes of the engraved first page sound: ``[{"ms", "on": [ids], "off": [ids]}]`` (ids of
-    ``score.svg``'s elements; ``[]`` for MIDI-only pieces)."""
-    _found, data = await rendering(svc, pid, collection, "abc", svc.renderer.timemap)
-    return Response(data, media_type="application/json", headers={"Cache-Control": "max-age=3600"})
+def check_range(header: str | None, size: int) -> None:
+    """A ``Range`` header the file can answer, else the JSON error every other answer has (Starlette's
+    own answers these in plain text): 400 malformed, 416 beyond the end."""
+    if header is None:
+        return
+    unit, _, spec = header.partition("=")
+    malformed = HTTPException(400, f"the Range header {header[:60]!r} is malformed: bytes=START-END")
+    if unit.strip().lower() != "bytes" or not spec.strip():
+        raise malformed
+    for part in spec.split(","):
+        start, dash, end = (x.strip() for x in part.partition("-"))
+        if not dash or not (start or end) or not (start or "0").isdigit() or not (end or "0").isdigit():
+            raise malformed
+        if start and end and int(start) > int(end):
+            raise HTTPException(400, f"the Range header {header[:60]!r} is malformed: START after END")
+        if start and int(start) >= size:
+            raise HTTPException(
+                416, f"the Range starts beyond the file's {size} bytes", {"Content-Range": f"bytes */{size}"}
+            )
