@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -126,7 +128,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and rename, so readers never see half a file."""
     path_p = Path(path)
     path_p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path_p.with_name(f".{path_p.name}.{os.getpid()}.tmp")
+    # the temporary name is short whatever the target's (a 255-byte name is legal; adding to it is not)
+    digest = hashlib.sha256(os.fsencode(path_p.name)).hexdigest()[:16]
+    tmp = path_p.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()

@@ -193,6 +193,16 @@ def test_storage_errors_are_typed_one_line_errors(edge):
             list(coll.scroll())
         assert "\n" not in str(err.value)
         assert "collections verify c" in str(err.value)
+        health = verify(s, "c")
+        assert health.damaged
+        assert all(why.startswith("unreadable:") for why in health.damaged.values())
+        done = repair(s, "c", health)  # a new storage of the intact points; the old one set aside
+        assert done.deleted == len(health.damaged)
+        assert done.points == 6 - len(health.damaged)
+    with open_store(StoreSpec(path=edge)) as s:
+        assert verify(s, "c").ok
+        assert s.collection("c").count() == 6 - len(health.damaged)
+    assert len(list((edge / ".set-aside").iterdir())) == 1
 
 
 def test_a_write_the_disk_cannot_take_is_refused_before_it_starts(edge, monkeypatch):

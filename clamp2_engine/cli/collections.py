@@ -305,7 +305,10 @@ def _say_repair(outcome: dict[str, Any]) -> None:
     if mended.get("record"):
         console.print(f"record written again {mended['record']}", highlight=False)
     if mended.get("deleted_points"):
-        console.print(f"{mended['deleted_points']} damaged point(s) deleted", highlight=False)
+        console.print(
+            f"{mended['deleted_points']} damaged point(s) removed (the old storage is kept in the store folder's .set-aside/)",
+            highlight=False,
+        )
     for row in outcome["ingested"]:
         what = row.get("error") or f"{row['embedded']} item(s) embedded again"
         console.print(f"corpus {row['corpus']} ({row['folder']}): {what}", highlight=False, markup=False)

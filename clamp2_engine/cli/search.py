@@ -99,6 +99,8 @@ class Searcher:
     def search(self, query, music: Path | None = None, tune: str | None = None):
         """The result of ``query`` (a :class:`clamp2_engine.session.Query`), with ``music`` its example
         (``tune``: which piece of a file of several)."""
+        from clamp2_engine.store import StoreError
+
         try:
             vector = None
             if music is not None:
@@ -109,7 +111,7 @@ class Searcher:
                 for note in notes:
                     click.echo(f"note: {note}", err=True)
             result = self.session.find(query, vector)
-        except ValueError as exc:  # the library's errors (CollectionError is one), as one line
+        except (ValueError, StoreError) as exc:  # the library's errors (CollectionError, a damaged store)
             raise fail(exc) from None
         for notice in result.notices:
             if notice not in self.told:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,6 +111,10 @@ def _with(payload: Payload) -> Any:
     return list(payload) if isinstance(payload, list | tuple) else bool(payload)
 
 
+def now_stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%S")
+
+
 def _ids(ids: Sequence[str]) -> list[Any]:
     return [uuid.UUID(i) for i in ids]
 
@@ -187,7 +192,9 @@ class EdgeBackend(Backend):
         if edge_files.is_disk_full(exc):
             return DiskFullError(f"the disk of {self.root} is full: free some space and run it again")
         text = " ".join(str(exc).split())
-        text = text.removeprefix("Service internal error: ")[:200]
+        for prefix in ("Service internal error: ", "Service runtime error: "):
+            text = text.removeprefix(prefix)
+        text = text[:200]
         return CollectionDamagedError(
             f"collection {name!r} could not be read: {text} (the storage may be damaged: see "
             f"`clamp2-engine collections verify {name}`)"
@@ -291,6 +298,17 @@ class EdgeBackend(Backend):
         with edge_files.shard_lock(folder / SHARD_DIR, name):
             (folder / RECORD_FILE).unlink(missing_ok=True)
             shutil.rmtree(folder)
+
+    def replace_with(self, name: str, spare: str) -> None:
+        """Put collection ``spare`` in the place of ``name``, whose folder is set aside in
+        ``<root>/.set-aside/`` (kept for inspection; remove it when satisfied)."""
+        for n in (name, spare):
+            self.release(n)
+        aside = self.root / ".set-aside" / f"{name}-{now_stamp()}"
+        aside.parent.mkdir(exist_ok=True)
+        with edge_files.shard_lock(self._dir(name) / SHARD_DIR, name):
+            os.replace(self._dir(name), aside)
+        os.replace(self._dir(spare), self._dir(name))
 
     def read_meta(self, name: str) -> dict[str, Any] | None:
         """The record; :class:`CollectionDamagedError` when it is lost or unreadable (never ``None`` for a

@@ -109,7 +109,9 @@ def _check_page(coll: Collection, ids: list[str], health: Health) -> None:
             try:
                 found += coll.retrieve([pid], payload=True, vectors=True)
             except StoreError as exc:
-                health.damaged[pid] = f"unreadable: {str(exc)[:160]}"
+                health.damaged[pid] = (
+                    f"unreadable: {str(exc).partition(' could not be read: ')[2][:120] or exc}"
+                )
     for p in found:
         why = _vector_problem(p.vectors) or (None if isinstance(p.payload, dict) else "payload is not a map")
         if why:
@@ -161,11 +163,31 @@ def repair(store: Store, name: str, health: Health, identity: Any = None) -> Men
             )
         backend.write_meta(name, meta)
     coll = store.collection(name, check=False)
-    if health.damaged:
+    if health.damaged and backend.engine == "edge":
+        done.deleted = _rebuild_without(store, coll, set(health.damaged))
+        coll = store.collection(name, check=False)
+    elif health.damaged:
         done.deleted = coll.delete(list(health.damaged))
     coll.write_record(replace(coll.record, points=coll.count()))
     done.points = coll.record.points or 0
     return done
+
+
+def _rebuild_without(store: Store, coll: Collection, damaged: set[str]) -> int:
+    """Copy every intact point of ``coll`` into a new storage that then takes its place (the old one is
+    set aside, not deleted). Deleting a point in place is no mend: the engine reads a point's payload to
+    delete it, and an undecodable one would stop the storage from opening again."""
+    name, backend = coll.name, store.backend
+    spare = f"{name}.repairing"
+    if backend.exists(spare):
+        store.drop(spare)
+    target = store.create(spare, replace(coll.record, points=0))
+    for ids in _id_pages(coll):
+        intact = [i for i in ids if i not in damaged]
+        if intact:
+            target.upsert(coll.retrieve(intact, payload=True, vectors=True))
+    backend.replace_with(name, spare)
+    return len(damaged)
 
 
 def _record_for(store: Store, name: str, identity: Any) -> dict[str, Any]:
