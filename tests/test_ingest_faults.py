@@ -91,3 +91,14 @@ def test_verify_and_repair_ingest_again_only_what_was_lost(folder, tmp_path):
     assert outcome["mended"]["record"] == "from its copy"
     assert outcome["ingested"][0]["embedded"] == 2  # what was lost, embedded again; nothing else
     assert run("collections", "verify", "k").exit_code == 0
+
+
+def test_a_file_name_of_254_bytes_converts(folder, tmp_path):
+    long_name = "a" * 250 + ".abc"  # legal; a temporary name made longer than it would not be
+    shutil.copy(next(folder.iterdir()), tmp_path / long_name)
+    src = tmp_path / "long"
+    src.mkdir()
+    shutil.move(tmp_path / long_name, src / long_name)
+    res = run("convert", src, tmp_path / "out", "--to", "mtf", "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / ("a" * 250 + ".mtf")).is_file()
