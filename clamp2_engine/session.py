@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from clamp2_engine.api import CLaMP2
 
 DEFAULT_MODE: Mode = "hybrid"
+NO_WORD_MATCHED = "no word of the query matched any piece: ranked by meaning alone"
 Options = LoadOptions | Mapping[str, Any] | None  # the model's load options (default: the collection's)
 
 
@@ -134,6 +135,8 @@ class SearchSession:
             raise QueryError("give a query text, music, or like (point ids)")
         hits, why = self.collection.find(vector, query)
         mode = query.mode if query.text and not query.like else "semantic"
+        if mode == "hybrid" and hits and all(h.modality != "hybrid" for h in hits):
+            notices.append(NO_WORD_MATCHED)
         if query.modality != "any" and (not hits or mode != "semantic"):
             missing = self.missing_vectors(query.modality)
             if missing and not hits:

@@ -47,3 +47,7 @@ MUSIC21_SUFFIXES = frozenset(
 )
 SCORE_SUFFIXES = MUSICXML_SUFFIXES | ABC_SUFFIXES | MUSIC21_SUFFIXES
 MODEL_MUSIC_SUFFIXES = ABC_SUFFIXES | MTF_SUFFIXES  # music the model reads as it is
+
+LEXICAL_WEIGHT = (
+    1.25  # hybrid: the words' weight against meaning's 1.0 in the fusion (swept in bench_hybrid.py)
+)

@@ -323,3 +323,84 @@ def test_cli_reindex_an_old_collection(tmp_path):
     info = json.loads(cli("collections", "info", "old", "--json", "--qdrant-path", folder).stdout)
     assert info["lexical"]
     assert info["vectors"][LEXICAL] == len(PIECES) + N_NOISE
+
+
+# --- words in every language ------------------------------------------------------------------------------
+
+WORLD = [
+    ("茉莉花", "中国民歌", {"genre": "folk song"}, "A Chinese folk song.", "旋律优美，适合独唱"),
+    ("さくらさくら", "日本古謡", {"genre": "folk song"}, "A Japanese folk song about cherry blossoms.", None),
+    ("荒城の月", "滝廉太郎", {"genre": "song"}, "A song of a ruined castle under the moon.", None),
+    ("เพลงไทยเดิม", "ครูเพลง", {"genre": "folk song"}, "A Thai classical song.", None),
+    ("아리랑", "민요", {"genre": "folk song"}, "A Korean folk song.", None),
+    ("Der Lindenbaum", "Franz Schubert", {"genre": "Lied"}, "A song of a linden tree.", None),
+    ("BWV 278", "J.S. Bach", {"genre": "chorale"}, "A four-part chorale.", None),
+]
+
+
+@pytest.fixture(params=["edge", "server"])
+def world(request, tmp_path):
+    with open_store(spec_for(request.param, tmp_path)) as store:
+        coll = store.ensure("world", identity(), {"model": "/m.pth"})
+        coll.upsert(
+            [
+                Point(point_id(f"w:{i}"), {"abc": unit_vec(200 + i)}, payload(i, *p))
+                for i, p in enumerate(WORLD)
+            ]
+            + [
+                Point(
+                    point_id(f"n:{i}"),
+                    {"abc": unit_vec(900 + i)},
+                    payload(900 + i, f"Etude {i}", "Anon", {}, "", None),
+                )
+                for i in range(20)
+            ]
+        )
+        yield SearchSession(coll)
+
+
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("茉莉", "茉莉花"),  # part of an unsegmented title
+        ("茉莉花", "茉莉花"),
+        ("旋律", "茉莉花"),  # a word of the Chinese summary
+        ("さくら", "さくらさくら"),
+        ("日本", "さくらさくら"),  # part of the composer 日本古謡
+        ("荒城", "荒城の月"),
+        ("滝廉太郎", "荒城の月"),
+        ("เพลงไทย", "เพลงไทยเดิม"),  # Thai, part of the title
+        ("아리", "아리랑"),
+        ("bwv 278", "BWV 278"),  # numbers kept
+        ("lindenbaum", "Der Lindenbaum"),
+    ],
+)
+def test_part_of_a_name_in_any_script_finds_its_piece(world, text, title):
+    assert titles(world, Query(text=text, mode="lexical"))[0] == title
+    assert titles(world, Query(text=text), ELSEWHERE)[0] == title
+
+
+def test_hybrid_ranks_a_chinese_query_by_its_words(world):
+    assert (
+        titles(world, Query(text="中国民歌"), unit_vec(205))[0] == "茉莉花"
+    )  # the vector points at Lindenbaum
+
+
+def test_when_no_word_matches_hybrid_says_so_and_ranks_by_meaning(world):
+    from clamp2_engine.session import NO_WORD_MATCHED
+
+    result = world.find(Query(text="xyzzy plugh"), unit_vec(205))
+    assert result.notices == [NO_WORD_MATCHED]
+    assert result.hits[0].payload["title"] == "Der Lindenbaum"  # the vector's own nearest
+    assert result.hits[0].modality == "abc"
+    assert world.find(Query(text="lindenbaum"), unit_vec(205)).notices == []
+
+
+def test_lexical_weight_help_states_the_codes_default():
+    from click.testing import CliRunner
+
+    from clamp2_engine.cli import main
+    from clamp2_engine.store.collection import WEIGHTS
+
+    shown = " ".join(CliRunner().invoke(main, ["search", "--help"]).output.split())
+    assert f"(default {WEIGHTS[1]:g})" in shown

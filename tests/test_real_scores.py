@@ -124,6 +124,7 @@ def test_abc_header_fields(tmp_path):
     )
     assert file_metadata(book) == {
         "title": "The Kesh",
+        "titles": ["The Kesh Jig"],  # every later T: is another title
         "composer": "Trad.",
         "genres": ["jig"],
         "origin": "Ireland",

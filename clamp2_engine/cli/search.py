@@ -20,7 +20,7 @@ from clamp2_engine.cli.options import (
     store_options,
 )
 from clamp2_engine.jsonl import dumps, printable
-from clamp2_engine.types import MODALITIES, MODES
+from clamp2_engine.types import LEXICAL_WEIGHT, MODALITIES, MODES
 
 MODALITY_CHOICES = MODALITIES
 
@@ -55,7 +55,7 @@ def _search_options(f: Callable) -> Callable:
             type=click.FloatRange(0, 100),
             default=None,
             metavar="W",
-            help="Hybrid: the weight of the words against meaning's 1.0 in the fusion (default 1.0).",
+            help=f"Hybrid: the weight of the words against meaning's 1.0 in the fusion (default {LEXICAL_WEIGHT:g}).",
         ),
         click.option("-k", "--top-k", type=click.IntRange(1, 10_000), default=10, show_default=True),
         click.option(

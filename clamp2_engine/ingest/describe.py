@@ -97,6 +97,7 @@ def _abc_tunes(path: Path, _mtime: int) -> dict[str, str]:
 
 
 def abc_metadata(tune: str) -> dict[str, Any]:
+    """The header's fields; the first ``T:`` is the title, every later one an other title (``titles``)."""
     out: dict[str, Any] = {}
     for line in tune.splitlines():
         m = re.match(r"([A-Z]):\s*(.*)$", line)
@@ -104,11 +105,21 @@ def abc_metadata(tune: str) -> dict[str, Any]:
             name = ABC_FIELDS[m.group(1)]
             if name == "genres":
                 out.setdefault(name, []).append(value.lower())
+            elif name == "title" and "title" in out:
+                add_title(out, value)
             else:
-                out.setdefault(name, value)  # the first T: is the title, later ones subtitles
+                out.setdefault(name, value)
         if line.startswith("K:"):
             break  # the header ends
     return out
+
+
+def add_title(out: dict[str, Any], title: str | None) -> None:
+    """``title`` among the other titles of ``out`` (``titles``), unless it is the title already."""
+    if title and title != out.get("title") and title not in out.setdefault("titles", []):
+        out["titles"].append(title)
+    if not out.get("titles"):
+        out.pop("titles", None)
 
 
 def musicxml_metadata(xml: bytes) -> dict[str, Any]:
@@ -134,6 +145,9 @@ def musicxml_metadata(xml: bytes) -> dict[str, Any]:
             out[name] = next((text for k, text in credits if k == kind and text), None)
     if not out.get("title"):  # untyped credits: the first words on the page
         out["title"] = next((text for k, text in credits if k is None and text), None)
+    for kind, text in credits:  # a title the page shows beside the movement's: another name of the piece
+        if kind in ("title", "subtitle"):
+            add_title(out, text)
     parts = [p.findtext("part-name") for p in root.iterfind("part-list/score-part")]
     out["instruments"] = instrument_names(parts)
     return {k: v for k, v in out.items() if v}
@@ -145,11 +159,17 @@ def humdrum_metadata(text: str) -> dict[str, Any]:
     for m in re.finditer(r"^!!!([A-Z]{3})(@@?[A-Z]+)?[^:\n]*:\s*(.*)$", text, re.M):
         key, language, value = m.group(1), m.group(2), clean(m.group(3))
         name = HUMDRUM.get(key)
-        if not name or not value or (language and name in out):
+        if not name or not value or (language and name in out and name != "title"):
             continue
         if name == "genres":
             out.setdefault(name, []).append(value.lower())
-        elif name not in out or not language and key == "OTL":
+        elif name == "title":  # the untranslated one is the title, every language's an other title
+            if not language and out.get("title"):
+                add_title(out, out.pop("title"))
+            if "title" not in out:
+                out["title"] = value
+            add_title(out, value)
+        elif name not in out:
             out[name] = value
     names = re.findall(r'^\*I"(.+)$', text, re.M)
     names = [n for line in names for n in line.split("\t")]
@@ -159,29 +179,39 @@ def humdrum_metadata(text: str) -> dict[str, Any]:
 
 
 def midi_metadata(path: Path) -> dict[str, Any]:
-    """Track names (the first track's, when it has no notes, is the title), instrument names (or the
-    General MIDI programs), copyright, text events, length in seconds."""
+    """What a MIDI file says of itself: a title (the first track's name, or a text or marker before the
+    first note, when it names no instrument), instruments (track and instrument names that name one, or
+    the General MIDI programs), meter and key (the first ``time_signature`` / ``key_signature``),
+    copyright, text events, length in seconds."""
     import mido
 
     mid = mido.MidiFile(path)
     out: dict[str, Any] = {}
-    names, texts, programs = [], [], []
+    names, texts, programs, titles = [], [], [], []
     for i, track in enumerate(mid.tracks):
-        has_notes = any(m.type == "note_on" for m in track)
+        noted = False  # a note of this track came already
         for msg in track:
-            if msg.type == "track_name" and (name := clean(msg.name)):
-                if i == 0 and (not has_notes or mid.type == 0):
-                    out.setdefault("title", name)
-                elif has_notes:
+            noted = noted or msg.type == "note_on"
+            if msg.type in ("track_name", "instrument_name") and (name := clean(msg.name)):
+                if names_instrument(name):
                     names.append(name)
-            elif msg.type == "instrument_name" and has_notes:
-                names.append(msg.name)
+                elif msg.type == "track_name" and i == 0:
+                    titles.append(name)
+            elif msg.type in ("text", "marker") and (value := clean(msg.text)):
+                if not noted and i == 0 and msg.type == "marker":
+                    titles.append(value)
+                texts.append(value)
             elif msg.type == "copyright" and (value := clean(msg.text)):
                 out.setdefault("rights", value)
-            elif msg.type == "text" and (value := clean(msg.text)):
-                texts.append(value)
             elif msg.type == "program_change" and msg.channel != 9:
                 programs.append(msg.program)
+            elif msg.type == "time_signature" and "meter" not in out:
+                out["meter"] = f"{msg.numerator}/{msg.denominator}"
+            elif msg.type == "key_signature" and "key" not in out:
+                out["key"] = key_name(msg.key)
+    pre_note_texts = [t for t in _texts_before_notes(mid) if not names_instrument(t)]
+    if titles or pre_note_texts:
+        out["title"] = (titles or pre_note_texts)[0]
     out["instruments"] = instrument_names(names) or general_midi(programs)
     out["comments"] = clean(" / ".join(dict.fromkeys(texts)))
     try:
@@ -189,6 +219,35 @@ def midi_metadata(path: Path) -> dict[str, Any]:
     except Exception:  # a file whose length mido cannot work out
         pass
     return {k: v for k, v in out.items() if v}
+
+
+def _texts_before_notes(mid: Any) -> list[str]:
+    """Text events of the first track before its first note."""
+    out = []
+    for msg in mid.tracks[0] if mid.tracks else []:
+        if msg.type == "note_on":
+            break
+        if msg.type == "text" and (value := clean(msg.text)):
+            out.append(value)
+    return out
+
+
+INSTRUMENT_WORDS = re.compile(
+    r"\b(piano|pno|keys?|organ|harpsichord|cembalo|clavi\w*|celesta|guitar|gtr|bass|violin|vln|viol[ae]?|"
+    r"viola|cello|violoncello|contrabass|fiddle|harp|flute|fl|piccolo|oboe|clarinet|cl|bassoon|fagott\w*|"
+    r"sax\w*|trumpet|tpt|trombone|tbn|horn|tuba|drums?|kit|percussion|perc|timpani|strings?|choir|chorus|"
+    r"voice|vocals?|vox|soprano|alto|tenor|baritone|accordion|harmonica|banjo|mandolin|ukulele|synth\w*|"
+    r"glockenspiel|xylophone|marimba|vibraphone|bells?|recorder|whistle|bagpipes?|sitar|koto|shamisen|"
+    r"orchestra|ensemble|brass|woodwinds?|melody|lead|pad|klavier|geige|flöte|chitarra|pianoforte|lute|"
+    r"oud|lyre|theorbo|zither|dulcimer|cornet|euphonium|bugle|fife|ocarina|pipa|erhu|guzheng|shakuhachi|"
+    r"tabla|cajon|congas?|bongos?|cymbals?|snare|hi-?hat|tambourine|triangle|continuo|bc)\b",
+    re.I,
+)
+
+
+def names_instrument(name: str) -> bool:
+    """Whether a track's name names an instrument ("Piano right hand", "Vln. 1"), not the piece."""
+    return bool(INSTRUMENT_WORDS.search(name)) or bool(GENERIC_NAME.match(name))
 
 
 def general_midi(programs: list[int]) -> list[str]:

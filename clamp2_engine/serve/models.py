@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
+from clamp2_engine.types import LEXICAL_WEIGHT
+
 MAX_TEXTS = 256
 MAX_TEXT_CHARS = 4096
 MAX_TEXT_VOLUME = 64 * MAX_TEXT_CHARS  # characters in one /embed/text request, all texts together
@@ -25,7 +27,9 @@ class SearchRequest(BaseModel):
     k: StrictInt = Field(10, ge=1, le=1000, description="hits per page")
     modality: Modality = "any"
     mode: Mode = Field("hybrid", description="hybrid: meaning and words; semantic: CLaMP 2; lexical: BM25")
-    lexical_weight: float | None = Field(None, ge=0, le=100, description="hybrid: words against meaning's 1")
+    lexical_weight: float | None = Field(
+        None, ge=0, le=100, description=f"hybrid: words against meaning's 1 (default {LEXICAL_WEIGHT:g})"
+    )
     filters: list[str] = Field(default_factory=list, max_length=32, examples=[["composer=bach"]])
     like: list[str] = Field(default_factory=list, max_length=32, description="point ids")
     unlike: list[str] = Field(default_factory=list, max_length=32, description="point ids")

@@ -42,12 +42,12 @@ from clamp2_engine.store.schema import (
     new_record,
 )
 from clamp2_engine.store.spec import StoreSpec, legacy_hint, resolve_store
-from clamp2_engine.types import MODALITIES, MUSIC_VECTORS, VECTORS
+from clamp2_engine.types import LEXICAL_WEIGHT, MODALITIES, MUSIC_VECTORS, VECTORS
 
 DIVERSITY = 0.5  # `diverse`: relevance and variety weighed alike (maximal marginal relevance)
 HNSW_EF = 256  # HNSW candidates per search (Qdrant's default is 100): recall@10 >= 0.95 at 1M points
 PREFETCH = 100  # candidates each side of a hybrid search brings to the fusion
-WEIGHTS = (1.0, 1.25)  # hybrid: (semantic, lexical) weights of the fusion (swept in bench_hybrid.py)
+WEIGHTS = (1.0, LEXICAL_WEIGHT)  # hybrid: (semantic, lexical) weights of the fusion
 RRF_K = 2  # reciprocal rank fusion's constant (Qdrant's default): see weighted_rrf
 COSINE_SLACK = 1.0 + 1e-3  # a cosine beyond this (float error aside) comes from a damaged vector
 
@@ -464,7 +464,8 @@ class Collection:
         """Points found by meaning (``vector``, on each vector name of ``modality``, a point ranked by its
         best score as :meth:`search` does) and by the words of ``text`` (the lexical vector), fused by
         Qdrant's weighted reciprocal rank fusion; without ``vector``, by words alone (BM25 scores). One
-        batched request brings each side's best ``PREFETCH``; the fusion is done here, ties broken by id,
+        batched request brings each side's best ``PREFETCH``; when no word matched, the ranking is by meaning
+        alone (cosine scores; the hits carry their vector's name, not "hybrid"). The fusion is done here, ties broken by id,
         so that every page agrees with the others (the engine orders equal scores differently from one
         call to the next, and duplicates of a piece tie). Scores are fusion scores: position p of a side
         adds ``1 / (p / weight + RRF_K - 1)``."""
@@ -478,7 +479,9 @@ class Collection:
         rows = self.backend.query(self.name, searches)
         self.check_scores(rows[:-1])
         words = self._fuse(rows[-1:], (LEXICAL,), n, 0)
-        if sides:
+        if sides and not words:  # no word matched: meaning alone, its hits named by their vectors
+            hits = self._fuse(rows[:-1], tuple(sides), limit, offset)
+        elif sides:
             meaning = self._fuse(rows[:-1], tuple(sides), n, 0)
             semantic, lexical = weights or WEIGHTS
             fused = weighted_rrf([[h.id for h in meaning], [h.id for h in words]], [semantic, lexical], RRF_K)

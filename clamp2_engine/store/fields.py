@@ -72,6 +72,10 @@ ALIASES = {
     "timesig": "meter",
     "key_signature": "key",
     "movement_title": "title",
+    "alt_titles": "titles",
+    "alternative_titles": "titles",
+    "subtitles": "titles",
+    "subtitle": "titles",
     "name": "title",
     "work": "work_title",
     "catalogue": "catalog",
@@ -79,7 +83,7 @@ ALIASES = {
     "movement_number": "movement",
     "period": "era",
 }
-LIST_FIELDS = frozenset({"genres", "tags", "instruments", "ensembles"})  # always lists
+LIST_FIELDS = frozenset({"genres", "tags", "instruments", "ensembles", "titles"})  # always lists
 # fields whose display values facets count (a keyword index each); the rest are filterable by words
 FACETS = ("composer", "genres", "tags", "instruments", "ensembles", "meter", "key", "era", "collection")
 MAX_KEY_VALUES = 32  # a metadata list longer than this is not copied into `keys`
