@@ -152,6 +152,9 @@ def torch_encoder(
     onnx_dir: str | os.PathLike | None = None,
 ) -> tuple[Any, ModelIdentity]:
     """``(encoder, identity)`` for a checkpoint run by PyTorch (``onnx_dir`` is not used)."""
+    from clamp2_engine.checkpoints import resolve_checkpoint
+
+    resolve_checkpoint(model)  # a checkpoint that is not there is said before torch is imported
     from clamp2_engine.encoder import Encoder
     from clamp2_engine.runtime.torch_runtime import TorchRuntime
 

@@ -113,7 +113,7 @@ class SearchSession:
         if query.mode == "semantic" or self.lexical:
             if query.mode == "lexical" and not query.text:
                 raise QueryError("a lexical search needs a query text")
-            return query, []
+            return query, self._older_words(query)
         if query.mode == "lexical":
             raise QueryError(
                 f"collection {self.collection.name!r} has no lexical index (it was made before hybrid "
@@ -125,10 +125,28 @@ class SearchSession:
         )
         return replace(query, mode="semantic"), [notice]
 
+    def _older_words(self, query: Query) -> list[str]:
+        """A notice when the query has words of a script without spaces and the collection's lexical
+        index was made before they were segmented."""
+        from clamp2_engine.store.lexical import UNSPACED
+        from clamp2_engine.store.schema import UNSPACED_WORDS_SCHEMA
+
+        if query.mode == "semantic" or self.collection.record.schema >= UNSPACED_WORDS_SCHEMA:
+            return []
+        if not UNSPACED.search(query.text or ""):
+            return []
+        return [
+            f"collection {self.collection.name!r} was indexed before words of scripts without spaces were: "
+            f"part of such a name finds nothing until `clamp2-engine collections reindex {self.collection.name}`"
+        ]
+
     def find(self, query: Query, vector: np.ndarray | None = None) -> Result:
         """Run ``query``; ``vector`` is its query vector when the caller made it (a music query, or texts
         batched across requests), else the text is encoded here when the mode needs it."""
         query, notices = self.plan(query)
+        if query.filters and not self.collection.count(query.filters):  # said before any model loads
+            why = self.collection.explain_empty(query.filters) or "no piece matches all the filters together"
+            return Result([], why, query.mode if query.text and not query.like else "semantic", notices)
         if vector is None and query.needs_text_vector:
             vector = self.text_vector(query.text or "")
         if vector is None and not query.like and not (query.text and query.mode != "semantic"):

@@ -14,6 +14,7 @@ from clamp2_engine.session import Query, QueryError, SearchSession
 from clamp2_engine.store import CollectionError, Point, open_store, point_id
 from clamp2_engine.store.fields import canonical_metadata
 from clamp2_engine.store.lexical import LEXICAL, lexical_text, query_vector
+from clamp2_engine.store.schema import SCHEMA_VERSION
 
 PIECES = [
     ("Für Elise", "Ludwig van Beethoven", {"genre": "bagatelle"}, "A gentle piano piece in A minor.", None),
@@ -227,7 +228,7 @@ def test_reindex_adds_the_lexical_side_and_changes_no_vector(old_store):
     assert coll.reindex(page=16) == len(PIECES) + N_NOISE
     reopened = old_store.collection("old")
     assert reopened.record.lexical
-    assert reopened.record.schema == 3
+    assert reopened.record.schema == SCHEMA_VERSION
     after = {p.id: p.vectors for page in reopened.scroll(vectors=True) for p in page}
     assert after.keys() == before.keys()
     for pid, vectors in before.items():
@@ -404,3 +405,28 @@ def test_lexical_weight_help_states_the_codes_default():
 
     shown = " ".join(CliRunner().invoke(main, ["search", "--help"]).output.split())
     assert f"(default {WEIGHTS[1]:g})" in shown
+
+
+def test_reindex_upgrades_an_older_lexical_index_without_reembedding(world):
+    from dataclasses import replace
+
+    from clamp2_engine.store.lexical import SparseVector, _model
+
+    coll = world.collection
+    old = []  # lexical vectors as an older engine made them: Word tokens alone
+    for points in coll.scroll(vectors=True):
+        for p in points:
+            v = _model().embed_document(lexical_text(p.payload))
+            old.append(Point(p.id, {LEXICAL: SparseVector(tuple(v.indices), tuple(v.values))}, p.payload))
+    coll.backend.rewrite(coll.name, old)
+    coll.write_record(replace(coll.record, schema=3))
+    before = world.find(Query(text="茉莉", mode="lexical"))
+    assert before.hits == []
+    assert "collections reindex world" in before.notices[0]
+    dense = {p.id: p.vectors["abc"] for page in coll.scroll(vectors=True) for p in page}
+    coll.reindex()
+    after = world.find(Query(text="茉莉", mode="lexical"))
+    assert [h.payload["title"] for h in after.hits][:1] == ["茉莉花"]
+    assert after.notices == []
+    again = {p.id: p.vectors["abc"] for page in coll.scroll(vectors=True) for p in page}
+    assert all(np.allclose(dense[k], again[k]) for k in dense)  # vectors untouched

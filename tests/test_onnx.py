@@ -377,11 +377,13 @@ def test_cuda_preferred_when_available(fresh_warning):
     )
 
 
-def test_cpu_fallback_warns_once(fresh_warning, caplog):
+@pytest.mark.parametrize(("gpu", "warnings"), [(True, 1), (False, 0)])
+def test_cpu_fallback_warns_once_and_only_where_a_gpu_is(fresh_warning, caplog, monkeypatch, gpu, warnings):
+    monkeypatch.setattr(ortmod, "_has_gpu", lambda: gpu)
     with caplog.at_level(logging.WARNING, logger=ortmod.__name__):
         assert select_providers(available=[CPU]) == [CPU]
         assert select_providers(available=[CPU]) == [CPU]
-    assert len([r for r in caplog.records if "CUDAExecutionProvider" in r.message]) == 1
+    assert len([r for r in caplog.records if "CUDAExecutionProvider" in r.message]) == warnings
 
 
 def test_explicit_providers_win(fresh_warning, monkeypatch, caplog):

@@ -84,11 +84,16 @@ def test_ingest_report(store):
 
 def test_text_search_json_and_the_query_vector(store, text_model, loads):
     path, _ = store
-    hits = hits_of(run("search", QUERY, "-c", "music", "--qdrant-path", path, "--json", "-k", "7"))
+    res = run("search", QUERY, "-c", "music", "--qdrant-path", path, "--json", "-k", "7")
+    hits = hits_of(res)
     assert loads == [{"music": False, "text": True}]  # a one-shot text search loads the text tower only
     assert [h["rank"] for h in hits] == list(range(1, 8))
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
-    assert {h["modality"] for h in hits} == {"hybrid"}  # meaning and words, fused
+    # no word of the query names a piece here: ranked by meaning alone, and said so
+    assert "no word of the query matched any piece" in res.stderr
+    assert {h["modality"] for h in hits} <= {"abc", "mtf"}
+    worded = hits_of(run("search", "bach", "-c", "music", "--qdrant-path", path, "--json"))
+    assert {h["modality"] for h in worded} == {"hybrid"}  # meaning and words, fused
     semantic = hits_of(
         run("search", QUERY, "-c", "music", "--qdrant-path", path, "--json", "--mode", "semantic")
     )

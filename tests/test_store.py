@@ -32,7 +32,7 @@ from clamp2_engine.store import (
     point_id,
     resolve_store,
 )
-from clamp2_engine.store.schema import RECORD_ID
+from clamp2_engine.store.schema import RECORD_ID, SCHEMA_VERSION
 from clamp2_engine.store.server import connect
 
 # --- ids and record ----------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ def test_old_local_mode_folder_is_migrated_to_edge(tmp_path):
     ):
         copied = src.collection("c").copy_to(dst)
         assert copied.count() == 5
-        assert copied.record.schema == 3
+        assert copied.record.schema == SCHEMA_VERSION
         assert copied.record.lexical
         assert [
             h.payload["title"] for h in copied.search(unit_vec(1), filters=["composer=BACH"], limit=1)[0]

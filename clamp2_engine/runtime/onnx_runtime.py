@@ -41,7 +41,8 @@ def select_providers(
     """The execution providers to use, decided here and only here.
 
     Explicit ``providers`` (or ``$CLAMP2_ORT_PROVIDERS``) win; else ``device`` (``cpu``, ``cuda``,
-    ``cuda:N``); else CUDA when ONNX Runtime offers it, else CPU with one warning per process.
+    ``cuda:N``); else CUDA when ONNX Runtime offers it, else CPU: silently on a machine without a GPU,
+    with one warning per process where a GPU is there but this onnxruntime cannot use it.
     """
     global _warned_cpu
     if not providers and os.environ.get(ENV_PROVIDERS):
@@ -63,13 +64,18 @@ def select_providers(
         return [(CUDA, {"device_id": int(index or 0)}), CPU]
     if CUDA in available:
         return [CUDA, CPU]
-    if not _warned_cpu:
+    if not _warned_cpu and _has_gpu():  # a GPU that this onnxruntime cannot use is worth a word, once
         _warned_cpu = True
         log.warning(
             "ONNX Runtime has no CUDAExecutionProvider here: running on CPU (install onnxruntime-gpu "
             "for GPU inference, or ask for the cpu device to silence this)"
         )
     return [CPU]
+
+
+def _has_gpu() -> bool:
+    """Whether this machine has an NVIDIA GPU (its driver's device files), decided without torch."""
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
 
 
 def session_options(threads: int | None = None):

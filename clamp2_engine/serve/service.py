@@ -54,7 +54,7 @@ class ServeConfig:
     corpus_roots: dict[str, str] = field(default_factory=dict)  # overrides the collection's record
     public_health: bool = True  # /healthz and /livez answer without the API key (for probes)
     # threads that wait on render and upload workers (each runs one worker process at a time)
-    music_threads: int = field(default_factory=lambda: max(2, os.cpu_count() or 1))
+    music_threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
 
 
 class PieceNotFound(LookupError):

@@ -28,7 +28,10 @@ from clamp2_engine.types import VECTORS
 if TYPE_CHECKING:  # pragma: no cover
     from clamp2_engine.identity import ModelIdentity
 
-SCHEMA_VERSION = 3  # 2: payloads carry `keys`; 3: canonical field names, word-indexed `keys`, lexical vectors
+# 2: payloads carry `keys`; 3: canonical field names, word-indexed `keys`, lexical vectors; 4: lexical
+# vectors with the words of scripts written without spaces (`collections reindex` upgrades, no re-embedding)
+SCHEMA_VERSION = 4
+UNSPACED_WORDS_SCHEMA = 4
 META_KEY = "clamp2_engine"
 ID_NAMESPACE = uuid.UUID("6f1c2a52-3d0e-5b7a-9a43-c1a2f0e8b7d4")
 # the point holding the model record where a server keeps no collection metadata (Qdrant < 1.16)

@@ -84,6 +84,14 @@ async def audio(pid: str, svc: ServiceDep, request: Request, collection: str | N
     return FileResponse(made, media_type="audio/mpeg", headers={"Cache-Control": "max-age=3600"})
 
 
+@router.get("/{pid}/timemap.json", response_class=Response, responses=JSON)
+async def timemap(pid: str, svc: ServiceDep, collection: str | None = None) -> Response:
+    """When the notes of the engraved first page sound: ``[{"ms", "on": [ids], "off": [ids]}]`` (ids of
+    ``score.svg``'s elements; ``[]`` for MIDI-only pieces)."""
+    _found, data = await rendering(svc, pid, collection, "abc", svc.renderer.timemap)
+    return Response(data, media_type="application/json", headers={"Cache-Control": "max-age=3600"})
+
+
 def check_range(header: str | None, size: int) -> None:
     """A ``Range`` header the file can answer, else the JSON error every other answer has (Starlette's
     own answers these in plain text): 400 malformed, 416 beyond the end."""
