@@ -281,6 +281,31 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest
 
 
+def _unloadable(path: Path, exc: BaseException) -> str:
+    """Why ``path`` is no checkpoint this engine loads, in the user's words (no exception class, and no
+    advice to switch the weights-only safety off)."""
+    if "Weights only load failed" in str(exc) or "weights_only" in str(exc):
+        return (
+            f"{path} holds Python objects besides tensors, and checkpoints are loaded as weights only "
+            "(never code): save its state dict alone, torch.save({'model': model.state_dict()}, path)"
+        )
+    try:
+        head = path.read_bytes()[:4]
+    except OSError:
+        head = b""
+    kind = "a zip file that is not" if head.startswith(b"PK") else "not"
+    return f"{path} is {kind} a PyTorch checkpoint (a .pth file written by torch.save): {_what_file(path)}"
+
+
+def _what_file(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".abc", ".mid", ".midi", ".mtf", ".xml", ".mxl", ".musicxml", ".krn"):
+        return "it is music; give --model a checkpoint, and the music where the command takes files"
+    if suffix in (".txt", ".json", ".jsonl", ".md", ".csv"):
+        return "it is a text file"
+    return "give --model a checkpoint file, or a known name (clamp2, m3, demo)"
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint dict with ``weights_only=True`` (memory-mapped when possible).
 
@@ -299,10 +324,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                 raise
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(
-            f"cannot load {path} as a PyTorch checkpoint with weights_only=True: "
-            f"{type(exc).__name__}: {first_line(exc, 200, default='')}"
-        ) from None
+        raise CheckpointError(_unloadable(path, exc)) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} does not hold a dict of tensors")
     if "model" not in obj:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,9 @@ def plan_tasks(
         errors.add(path, "read", reason)
         summary.add("failed")
 
-    for path in iter_files(src, rejected=rejected):
+    found = list(iter_files(src, rejected=rejected))
+    stems = Counter((p.parent, p.stem) for p in found if p.suffix.lower() in suffixes)
+    for path in found:
         suffix = path.suffix.lower()
         if suffix not in suffixes:
             if suffix in TEXT_SUFFIXES:
@@ -54,7 +57,9 @@ def plan_tasks(
             else:
                 summary.add("ignored (not .abc/.mtf/.txt)")
             continue
-        out = mirror_path(src, path, dst, ".npy")
+        # x.abc and x.mtf side by side: both embedded, as x.abc.npy and x.mtf.npy
+        shared = stems[(path.parent, path.stem)] > 1
+        out = mirror_path(src, path, dst, (path.suffix + ".npy") if shared else ".npy")
         if out in claimed:
             errors.add(path, "plan", f"output {out} is already claimed by {claimed[out]} (same stem)")
             summary.add("failed")

@@ -36,6 +36,18 @@ def model_name(spec: str | os.PathLike | None, path: Path) -> str:
     return os.fspath(spec) if is_model_name(spec) else path.name
 
 
+def recorded_text_model(checkpoint: dict[str, Any], model: str | os.PathLike | None) -> str:
+    """The text model a checkpoint written by ``train`` names (its folder, when still there, or a Hub
+    name), else the one a known ``model`` goes with, else XLM-R base (``$CLAMP2_TEXT_MODEL`` first)."""
+    from clamp2_engine.checkpoints import default_text_model
+
+    recorded = checkpoint.get("text_model")
+    if not os.environ.get("CLAMP2_TEXT_MODEL") and isinstance(recorded, str) and recorded:
+        if Path(recorded).is_dir() or not os.path.isabs(recorded):
+            return recorded
+    return default_text_model(model)
+
+
 def recorded_int(checkpoint: dict[str, Any], key: str) -> int | None:
     """An integer setting a checkpoint written by this project records beside the weights (else None)."""
     value = checkpoint.get(key)
@@ -59,7 +71,6 @@ def load_torch(
     model a known checkpoint goes with (``$CLAMP2_TEXT_MODEL`` first).
     """
     from clamp2_engine.checkpoints import (
-        default_text_model,
         detect_kind,
         load_checkpoint,
         resolve_checkpoint,
@@ -93,7 +104,9 @@ def load_torch(
     length = max_text_length or recorded_int(checkpoint, "max_text_length") or DEFAULT_MAX_TEXT_LENGTH
     text_spec = hf_config = tokenizer = None
     if load_text:
-        text_spec = os.fspath(text_model) if text_model is not None else default_text_model(model)
+        text_spec = (
+            os.fspath(text_model) if text_model is not None else recorded_text_model(checkpoint, model)
+        )
         hf_config, tokenizer = load_text_assets(text_spec)
     module = build_clamp2(
         state,

@@ -11,6 +11,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The reference's exact numbers on every CPU, for fixtures of any scope too: `dtype="auto"` would pick
 # bf16 where the CPU computes it natively (tests/test_precision.py checks what auto picks).
 os.environ["CLAMP2_DTYPE"] = "fp32"
+# ingest exports the query tower to ONNX for fast searches: off in tests (a few seconds each), on in the
+# tests of that step (tests/test_first_hour.py)
+os.environ["CLAMP2_PREPARE_QUERIES"] = "0"
 
 import pytest  # noqa: E402
 from fixture_paths import BENCH, PARITY, require  # noqa: E402
@@ -38,6 +41,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("CLAMP2_QDRANT_PATH", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("CLAMP2_DTYPE", "fp32")
+    monkeypatch.setenv("CLAMP2_PREPARE_QUERIES", "0")
     yield
 
 

@@ -102,3 +102,17 @@ def test_a_file_name_of_254_bytes_converts(folder, tmp_path):
     res = run("convert", src, tmp_path / "out", "--to", "mtf", "--jobs", "1")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out" / ("a" * 250 + ".mtf")).is_file()
+
+
+def test_a_tune_without_notes_is_a_problem_not_a_point(folder):
+    (folder / "empty.abc").write_text("X:1\nT:Empty tune\nM:4/4\nK:C\n", encoding="utf-8")
+    res = run("ingest", folder, "-c", "k", "--model", "demo", "--json", "--jobs", "1")
+    assert res.exit_code == 1, res.output
+    report = json.loads(next(line for line in res.output.splitlines() if line.startswith("{")))
+    assert (report["embedded"], report["failed"], report["points"]) == (3, 1, 3)
+    why = [
+        r["reason"]
+        for r in problems(Path(os.environ["CLAMP2_HOME"]), "k")
+        if r["source"].endswith("empty.abc")
+    ]
+    assert any("no notes" in w for w in why), why

@@ -116,6 +116,8 @@ def test_the_piece_view(site):
     facts = view.locator("dl").inner_text()
     assert "meter" in facts
     assert "4/4" in facts
+    assert "key_sharps" not in facts  # fields for machines stay out
+    assert "title" not in facts.split()  # the heading says it
     assert view.locator(".permalink").get_attribute("href") == f"/?piece={mozart['id']}"
     assert view.locator("button", has_text="MIDI").count() == 1
     assert view.locator("button", has_text="Audio").count() == 1
@@ -127,6 +129,11 @@ def test_the_piece_view(site):
     view.locator("button.close").click()
     page.wait_for_function("() => document.getElementById('piece').hidden")
     assert "piece=" not in page.url
+    page.goto(f"{url}/?like={mozart['id']}")  # a link to "more like this": the status names the piece
+    page.wait_for_function(
+        "() => /pieces for pieces like/.test(document.getElementById('status').textContent)"
+    )
+    assert mozart["title"] in page.locator("#status").inner_text()
     page.goto(f"{url}/?" + str(httpx.QueryParams({"q": QUERY})))
     page.wait_for_selector(".card h2 a", timeout=60_000)
     first = page.locator(".card").first

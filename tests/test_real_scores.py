@@ -257,7 +257,9 @@ def test_a_query_book_says_which_tune(ingested, tmp_path):
     )
     res = run("search", "-c", "real", *base, "--music", str(book), "-k", "1")
     assert res.exit_code == 0, res.output
-    assert "book.abc holds 2 pieces: searching by number 1 (First); choose with --tune N" in res.output
+    assert (
+        "book.abc holds 2 pieces: searching by number 1 (First); choose another by its number" in res.output
+    )
     res = run("search", "-c", "real", *base, "--music", str(book), "--tune", "7", "-k", "1")
     assert "searching by number 7 (Seventh)" in res.output
     res = run("search", "-c", "real", *base, "--music", str(book), "--tune", "3")

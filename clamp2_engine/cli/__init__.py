@@ -51,6 +51,9 @@ class LazyGroup(click.Group):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
 
     def invoke(self, ctx: click.Context):
+        """Every command: a missing extra is one line naming the ``pip install``; Ctrl-C ends it with one
+        line and exit status 130 (what was done is kept by each command's design), never a traceback or
+        click's "Aborted!" with status 1."""
         try:
             return super().invoke(ctx)
         except ModuleNotFoundError as exc:
@@ -58,6 +61,10 @@ class LazyGroup(click.Group):
             if message is None:
                 raise
             raise message from None
+        except KeyboardInterrupt:
+            from clamp2_engine.cli.options import interrupted
+
+            interrupted()
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:

@@ -16,6 +16,7 @@ from clamp2_engine.cli.options import (
     fail,
     store_client,
     store_options,
+    table_console,
 )
 
 # --- collections --------------------------------------------------------------------------------------
@@ -31,7 +32,6 @@ def collections() -> None:
 @store_options
 def collections_list(as_json: bool, **kwargs: Any) -> None:
     """Collections in the store, with their sizes and models."""
-    from rich.console import Console
     from rich.table import Table
 
     with store_client(kwargs) as store:
@@ -46,7 +46,7 @@ def collections_list(as_json: bool, **kwargs: Any) -> None:
         points = "in use" if r["status"] == "in use" else str(r["points"] if r["points"] is not None else "-")
         points = "damaged" if r["status"] == "damaged" else points
         table.add_row(r["name"], points, str(r["model"] or "-"), str(r["dim"] or "-"), r["created"] or "")
-    console = Console()
+    console = table_console()
     console.print(table)
     for r in rows:
         if r["problem"]:
@@ -69,7 +69,6 @@ def _or_fail(fn: Callable[..., Any], *args: Any) -> Any:
 @store_options
 def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
     """The engine, counts, index state, disk size and model of collection NAME."""
-    from rich.console import Console
     from rich.table import Table
 
     from clamp2_engine.search import plan_query_model
@@ -113,7 +112,7 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
     ]
     for k, v in rows:
         table.add_row(k, v)
-    Console().print(table)
+    table_console().print(table)
 
 
 def _query_model_line(plan: dict[str, str], model: dict[str, Any], source: dict[str, Any]) -> str:

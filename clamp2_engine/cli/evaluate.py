@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clamp2_engine.cli import plots
-from clamp2_engine.cli.options import STORE_OPTION_NAMES, fail, resolve_spec, store_options
+from clamp2_engine.cli.options import STORE_OPTION_NAMES, fail, resolve_spec, store_options, table_console
 from clamp2_engine.runlog import ErrorLog, console, progress_bar
 
 DIR = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -25,7 +25,7 @@ OUT_FILE = click.Path(dir_okay=False, writable=True, path_type=Path)
 
 
 def _stdout() -> Console:
-    return Console()
+    return table_console()
 
 
 def _show_errors(errors: Sequence[tuple[str, str]], log: ErrorLog | None = None, stage: str = "load") -> None:

@@ -15,6 +15,7 @@ from clamp2_engine.cli.options import (
     collection_name,
     exit_for_failures,
     fail,
+    interrupted,
     model_options,
     pop_model_options,
     renamed,
@@ -169,9 +170,13 @@ def ingest(
     if summarize and (not base_url or not llm):
         raise click.UsageError("--summarize needs --base-url URL and --llm MODEL")
     if summarize and metadata is None:
-        from clamp2_engine.ingest.corpus import find_metadata
+        from clamp2_engine.ingest.corpus import CorpusError, find_metadata
 
-        if find_metadata(corpus.resolve()) is None:
+        try:
+            found = find_metadata(corpus.resolve())
+        except CorpusError as exc:  # several JSONL files: which one is the user's to say
+            raise fail(exc) from None
+        if found is None:
             raise click.UsageError(
                 "--summarize needs metadata: --metadata items.jsonl, or a corpus in the seed layout"
             )
@@ -217,7 +222,7 @@ def run_ingest(store, corpus: Path, collection: str, options, runner: str = "loc
     except (ModelNotFoundError, CheckpointError, ValueError, RuntimeError, OSError) as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
-        raise click.ClickException("interrupted; what was written is kept: re-run to finish") from None
+        interrupted("what was written is kept: re-run to finish")
     report, errors = done.report, done.errors
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
@@ -239,6 +244,10 @@ def run_ingest(store, corpus: Path, collection: str, options, runner: str = "loc
             f"{errors.count} problem(s) with {len(errors.sources)} input(s) logged in {errors.path}",
             highlight=False,
         )
+    from clamp2_engine.cli.prepare import prepare_query_model
+
+    store.backend.release(collection)  # the export reads the record only; other commands may open it
+    prepare_query_model(store, collection, lambda m: console.print(m, highlight=False, style="dim"))
     return done
 
 

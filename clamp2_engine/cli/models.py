@@ -6,6 +6,8 @@ import json
 
 import click
 
+from clamp2_engine.cli.options import table_console
+
 
 @click.group()
 def models() -> None:
@@ -42,7 +44,6 @@ def list_models(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Known models")
@@ -50,4 +51,4 @@ def list_models(as_json: bool) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], r["kind"], r["repo"], r["cached"] or "no", r["description"])
-    Console().print(table)
+    table_console().print(table)

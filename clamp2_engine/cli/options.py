@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -44,6 +44,15 @@ allow_failures_option = click.option(
     is_flag=True,
     help="Exit 0 even when some items failed (they are listed in the errors file either way).",
 )
+
+
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells use
+
+
+def interrupted(what: str = "") -> NoReturn:
+    """End a command that Ctrl-C stopped: one line (``what`` says what is kept), exit status 130."""
+    click.echo("interrupted" + (f"; {what}" if what else ""), err=True)
+    raise click.exceptions.Exit(INTERRUPTED)
 
 
 def exit_for_failures(failed: int, allow: bool) -> None:
@@ -272,3 +281,18 @@ def open_model(
         return load(options, towers, kind)
     except (ModelNotFoundError, CheckpointError, ValueError, RuntimeError, OSError) as exc:
         raise fail(exc) from None
+
+
+PIPE_WIDTH = 200  # columns of a table written to a pipe or file (Rich's 80 would cut titles short)
+
+
+def table_console() -> Any:
+    """A Rich console for tables on stdout: the terminal's width, or :data:`PIPE_WIDTH` when stdout is a
+    pipe or a file (``$COLUMNS`` still wins)."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    wide = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    return Console(width=PIPE_WIDTH if wide else None)

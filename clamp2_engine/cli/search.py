@@ -18,6 +18,7 @@ from clamp2_engine.cli.options import (
     pop_model_options,
     store_client,
     store_options,
+    table_console,
 )
 from clamp2_engine.jsonl import dumps, printable
 from clamp2_engine.types import LEXICAL_WEIGHT, MODALITIES, MODES
@@ -151,7 +152,6 @@ def _print_hits(hits, as_json: bool, title: str = "", why: str | None = None) ->
     if not hits:  # the reason alone, no empty table
         click.echo(f"no hits: {why}" if why else "no hits")
         return
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -178,7 +178,7 @@ def _print_hits(hits, as_json: bool, title: str = "", why: str | None = None) ->
             path,
         ]
         table.add_row(str(h.rank), f"{h.score:.4f}", *(Text(printable(c)) for c in cells), h.modality)
-    Console().print(table)
+    table_console().print(table)
 
 
 ABOUT_FIELDS = ("genre", "genres", "meter", "key", "voices")
@@ -216,7 +216,7 @@ def _about(payload: dict[str, Any]) -> str:
     multiple=True,
     metavar="ID",
     help="More like this piece (a point id; repeatable). Scores are Qdrant's best-score recommend scores: "
-    "the sigmoid of the best cosine to an example, so 0.73 is the most (a copy), not cosine.",
+    "a sigmoid of the best similarity to an example, so about 0.75 is the most (a copy), not cosine.",
 )
 @click.option(
     "--unlike", multiple=True, metavar="ID", help="Less like this piece (repeatable; with --like or QUERY)."
@@ -288,9 +288,9 @@ def _check_filters(filters: tuple[str, ...] | list[str]) -> None:
 
 SHELL_HELP = """\
 type a text to search; commands:
-  :music PATH       search by a piece of music (score, MIDI, .mtf)
+  :music PATH [N]   search by a piece of music (score, MIDI, .mtf; N: tune X:N of a tune book)
   :mode hybrid|semantic|lexical               how a text is matched (meaning and words, or one)
-  :k N              hits per query            :modality abc|mtf|text|any
+  :k N              hits per query            :modality abc|mtf|text|any   (alone: the value now)
   :filter KEY=VAL   add a filter              :filter        show filters     :clear   drop filters
   :json             toggle JSON output        :help          this text        :quit    leave (or Ctrl-D)"""
 
@@ -334,6 +334,8 @@ def shell(
             try:
                 line = (input("search> ") if interactive else sys.stdin.readline() or _eof()).strip()
             except EOFError:
+                if interactive:
+                    click.echo(err=True)  # Ctrl-D: the prompt's line ends before the shell's prompt returns
                 break
             except KeyboardInterrupt:  # Ctrl-C clears the line, as in a shell; Ctrl-D or :quit leaves
                 click.echo("^C  (:quit or Ctrl-D to leave)", err=True)
@@ -359,6 +361,9 @@ def _shell_line(searcher: Searcher, line: str, state: dict[str, Any]) -> None:
     arg = arg.strip()
     if cmd == ":help":
         click.echo(SHELL_HELP)
+    elif cmd in (":k", ":modality", ":mode") and not arg:  # alone: the value now
+        name = cmd.removeprefix(":")
+        click.echo(f"{name} = {state[name]}")
     elif cmd == ":k":
         if not arg.isdigit() or int(arg) < 1:
             raise click.ClickException(":k needs a positive number")
@@ -391,10 +396,13 @@ def _shell_line(searcher: Searcher, line: str, state: dict[str, Any]) -> None:
         state["json"] = not state["json"]
         click.echo(f"JSON output {'on' if state['json'] else 'off'}")
     elif cmd == ":music":
-        path = Path(arg).expanduser()
+        name, tune = arg, None
+        if not Path(arg).expanduser().is_file() and " " in arg:  # :music PATH N
+            name, _, tune = arg.rpartition(" ")
+        path = Path(name).expanduser()
         if not path.is_file():
             raise click.ClickException(f"no file {arg!r}")
-        _shell_search(searcher, state, arg, music=path)
+        _shell_search(searcher, state, arg, music=path, tune=tune)
     elif cmd.startswith(":"):
         raise click.ClickException(f"unknown command {cmd} (:help lists them)")
     else:
@@ -402,7 +410,12 @@ def _shell_line(searcher: Searcher, line: str, state: dict[str, Any]) -> None:
 
 
 def _shell_search(
-    searcher: Searcher, state: dict[str, Any], label: str, text: str | None = None, music: Path | None = None
+    searcher: Searcher,
+    state: dict[str, Any],
+    label: str,
+    text: str | None = None,
+    music: Path | None = None,
+    tune: str | None = None,
 ) -> None:
     started = time.perf_counter()
     query = make_query(
@@ -413,6 +426,6 @@ def _shell_search(
         filters=tuple(state["filters"]),
         lexical_weight=state["lexical_weight"],
     )
-    result = searcher.search(query, music)
+    result = searcher.search(query, music, tune)
     ms = (time.perf_counter() - started) * 1000
     _print_hits(result.hits, state["json"], title=f"{printable(label)} ({ms:.0f} ms)", why=result.why)

@@ -77,7 +77,7 @@ def serve(
     public_health: bool,
     **kwargs: Any,
 ) -> None:
-    """Serve COLLECTION over HTTP: a JSON API (/search, /search/music, /embed/text, /embed/music,
+    """Serve the collection given by -c over HTTP: a JSON API (/search, /search/music, /embed/text, /embed/music,
     /collections, /pieces/ID[/score.svg|/midi]; /healthz, /livez, /metrics; docs at /docs) and a search
     page at /. The port answers at once; /healthz says "starting" until the model is loaded. SIGTERM
     lets requests in flight finish."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from clamp2_engine.cli.options import fail, renamed
+from clamp2_engine.cli.options import allow_failures_option, exit_for_failures, fail, interrupted, renamed
 
 LLM_OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option(
@@ -91,6 +91,7 @@ def llm_options(f: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run's counts as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@allow_failures_option
 def summarize(
     src: Path,
     out: Path,
@@ -106,12 +107,14 @@ def summarize(
     retry_none: bool,
     as_json: bool,
     quiet: bool,
+    allow_failures: bool,
 ) -> None:
     """Write English and non-English summaries of SRC's metadata to OUT (JSONL).
 
     SRC is a folder of per-piece .json files (walked recursively) or a .jsonl; OUT gets one line per
     piece (the input fields, summary_en, summary_nen, filepaths last), ready for `ingest --metadata` and
     `train clamp2`. Re-running skips the items already in OUT; failures go to OUT's .errors.jsonl.
+    Exit status: 0 all items done, 1 some items failed (0 with --allow-failures), 2 usage errors.
     """
     from clamp2_engine.ingest.llm_prompt import resolve_languages
     from clamp2_engine.ingest.summarize import SummarizeError, load_items, summarize_items
@@ -145,11 +148,10 @@ def summarize(
     except SummarizeError as exc:
         raise click.ClickException(f"{exc} (finished items are kept in {out}; re-run to resume)") from None
     except KeyboardInterrupt:
-        raise click.ClickException(
-            f"interrupted; finished items are kept in {out}; re-run to resume"
-        ) from None
+        interrupted(f"finished items are kept in {out}; re-run to resume")
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        exit_for_failures(report.failed, allow_failures)
         return
     summary = RunSummary("summarize", seconds=report.seconds)
     for key in ("done", "skipped", "none", "failed", "retries", "tokens"):
@@ -163,3 +165,4 @@ def summarize(
         for kind, n in report.reasons.most_common(6):
             console.print(f"  {n} x {kind}")
     console.print(f"wrote {out}")
+    exit_for_failures(report.failed, allow_failures)

@@ -196,8 +196,11 @@ def _run(kind: str, kwargs: dict[str, Any], make_options: Callable[[dict[str, An
 
         table = Table(title=f"train {kind}", show_header=False)
         for key, value in summary.items():
-            table.add_row(key, "-" if value is None else str(value))
+            if key != "warning":
+                table.add_row(key, "-" if value is None else str(value))
         console.print(table)
+    if summary.get("warning") and not as_json:
+        click.echo(f"warning: {summary['warning']}", err=True)
 
 
 @click.group()
@@ -285,7 +288,12 @@ def m3(**kwargs: Any) -> None:
 @click.option("--text-layers", type=click.IntRange(1), default=None)
 @click.option("--text-intermediate", type=click.IntRange(1), default=None, help="Default: 4 x text hidden.")
 @click.option("--embed-dim", type=click.IntRange(1), default=None, help="Joint space size (fresh: 768).")
-@click.option("--max-text-length", type=click.IntRange(2), default=MAX_TEXT_LENGTH, show_default=True)
+@click.option(
+    "--max-text-length",
+    type=click.IntRange(2),
+    default=None,
+    help=f"Text window in tokens; default: the --init checkpoint's (the demo's 64), else {MAX_TEXT_LENGTH}.",
+)
 @click.option(
     "--text-dropout/--no-text-dropout",
     default=True,

@@ -331,6 +331,11 @@ def prepare_unit(unit: Unit, render: bool, only: str | None = None) -> tuple[lis
                     _set(piece(part), to, text, rel)
                 problems.extend((str(path), stage, _reason(exc)) for _sfx, exc in failed)
                 problems.extend(_notes(path, stage, notes))
+    for p in pieces.values():  # music without a note (a tune of headers alone) is no piece to find
+        if p.mtf and "note_on" not in p.mtf:
+            problems.append((str(unit.files[0][1]), "render", "no notes in the MIDI (nothing to embed)"))
+            p.mtf = None
+            p.sources.pop("mtf", None)
     kept = [p for p in pieces.values() if p.abc or p.mtf]
     if only != "mtf":  # the file's fields, read where it was converted (a worker), not again when written
         _describe(unit, kept)
@@ -431,7 +436,7 @@ def _score_piece(task: tuple[str, str | None]) -> tuple[str, str | None]:
         named = f" ({title.group(1).strip()[:60]})" if title else ""
         note = (
             f"{path.name} holds {len(tunes)} pieces: searching by number {numbers[index]}{named}; "
-            "choose with --tune N"
+            "choose another by its number (search --tune N; in the shell, :music PATH N)"
         )
     return text, note
 
@@ -485,5 +490,8 @@ def music_query_input(
                 notes.append(note)
             return "abc", text
     except Exception as exc:
-        raise ValueError(f"cannot read {p.name} as music: {_reason(exc)}") from None
+        from clamp2_engine.workers import without_internals
+
+        reason = without_internals(_reason(exc) if not isinstance(exc, ValueError) else str(exc))
+        raise ValueError(f"cannot read {p.name} as music: {reason.removeprefix('decode: ')}") from None
     raise ValueError(f"{p.name}: not a music file ({', '.join(sorted(accepted_suffixes()))})")

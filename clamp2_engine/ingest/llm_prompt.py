@@ -83,7 +83,9 @@ def resolve_languages(names: str | list[str] | tuple[str, ...] | None) -> tuple[
         if lang is None:
             close = get_close_matches(name, LANGUAGES, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ValueError(f"unknown language {name!r}{hint}; see ingest.llm_prompt.LANGUAGES")
+            raise ValueError(
+                f"unknown language {name!r}{hint}; one of the {len(LANGUAGES)}: {', '.join(LANGUAGES)}"
+            )
         if lang not in out:
             out.append(lang)
     if not out:

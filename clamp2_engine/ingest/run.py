@@ -126,13 +126,15 @@ def _recorded_model(store: Store, collection: str, model: LoadOptions) -> LoadOp
 
 def _source(model: LoadOptions, need_text: bool) -> dict[str, Any]:
     """How to load the model again, as the collection records it."""
-    from clamp2_engine.checkpoints import REGISTRY, default_model, default_text_model
+    from clamp2_engine.checkpoints import REGISTRY, default_model
 
     source = model_source(
         model.model or default_model(), model.text_model if (need_text or model.text_model) else None
     )
     if need_text and source["text_model"] is None and source["model"] not in REGISTRY:
-        source["text_model"] = default_text_model()  # a known model's own text model is implied
+        # a known model's text model is implied, and so is the one a checkpoint written by `train`
+        # names; a text model chosen by the environment is recorded
+        source["text_model"] = os.environ.get("CLAMP2_TEXT_MODEL") or None
     return source
 
 

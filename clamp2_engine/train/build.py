@@ -22,8 +22,10 @@ from clamp2_engine.checkpoints import (
     resolve_checkpoint,
 )
 from clamp2_engine.errors import about, first_line
+from clamp2_engine.loading import recorded_int
 from clamp2_engine.models import CLaMP2Config, CLaMP2Model, M3Config, M3Model, TextConfig
 from clamp2_engine.models.factory import build_clamp2, build_m3, infer_m3_config, load_weights
+from clamp2_engine.text import MAX_TEXT_LENGTH
 from clamp2_engine.train.config import CLaMP2Options, M3Options
 
 WEIGHT_FILES = (
@@ -199,8 +201,13 @@ def build_clamp2_model(
     music_sizes = (opts.hidden_size, opts.num_layers, opts.patch_size, opts.patch_length)
     if state is not None or opts.init:
         origin = "resumed" if state is not None else str(opts.init)
-        state = state if state is not None else load_state(opts.init, "clamp2")
-        model = build_clamp2(state, hf_config, max_text_length=opts.max_text_length)
+        window = opts.max_text_length
+        if state is None:
+            checkpoint = load_checkpoint(resolve_checkpoint(opts.init))
+            state, window = checkpoint["model"], window or recorded_int(checkpoint, "max_text_length")
+            if detect_kind(state) != "clamp2":
+                raise CheckpointError(f"{opts.init} is not a CLaMP 2 checkpoint")
+        model = build_clamp2(state, hf_config, max_text_length=window or MAX_TEXT_LENGTH)
         m3_config(*music_sizes, base=model.config.music)
         check_text_sizes(opts, model.config)
         return model.train(), {"text": origin, "music": origin}
@@ -214,7 +221,10 @@ def build_clamp2_model(
     text = text_config(pretrained.config if pretrained is not None else hf_config, overrides)
     model = CLaMP2Model(
         CLaMP2Config(
-            music=music, text=text, embed_dim=opts.embed_dim or 768, max_text_length=opts.max_text_length
+            music=music,
+            text=text,
+            embed_dim=opts.embed_dim or 768,
+            max_text_length=opts.max_text_length or MAX_TEXT_LENGTH,
         )
     )
     init_fresh(model)

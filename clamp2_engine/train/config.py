@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clamp2_engine.models.config import MAX_TEXT_LENGTH
 from clamp2_engine.types import PRECISIONS  # noqa: F401 - re-exported
 
 LATEST, BEST = "latest.pth", "best.pth"
@@ -88,7 +87,7 @@ class CLaMP2Options:
     text_layers: int | None = None
     text_intermediate: int | None = None
     embed_dim: int | None = None  # None: 768, or the loaded checkpoint's
-    max_text_length: int = MAX_TEXT_LENGTH
+    max_text_length: int | None = None  # None: the --init checkpoint's window, else MAX_TEXT_LENGTH
     text_dropout: bool = True
     logit_scale: float = 1.0
     keep_instruments: float = 0.1  # probability of keeping instrument names in training (reference: 0.1)

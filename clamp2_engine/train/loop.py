@@ -45,7 +45,7 @@ class TrainTask:
     eval_set: Dataset | None
     collate: Callable[[list], dict]
     step: Step
-    record: dict[str, int] = field(default_factory=dict)  # settings written into every checkpoint
+    record: dict[str, Any] = field(default_factory=dict)  # settings written into every checkpoint
 
 
 @dataclass

@@ -155,6 +155,25 @@ def run_m3(cfg: LoopConfig, opts: M3Options) -> dict[str, Any]:
         shutdown(info)
 
 
+MIN_EVAL = 8  # evaluation items below which eval loss and accuracy say little
+
+
+def with_eval_warning(summary: dict[str, Any], n_eval: int) -> dict[str, Any]:
+    """``summary`` with a warning when the evaluation set is too small to mean anything."""
+    if 0 < n_eval < MIN_EVAL:
+        summary["warning"] = (
+            f"only {n_eval} evaluation item(s): eval loss and accuracy say little (give --eval-items, or a "
+            "larger --eval-split)"
+        )
+    return summary
+
+
+def text_record(text_spec: str) -> str:
+    """How a checkpoint names its text model: an absolute folder, or a Hub name as given."""
+    path = Path(text_spec).expanduser()
+    return os.fspath(path.resolve()) if path.is_dir() else text_spec
+
+
 def _text_spec(cfg: LoopConfig, opts: CLaMP2Options) -> str:
     """``--text-model``, else the one the resumed run used, else the default (XLM-R base)."""
     from clamp2_engine.checkpoints import default_text_model
@@ -165,7 +184,7 @@ def _text_spec(cfg: LoopConfig, opts: CLaMP2Options) -> str:
         saved = json.loads((cfg.out / CONFIG).read_text(encoding="utf-8")).get("text_model")
         if saved:
             return saved
-    return default_text_model()
+    return default_text_model(opts.init)  # a known --init brings its own (the demo's tokenizer)
 
 
 def run_clamp2(cfg: LoopConfig, opts: CLaMP2Options) -> dict[str, Any]:
@@ -201,7 +220,7 @@ def run_clamp2(cfg: LoopConfig, opts: CLaMP2Options) -> dict[str, Any]:
         kw = {
             "patch_size": mc.music.patch_size,
             "patch_length": mc.music.patch_length,
-            "max_text_length": opts.max_text_length,
+            "max_text_length": mc.max_text_length,  # --max-text-length, else --init's window, else 128
             "text_dropout": opts.text_dropout,
             "keep_instruments": opts.keep_instruments,
             "seed": cfg.seed,
@@ -217,9 +236,10 @@ def run_clamp2(cfg: LoopConfig, opts: CLaMP2Options) -> dict[str, Any]:
             # read back by clamp2_engine.loading, so our checkpoints need no --max-text-length (the
             # reference ignores extra keys)
             record={
-                "max_text_length": opts.max_text_length,
+                "max_text_length": mc.max_text_length,
                 "patch_size": mc.music.patch_size,
                 "patch_length": mc.music.patch_length,
+                "text_model": text_record(text_spec),
             },
         )
         write_config(
@@ -237,6 +257,6 @@ def run_clamp2(cfg: LoopConfig, opts: CLaMP2Options) -> dict[str, Any]:
                 "eval_keys": [it.key for it in eval_items],
             },
         )
-        return Trainer(task, cfg, info, resume).fit()
+        return with_eval_warning(Trainer(task, cfg, info, resume).fit(), len(eval_items))
     finally:
         shutdown(info)

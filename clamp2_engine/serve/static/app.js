@@ -1,6 +1,9 @@
 "use strict";
 // The search page: plain JavaScript over the JSON API; no build step, no network but this server.
 const $ = (id) => document.getElementById(id);
+// the piece view's facts: the words people use for each field; fields for machines stay out
+const FACT_LABELS = { source: "file", work_title: "work", titles: "also titled", seconds: "length (s)", genres: "genre" };
+const HIDDEN_FACTS = new Set(["key_sharps", "key_fifths", "unit", "unit_hash", "unit_parts", "piece_id"]);
 const key = () => localStorage.getItem("clamp2-api-key");
 
 async function api(path, options = {}) {
@@ -227,7 +230,9 @@ async function openPiece(id) {
   const meta = Object.assign({ composer: p.composer, source: p.source }, p.metadata || {});
   for (const [k, v] of Object.entries(meta)) {
     if (v === null || v === undefined || v === "" || typeof v === "object" && !Array.isArray(v)) continue;
-    facts.append(text("dt", "", k), text("dd", "", Array.isArray(v) ? v.join(", ") : String(v)));
+    if (HIDDEN_FACTS.has(k) || (k === "title" && v === name)) continue;  // the heading says it already
+    const label = FACT_LABELS[k] || k.replace(/_/g, " ");
+    facts.append(text("dt", "", label), text("dd", "", Array.isArray(v) ? v.join(", ") : String(v)));
   }
   const summaries = [p.summary_en, p.summary_nen].flat().filter((t) => typeof t === "string" && t.trim());
   const actions = document.createElement("div");
@@ -280,7 +285,15 @@ async function run(state) {
   if (state.like) body.like = [state.like];
   else body.query = state.q;
   if (!state.like && state.varied === "1") body.diverse = true;
-  const label = state.like ? `pieces like ${state.likeTitle || "this one"}` : `“${state.q}”`;
+  let likeName = state.likeTitle;
+  if (state.like && !likeName) {  // a link or a reload: name the piece from the server
+    const found = await api(`/pieces/${encodeURIComponent(state.like)}`);
+    if (found.ok) {
+      const piece = (await found.json()).payload || {};
+      likeName = `“${piece.title || piece.source || state.like}”`;
+    }
+  }
+  const label = state.like ? `pieces like ${likeName || "this one"}` : `“${state.q}”`;
   $("status").textContent = `searching ${label}…`;
   const res = await api("/search", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
   const data = await res.json();
