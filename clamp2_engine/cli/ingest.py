@@ -215,6 +215,8 @@ def run_ingest(store, corpus: Path, collection: str, options, runner: str = "loc
     from clamp2_engine.runlog import RunSummary, console
     from clamp2_engine.store import CollectionError, StoreError
 
+    if options.progress:  # a word within a second: reading the folder and loading the model take a while
+        console.print(f"ingest {corpus} -> {collection}: reading the folder, loading the model ...", style="dim")
     try:
         done = run(store, corpus, collection, options, runner)  # type: ignore[arg-type]
     except (CorpusError, CollectionError, StoreError, SummarizeError) as exc:

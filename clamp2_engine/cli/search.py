@@ -315,6 +315,7 @@ def shell(
     _check_filters(filters)
     options = pop_model_options(kwargs)
     with store_client(kwargs) as store:
+        click.echo(f"opening {collection} and its query model ...", err=True)  # said before the wait
         searcher = Searcher(store, collection, options)
         if mode != "lexical":
             searcher.model("text")
