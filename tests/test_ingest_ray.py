@@ -91,7 +91,7 @@ def test_an_interrupted_ray_run_is_completed_by_the_next(
         ["ingest", str(corpus), "-c", "k", "--qdrant-path", str(store), "--no-render", "--write-batch", "2",
          "--runner", "ray", *model_args(parity_dir)],
     )  # fmt: skip
-    assert res.exit_code == 1
+    assert res.exit_code == 130  # Ctrl-C's status, as shells use
     assert "interrupted" in res.output
     monkeypatch.undo()
     done = written[0]  # units of the one batch written

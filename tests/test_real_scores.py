@@ -314,7 +314,7 @@ def test_progress_off_a_terminal_is_a_plain_line_now_and_then(monkeypatch, capsy
 
 def test_like_scores_are_explained_in_the_help():
     res = run("search", "--help")
-    assert "sigmoid of the best cosine" in " ".join(res.output.split())
+    assert "sigmoid of the best similarity" in " ".join(res.output.split())
 
 
 def test_staff_names_are_clean_where_abc_becomes_musicxml():

@@ -361,7 +361,7 @@ def test_cli_summarize_folder(tmp_path, monkeypatch):
             "--json",
         ]
         res = CliRunner().invoke(main, args)
-        assert res.exit_code == 0, res.output
+        assert res.exit_code == 1, res.output  # an item failed: the batch commands' exit status
         counts = json.loads(res.output)
         assert {k: counts[k] for k in ("total", "done", "none", "failed")} == {
             "total": 4,
