@@ -216,7 +216,9 @@ def run_ingest(store, corpus: Path, collection: str, options, runner: str = "loc
     from clamp2_engine.store import CollectionError, StoreError
 
     if options.progress:  # a word within a second: reading the folder and loading the model take a while
-        console.print(f"ingest {corpus} -> {collection}: reading the folder, loading the model ...", style="dim")
+        console.print(
+            f"ingest {corpus} -> {collection}: reading the folder, loading the model ...", style="dim"
+        )
     try:
         done = run(store, corpus, collection, options, runner)  # type: ignore[arg-type]
     except (CorpusError, CollectionError, StoreError, SummarizeError) as exc:
