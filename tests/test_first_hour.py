@@ -110,3 +110,59 @@ def test_ctrl_c_exits_130_and_says_what_is_kept(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert "Traceback" not in err
+
+
+@pytest.fixture
+def tunes(tmp_path: Path) -> Path:
+    """A collection ``tunes`` holding a tune book with two tunes and a long title."""
+    folder = tmp_path / "tunes"
+    folder.mkdir()
+    long_title = "A Remarkably Long Title For A Small Tune That Keeps Going"
+    (folder / "book.abc").write_text(
+        f"X:1\nT:{long_title}\nM:4/4\nL:1/8\nK:C\nCDEF GABc|cBAG FEDC|]\n\n"
+        "X:2\nT:Second tune\nM:3/4\nL:1/8\nK:G\nGAB cde|d6|]\n",
+        encoding="utf-8",
+    )
+    res = run("ingest", folder, "-c", "tunes", "--model", "demo", "--jobs", "0", "--no-render", "-q")
+    assert res.exit_code == 0, res.output
+    return folder
+
+
+def test_shell_settings_alone_show_their_value_and_music_takes_a_tune(tunes):
+    script = f":k\n:mode\n:modality\n:k 2\n:music {tunes / 'book.abc'} 2\n:quit\n"
+    res = CliRunner().invoke(main, ["shell", "-c", "tunes"], input=script, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    for said in ("k = 10", "mode = hybrid", "modality = any", "k = 2 hits per query"):
+        assert said in res.output
+    assert "error" not in res.output  # tune 2 of the book, chosen in the shell
+
+
+def test_tables_written_to_a_pipe_keep_long_titles_whole(tunes):
+    res = run("search", "remarkably long title", "-c", "tunes", "--mode", "lexical")
+    assert res.exit_code == 0, res.output
+    assert "A Remarkably Long Title For A Small Tune That Keeps Going" in res.stdout
+
+
+def test_numeric_defaults_in_help_texts_are_the_codes():
+    """A help text that names a default names the one the code uses."""
+    import re
+
+    import click
+
+    from clamp2_engine.store.collection import WEIGHTS
+
+    known = {("search", "--lexical-weight"): WEIGHTS[1], ("shell", "--lexical-weight"): WEIGHTS[1]}
+
+    def commands(cmd, path):
+        if isinstance(cmd, click.Group):
+            ctx = click.Context(cmd)
+            for name in cmd.list_commands(ctx):
+                yield from commands(cmd.get_command(ctx, name), [*path, name])
+        else:
+            yield " ".join(path), cmd
+
+    for name, cmd in commands(main, []):
+        for p in cmd.params:
+            for said in re.findall(r"default[: ]+([0-9][0-9.]*)\b", getattr(p, "help", None) or ""):
+                code = known.get((name, p.opts[0]), p.default)
+                assert float(said.rstrip(".")) == float(code), (name, p.opts[0], said, code)

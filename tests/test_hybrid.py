@@ -334,7 +334,13 @@ WORLD = [
     ("荒城の月", "滝廉太郎", {"genre": "song"}, "A song of a ruined castle under the moon.", None),
     ("เพลงไทยเดิม", "ครูเพลง", {"genre": "folk song"}, "A Thai classical song.", None),
     ("아리랑", "민요", {"genre": "folk song"}, "A Korean folk song.", None),
-    ("Der Lindenbaum", "Franz Schubert", {"genre": "Lied"}, "A song of a linden tree.", None),
+    (
+        "Der Lindenbaum",
+        "Franz Schubert",
+        {"genre": "Lied", "titles": ["Am Brunnen vor dem Tore"]},
+        "A song.",
+        None,
+    ),
     ("BWV 278", "J.S. Bach", {"genre": "chorale"}, "A four-part chorale.", None),
 ]
 
@@ -374,6 +380,7 @@ def world(request, tmp_path):
         ("아리", "아리랑"),
         ("bwv 278", "BWV 278"),  # numbers kept
         ("lindenbaum", "Der Lindenbaum"),
+        ("brunnen vor dem tore", "Der Lindenbaum"),  # another title the file gives
     ],
 )
 def test_part_of_a_name_in_any_script_finds_its_piece(world, text, title):
