@@ -30,7 +30,7 @@ from clamp2_engine.errors import (
     StoreError,
     StoreInUseError,
 )
-from clamp2_engine.store import edge_files
+from clamp2_engine.store import edge_files, edge_record
 from clamp2_engine.store.backend import Backend, Index, Payload, Scored, Scroll, Search
 from clamp2_engine.store.filters import Filters, translate
 from clamp2_engine.store.lexical import LEXICAL, SparseVector
@@ -38,8 +38,7 @@ from clamp2_engine.store.schema import Point
 from clamp2_engine.store.spec import StoreSpec, is_local_mode_folder
 from clamp2_engine.types import VECTORS
 
-RECORD_FILE = "collection.json"
-BACKUP_FILE = RECORD_FILE + ".bak"
+RECORD_FILE, BACKUP_FILE = edge_record.RECORD_FILE, edge_record.BACKUP_FILE
 CREATING = "creating"  # a creation's own marker, removed when the record is written
 SHARD_DIR = "shard"
 
@@ -240,23 +239,18 @@ class EdgeBackend(Backend):
         """Remove what a creation that did not finish left (its marker says so, or it holds nothing);
         a collection whose record is lost, or a folder that is not ours, is never removed."""
         content = set(os.listdir(folder))
-        ours = {SHARD_DIR, CREATING, RECORD_FILE + ".tmp", BACKUP_FILE, edge_files.STAMP_FILE}
+        ours = {SHARD_DIR, CREATING, BACKUP_FILE, edge_files.STAMP_FILE, edge_files.QUARANTINE_DIR}
+        ours |= {f + ".tmp" for f in (RECORD_FILE, BACKUP_FILE)} | {"closed-clean.tmp"}
         if not content <= ours:
             raise StoreError(f"{folder} exists and is not a clamp2-engine collection: choose another name")
         if SHARD_DIR in content and CREATING not in content and BACKUP_FILE in content:
-            raise self.record_lost(name)
+            raise edge_record.record_lost(name)
         if SHARD_DIR in content and CREATING not in content:  # an older engine's creation, or a lost record
             if self.count(name):
-                raise self.record_lost(name)
+                raise edge_record.record_lost(name)
             self.release(name)
         with edge_files.shard_lock(folder / SHARD_DIR, name):
             shutil.rmtree(folder)
-
-    def record_lost(self, name: str) -> CollectionDamagedError:
-        return CollectionDamagedError(
-            f"collection {name!r} has lost its record ({RECORD_FILE}); its points are kept: "
-            f"`clamp2-engine collections repair {name}` writes it again"
-        )
 
     def add_lexical(self, name: str) -> None:
         try:
@@ -311,50 +305,15 @@ class EdgeBackend(Backend):
         os.replace(self._dir(spare), self._dir(name))
 
     def read_meta(self, name: str) -> dict[str, Any] | None:
-        """The record; :class:`CollectionDamagedError` when it is lost or unreadable (never ``None`` for a
-        damaged file: that is not "a collection of another program")."""
         folder = self._dir(name)
-        try:
-            text = (folder / RECORD_FILE).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            if (folder / SHARD_DIR).is_dir():
-                raise self.record_lost(name) from None
-            raise CollectionNotFoundError(f"no collection {name!r}") from None
-        except (OSError, ValueError) as exc:
-            raise self._record_damaged(name, getattr(exc, "strerror", None) or str(exc)) from None
-        try:
-            meta = json.loads(text)
-        except ValueError as exc:
-            raise self._record_damaged(name, f"not JSON ({exc})") from None
-        return meta if isinstance(meta, dict) else None
+        return edge_record.read_record(folder, name, (folder / SHARD_DIR).is_dir())
 
     def read_backup(self, name: str) -> dict[str, Any] | None:
         """The record's copy (written beside it at every write), or ``None``."""
-        try:
-            meta = json.loads((self._dir(name) / BACKUP_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return meta if isinstance(meta, dict) else None
-
-    def _record_damaged(self, name: str, why: str) -> CollectionDamagedError:
-        return CollectionDamagedError(
-            f"the record of collection {name!r} ({self._dir(name) / RECORD_FILE}) is damaged: {why[:120]}; "
-            f"`clamp2-engine collections repair {name}` writes it again"
-        )
+        return edge_record.read_backup(self._dir(name))
 
     def write_meta(self, name: str, meta: dict[str, Any]) -> None:
-        text = json.dumps(meta, ensure_ascii=False, indent=1)
-        for file in (BACKUP_FILE, RECORD_FILE):  # the copy first: one of the two is always whole
-            path = self._dir(name) / file
-            tmp = path.with_name(path.name + ".tmp")
-            try:
-                tmp.write_text(text, encoding="utf-8")
-                os.replace(tmp, path)
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                if exc.errno == 28:  # ENOSPC
-                    raise DiskFullError(f"the disk of {self.root} is full: free some space") from None
-                raise StoreError(f"cannot write the record of {name!r}: {exc.strerror or exc}") from None
+        edge_record.write_record(self._dir(name), name, meta)
 
     # --- points --------------------------------------------------------------------------------------
 
