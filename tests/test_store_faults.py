@@ -3,6 +3,7 @@ lost record, a lost segment, damaged vectors, a damaged id tracker, a full disk,
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -230,7 +231,9 @@ def small_disk(tmp_path):
     mnt.mkdir()
     with image.open("wb") as fh:
         fh.truncate(400 * 2**20)
-    for cmd in (["mkfs.ext4", "-q", str(image)], ["mount", "-o", "loop", str(image), str(mnt)]):
+    system = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])  # root's tools
+    mkfs, mount = (shutil.which(tool, path=system) or tool for tool in ("mkfs.ext4", "mount"))
+    for cmd in ([mkfs, "-q", str(image)], [mount, "-o", "loop", str(image), str(mnt)]):
         try:
             done = subprocess.run(cmd, capture_output=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -240,7 +243,7 @@ def small_disk(tmp_path):
                 f"cannot make a small file system here ({cmd[0]}: {done.stderr.decode().strip()[:100]})"
             )
     yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    subprocess.run([shutil.which("umount", path=system) or "umount", "-l", str(mnt)], check=False)
 
 
 FILLER = textwrap.dedent(
