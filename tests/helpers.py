@@ -79,7 +79,7 @@ def ingest_serve_corpus(root: Path, parity_dir: Path) -> Path:
 
     import pytest
     from click.testing import CliRunner
-    from test_index_helpers import model_args
+    from index_helpers import model_args
 
     from clamp2_engine.cli import main
 

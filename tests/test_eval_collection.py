@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from test_index_helpers import build_seed, load_model, model_args
+from index_helpers import build_seed, load_model, model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.ingest.items import item_point_id

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from test_index_helpers import model_args
+from index_helpers import model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.errors import EXTRAS

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_index_helpers import model_args
+from index_helpers import model_args
 
 HANG_GUARD_S = 180  # far above what these runs take; only a hang reaches it
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_index_helpers import build_seed, cos, load_model
+from index_helpers import build_seed, cos, load_model
 
 from clamp2_engine.ingest.corpus import CorpusError, discover
 from clamp2_engine.ingest.items import item_point_id

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 from helpers import sigkilled
-from test_index_helpers import model_args
+from index_helpers import model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.store import StoreSpec, open_store

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_index_helpers import build_seed, cos, model_args
+from index_helpers import build_seed, cos, model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.store import StoreSpec, open_store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from test_index_helpers import build_seed, cos, load_model, model_args
+from index_helpers import build_seed, cos, load_model, model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.ingest.items import item_point_id

@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 from click.testing import CliRunner
-from test_index_helpers import model_args
+from index_helpers import model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.runtime import precision

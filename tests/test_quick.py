@@ -10,7 +10,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from helpers import Server
-from test_index_helpers import model_args
+from index_helpers import model_args
 
 from clamp2_engine.cli import main
 

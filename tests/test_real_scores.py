@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_index_helpers import model_args
+from index_helpers import model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.ingest.convert.m21 import UNEXPANDED

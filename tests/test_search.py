@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_index_helpers import cos, load_model, model_args
+from index_helpers import cos, load_model, model_args
 
 from clamp2_engine.api import CLaMP2
 from clamp2_engine.cli import main

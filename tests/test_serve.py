@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import Server, ingest_serve_corpus
-from test_index_helpers import load_model
+from index_helpers import load_model
 
 from clamp2_engine.cli import main
 from clamp2_engine.serve.app import create_app

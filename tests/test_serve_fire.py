@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 from helpers import Server, dense_midi, ingest_serve_corpus
-from test_index_helpers import model_args
+from index_helpers import model_args
 
 from clamp2_engine.serve.app import create_app
 from clamp2_engine.serve.batching import MicroBatcher, tokens

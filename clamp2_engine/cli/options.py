@@ -106,7 +106,7 @@ def store_options(f: Callable) -> Callable:
 def collection_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """A usable collection name (checked before anything is opened), or a usage error."""
     from clamp2_engine.store import CollectionError
-    from clamp2_engine.store.collection import check_name
+    from clamp2_engine.store.stores import check_name
 
     if value is None:
         return None

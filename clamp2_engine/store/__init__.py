@@ -13,7 +13,7 @@ from clamp2_engine.errors import (
     StoreInUseError,
     StoreUnreachableError,
 )
-from clamp2_engine.store.collection import Collection, Store, open_store, vector_names
+from clamp2_engine.store.collection import Collection, vector_names
 from clamp2_engine.store.filters import Filters, parse_filters
 from clamp2_engine.store.schema import (
     CollectionRecord,
@@ -26,6 +26,7 @@ from clamp2_engine.store.schema import (
     point_id,
 )
 from clamp2_engine.store.spec import MEMORY, StoreSpec, default_path, redact_url, resolve_store
+from clamp2_engine.store.stores import Store, open_store
 
 __all__ = [
     "MEMORY",

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from clamp2_engine.errors import CollectionDamagedError, CollectionError, StoreError
-from clamp2_engine.store.collection import Collection, Store, missing_points
+from clamp2_engine.store.collection import Collection, missing_points
 from clamp2_engine.store.schema import CollectionRecord
+from clamp2_engine.store.stores import Store
 from clamp2_engine.types import VECTORS
 
 NORM_SLACK = 1e-2  # cosine vectors are stored normalized: a length off by more is a damaged vector
