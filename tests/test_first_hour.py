@@ -137,7 +137,8 @@ def test_shell_settings_alone_show_their_value_and_music_takes_a_tune(tunes):
     assert "error" not in res.output  # tune 2 of the book, chosen in the shell
 
 
-def test_tables_written_to_a_pipe_keep_long_titles_whole(tunes):
+def test_tables_written_to_a_pipe_keep_long_titles_whole(tunes, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # a width the user set would win, as it should
     res = run("search", "remarkably long title", "-c", "tunes", "--mode", "lexical")
     assert res.exit_code == 0, res.output
     assert "A Remarkably Long Title For A Small Tune That Keeps Going" in res.stdout
