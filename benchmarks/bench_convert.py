@@ -25,8 +25,8 @@ if "--code" in sys.argv[:-1]:  # another checkout of the engine, for before/afte
     sys.path.insert(0, sys.argv[sys.argv.index("--code") + 1])
 
 from benchmarks._report import machine, table, write_section  # noqa: E402
-from clamp2_engine.ingest.convert import convert_tree  # noqa: E402
-from clamp2_engine.ingest.convert.abctools import interleave  # noqa: E402
+from clamp2_engine.music.convert import convert_tree  # noqa: E402
+from clamp2_engine.music.convert.abctools import interleave  # noqa: E402
 
 KINDS = ("musicxml", "abc", "music21")
 LABEL = {
@@ -80,7 +80,7 @@ def run_kind(root: Path, out: Path, kind: str, jobs: int, limit: int | None) -> 
 
 
 def count_files(root: Path, kind: str, limit: int | None) -> int:
-    from clamp2_engine.ingest.convert.batch import plan
+    from clamp2_engine.music.convert.batch import plan
 
     with tempfile.TemporaryDirectory() as tmp:
         tasks, _, failures = plan(root, tmp, "abc", kinds={kind}, limit=limit)
@@ -93,7 +93,7 @@ def compare_subprocess(root: Path, jobs: int, n_files: int) -> dict:
     time, then the interleaving); also counts the files whose two outputs are byte-identical."""
     import abctoolkit
 
-    from clamp2_engine.ingest.convert.batch import plan
+    from clamp2_engine.music.convert.batch import plan
 
     script = str(Path(abctoolkit.__file__).parent / "xml2abc.py")
 

@@ -164,8 +164,8 @@ def floors(files: dict[str, list[Path]], patch_length: int = 512, text_length: i
     from transformers import AutoTokenizer
 
     from clamp2_engine.encoder import read_text_file, windows
-    from clamp2_engine.patches import encode_patches
-    from clamp2_engine.text import join_for_tokenizer
+    from clamp2_engine.music.patches import encode_patches
+    from clamp2_engine.music.text import join_for_tokenizer
 
     tok = AutoTokenizer.from_pretrained(TEXT_MODEL)
     out = {}

@@ -23,7 +23,7 @@ FIELDS = ("title", "composer", "meter", "key", "instruments")
 def metadata(unit: Any, piece: Any) -> dict[str, Any]:
     """The fields a piece gets (this checkout's way; an older one knew titles and composers alone)."""
     try:
-        from clamp2_engine.ingest.describe import file_metadata, music_metadata
+        from clamp2_engine.music.describe import file_metadata, music_metadata
     except ImportError:  # before the metadata work
         from clamp2_engine.ingest.corpus import score_title
 
@@ -34,8 +34,8 @@ def metadata(unit: Any, piece: Any) -> dict[str, Any]:
 
 def prepare(corpus: Path, jobs: int, timeout: float = 180.0) -> dict[str, Any]:
     """Per format: files, pieces, pieces with ABC / MTF, failures by stage, notes, metadata coverage."""
-    from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
     from clamp2_engine.ingest.corpus import discover, prepare_task
+    from clamp2_engine.music.convert.batch import PRELOAD, quiet_worker
     from clamp2_engine.workers import run_tasks
 
     units = discover(corpus).units

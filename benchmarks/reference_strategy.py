@@ -17,8 +17,8 @@ from clamp2_engine.checkpoints import load_checkpoint
 from clamp2_engine.encoder import read_text_file
 from clamp2_engine.models.clamp2 import masked_mean
 from clamp2_engine.models.factory import build_clamp2, load_text_assets
-from clamp2_engine.patches import PAD_ID, encode_patches
-from clamp2_engine.text import join_for_tokenizer
+from clamp2_engine.music.patches import PAD_ID, encode_patches
+from clamp2_engine.music.text import join_for_tokenizer
 
 
 class OneHotPatchEmbedding(nn.Module):

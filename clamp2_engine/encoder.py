@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from clamp2_engine.patches import PAD_ID, encode_patches, is_mtf
+from clamp2_engine.music.patches import PAD_ID, encode_patches, is_mtf
+from clamp2_engine.music.text import MAX_TEXT_LENGTH, join_for_tokenizer
 from clamp2_engine.runlog import progress_bar
 from clamp2_engine.runtime.base import Runtime
-from clamp2_engine.text import MAX_TEXT_LENGTH, join_for_tokenizer
 
 MAX_INPUT_BYTES = 32 * 1024 * 1024
 PROGRESS_MIN_WINDOWS = 256

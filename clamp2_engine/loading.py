@@ -14,7 +14,7 @@ from typing import Any
 
 from clamp2_engine.errors import about
 from clamp2_engine.identity import ModelIdentity
-from clamp2_engine.text import MAX_TEXT_LENGTH
+from clamp2_engine.music.text import MAX_TEXT_LENGTH
 
 DEFAULT_MAX_TEXT_LENGTH = MAX_TEXT_LENGTH  # the reference's MAX_TEXT_LENGTH
 

@@ -232,7 +232,7 @@ and finds pieces by the few facts it was taught. Real music retrieval needs the 
   250k-token tokenizer cannot be downloaded everywhere). Words it never saw are split into pieces it knows.
 - **Data:** {total} pieces of music21's bundled corpus (Bach chorales, Essen folk songs,
   O'Neill's and Ryan's Mammoth fiddle tunes, Trecento songs, Palestrina, Monteverdi, Mozart and Haydn quartet
-  movements, Josquin, Corelli), converted to interleaved ABC by `ingest.convert`; 90 % for training, 10 %
+  movements, Josquin, Corelli), converted to interleaved ABC by `music.convert`; 90 % for training, 10 %
   held out. Texts come from music21's metadata and the scores themselves: genre (dance types from tune
   titles), composer, number of voices, meter and key signature, as an English sentence, the same facts in
   German, French or Spanish template sentences, and the metadata values alone (the reference's text

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from clamp2_engine.cli import main
-from clamp2_engine.ingest.convert import convert_tree
+from clamp2_engine.music.convert import convert_tree
 from clamp2_engine.workers import run_tasks
 
 TUNE_BOOK = """%abc-2.1

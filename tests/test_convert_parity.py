@@ -11,7 +11,7 @@ import mido
 import pytest
 from fixture_paths import PARITY, names
 
-from clamp2_engine.ingest.convert import convert_file, midi_to_bytes, midi_to_mtf, mtf_to_midi, score_to_midi
+from clamp2_engine.music.convert import convert_file, midi_to_bytes, midi_to_mtf, mtf_to_midi, score_to_midi
 
 _INPUTS = PARITY / "inputs"
 
@@ -89,7 +89,7 @@ def test_reference_failures_are_converted(inputs: Path, name: str) -> None:
     as many bars as music21 reads in the source, and abc2xml reads it back."""
     from music21 import converter
 
-    from clamp2_engine.ingest.convert.abctools import abc2xml
+    from clamp2_engine.music.convert.abctools import abc2xml
 
     [source] = [p for p in (inputs / "xml" / name, inputs / "abc_standard" / name) if p.is_file()]
     [(out_name, text)] = convert_file(source, "abc")

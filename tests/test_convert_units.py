@@ -8,7 +8,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from clamp2_engine.ingest.convert import (
+from clamp2_engine.music.convert import (
     MIDI_SUFFIXES,
     SCORE_SUFFIXES,
     ConversionError,
@@ -20,9 +20,9 @@ from clamp2_engine.ingest.convert import (
     score_to_midi,
     score_to_midis,
 )
-from clamp2_engine.ingest.convert.abctools import split_tunes
-from clamp2_engine.ingest.convert.common import decode_text, read_input
-from clamp2_engine.ingest.convert.score import sanitize_musicxml
+from clamp2_engine.music.convert.abctools import split_tunes
+from clamp2_engine.music.convert.common import decode_text, read_input
+from clamp2_engine.music.convert.score import sanitize_musicxml
 
 BOOK = "%%abc-include /etc/hostname\nX:3\nT:A\nK:C\nCDEF|]\n\nX: 4\nT:B\nK:G\nGABc|]\n"
 
@@ -207,7 +207,7 @@ FA FA | Ad d2 | ce ce | dA A2 |]
 def test_voice_sections_are_interleaved_properly(tmp_path: Path) -> None:
     """The reference takes everything before the last ``V:1`` line for header lines; the result must
     instead hold one bar of every voice per line."""
-    from clamp2_engine.ingest.convert.score import is_interleaved
+    from clamp2_engine.music.convert.score import is_interleaved
 
     path = tmp_path / "fife.abc"
     path.write_text(VOICE_SECTIONS)
@@ -219,7 +219,7 @@ def test_voice_sections_are_interleaved_properly(tmp_path: Path) -> None:
 
 
 def test_interleaved_abc_passes_through_unchanged(parity_dir: Path, tmp_path: Path) -> None:
-    from clamp2_engine.ingest.convert.score import is_interleaved
+    from clamp2_engine.music.convert.score import is_interleaved
 
     for path in sorted((parity_dir / "inputs" / "abc").glob("*.abc")):
         text = path.read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ from index_helpers import build_seed, cos, load_model
 from clamp2_engine.ingest.corpus import CorpusError, discover
 from clamp2_engine.ingest.items import item_point_id
 from clamp2_engine.ingest.pipeline import ingest_corpus
-from clamp2_engine.patches import encode_patches
+from clamp2_engine.music.patches import encode_patches
 from clamp2_engine.runlog import ErrorLog
 from clamp2_engine.store import Collection, ModelMismatchError, StoreSpec, open_store, point_id
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from clamp2_engine.cli import main
-from clamp2_engine.ingest.describe import midi_metadata, names_instrument
+from clamp2_engine.music.describe import midi_metadata, names_instrument
 
 TUNE = "X:1\nT:Der Lindenbaum\nT:Zebrafish Waltz\nC:Franz Schubert\nM:3/4\nL:1/8\nK:G\nGAB cde|d6|]\n"
 

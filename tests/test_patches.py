@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clamp2_engine.encoder import combine_pooled, combine_raw, plan_batches, windows
-from clamp2_engine.patches import (
+from clamp2_engine.music.patches import (
     encode_patches,
     ids_to_patch,
     is_mtf,
@@ -14,7 +14,7 @@ from clamp2_engine.patches import (
     split_bars,
     split_patches,
 )
-from clamp2_engine.text import dedupe_lines, join_for_tokenizer
+from clamp2_engine.music.text import dedupe_lines, join_for_tokenizer
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from index_helpers import model_args
 
 from clamp2_engine.cli import main
-from clamp2_engine.ingest.convert.m21 import UNEXPANDED
-from clamp2_engine.ingest.convert.score import file_to_pieces, plain_accidentals
-from clamp2_engine.ingest.describe import file_metadata, key_name, music_metadata
+from clamp2_engine.music.convert.m21 import UNEXPANDED
+from clamp2_engine.music.convert.score import file_to_pieces, plain_accidentals
+from clamp2_engine.music.describe import file_metadata, key_name, music_metadata
 
 REAL = Path(__file__).parent / "fixtures" / "real-scores"
 
@@ -47,8 +47,8 @@ def test_interleaved_voices_render_through_abc2xml_first(monkeypatch, interleave
     """music21's ABC reader makes no measures of voices interleaved bar by bar (model input, xml2abc's
     output), so its rendering fails: such tunes go through abc2xml first, with the MIDI the fallback gave
     before and no note; a single voice still goes through music21's ABC reader."""
-    from clamp2_engine.ingest.convert import abctools, m21
-    from clamp2_engine.ingest.convert.score import abc_tune_to_midi
+    from clamp2_engine.music.convert import abctools, m21
+    from clamp2_engine.music.convert.score import abc_tune_to_midi
 
     bench = Path(__file__).parent / "fixtures" / "bench-corpus" / "abc"
     tune = (bench / "bach_bwv11_6.abc").read_text(encoding="utf-8") if interleaved else SINGLE_VOICE
@@ -318,8 +318,8 @@ def test_like_scores_are_explained_in_the_help():
 
 
 def test_staff_names_are_clean_where_abc_becomes_musicxml():
-    from clamp2_engine.ingest.convert import score_to_interleaved_abc
-    from clamp2_engine.ingest.convert.score import abc_to_musicxml
+    from clamp2_engine.music.convert import score_to_interleaved_abc
+    from clamp2_engine.music.convert.score import abc_to_musicxml
 
     [(_sfx, abc)] = score_to_interleaved_abc(REAL / "lied_harmony.musicxml")
     assert 'nm="\\n' in abc  # xml2abc keeps the part name's line break (the reference's ABC, unchanged)

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from clamp2_engine.cli import main
-from clamp2_engine.patches import EOS_ID, MASK_ID, encode_patches
+from clamp2_engine.music.patches import EOS_ID, MASK_ID, encode_patches
 from clamp2_engine.train.build import freeze_unused, m3_config, text_config
 from clamp2_engine.train.data import (
     M3Dataset,

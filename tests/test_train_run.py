@@ -1,4 +1,4 @@
-"""End-to-end CPU training with tiny models on a slice of music21's corpus converted by ``ingest.convert``:
+"""End-to-end CPU training with tiny models on a slice of music21's corpus converted by ``music.convert``:
 M3's loss falls, CLaMP 2 learns in-batch retrieval, checkpoints load in ``embed``, resume is exact."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def chorales(tmp_path_factory) -> Path:
     """16 Bach chorales from music21's corpus as interleaved ABC, with a JSONL pairing each with a phrase."""
     from music21 import corpus
 
-    from clamp2_engine.ingest.convert import score_to_interleaved_abc
+    from clamp2_engine.music.convert import score_to_interleaved_abc
 
     root = tmp_path_factory.mktemp("chorales")
     (root / "abc").mkdir()

@@ -70,8 +70,8 @@ def convert(
     from clamp2_engine.errors import require_extra
 
     require_extra("convert")
-    from clamp2_engine.ingest.convert import convert_tree
-    from clamp2_engine.ingest.convert.batch import EXTENSION, SUFFIXES
+    from clamp2_engine.music.convert import convert_tree
+    from clamp2_engine.music.convert.batch import EXTENSION, SUFFIXES
 
     src_r, dst_r = src.resolve(), dst.resolve()
     if src_r.is_dir() and (dst_r == src_r or src_r in dst_r.parents) and EXTENSION[to] in SUFFIXES[to]:
@@ -103,7 +103,7 @@ OTHER_TARGETS = {"midi": ("mtf", "MIDI"), "mtf": ("midi", "MTF"), "score": ("abc
 
 def _say_other_targets(src: Path, to: str) -> None:
     """A note for the files of SRC that ``--to`` does not convert, naming the target that does."""
-    from clamp2_engine.ingest.convert.batch import SUFFIXES
+    from clamp2_engine.music.convert.batch import SUFFIXES
     from clamp2_engine.paths import iter_files
     from clamp2_engine.types import MIDI_SUFFIXES, MTF_SUFFIXES, SCORE_SUFFIXES
 

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 import click
 
 from clamp2_engine.load import LoadOptions
-from clamp2_engine.text import MAX_TEXT_LENGTH
+from clamp2_engine.music.text import MAX_TEXT_LENGTH
 from clamp2_engine.types import BACKENDS as BACKEND_CHOICES
 from clamp2_engine.types import DTYPES as DTYPE_CHOICES
 

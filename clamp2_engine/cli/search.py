@@ -105,7 +105,7 @@ class Searcher:
         try:
             vector = None
             if music is not None:
-                from clamp2_engine.ingest.corpus import music_query_input
+                from clamp2_engine.music.inputs import music_query_input
 
                 notes: list[str] = []
                 vector = self.session.music_vector(music_query_input(music, tune=tune, notes=notes)[1])

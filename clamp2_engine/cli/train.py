@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from clamp2_engine.cli.options import fail, renamed
-from clamp2_engine.text import MAX_TEXT_LENGTH
+from clamp2_engine.music.text import MAX_TEXT_LENGTH
 from clamp2_engine.types import PRECISIONS
 
 

@@ -141,7 +141,7 @@ def load_for_export(
 
 def towers_for(module: CLaMP2Model | M3PatchEncoder, identity: dict[str, Any], tokenizer=None) -> list[Tower]:
     """The graphs of a loaded model: music (always) and text (CLaMP 2)."""
-    from clamp2_engine.patches import ALPHABET
+    from clamp2_engine.music.patches import ALPHABET
 
     common = {META + "format": FORMAT_VERSION, META + "identity": json.dumps(identity, sort_keys=True)}
     p, n = identity["patch_size"], 3

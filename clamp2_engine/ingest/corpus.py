@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -24,22 +23,21 @@ from typing import Any
 
 from clamp2_engine.errors import about
 from clamp2_engine.ingest.items import item_filepaths, item_unit
+from clamp2_engine.music.inputs import (
+    accepted_suffixes,
+    conversion_reason,
+    midi_mtf,
+    read_ready,
+    score_pieces,
+    score_suffixes,
+)
 from clamp2_engine.paths import UnsafePathError, input_problem, iter_files, safe_join, shown_name
 from clamp2_engine.runlog import ErrorLog
-from clamp2_engine.types import ABC_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES, SCORE_SUFFIXES
+from clamp2_engine.types import ABC_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES
 
 PIPELINE_VERSION = 2  # bump when the same files would now give other model input or metadata
 SUMMARY_KEYS = ("summary_en", "summary_nen")
 NOT_METADATA = {*SUMMARY_KEYS, "filepaths", "nen_language", "__source__", "__error__"}
-
-
-def score_suffixes() -> frozenset[str]:
-    """Score formats the converter accepts (MusicXML, ABC, Humdrum...)."""
-    return SCORE_SUFFIXES
-
-
-def accepted_suffixes() -> frozenset[str]:
-    return SCORE_SUFFIXES | MIDI_SUFFIXES | MTF_SUFFIXES
 
 
 class CorpusError(ValueError):
@@ -243,35 +241,6 @@ class PieceInput:
     metadata: dict[str, Any] = field(default_factory=dict)  # what the file and the music state
 
 
-def _read_ready(path: Path) -> str:
-    from clamp2_engine.encoder import read_text_file
-
-    return read_text_file(path)
-
-
-def _score_pieces(
-    path: Path, to: str, failed: list | None = None, notes: list | None = None
-) -> list[tuple[str, str]]:
-    """``(part, text)`` for every piece of a score: interleaved ABC, or MTF rendered through MIDI. With
-    ``failed``, the tunes of a book that fail are collected there and the others kept; with ``notes``,
-    how each piece was made when it took a fallback (``(part, note)``)."""
-    from clamp2_engine.ingest.convert import midi_to_mtf
-    from clamp2_engine.ingest.convert.score import file_to_pieces
-
-    pieces = file_to_pieces(path, "abc" if to == "abc" else "midi", failed=failed)
-    if notes is not None:
-        notes.extend((p.suffix.lstrip("_"), note) for p in pieces for note in p.notes)
-    if to == "abc":
-        return [(p.suffix.lstrip("_"), p.text) for p in pieces]
-    return [(p.suffix.lstrip("_"), midi_to_mtf(p.text.encode("latin-1"))) for p in pieces]
-
-
-def _midi_mtf(path: Path) -> str:
-    from clamp2_engine.ingest.convert import midi_to_mtf
-
-    return midi_to_mtf(path)
-
-
 def needs_converter(unit: Unit) -> bool:
     """Whether preparing ``unit`` runs the score converter (slow: worth a worker process)."""
     scores = score_suffixes()
@@ -299,7 +268,7 @@ def prepare_unit(unit: Unit, render: bool, only: str | None = None) -> tuple[lis
         except ModuleNotFoundError:  # a missing optional dependency is the run's (one message), not an item's
             raise
         except Exception as exc:  # every converter or reader failure is this item's, never the run's
-            problems.append((str(path), stage, _reason(exc)))
+            problems.append((str(path), stage, conversion_reason(exc)))
             return None
 
     for rel, path in unit.files:
@@ -307,15 +276,15 @@ def prepare_unit(unit: Unit, render: bool, only: str | None = None) -> tuple[lis
         have_abc = only == "mtf" or (unit.ready and any(p.abc for p in pieces.values()))
         have_mtf = only == "abc" or (unit.ready and any(p.mtf for p in pieces.values()))
         if suffix in MTF_SUFFIXES and not have_mtf:
-            text = attempt(path, "read", lambda p=path: _read_ready(p))
+            text = attempt(path, "read", lambda p=path: read_ready(p))
             if text:
                 _set(piece(""), "mtf", text, rel)
         elif suffix in ABC_SUFFIXES and unit.ready and not have_abc:
-            text = attempt(path, "read", lambda p=path: _read_ready(p))
+            text = attempt(path, "read", lambda p=path: read_ready(p))
             if text:
                 _set(piece(""), "abc", text, rel)
         elif suffix in MIDI_SUFFIXES and not have_mtf:
-            text = attempt(path, "convert", lambda p=path: _midi_mtf(p))
+            text = attempt(path, "convert", lambda p=path: midi_mtf(p))
             if text:
                 _set(piece(""), "mtf", text, rel)
         elif suffix in scores and not (have_abc and (have_mtf or not render)):
@@ -325,11 +294,11 @@ def prepare_unit(unit: Unit, render: bool, only: str | None = None) -> tuple[lis
                 failed: list = []  # a tune of a book that fails is a problem of its own; the others go on
                 notes: list = []  # fallbacks taken: noted, not failures
                 for part, text in (
-                    attempt(path, stage, lambda p=path, t=to, f=failed, n=notes: _score_pieces(p, t, f, n))
+                    attempt(path, stage, lambda p=path, t=to, f=failed, n=notes: score_pieces(p, t, f, n))
                     or []
                 ):
                     _set(piece(part), to, text, rel)
-                problems.extend((str(path), stage, _reason(exc)) for _sfx, exc in failed)
+                problems.extend((str(path), stage, conversion_reason(exc)) for _sfx, exc in failed)
                 problems.extend(_notes(path, stage, notes))
     for p in pieces.values():  # music without a note (a tune of headers alone) is no piece to find
         if p.mtf and "note_on" not in p.mtf:
@@ -345,7 +314,7 @@ def prepare_unit(unit: Unit, render: bool, only: str | None = None) -> tuple[lis
 def _describe(unit: Unit, pieces: list[PieceInput]) -> None:
     """Each piece's metadata: what the music states (its interleaved ABC), then what the file says (a
     plain folder's; a seed item's fields are its own)."""
-    from clamp2_engine.ingest.describe import file_metadata, music_metadata
+    from clamp2_engine.music.describe import file_metadata, music_metadata
 
     for p in pieces:
         stated = file_metadata(unit.files[0][1], p.part) if unit.item is None else {}
@@ -391,107 +360,3 @@ def _set(piece: PieceInput, modality: str, text: str, rel: str) -> None:
     if getattr(piece, modality) is None:
         setattr(piece, modality, text)
         piece.sources[modality] = rel
-
-
-def _reason(exc: BaseException) -> str:
-    from clamp2_engine.ingest.convert.batch import memory_note
-    from clamp2_engine.runlog import describe_error
-
-    stage = getattr(exc, "stage", None)
-    reason = getattr(exc, "reason", None)
-    if stage and reason:
-        return f"{stage}: {memory_note(str(reason))}"
-    return memory_note(describe_error(exc))
-
-
-QUERY_MAX_BYTES = 8 * 1024 * 1024  # a query is one piece: larger files are refused, not read
-QUERY_TIMEOUT_S = 60.0
-
-
-def _score_piece(task: tuple[str, str | None]) -> tuple[str, str | None]:
-    """Worker: the interleaved ABC of one piece of a score (tune ``X:`` number ``task[1]`` of a book,
-    else the first), and a note naming it when the file holds several."""
-    from clamp2_engine.ingest.convert.common import read_input
-    from clamp2_engine.ingest.convert.score import abc_tune_to_abc, read_abc
-
-    path, wanted = Path(task[0]), task[1]
-    if path.suffix.lower() in ABC_SUFFIXES:
-        tunes = [(sfx.lstrip("_") or "1", tune) for sfx, tune in read_abc(read_input(path))[0]]
-        numbers = [re.search(r"^X:\s*(\d+)", t, re.M) for _n, t in tunes]
-        numbers = [m.group(1) if m else n for m, (n, _t) in zip(numbers, tunes, strict=True)]
-    else:
-        tunes = _score_pieces(path, "abc")
-        numbers = [str(i) for i in range(1, len(tunes) + 1)]
-    if not tunes:
-        raise ValueError("no piece in the file")
-    if wanted is not None and wanted not in numbers:
-        raise ValueError(f"no tune {wanted} in {path.name} (it holds {', '.join(numbers[:20])})")
-    index = numbers.index(wanted) if wanted is not None else 0
-    text = tunes[index][1]
-    if path.suffix.lower() in ABC_SUFFIXES:
-        text = abc_tune_to_abc(text).text
-    note = None
-    if len(tunes) > 1:
-        title = re.search(r"^T:\s*(.+)$", tunes[index][1], re.M)
-        named = f" ({title.group(1).strip()[:60]})" if title else ""
-        note = (
-            f"{path.name} holds {len(tunes)} pieces: searching by number {numbers[index]}{named}; "
-            "choose another by its number (search --tune N; in the shell, :music PATH N)"
-        )
-    return text, note
-
-
-def music_query_input(
-    path: str | os.PathLike,
-    max_bytes: int = QUERY_MAX_BYTES,
-    timeout: float | None = QUERY_TIMEOUT_S,
-    tune: str | None = None,
-    notes: list[str] | None = None,
-) -> tuple[str, str]:
-    """``(modality, text)`` model input for a query-by-example file: MTF for MIDI and ``.mtf``,
-    interleaved ABC for a score (tune ``X:`` number ``tune`` of a book, else its first piece, named in
-    ``notes``). Only a regular file of at most ``max_bytes`` is read; a score is converted in a worker
-    process given ``timeout`` seconds (``None``: in this process). Raises ``ValueError`` with the
-    reason."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    problem = input_problem(p, p.parent)
-    if problem:
-        raise ValueError(f"cannot read {p.name}: {problem}")
-    if p.stat().st_size > max_bytes:
-        raise ValueError(
-            f"{p.name} is {p.stat().st_size / 2**20:.1f} MiB: a query piece may have at most "
-            f"{max_bytes / 2**20:.0f} MiB"
-        )
-    try:
-        if suffix in MTF_SUFFIXES:
-            return "mtf", _read_ready(p)
-        if suffix in MIDI_SUFFIXES:
-            return "mtf", _midi_mtf(p)
-        if suffix in score_suffixes():
-            if timeout is None:
-                text, note = _score_piece((str(p), tune))
-            else:
-                from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
-                from clamp2_engine.workers import run_tasks
-
-                [outcome] = run_tasks(
-                    _score_piece,
-                    [(str(p), tune)],
-                    jobs=1,
-                    timeout=timeout,
-                    initializer=quiet_worker,
-                    preload=PRELOAD,
-                )
-                if not outcome.ok:
-                    raise ValueError(outcome.error)
-                text, note = outcome.result
-            if note and notes is not None:
-                notes.append(note)
-            return "abc", text
-    except Exception as exc:
-        from clamp2_engine.workers import without_internals
-
-        reason = without_internals(_reason(exc) if not isinstance(exc, ValueError) else str(exc))
-        raise ValueError(f"cannot read {p.name} as music: {reason.removeprefix('decode: ')}") from None
-    raise ValueError(f"{p.name}: not a music file ({', '.join(sorted(accepted_suffixes()))})")

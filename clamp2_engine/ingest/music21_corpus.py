@@ -2,7 +2,7 @@
 
 Every install of music21 carries ~15,000 scores (Bach chorales, folk-song and fiddle-tune books, Renaissance
 and Classical works). This module picks a slice of them, converts it to interleaved ABC with
-``ingest.convert`` and describes every piece from its metadata — genre, composer, number of voices, meter
+``music.convert`` and describes every piece from its metadata — genre, composer, number of voices, meter
 and key signature — in English and, for multilingual training, in German, French or Spanish (template
 sentences, not an LLM's summaries). The demo model (``clamp2_engine/assets/demo``) was trained on such data
 and ``clamp2-engine demo`` ingests pieces prepared the same way.
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from clamp2_engine.music.abc import abc_key_sharps, abc_meter, count_voices
 from clamp2_engine.types import ABC_SUFFIXES, MUSICXML_SUFFIXES
 
 # collection -> how many pieces to take (in corpus order); tune books count tunes, not files
@@ -203,11 +204,6 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
 
 
-def count_voices(abc: str) -> int:
-    """Voices declared in an interleaved ABC header (``V:`` lines); 1 when none."""
-    return max(1, sum(1 for line in abc.splitlines() if line.startswith("V:")))
-
-
 def key_words(sharps: int | None, language: str = "English") -> str | None:
     """``-2`` -> "two flats" (English), "zwei B" (German) ...; ``None`` when unknown or out of range."""
     if sharps is None or abs(sharps) >= len(NUMBER_WORDS["English"]):
@@ -230,39 +226,6 @@ def key_words(sharps: int | None, language: str = "English") -> str | None:
         if n == 0
         else f"{words[n]} {sign}{'s' * (n > 1) if sharps > 0 else 'es' * (n > 1)}"
     )
-
-
-def header_field(abc: str, name: str) -> str | None:
-    """The value of the first ``NAME:`` line of an ABC header (before the first voice line)."""
-    for line in abc.splitlines():
-        if line.startswith(("[V:", "V:")):
-            break
-        if line.startswith(f"{name}:"):
-            return line[len(name) + 1 :].strip() or None
-    return None
-
-
-def abc_meter(abc: str) -> str | None:
-    """The meter of an ABC header (``C`` is 4/4, ``C|`` 2/2); ``None`` when free or absent."""
-    value = header_field(abc, "M")
-    if not value or value.lower() == "none":
-        return None
-    return {"C": "4/4", "C|": "2/2"}.get(value, value)
-
-
-def abc_key_sharps(abc: str) -> int | None:
-    """Sharps (negative: flats) of the key signature of an ABC header, read by music21's ABC parser."""
-    from music21 import abcFormat
-
-    value = header_field(abc, "K")
-    if not value:
-        return None
-    try:
-        field = abcFormat.ABCMetadata(f"K:{value}")
-        field.preParse()
-        return int(field.getKeySignatureParameters()[0])
-    except Exception:  # an unusual K: field: the key is simply not described
-        return None
 
 
 def metadata_fields(collection: str, meta: Any, abc: str, title: str | None = None) -> dict[str, Any]:
@@ -328,7 +291,7 @@ def texts(fields: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _convert(task: tuple[str, str]) -> list[tuple[str, str]]:
     """Worker: ``(collection, path)`` -> ``[(suffix, interleaved abc)]``."""
-    from clamp2_engine.ingest.convert import score_to_interleaved_abc
+    from clamp2_engine.music.convert import score_to_interleaved_abc
 
     return score_to_interleaved_abc(Path(task[1]))
 
@@ -337,7 +300,7 @@ def convert_pieces(
     files: Iterable[tuple[str, Path]], jobs: int = 2, timeout: float = 120.0
 ) -> Iterator[tuple[str, Path, list[tuple[str, str]] | None, str | None]]:
     """``(collection, path, pieces, error)`` for each file, converted in worker processes (any order)."""
-    from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
+    from clamp2_engine.music.convert.batch import PRELOAD, quiet_worker
     from clamp2_engine.workers import run_tasks
 
     tasks = [(c, str(p)) for c, p in files]

@@ -88,7 +88,7 @@ def _prepared(
             yield unit, pieces
     if not slow:
         return
-    from clamp2_engine.ingest.convert.batch import PRELOAD, memory_note, quiet_worker
+    from clamp2_engine.music.convert.batch import PRELOAD, memory_note, quiet_worker
     from clamp2_engine.workers import run_tasks
 
     tasks = [(u, render, m) for u in slow for m in _parts(u, render)]

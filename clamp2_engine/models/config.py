@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from clamp2_engine.patches import ALPHABET, PATCH_LENGTH, PATCH_SIZE
-from clamp2_engine.text import MAX_TEXT_LENGTH
+from clamp2_engine.music.patches import ALPHABET, PATCH_LENGTH, PATCH_SIZE
+from clamp2_engine.music.text import MAX_TEXT_LENGTH
 
 
 @dataclass(frozen=True)

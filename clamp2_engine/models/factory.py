@@ -24,8 +24,8 @@ from clamp2_engine.errors import about, first_line
 from clamp2_engine.models.clamp2 import CLaMP2Model
 from clamp2_engine.models.config import CLaMP2Config, M3Config, TextConfig
 from clamp2_engine.models.m3 import M3Model, M3PatchEncoder
-from clamp2_engine.patches import ALPHABET
-from clamp2_engine.text import MAX_TEXT_LENGTH
+from clamp2_engine.music.patches import ALPHABET
+from clamp2_engine.music.text import MAX_TEXT_LENGTH
 
 IGNORABLE = (".pooler.",)  # reference checkpoints carry BERT/XLM-R poolers that inference never uses
 

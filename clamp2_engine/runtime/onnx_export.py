@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from clamp2_engine.text import MAX_TEXT_LENGTH
+from clamp2_engine.music.text import MAX_TEXT_LENGTH
 
 MUSIC_FILE = "music.onnx"
 TEXT_FILE = "text.onnx"

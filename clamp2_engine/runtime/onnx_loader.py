@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clamp2_engine.errors import about, first_line
+from clamp2_engine.music.text import MAX_TEXT_LENGTH
 from clamp2_engine.runtime.onnx_export import (
     FORMAT_VERSION,
     META,
@@ -29,7 +30,6 @@ from clamp2_engine.runtime.onnx_runtime import (
 )
 from clamp2_engine.runtime.precision import check_int8
 from clamp2_engine.runtime.tokenizer import TokenizerFile
-from clamp2_engine.text import MAX_TEXT_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _check_graph(meta: dict[str, str], tower: str, path: Path) -> dict[str, Any]
 
 
 def _check_music(session, meta: dict[str, str], identity: dict[str, Any], path: Path) -> None:
-    from clamp2_engine.patches import ALPHABET
+    from clamp2_engine.music.patches import ALPHABET
 
     dims = session.get_inputs()[0].shape
     if (

@@ -46,9 +46,9 @@ def _pick(items: list[tuple[str, Any]], part: str) -> Any:
 
 def _musicxml(path: Path, part: str) -> str:
     """MusicXML for a score: the file itself, or made by ingest's ABC -> MusicXML conversion."""
-    from clamp2_engine.ingest.convert.abctools import abc2xml, split_tunes
-    from clamp2_engine.ingest.convert.common import read_input
-    from clamp2_engine.ingest.convert.score import clean_part_names, read_musicxml
+    from clamp2_engine.music.convert.abctools import abc2xml, split_tunes
+    from clamp2_engine.music.convert.common import read_input
+    from clamp2_engine.music.convert.score import clean_part_names, read_musicxml
 
     suffix = path.suffix.lower()
     if suffix in XML_SUFFIXES:
@@ -61,7 +61,7 @@ def _musicxml(path: Path, part: str) -> str:
         if not xmls:
             raise RenderError("the ABC could not be converted to MusicXML")
         return clean_part_names(xmls[0])
-    from clamp2_engine.ingest.convert import score_to_interleaved_abc
+    from clamp2_engine.music.convert import score_to_interleaved_abc
 
     abc = _pick(score_to_interleaved_abc(path), part)
     xmls = abc2xml(abc)
@@ -118,7 +118,7 @@ def engrave_all(task: tuple[str, str]) -> bytes:
 def _midi_file(path: Path, part: str):
     import mido
 
-    from clamp2_engine.ingest.convert import mtf_to_midi, score_to_midis
+    from clamp2_engine.music.convert import mtf_to_midi, score_to_midis
 
     suffix = path.suffix.lower()
     if suffix in MIDI_SUFFIXES:
@@ -195,12 +195,12 @@ def timemap(task: tuple[str, str]) -> bytes:
 
 def run_in_worker(fn, task: tuple[str, str], timeout: float = RENDER_TIMEOUT_S):
     """``fn(task)`` in a worker process with a time limit; :class:`RenderError` with the reason."""
-    from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker
+    from clamp2_engine.music.convert.batch import PRELOAD, quiet_worker
     from clamp2_engine.workers import run_tasks
 
     [outcome] = run_tasks(fn, [task], jobs=1, timeout=timeout, initializer=quiet_worker, preload=PRELOAD)
     if not outcome.ok:
-        from clamp2_engine.ingest.convert.batch import memory_note
+        from clamp2_engine.music.convert.batch import memory_note
         from clamp2_engine.workers import without_internals
 
         raise RenderError(without_internals(memory_note(outcome.error)))

@@ -35,7 +35,7 @@ async def save_upload(file: UploadFile) -> Path:
 
 def _convert(task: tuple[str, str]) -> str:
     """Model input from an uploaded file (in a worker process)."""
-    from clamp2_engine.ingest.corpus import music_query_input
+    from clamp2_engine.music.inputs import music_query_input
 
     return music_query_input(Path(task[0]), timeout=None)[1]  # this worker is the time limit
 
@@ -79,7 +79,7 @@ async def music_input(file: UploadFile, request: Request | None, timeout: float)
 
 def _convert_in_worker(path: Path, timeout: float, stop: threading.Event) -> Outcome | None:
     """One conversion in a fresh worker; ``None`` when ``stop`` ended it."""
-    from clamp2_engine.ingest.convert.batch import PRELOAD, quiet_worker  # quiet, memory capped
+    from clamp2_engine.music.convert.batch import PRELOAD, quiet_worker  # quiet, memory capped
 
     outcomes = list(run_tasks(_convert, [(str(path), "")], 1, timeout, quiet_worker, PRELOAD, stop))
     return outcomes[0] if outcomes else None

@@ -25,7 +25,7 @@ from clamp2_engine.errors import about, first_line
 from clamp2_engine.loading import recorded_int
 from clamp2_engine.models import CLaMP2Config, CLaMP2Model, M3Config, M3Model, TextConfig
 from clamp2_engine.models.factory import build_clamp2, build_m3, infer_m3_config, load_weights
-from clamp2_engine.text import MAX_TEXT_LENGTH
+from clamp2_engine.music.text import MAX_TEXT_LENGTH
 from clamp2_engine.train.config import CLaMP2Options, M3Options
 
 WEIGHT_FILES = (

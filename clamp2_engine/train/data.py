@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from clamp2_engine.encoder import InputError, read_text_file
-from clamp2_engine.patches import EOS_ID, MASK_ID, PAD_ID, encode_patches
+from clamp2_engine.music.patches import EOS_ID, MASK_ID, PAD_ID, encode_patches
 from clamp2_engine.runlog import describe_error
 from clamp2_engine.types import MODEL_MUSIC_SUFFIXES
 

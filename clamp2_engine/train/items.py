@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from clamp2_engine.music.text import MAX_TEXT_LENGTH, dedupe_lines
 from clamp2_engine.paths import UnsafePathError, safe_join
-from clamp2_engine.text import MAX_TEXT_LENGTH, dedupe_lines
 from clamp2_engine.train.data import (
     EpochDataset,
     batch_of,

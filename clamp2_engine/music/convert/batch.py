@@ -42,10 +42,10 @@ SUFFIXES = {
 DEFAULT_TIMEOUT = 180.0
 # Imported once by the fork server, so that each (re)started worker begins warm.
 PRELOAD = (
-    "clamp2_engine.ingest.convert.batch",
-    "clamp2_engine.ingest.convert.score",
-    "clamp2_engine.ingest.convert.m21",
-    "clamp2_engine.ingest.convert.mtf",
+    "clamp2_engine.music.convert.batch",
+    "clamp2_engine.music.convert.score",
+    "clamp2_engine.music.convert.m21",
+    "clamp2_engine.music.convert.mtf",
     "abctoolkit.xml2abc",
     "abctoolkit.abc2xml",
     "abctoolkit.rotate",

@@ -4,7 +4,7 @@ interleaved ABC -> MusicXML.
 The reference pipeline's output is reproduced exactly where it works (xml2abc ``-d 8 -x`` and the
 interleaving steps, in process); where it fails, conversion falls back instead of dropping the piece.
 
-    >>> from clamp2_engine.ingest.convert import score_to_interleaved_abc, midi_to_mtf
+    >>> from clamp2_engine.music.convert import score_to_interleaved_abc, midi_to_mtf
     >>> [(suffix, abc)] = score_to_interleaved_abc("bwv66.6.mxl")
     >>> mtf = midi_to_mtf("song.mid")
 """

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+from clamp2_engine.music.abc import abc_meter, count_voices, header_field
 from clamp2_engine.types import ABC_SUFFIXES, MIDI_SUFFIXES
 
 MAX_FIELD = 300  # characters kept of one value
@@ -70,7 +71,7 @@ def file_metadata(path: Path, part: str = "") -> dict[str, Any]:
         if suffix in ABC_SUFFIXES:
             return abc_metadata(_abc_tune(path, part))
         if suffix in (".xml", ".musicxml", ".mxl"):
-            from clamp2_engine.ingest.convert.score import read_musicxml
+            from clamp2_engine.music.convert.score import read_musicxml
 
             return musicxml_metadata(read_musicxml(path.read_bytes())[0])
         if suffix == ".krn":
@@ -90,7 +91,7 @@ def _abc_tune(path: Path, part: str) -> str:
 @functools.lru_cache(maxsize=4)
 def _abc_tunes(path: Path, _mtime: int) -> dict[str, str]:
     """A book's tunes by part, read once for all its pieces."""
-    from clamp2_engine.ingest.convert.abctools import split_tunes
+    from clamp2_engine.music.convert.abctools import split_tunes
 
     text = path.read_bytes()[: 1 << 20].decode("utf-8", errors="replace")
     return {sfx.lstrip("_"): tune for sfx, tune in split_tunes(text)}
@@ -271,7 +272,6 @@ def music_metadata(abc: str | None) -> dict[str, Any]:
     """Meter, key, voices, instruments and bars stated by interleaved ABC (every score becomes it)."""
     if not abc:
         return {}
-    from clamp2_engine.ingest.music21_corpus import abc_meter, count_voices, header_field
 
     body = [line for line in abc.splitlines() if line.startswith("[V:")]
     out: dict[str, Any] = {
