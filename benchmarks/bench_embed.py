@@ -154,7 +154,7 @@ def profile(ckpt: Path) -> str:
 
     rows, totals = {}, {}
     for dtype in ("fp32", "bf16"):
-        model = CLaMP2.from_pretrained(ckpt, E.TEXT_MODEL, device="cpu", dtype=dtype, load_text=False)
+        model = CLaMP2.from_pretrained(ckpt, E.TEXT_MODEL, device="cpu", dtype=dtype, towers=("music",))
         run = model.encoder.runtime.music
         patches = torch.randint(0, 128, (1, 512, 64)).numpy()
         masks = torch.ones(1, 512, dtype=torch.long).numpy()

@@ -8,7 +8,7 @@ fp32 and int8) encodes the same short queries on one thread and searches the sam
 ``--points`` points (random unit vectors per modality, as ``bench_search.py``). Reported per tower: p50 and
 p95 of encode + search, and top-10 agreement with PyTorch fp32's hits (the share of fp32's top 10 in the
 tower's top 10, averaged over the queries). These figures set the query path's rule
-(:meth:`clamp2_engine.load.LoadOptions.with_cached_export`): the cached fp32 export when there is one (the
+(:meth:`clamp2_engine.loading.LoadOptions.with_cached_export`): the cached fp32 export when there is one (the
 fastest tower that keeps agreement >= 0.95), PyTorch otherwise; int8 is opt-in. Writes the ``bench_query``
 section of docs/benchmarks.md.
 """
@@ -49,11 +49,11 @@ def towers(ckpt: Path, work: Path) -> dict[str, object]:
 
     exports = {p: E.export(ckpt, work, p) for p in ("fp32", "int8")}
     found = {
-        f"torch {d}": CLaMP2.from_pretrained(ckpt, E.TEXT_MODEL, load_music=False, dtype=d)
+        f"torch {d}": CLaMP2.from_pretrained(ckpt, E.TEXT_MODEL, towers=("text",), dtype=d)
         for d in ("fp32", "bf16")
     }
     for p, folder in exports.items():
-        found[f"onnx {p}"] = CLaMP2.from_pretrained(backend="onnx", onnx_dir=folder, load_music=False)
+        found[f"onnx {p}"] = CLaMP2.from_pretrained(backend="onnx", onnx_dir=folder, towers=("text",))
     return found
 
 

@@ -143,12 +143,12 @@ def search_latency(
 ) -> tuple[list, dict]:
     import torch
 
-    from clamp2_engine.api import CLaMP2
+    from clamp2_engine.pretrained import CLaMP2
 
     store = tmp / "store-20k"
     opened = open_store(StoreSpec(path=store))
     t = time.perf_counter()
-    identity = CLaMP2.from_pretrained(ckpt, text_model, load_music=False).identity
+    identity = CLaMP2.from_pretrained(ckpt, text_model, towers=("text",)).identity
     coll = fill(opened, n_points, identity.embed_dim, identity)
     fill_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -256,7 +256,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from clamp2_engine.api import CLaMP2
+    from clamp2_engine.pretrained import CLaMP2
 
     torch.set_num_threads(os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp_s:

@@ -36,14 +36,14 @@ def build(folder: Path, n: int) -> Path:
     """A full-size random CLaMP 2 checkpoint and an n-point collection made by it."""
     import torch
 
-    from clamp2_engine.api import CLaMP2
     from clamp2_engine.checkpoints import save_checkpoint
     from clamp2_engine.models import CLaMP2Config, CLaMP2Model
+    from clamp2_engine.pretrained import CLaMP2
     from clamp2_engine.store import Point, StoreSpec, open_store, point_id
 
     torch.manual_seed(0)
     ckpt = save_checkpoint(folder / "base.pth", CLaMP2Model(CLaMP2Config()).state_dict())
-    identity = CLaMP2.from_pretrained(ckpt, TEXT_MODEL, load_music=False).identity
+    identity = CLaMP2.from_pretrained(ckpt, TEXT_MODEL, towers=("text",)).identity
     data = vectors(n, identity.embed_dim)
     with open_store(StoreSpec(path=folder / "edge")) as store:
         coll = store.ensure("bench", identity, {"model": str(ckpt), "text_model": str(TEXT_MODEL)})

@@ -1,20 +1,135 @@
-"""One path from a model name or checkpoint file to a PyTorch module, its identity and its tokenizer.
-
-``CLaMP2.from_pretrained`` (torch backend) and the ONNX exporter both load through :func:`load_torch`:
-resolve (file, shipped model or Hub) -> load (``weights_only``) -> detect kind -> build the towers asked for
--> check tokenizer and lengths -> :class:`~clamp2_engine.identity.ModelIdentity`.
+"""The one loader: a typed :class:`LoadOptions` (what ``--model``, ``--dtype``, ... say, what a collection's
+record adds, what the cached ONNX export replaces) and :func:`build`, the one path from options to an
+:class:`~clamp2_engine.encoder.Encoder` and its :class:`~clamp2_engine.identity.ModelIdentity`, for PyTorch
+(:func:`load_torch`: resolve the file, shipped model or Hub -> ``weights_only`` load -> kind -> the towers
+asked for -> tokenizer and lengths checked; also what the ONNX exporter loads) and for ONNX Runtime (an
+export folder). :func:`clamp2_engine.pretrained.load` wraps it as a ``CLaMP2``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clamp2_engine.errors import about
 from clamp2_engine.identity import ModelIdentity
 from clamp2_engine.music.text import MAX_TEXT_LENGTH
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clamp2_engine.encoder import Encoder
+    from clamp2_engine.runtime.onnx_runtime import Provider
+    from clamp2_engine.store import CollectionRecord
+
+TOWERS = ("music", "text")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """A model and how to run it; ``None`` leaves a choice to its default (or to a collection's record)."""
+
+    model: str | None = None  # a known name (clamp2, m3, demo) or a checkpoint file
+    text_model: str | None = None  # XLM-R's config and tokenizer: a Hub name or a folder
+    backend: str | None = None  # torch (default) or onnx
+    device: str | None = None
+    dtype: str | None = None  # auto (default: per device and CPU), fp32, bf16, fp16
+    onnx_dir: str | None = None  # with backend onnx: a folder written by `export onnx`
+    batch_size: int | None = None
+    max_batch_tokens: int | None = None
+    max_text_length: int | None = None
+    towers: tuple[str, ...] = TOWERS  # what to load: music, text or both
+    kind: str | None = None  # the kind the checkpoint must be (clamp2, m3); None: whatever it is
+    providers: tuple[Provider, ...] | None = None  # with backend onnx: ONNX Runtime's providers
+    threads: int | None = None  # with backend onnx: intra-op threads (default: ONNX Runtime's)
+
+    def __post_init__(self) -> None:  # the one place the options are checked
+        from clamp2_engine.runtime.precision import check
+        from clamp2_engine.types import BACKENDS, KINDS
+
+        if self.backend not in (None, *BACKENDS):
+            raise about(
+                ValueError(f"unknown backend {self.backend!r}; choose {' or '.join(BACKENDS)}"), "backend"
+            )
+        check(self.dtype)
+        if self.backend == "onnx" and self.dtype not in (None, "auto", "fp32"):
+            raise about(
+                ValueError(
+                    "a dtype applies to the torch backend; an ONNX export's precision is set when it is exported"
+                ),
+                "dtype",
+            )
+        towers = tuple(self.towers)
+        if not towers or set(towers) - set(TOWERS):
+            raise ValueError(f"towers are {' and '.join(TOWERS)}, not {', '.join(towers) or 'none'}")
+        object.__setattr__(self, "towers", towers)
+        if self.kind not in (None, *KINDS):
+            raise about(ValueError(f"unknown kind {self.kind!r}; choose {' or '.join(KINDS)}"), "kind")
+
+    @classmethod
+    def of(cls, options: LoadOptions | Mapping[str, Any] | None) -> LoadOptions:
+        """``options`` as :class:`LoadOptions` (a mapping's unknown keys and ``None`` values are ignored)."""
+        if isinstance(options, LoadOptions):
+            return options
+        names = {f.name for f in fields(cls)}
+        given = {k: v for k, v in (options or {}).items() if k in names and v is not None}
+        return cls(**{k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in given.items()})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options that are set."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def precision(self) -> str:
+        """What a model loaded with these options computes at (``auto`` resolved by the one resolver,
+        without importing torch; a device left to ``auto`` is taken as this CPU), or ``onnx`` (fixed at
+        export)."""
+        if (self.backend or "torch") == "onnx":
+            return "onnx"
+        from clamp2_engine.runtime.precision import resolve
+
+        return resolve(self.dtype, self.device if self.device not in (None, "auto") else "cpu")
+
+    def with_env(self) -> LoadOptions:
+        """Unset ``model`` / ``text_model`` from ``$CLAMP2_MODEL`` / ``$CLAMP2_TEXT_MODEL``."""
+        return replace(
+            self,
+            model=self.model or os.environ.get("CLAMP2_MODEL") or None,
+            text_model=self.text_model or os.environ.get("CLAMP2_TEXT_MODEL") or None,
+        )
+
+    def with_record(self, record: CollectionRecord) -> LoadOptions:
+        """Unset choices taken from a collection's record: the model that made it, its text model and
+        text window."""
+        return replace(
+            self,
+            model=self.model or record.model_source.get("model"),
+            text_model=self.text_model or record.model_source.get("text_model"),
+            max_text_length=self.max_text_length or record.model.get("max_text_length"),
+        )
+
+    def with_cached_export(self, record: CollectionRecord, tower: str) -> LoadOptions:
+        """These options set to serve ``tower`` from the cached ONNX export of the collection's model
+        (written by ``export onnx`` without ``--out``) when there is one and nothing asks otherwise: no
+        backend, model, text model or dtype other than fp32 chosen. ONNX Runtime memory-maps the graph and
+        needs no torch or transformers import: a one-shot search starts in about a second, not seven."""
+        chosen = self.backend or self.model or self.text_model or self.onnx_dir
+        if chosen or self.dtype not in (None, "auto", "fp32"):
+            return self
+        from clamp2_engine.runtime.onnx_export import cached_export
+
+        folder = cached_export(record.model, tower)
+        if folder is None:
+            return self
+        length = self.max_text_length or record.model.get("max_text_length")
+        return replace(self, backend="onnx", onnx_dir=os.fspath(folder), max_text_length=length)
+
+    def for_collection(self, record: CollectionRecord, tower: str) -> LoadOptions:
+        """What a collection's query ``tower`` loads: the environment's model, then its cached export or
+        its record."""
+        options = self.with_env().with_cached_export(record, tower)
+        return options if options.backend == "onnx" else options.with_record(record)
+
 
 DEFAULT_MAX_TEXT_LENGTH = MAX_TEXT_LENGTH  # the reference's MAX_TEXT_LENGTH
 
@@ -150,74 +265,46 @@ def load_torch(
     return LoadedModel(module, identity, tokenizer)
 
 
-def torch_encoder(
-    model: str | os.PathLike | None,
-    text_model: str | os.PathLike | None,
-    *,
-    device: str | None = None,
-    dtype: str | None = "auto",
-    load_music: bool = True,
-    load_text: bool = True,
-    batch_size: int | None = None,
-    max_batch_tokens: int | None = None,
-    kind: str | None = None,
-    max_text_length: int | None = None,
-    onnx_dir: str | os.PathLike | None = None,
-) -> tuple[Any, ModelIdentity]:
-    """``(encoder, identity)`` for a checkpoint run by PyTorch (``onnx_dir`` is not used)."""
-    from clamp2_engine.checkpoints import resolve_checkpoint
-
-    resolve_checkpoint(model)  # a checkpoint that is not there is said before torch is imported
+def build(options: LoadOptions | Mapping[str, Any] | None = None) -> tuple[Encoder, ModelIdentity]:
+    """``(encoder, identity)`` for ``options``: a checkpoint run by PyTorch at the resolved precision, or
+    an export folder run by ONNX Runtime (its precision fixed at export)."""
     from clamp2_engine.encoder import Encoder
-    from clamp2_engine.runtime.torch_runtime import TorchRuntime
 
-    loaded = load_torch(
-        model,
-        text_model,
-        kind=kind,
-        load_music=load_music,
-        load_text=load_text,
-        max_text_length=max_text_length,
-    )
-    runtime = TorchRuntime(loaded.module, device, dtype)
-    encoder = Encoder.from_identity(
-        runtime, loaded.tokenizer, loaded.identity, batch_size=batch_size, max_batch_tokens=max_batch_tokens
-    )
-    return encoder, loaded.identity
+    o = LoadOptions.of(options)
+    if (o.backend or "torch") == "onnx":
+        from clamp2_engine.runtime.onnx_loader import open_export
 
-
-def onnx_encoder(
-    model: str | os.PathLike | None,
-    text_model: str | os.PathLike | None,
-    *,
-    onnx_dir: str | os.PathLike | None = None,
-    dtype: str | None = "auto",
-    **options: Any,
-) -> tuple[Any, ModelIdentity]:
-    """``(encoder, identity)`` for graphs written by ``export onnx`` (their precision is fixed at export)."""
-    from clamp2_engine.runtime.onnx_loader import onnx_encoder as build
-
-    if dtype not in (None, "auto", "fp32"):
-        raise about(
-            ValueError(
-                "a dtype applies to the torch backend; an ONNX export's precision is set when it is exported"
-            ),
-            "dtype",
+        runtime, tokenizer, identity = open_export(
+            o.onnx_dir,
+            model=o.model,
+            text_model=o.text_model,
+            device=o.device,
+            towers=o.towers,
+            kind=o.kind,
+            providers=o.providers,
+            threads=o.threads,
+            max_text_length=o.max_text_length,
         )
-    return build(onnx_dir, model=model, text_model=text_model, **options)
+    else:
+        from clamp2_engine.checkpoints import resolve_checkpoint
 
+        resolve_checkpoint(o.model)  # a checkpoint that is not there is said before torch is imported
+        from clamp2_engine.runtime.torch_runtime import TorchRuntime
 
-BACKEND_LOADERS = {"torch": torch_encoder, "onnx": onnx_encoder}
-
-
-def load_encoder(
-    backend: str = "torch",
-    model: str | os.PathLike | None = None,
-    text_model: str | os.PathLike | None = None,
-    **options: Any,
-) -> tuple[Any, ModelIdentity]:
-    """The one entry point from a model (name, checkpoint or ONNX export) to ``(encoder, identity)``."""
-    loader = BACKEND_LOADERS.get(backend)
-    if loader is None:
-        raise ValueError(f"unknown backend {backend!r}; choose {' or '.join(BACKEND_LOADERS)}")
-    return loader(model, text_model, **options)
+        loaded = load_torch(
+            o.model,
+            o.text_model,
+            kind=o.kind,
+            load_music="music" in o.towers,
+            load_text="text" in o.towers,
+            max_text_length=o.max_text_length,
+        )
+        runtime, tokenizer, identity = (
+            TorchRuntime(loaded.module, o.device, o.dtype),
+            loaded.tokenizer,
+            loaded.identity,
+        )
+    encoder = Encoder.from_identity(
+        runtime, tokenizer, identity, batch_size=o.batch_size, max_batch_tokens=o.max_batch_tokens
+    )
+    return encoder, identity

@@ -7,18 +7,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from clamp2_engine.load import LoadOptions, load
+from clamp2_engine.loading import LoadOptions
 from clamp2_engine.store import Collection, CollectionRecord, check_model
 
 if TYPE_CHECKING:  # pragma: no cover
-    from clamp2_engine.api import CLaMP2
+    from clamp2_engine.pretrained import CLaMP2
 
 Loader = Callable[[LoadOptions, str], "CLaMP2"]
 
 
 def load_tower(options: LoadOptions, tower: str) -> CLaMP2:
     """The model of ``options`` with one tower (``text`` or ``music``)."""
-    return load(options, (tower,))
+    from dataclasses import replace
+
+    from clamp2_engine.pretrained import load
+
+    return load(replace(options, towers=(tower,)))
 
 
 def plan_query_model(
@@ -39,11 +43,7 @@ def plan_query_model(
             "precision": peek_precision(opts.onnx_dir or "") or "fp32",
             "source": source,
         }
-    precision = opts.dtype or "auto"
-    if precision == "auto" and opts.device in (None, "auto", "cpu"):
-        from clamp2_engine.runtime.precision import cpu_dtype
-
-        precision = cpu_dtype()  # on a CPU (a GPU, when there is one, runs bf16 or fp16)
+    precision = opts.precision()  # on a CPU when the device is left to auto (a GPU runs bf16 or fp16)
     return {"runtime": "torch", "precision": precision, "source": str(opts.model or "the collection's model")}
 
 

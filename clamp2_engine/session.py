@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clamp2_engine.errors import CollectionError
-from clamp2_engine.load import LoadOptions
+from clamp2_engine.loading import LoadOptions
 from clamp2_engine.search import Loader, QueryModels, load_tower
 from clamp2_engine.store import Collection, Hit, Store, StoreSpec, open_store, vector_names
 from clamp2_engine.types import MODES, Mode
 
 if TYPE_CHECKING:  # pragma: no cover
-    from clamp2_engine.api import CLaMP2
+    from clamp2_engine.pretrained import CLaMP2
 
 DEFAULT_MODE: Mode = "hybrid"
 NO_WORD_MATCHED = "no word of the query matched any piece: ranked by meaning alone"

@@ -10,8 +10,9 @@ VectorName = Literal["abc", "mtf", "text"]  # the named vectors of a collection
 Modality = Literal["abc", "mtf", "text", "any"]  # what a search looks at; "any": abc and mtf, best score
 Mode = Literal["hybrid", "semantic", "lexical"]  # how a text query is matched: meaning and words, or one
 RuntimeBackend = Literal["torch", "onnx"]  # what runs a model (`--backend`); store engines are store.backend
-Dtype = Literal["auto", "fp32", "bf16", "fp16"]  # inference precision ("auto": per device and CPU)
-Precision = Literal["auto", "fp32", "fp16", "bf16"]  # training precision
+Dtype = Literal[
+    "auto", "fp32", "bf16", "fp16"
+]  # precision of inference and training ("auto": per device and CPU)
 
 KINDS: tuple[str, ...] = get_args(Kind)
 VECTORS: tuple[str, ...] = get_args(VectorName)
@@ -20,7 +21,6 @@ MODALITIES: tuple[str, ...] = get_args(Modality)
 MODES: tuple[str, ...] = get_args(Mode)
 BACKENDS: tuple[str, ...] = get_args(RuntimeBackend)
 DTYPES: tuple[str, ...] = get_args(Dtype)
-PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 # --- file suffixes (lower case, with the dot) ------------------------------------------------------
 ABC_SUFFIXES = frozenset({".abc"})

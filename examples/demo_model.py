@@ -125,8 +125,8 @@ def chance_mrr(n: int) -> float:
 
 def evaluate(model: str | os.PathLike, data: Path, text_model: str | os.PathLike | None) -> dict[str, Any]:
     """Held-out text-to-music retrieval: each eval text's own piece is the answer (English and not)."""
-    from clamp2_engine.api import CLaMP2
     from clamp2_engine.evaluate import retrieval_metrics
+    from clamp2_engine.pretrained import CLaMP2
 
     items = read_items(data / "eval.jsonl")
     clamp2 = CLaMP2.from_pretrained(model, text_model, device="cpu")

@@ -62,8 +62,8 @@ def evaluate(
     device: str | None = "cpu",
 ) -> dict[str, Any]:
     """Text-to-music retrieval over the held-out pieces: each eval text's own piece is the answer."""
-    from clamp2_engine.api import CLaMP2
     from clamp2_engine.evaluate import retrieval_metrics
+    from clamp2_engine.pretrained import CLaMP2
 
     data = Path(data)
     items = [

@@ -22,7 +22,7 @@ def model_args(parity_dir: Path) -> list[str]:
 
 
 def load_model(parity_dir: Path, **kwargs):
-    from clamp2_engine.api import CLaMP2
+    from clamp2_engine.pretrained import CLaMP2
 
     return CLaMP2.from_pretrained(
         parity_dir / "checkpoints" / "clamp2.pth", parity_dir / "text_model", **kwargs

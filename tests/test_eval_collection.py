@@ -67,7 +67,7 @@ def test_eval_collection_end_to_end(tmp_path, parity_dir, bench_dir, modality):
         assert "no .abc file" in out["errors"][0]["reason"]
 
     # the same ranks by hand: each summary's encode_text against the collection
-    model = load_model(parity_dir, load_music=False)
+    model = load_model(parity_dir, towers=("text",))
     with open_store() as store:
         coll = store.collection("chorales")
         expected = []

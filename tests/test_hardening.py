@@ -53,7 +53,9 @@ def errors_of(path: Path) -> dict[str, str]:
 
 def test_convert_skips_fifos_and_links_out(hostile, tmp_path):
     out = tmp_path / "out"
-    proc = cli("convert", hostile, out, "--to", "abc", "--timeout", "20", "--json", home=tmp_path / "home")
+    proc = cli(
+        "convert", hostile, out, "--to", "abc", "--convert-timeout", "20", "--json", home=tmp_path / "home"
+    )
     errors = errors_of(out / "errors.jsonl")
     assert "not a regular file (a FIFO)" in errors["pipe.abc"]
     assert "leads out of" in errors["passwd.abc"]

@@ -169,7 +169,7 @@ def test_model_change_is_refused(client, model, parity_dir, tmp_path):
     sd = load_checkpoint(parity_dir / "checkpoints" / "clamp2.pth")["model"]
     sd = {k: (v + 0.01 if k == "music_proj.bias" else v) for k, v in sd.items()}
     other = save_checkpoint(tmp_path / "other.pth", {k: torch.as_tensor(v) for k, v in sd.items()})
-    other_model = type(model).from_pretrained(other, load_text=False)
+    other_model = type(model).from_pretrained(other, towers=("music",))
     with pytest.raises(ModelMismatchError, match="holds vectors of clamp2.pth"):
         run(client, other_model, root)
     assert client.collection("c").count() == 7

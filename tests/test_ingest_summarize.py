@@ -55,7 +55,7 @@ def test_ingest_summarize(tmp_path, parity_dir, bench_dir, monkeypatch):
         again = json.loads(run(*args).stdout)  # summaries are kept: nothing is asked or embedded again
         assert llm.requests() == 3
         assert again["skipped"] == 4
-    model = load_model(parity_dir, load_music=False)
+    model = load_model(parity_dir, towers=("text",))
     with open_store() as store:
         coll = store.collection("s")
         for item in items:

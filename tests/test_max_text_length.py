@@ -16,9 +16,9 @@ import torch
 from click.testing import CliRunner
 from parity_helpers import MIN_COSINE, cosine
 
-from clamp2_engine.api import CLaMP2
 from clamp2_engine.checkpoints import load_checkpoint
 from clamp2_engine.cli import main
+from clamp2_engine.pretrained import CLaMP2
 
 
 def reference_text_feature(ckpt: Path, text_dir: Path, text: str, max_len: int, sizes: dict | None = None):

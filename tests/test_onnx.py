@@ -108,7 +108,7 @@ def test_embed_cli_with_onnx_backend(parity_dir, exports, tmp_path, kind, flags)
 
 def test_identity_and_manifest(parity_dir, exports, onnx_models):
     torch_model = CLaMP2.from_pretrained(
-        parity_dir / "checkpoints" / "clamp2.pth", parity_dir / "text_model", device="cpu", load_music=False
+        parity_dir / "checkpoints" / "clamp2.pth", parity_dir / "text_model", device="cpu", towers=("text",)
     )
     assert onnx_models["clamp2"].identity == torch_model.identity
     manifest = json.loads((exports["clamp2"] / "manifest.json").read_text())
@@ -155,7 +155,7 @@ def test_one_tower_only_and_model_check(parity_dir, exports):
         backend="onnx",
         onnx_dir=exports["clamp2"],
         device="cpu",
-        load_music=False,
+        towers=("text",),
     )
     assert text_only.encode_text("a jig in D").shape == (128,)
     with pytest.raises(RuntimeError, match="no music tower"):
@@ -427,14 +427,14 @@ def test_real_session_on_cpu(exports):
 
 def test_engine_never_imports_exporters():
     code = (
-        "import sys, clamp2_engine, clamp2_engine.api, clamp2_engine.runtime.onnx_runtime, "
+        "import sys, clamp2_engine, clamp2_engine.pretrained, clamp2_engine.runtime.onnx_runtime, "
         "clamp2_engine.cli.export; assert not any(m.startswith('exporters') for m in sys.modules), 'exporters'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_int8_export_quantizes_and_serves(parity_dir, tmp_path):
-    """`export onnx --int8`: int8 weights (a smaller graph), verified against PyTorch, served like any export."""
+    """`export onnx --dtype int8`: int8 weights (a smaller graph), verified against PyTorch, served like any export."""
     out = tmp_path / "int8"
     result = export_onnx(parity_dir / "checkpoints" / "clamp2.pth", out, parity_dir / "text_model", int8=True)
     assert result.precision == "int8"
@@ -454,13 +454,13 @@ def test_int8_export_quantizes_and_serves(parity_dir, tmp_path):
 
 def test_an_onnx_model_says_its_precision(tmp_path, parity_dir):
     """``CLaMP2.precision`` under ONNX Runtime is the precision the graphs were exported at."""
-    from clamp2_engine.api import CLaMP2
     from clamp2_engine.exporters.onnx import export_onnx
+    from clamp2_engine.pretrained import CLaMP2
 
     ckpt = parity_dir / "checkpoints" / "clamp2.pth"
     text_model = parity_dir / "text_model"
     export_onnx(ckpt, tmp_path / "int8", text_model, int8=True, verify=False)
     model = CLaMP2.from_pretrained(
-        ckpt, text_model, backend="onnx", onnx_dir=tmp_path / "int8", load_music=False
+        ckpt, text_model, backend="onnx", onnx_dir=tmp_path / "int8", towers=("text",)
     )
     assert (model.encoder.runtime.backend, model.precision) == ("onnx", "int8")

@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 from index_helpers import cos, load_model, model_args
 
-from clamp2_engine.api import CLaMP2
 from clamp2_engine.cli import main
 from clamp2_engine.store import MEMORY, StoreSpec, open_store
 
@@ -52,20 +51,24 @@ def store(tmp_path_factory, parity_dir):
 
 @pytest.fixture(scope="module")
 def text_model(parity_dir):
-    return load_model(parity_dir, load_music=False)
+    return load_model(parity_dir, towers=("text",))
 
 
 @pytest.fixture
 def loads(monkeypatch):
     """Every model load: the towers asked for."""
+    import clamp2_engine.pretrained as pretrained
+    from clamp2_engine.loading import LoadOptions
+
     calls: list[dict] = []
-    real = CLaMP2.from_pretrained.__func__
+    real = pretrained.build
 
-    def spy(cls, *args, **kwargs):
-        calls.append({"music": kwargs.get("load_music", True), "text": kwargs.get("load_text", True)})
-        return real(cls, *args, **kwargs)
+    def spy(options=None):
+        towers = LoadOptions.of(options).towers
+        calls.append({"music": "music" in towers, "text": "text" in towers})
+        return real(options)
 
-    monkeypatch.setattr(CLaMP2, "from_pretrained", classmethod(spy))
+    monkeypatch.setattr(pretrained, "build", spy)
     return calls
 
 

@@ -75,7 +75,7 @@ def test_text_search_and_the_query_vector(client, parity_dir, corpus):
     found = hits(client.post("/search", json={"query": QUERY, "k": 5}))
     assert [h["rank"] for h in found] == [1, 2, 3, 4, 5]
     assert set(found[0]) >= {"rank", "id", "score", "modality", "title", "composer", "source", "payload"}
-    model = load_model(parity_dir, load_music=False)
+    model = load_model(parity_dir, towers=("text",))
     vec = client.post("/embed/text", json={"texts": [QUERY, "ein Choral"]}).json()
     assert len(vec["vectors"]) == 2
     assert vec["model"]["name"] == "clamp2.pth"
@@ -366,7 +366,7 @@ def test_api_key_is_required_and_never_logged(server, caplog):
 
 
 def test_concurrent_queries_are_encoded_together(parity_dir):
-    model = load_model(parity_dir, load_music=False)
+    model = load_model(parity_dir, towers=("text",))
     batcher = MicroBatcher(lambda texts: np.atleast_2d(model.encode_text(texts)), max_wait=0.05)
 
     async def many():

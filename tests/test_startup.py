@@ -62,7 +62,7 @@ def test_a_checkpoint_is_hashed_once_across_processes(tmp_path, monkeypatch):
     [
         "clamp2_engine.cli",
         "clamp2_engine.checkpoints",
-        "clamp2_engine.api",
+        "clamp2_engine.pretrained",
         "clamp2_engine.search",
         "clamp2_engine.runtime.onnx_runtime",
     ],

@@ -271,10 +271,10 @@ def collections_repair(name: str, model: str | None, no_ingest: bool, as_json: b
 
 
 def _identity(model: str) -> Any:
-    from clamp2_engine.load import LoadOptions, load
+    from clamp2_engine.pretrained import LoadOptions, load
 
     try:
-        return load(LoadOptions(model=model), ("music",)).identity
+        return load(LoadOptions(model=model, towers=("music",))).identity
     except (OSError, ValueError, RuntimeError) as exc:
         raise fail(exc) from None
 

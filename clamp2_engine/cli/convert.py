@@ -7,11 +7,10 @@ from pathlib import Path
 
 import click
 
-from clamp2_engine.cli.options import EXIT_CODES, allow_failures_option, exit_for_failures, renamed
+from clamp2_engine.cli.options import EXIT_CODES, allow_failures_option, exit_for_failures
 
 
 @click.command(epilog=EXIT_CODES)
-@renamed("--timeout", "--convert-timeout", "timeout", type=click.FloatRange(min=0, min_open=True))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.argument("dst", type=click.Path(file_okay=False, path_type=Path))
 @click.option(

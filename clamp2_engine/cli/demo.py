@@ -53,7 +53,7 @@ def demo(
     require_extra("convert")  # the demo converts music21's scores
     from clamp2_engine.ingest.demo import DEMO_COLLECTION, DEMO_CORPUS, QUERIES, prepare_demo_corpus
     from clamp2_engine.ingest.run import IngestOptions
-    from clamp2_engine.load import LoadOptions
+    from clamp2_engine.loading import LoadOptions
     from clamp2_engine.paths import data_dir
 
     def say(msg: str) -> None:

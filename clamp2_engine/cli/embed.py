@@ -10,17 +10,14 @@ from clamp2_engine.cli.options import (
     EXIT_CODES,
     allow_failures_option,
     exit_for_failures,
-    fail,
     model_options,
     open_model,
     pop_model_options,
-    renamed,
 )
 from clamp2_engine.types import KINDS
 
 
 @click.command(epilog=EXIT_CODES)
-@renamed("--normalize", "--pooled", "pooled", flag_value=True)
 @click.argument("src", type=click.Path(exists=True))
 @click.argument("dst", type=click.Path(file_okay=False))
 @model_options()
@@ -56,24 +53,23 @@ def embed(
 
     Music: .abc (interleaved ABC) and .mtf; text: .txt (CLaMP 2 only). DST mirrors SRC's tree.
     """
-    from clamp2_engine.extract import embed_tree
+    from clamp2_engine.embed import embed_tree
 
     options = pop_model_options(kwargs)
     loaded: dict = {}
 
-    def load(load_music: bool, load_text: bool):
-        model = open_model(options, load_music=load_music, load_text=load_text, kind=kind)
+    def load(towers: tuple[str, ...]):
+        model = open_model(options, towers=towers, kind=kind)
         if model.kind == "m3" and pooled:
             raise click.ClickException("M3 has no projection: its features are raw (drop --pooled)")
         loaded["kind"], loaded["precision"] = model.kind, model.precision
         return model
 
-    effective_kind = kind or _peek_kind(options)
     summary, errors = embed_tree(
         src,
         dst,
         load,
-        kind=effective_kind,
+        kind=kind,
         pooled=pooled,
         overwrite=overwrite,
         progress=not quiet and not as_json,
@@ -86,23 +82,3 @@ def embed(
     elif not quiet:
         summary.print(errors)
     exit_for_failures(summary.counts.get("failed", 0), allow_failures)
-
-
-def _peek_kind(options) -> str:
-    """The checkpoint's kind without building a model (cheap: key names only)."""
-    if options.backend == "onnx":
-        from clamp2_engine.runtime.onnx_export import peek_identity
-
-        return (peek_identity(options.onnx_dir or "") or {}).get("kind", "clamp2")
-    from clamp2_engine.checkpoints import (
-        CheckpointError,
-        ModelNotFoundError,
-        detect_kind,
-        load_checkpoint,
-        resolve_checkpoint,
-    )
-
-    try:
-        return detect_kind(load_checkpoint(resolve_checkpoint(options.model))["model"])
-    except (ModelNotFoundError, CheckpointError) as exc:
-        raise fail(exc) from None

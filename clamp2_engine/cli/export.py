@@ -6,7 +6,7 @@ import json
 
 import click
 
-from clamp2_engine.cli.options import fail, max_text_length_option, renamed
+from clamp2_engine.cli.options import fail, max_text_length_option
 
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.99, "int8": 0.95}  # below this the export is reported as failed
 
@@ -17,8 +17,6 @@ def export() -> None:
 
 
 @export.command("onnx")
-@renamed("--fp16", "--dtype fp16", "dtype", flag_value="fp16")
-@renamed("--int8", "--dtype int8", "dtype", flag_value="int8")
 @click.option(
     "--model",
     envvar="CLAMP2_MODEL",

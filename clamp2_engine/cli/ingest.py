@@ -18,7 +18,6 @@ from clamp2_engine.cli.options import (
     interrupted,
     model_options,
     pop_model_options,
-    renamed,
     store_client,
     store_options,
 )
@@ -27,10 +26,6 @@ from clamp2_engine.cli.options import (
 
 
 @click.command(epilog=EXIT_CODES)
-@renamed("--timeout", "--convert-timeout", "timeout", type=click.FloatRange(min=0, min_open=True))
-@renamed("--api-key-env", "--llm-api-key-env", "api_key_env")
-@renamed("--convert-workers", "--jobs", "jobs", type=click.IntRange(1, 1_000_000))
-@renamed("--engine", "--runner", "runner", type=click.Choice(["local", "ray"]))
 @click.argument("corpus", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "-c", "--collection", required=True, callback=collection_name, help="Collection to create or update."

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,32 +9,10 @@ from typing import Any, NoReturn
 
 import click
 
-from clamp2_engine.load import LoadOptions
+from clamp2_engine.loading import LoadOptions
 from clamp2_engine.music.text import MAX_TEXT_LENGTH
 from clamp2_engine.types import BACKENDS as BACKEND_CHOICES
 from clamp2_engine.types import DTYPES as DTYPE_CHOICES
-
-REMOVED_IN = "0.2"  # the release that drops the old spellings below
-
-
-def renamed(old: str, new: str, dest: str, **option: Any) -> Callable:
-    """Keep ``old``, a former spelling of option ``new``, for one more release: hidden from ``--help``, its
-    value goes to ``dest`` (the new option's), with a one-line note. Put it right under ``@click.command``."""
-    alias = f"renamed__{old.lstrip('-').replace('-', '_')}"
-
-    def decorate(f: Callable) -> Callable:
-        @functools.wraps(f)
-        def command(*args: Any, **kwargs: Any) -> Any:
-            value = kwargs.pop(alias, None)
-            if value is not None:
-                click.echo(f"note: {old} is now {new} ({old} goes in {REMOVED_IN})", err=True)
-                kwargs[dest] = value
-            return f(*args, **kwargs)
-
-        return click.option(old, alias, hidden=True, default=None, **option)(command)
-
-    return decorate
-
 
 EXIT_CODES = "Exit status: 0 all items done, 1 some items failed (0 with --allow-failures), 2 usage errors."
 
@@ -269,16 +246,16 @@ def pop_model_options(kwargs: dict[str, Any]) -> LoadOptions:
     return options
 
 
-def open_model(
-    options: LoadOptions, *, load_music: bool = True, load_text: bool = True, kind: str | None = None
-):
-    """Load the model for a command; every expected failure becomes a one-line ``ClickException``."""
-    from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
-    from clamp2_engine.load import load
+def open_model(options: LoadOptions, **chosen: Any):
+    """Load the model for a command (``chosen``: more :class:`LoadOptions`, such as ``towers`` or
+    ``kind``); every expected failure becomes a one-line ``ClickException``."""
+    from dataclasses import replace
 
-    towers = ("music",) * load_music + ("text",) * load_text
+    from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
+    from clamp2_engine.pretrained import load
+
     try:
-        return load(options, towers, kind)
+        return load(replace(options, **chosen))
     except (ModelNotFoundError, CheckpointError, ValueError, RuntimeError, OSError) as exc:
         raise fail(exc) from None
 

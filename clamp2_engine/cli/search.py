@@ -139,7 +139,7 @@ def open_tower(options, tower: str):
     """One tower of the model named by the command's options; failures as one-line errors."""
     from clamp2_engine.cli.options import open_model
 
-    return open_model(options, load_music=tower == "music", load_text=tower == "text")
+    return open_model(options, towers=(tower,))
 
 
 def _print_hits(hits, as_json: bool, title: str = "", why: str | None = None) -> None:

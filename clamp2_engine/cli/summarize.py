@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from clamp2_engine.cli.options import allow_failures_option, exit_for_failures, fail, interrupted, renamed
+from clamp2_engine.cli.options import allow_failures_option, exit_for_failures, fail, interrupted
 
 LLM_OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option(
@@ -79,8 +79,6 @@ def llm_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command()
-@renamed("--api-key-env", "--llm-api-key-env", "api_key_env")
-@renamed("--timeout", "--llm-timeout", "timeout", type=click.FloatRange(min=0, min_open=True))
 @click.argument("src", type=click.Path(exists=True, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @llm_options

@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
-from clamp2_engine.cli.options import fail, renamed
+from clamp2_engine.cli.options import fail
 from clamp2_engine.music.text import MAX_TEXT_LENGTH
-from clamp2_engine.types import PRECISIONS
+from clamp2_engine.types import DTYPES
 
 
 def loop_options(batch_size: int, lr: float) -> Callable:
@@ -26,7 +26,7 @@ def loop_options(batch_size: int, lr: float) -> Callable:
     def decorate(f: Callable) -> Callable:
         for opt in reversed([*_run_options(), *_optimizer_options(batch_size, lr), *_eval_options()]):
             f = opt(f)
-        return renamed("--precision", "--dtype", "precision", type=click.Choice(PRECISIONS))(f)
+        return f
 
     return decorate
 
@@ -124,10 +124,10 @@ def _eval_options() -> list[Callable]:
         click.option(
             "--dtype",
             "precision",
-            type=click.Choice(PRECISIONS),
+            type=click.Choice(DTYPES),
             default="auto",
             show_default=True,
-            help="auto: bf16 (or fp16 with loss scaling) autocast on CUDA, fp32 on CPU.",
+            help="auto: bf16 (or fp16 with loss scaling) autocast on CUDA; on a CPU bf16 where it is native, else fp32.",
         ),
         click.option("--device", default=None, metavar="cpu|cuda", help="Default: cuda when available."),
         click.option(

@@ -55,13 +55,11 @@ def compare(onnx_forward, torch_forward, ids: np.ndarray, masks: np.ndarray, poo
 def verify_export(onnx_dir: str | os.PathLike, module, seed: int = 0, providers=None) -> dict[str, float]:
     """Worst cosines (``"music.pooled"``, ``"music.hidden"``, ``"text.pooled"``, ``"text.hidden"``) of the
     export in ``onnx_dir`` against ``module`` (the PyTorch model it was exported from) in fp32 on CPU."""
-    from clamp2_engine.api import CLaMP2
-    from clamp2_engine.runtime.onnx_loader import load_onnx_model
+    from clamp2_engine.runtime.onnx_loader import open_export
     from clamp2_engine.runtime.onnx_runtime import CPU
     from clamp2_engine.runtime.torch_runtime import TorchRuntime
 
-    loaded = load_onnx_model(CLaMP2, onnx_dir, device="cpu", providers=providers or [CPU])
-    ident, ort_rt = loaded.identity, loaded.encoder.runtime
+    ort_rt, tokenizer, ident = open_export(onnx_dir, device="cpu", providers=providers or [CPU])
     ref = TorchRuntime(module, "cpu", "fp32")
     rng = np.random.default_rng(seed)
     results: dict[str, float] = {}
@@ -73,7 +71,7 @@ def verify_export(onnx_dir: str | os.PathLike, module, seed: int = 0, providers=
             key = f"music.{'pooled' if pooled else 'hidden'}"
             results[key] = min(results.get(key, 1.0), compare(ort_rt.music, ref.music, *batch, pooled))
     if ort_rt.has_text:
-        tok = loaded.encoder.tokenizer
+        tok = tokenizer
         vocab = min(len(tok), module.config.text.vocab_size)
         for lengths in ([ident.max_text_length, 23, 4], [2]):
             batch = random_tokens(lengths, vocab, tok.pad_token_id, rng)

@@ -40,7 +40,7 @@ from clamp2_engine.store.schema import CollectionRecord, UnitState, now_iso
 from clamp2_engine.types import MIDI_SUFFIXES, MUSIC_VECTORS, VECTORS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from clamp2_engine.api import CLaMP2
+    from clamp2_engine.pretrained import CLaMP2
 
 DEFAULT_WRITE_BATCH = 32
 DEFAULT_TIMEOUT = 180.0  # seconds per score conversion in a worker process

@@ -37,6 +37,7 @@ from clamp2_engine.ingest.pipeline import (
     plan_ingest,
     write_units,
 )
+from clamp2_engine.loading import LoadOptions
 from clamp2_engine.runlog import ErrorLog, progress_bar
 from clamp2_engine.store import Store
 
@@ -90,10 +91,10 @@ class Embedder:
     """A Ray Data actor: the model loaded once, then batches of converted units -> their vectors (and the
     inputs it could not embed, to be logged by the driver)."""
 
-    def __init__(self, options: tuple[Any, tuple[str, ...]]):
-        from clamp2_engine.load import load
+    def __init__(self, options: LoadOptions):
+        from clamp2_engine.pretrained import load
 
-        self.model = load(*options)  # (LoadOptions, towers)
+        self.model = load(options)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         prepared = [
@@ -123,7 +124,7 @@ def ingest_corpus_ray(
     store: Store,
     collection: str,
     corpus: Corpus,
-    model_options: tuple[Any, tuple[str, ...]],
+    model_options: LoadOptions,
     identity: Any,
     *,
     ray_options: RayOptions | None = None,
@@ -136,13 +137,13 @@ def ingest_corpus_ray(
     on_index: Callable[[], None] | None = None,
 ) -> IngestReport:
     """Bring ``collection`` in step with ``corpus`` on Ray (see the module docstring). ``model_options``
-    are what each actor loads the model with: ``(LoadOptions, towers)`` for :func:`clamp2_engine.load.load`;
+    are what each actor loads the model with (:func:`clamp2_engine.pretrained.load`);
     ``identity`` is that model's, loaded once on the driver to check the collection."""
     require_extra("ray")
     import ray
 
     opts = ray_options or RayOptions()
-    precision = model_options[0].precision()  # the driver's view: workers on other CPUs may differ
+    precision = model_options.precision()  # the driver's view: workers on other CPUs may differ
     source = {**(source or {}), "dtype": precision}
     plan = plan_ingest(store, collection, corpus, identity, source=source, render=render, errors=errors)
     plan.report.precision = precision

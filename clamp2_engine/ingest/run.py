@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from clamp2_engine.ingest.corpus import Corpus, CorpusError, discover, find_metadata, load_metadata
 from clamp2_engine.ingest.pipeline import DEFAULT_TIMEOUT, DEFAULT_WRITE_BATCH, IngestReport, ingest_corpus
-from clamp2_engine.load import LoadOptions, load
+from clamp2_engine.loading import LoadOptions
 from clamp2_engine.paths import data_dir
+from clamp2_engine.pretrained import load
 from clamp2_engine.runlog import ErrorLog
 from clamp2_engine.store import CollectionNotFoundError, Store, model_source
 
@@ -86,7 +87,8 @@ def run(
         hint = f"; problems: {errors.path}" if errors.count else ""
         raise CorpusError(f"no music found in {corpus} ({found.layout} layout){hint}")
     need_text = any(u.summary for u in found.units)
-    model = load(options.model, ("music", "text") if need_text else ("music",))
+    model_options = replace(options.model, towers=("music", "text") if need_text else ("music",))
+    model = load(model_options)
     common = dict(
         source=_source(options.model, need_text),
         render=options.render,
@@ -99,12 +101,11 @@ def run(
     if runner == "ray":
         from clamp2_engine.ingest.ray_engine import ingest_corpus_ray
 
-        towers = ("music", "text") if need_text else ("music",)
         report = ingest_corpus_ray(
             store,
             collection,
             found,
-            (options.model, towers),
+            model_options,
             model.identity,
             ray_options=options.ray,
             **common,

@@ -1,6 +1,7 @@
-"""An export folder to an :class:`~clamp2_engine.encoder.Encoder`: its graphs checked against each other,
-against their tokenizer and against what the caller asked for (a graph that does not match is refused),
-then run by :class:`~clamp2_engine.runtime.onnx_runtime.OnnxRuntime`."""
+"""An export folder opened for ONNX Runtime: its graphs checked against each other, against their tokenizer
+and against what the caller asked for (a graph that does not match is refused), then run by
+:class:`~clamp2_engine.runtime.onnx_runtime.OnnxRuntime`; :mod:`clamp2_engine.loading` makes the
+``Encoder``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from clamp2_engine.errors import about, first_line
+from clamp2_engine.identity import ModelIdentity
 from clamp2_engine.music.text import MAX_TEXT_LENGTH
 from clamp2_engine.runtime.onnx_export import (
     FORMAT_VERSION,
@@ -133,31 +135,27 @@ def _check_requested(
         )
 
 
-def onnx_encoder(
+def open_export(
     onnx_dir: str | os.PathLike | None,
     *,
     model: str | os.PathLike | None = None,
     text_model: str | os.PathLike | None = None,
     device: str | None = None,
-    load_music: bool = True,
-    load_text: bool = True,
-    batch_size: int | None = None,
-    max_batch_tokens: int | None = None,
+    towers: Sequence[str] = ("music", "text"),
     kind: str | None = None,
     providers: Sequence[Provider] | None = None,
     threads: int | None = None,
     max_text_length: int | None = None,
-):
-    """``(encoder, identity)`` served by ONNX Runtime from an export folder.
+) -> tuple[OnnxRuntime, Any, ModelIdentity]:
+    """``(runtime, tokenizer, identity)`` of an export folder, checked, for ONNX Runtime to serve
+    (:func:`clamp2_engine.loading.build` makes them an ``Encoder``).
 
     ``max_text_length`` defaults to the export's; a smaller one windows texts more finely.
 
     ``model`` (optional) must be the exported checkpoint; ``text_model`` (optional) a tokenizer folder that
     matches the export (default: the export's own ``tokenizer/``).
     """
-    from clamp2_engine.encoder import Encoder
-    from clamp2_engine.identity import ModelIdentity
-
+    load_music, load_text = "music" in towers, "text" in towers
     if onnx_dir is None:
         raise ValueError("the onnx backend needs onnx_dir (a folder written by `clamp2-engine export onnx`)")
     root = Path(onnx_dir).expanduser()
@@ -210,15 +208,7 @@ def onnx_encoder(
     runtime = OnnxRuntime(music_session, text_session, identity["kind"])
     if runtime.dtype_name == "int8":
         check_int8(on_cpu=(text_session or music_session).get_providers()[0] != CUDA)
-    encoder = Encoder.from_identity(
-        runtime, tokenizer, identity, batch_size=batch_size, max_batch_tokens=max_batch_tokens
-    )
-    return encoder, ModelIdentity(**identity)
-
-
-def load_onnx_model(cls, onnx_dir: str | os.PathLike | None, **kwargs: Any):
-    """``cls(encoder, identity)`` from :func:`onnx_encoder` (``cls`` is :class:`clamp2_engine.api.CLaMP2`)."""
-    return cls(*onnx_encoder(onnx_dir, **kwargs))
+    return runtime, tokenizer, ModelIdentity(**identity)
 
 
 def _load_tokenizer(root: Path, text_model: str | os.PathLike | None):

@@ -49,18 +49,32 @@ def native_bf16(flags: frozenset[str] | None = None) -> bool:
     return any(f in flags for f in BF16_FLAGS) and not capped
 
 
-def auto_dtype(device: torch.device) -> str:
-    """What ``auto`` picks on ``device`` (``$CLAMP2_DTYPE`` first, when it names a precision)."""
-    if device.type == "cuda" and not env_dtype():
+def device_type(device: str | torch.device | None) -> str:
+    """``cpu``, ``cuda``, ``mps`` ... of a ``torch.device`` or its spelling (``None``: ``cpu``)."""
+    return str(getattr(device, "type", device) or "cpu").split(":")[0]
+
+
+def check(dtype: str | None, source: str = "dtype") -> str | None:
+    """``dtype`` when it names a precision (or is ``None``), else a ``ValueError`` naming the choices."""
+    from clamp2_engine.errors import about
+    from clamp2_engine.types import DTYPES
+
+    if dtype is not None and dtype not in DTYPES:
+        raise about(ValueError(f"unknown {source} {dtype!r}; choose from {', '.join(DTYPES)}"), "dtype")
+    return dtype
+
+
+def auto_dtype(device: str | torch.device | None = "cpu") -> str:
+    """What ``auto`` picks on ``device`` (``$CLAMP2_DTYPE`` first, when it names a precision): bf16 (fp16
+    before Ampere) on CUDA; on a CPU bf16 where it is native, else fp32."""
+    chosen = env_dtype()
+    if chosen:
+        return check(chosen, "$CLAMP2_DTYPE") or chosen
+    if device_type(device) == "cuda":
         import torch
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return cpu_dtype()
-
-
-def cpu_dtype() -> str:
-    """What ``auto`` picks on this machine's CPU (no torch import)."""
-    return env_dtype() or ("bf16" if native_bf16() else "fp32")
+    return "bf16" if native_bf16() else "fp32"
 
 
 def env_dtype() -> str | None:
@@ -89,12 +103,18 @@ def check_int8(on_cpu: bool) -> None:
         )
 
 
-def resolve(dtype: str | None, device: torch.device) -> str:
-    """The precision to run at: ``auto`` (or ``None``) resolved; an explicit bf16 on a CPU that emulates
-    it runs, with a one-line warning."""
-    if dtype in (None, AUTO):
-        return auto_dtype(device)
-    if dtype == "bf16" and device.type == "cpu" and not native_bf16():
+def resolve(dtype: str | None, device: str | torch.device | None = "cpu") -> str:
+    """The one precision resolver (inference, query planning and training): ``dtype`` checked, ``auto``
+    (or ``None``) resolved for ``device``; fp16 on a CPU is refused; an explicit bf16 on a CPU that
+    emulates it runs, with a one-line warning."""
+    if check(dtype) in (None, AUTO):
+        dtype = auto_dtype(device)
+    on_cpu = device_type(device) == "cpu"
+    if dtype == "fp16" and on_cpu:
+        from clamp2_engine.errors import about
+
+        raise about(ValueError("fp16 is not supported on CPU; use bf16 or fp32"), "dtype")
+    if dtype == "bf16" and on_cpu and not native_bf16():
         log.warning(
             "bf16 on this CPU (no AVX-512 BF16 or AMX) is emulated: it ran 5.7x slower than fp32 on an "
             "AVX2-only EPYC; --dtype auto picks fp32 here"

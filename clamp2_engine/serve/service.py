@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreInUseError, about, first_line
-from clamp2_engine.load import LoadOptions
+from clamp2_engine.loading import LoadOptions
 from clamp2_engine.paths import UnsafePathError, data_dir, real_name, safe_join
 from clamp2_engine.search import Loader, load_tower
 from clamp2_engine.serve.batching import MicroBatcher

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clamp2_engine.types import PRECISIONS  # noqa: F401 - re-exported
+from clamp2_engine.runtime.precision import check
 
 LATEST, BEST = "latest.pth", "best.pth"
 METRICS, CONFIG, ERRORS = "metrics.jsonl", "config.json", "errors.jsonl"
@@ -42,8 +42,7 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        check(self.precision)
         for name in ("epochs", "batch_size", "grad_accum", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

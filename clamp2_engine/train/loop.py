@@ -71,12 +71,11 @@ class ResumableSampler(DistributedSampler):
 
 
 def amp_settings(precision: str, device: torch.device) -> tuple[bool, torch.dtype]:
-    """(autocast on?, its dtype): ``auto`` is bf16 on GPUs that have it, else fp16; fp32 on CPU."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return False, torch.float32
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    """(autocast on?, its dtype), ``precision`` resolved by the engine's one resolver (``auto``: bf16 on
+    GPUs that have it, else fp16; on a CPU bf16 where it is native, else fp32)."""
+    from clamp2_engine.runtime.precision import resolve
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[resolve(precision, device)]
     return dtype != torch.float32, dtype
 
 

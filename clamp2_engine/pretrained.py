@@ -1,20 +1,22 @@
-"""The public Python API: ``CLaMP2.from_pretrained(...)``, ``encode_music(...)``, ``encode_text(...)``."""
+"""A loaded model, as Python code uses it: ``CLaMP2.from_pretrained(...)`` / :func:`load`, then
+``encode_music(...)`` and ``encode_text(...)``."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from clamp2_engine.encoder import Encoder
 from clamp2_engine.identity import ModelIdentity
+from clamp2_engine.loading import LoadOptions, build
 
 if TYPE_CHECKING:  # pragma: no cover  (typing.Unpack is Python 3.11+)
     from typing_extensions import Unpack
 
-__all__ = ["CLaMP2", "M3", "ModelIdentity"]
+__all__ = ["CLaMP2", "M3", "LoadOptions", "ModelIdentity", "load"]
 
 Items = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -29,6 +31,15 @@ class EncodeOptions(TypedDict, total=False):
 
 def _is_single(items: Items) -> bool:
     return isinstance(items, str | os.PathLike)
+
+
+def _path(spec: str | os.PathLike | None) -> str | None:
+    return os.fspath(spec) if spec is not None else None
+
+
+def load(options: LoadOptions | Mapping[str, Any] | None = None) -> CLaMP2:
+    """The model ``options`` name (:class:`~clamp2_engine.loading.LoadOptions`), with its ``towers``."""
+    return CLaMP2(*build(options))
 
 
 class CLaMP2:
@@ -62,46 +73,21 @@ class CLaMP2:
         cls,
         model: str | os.PathLike | None = None,
         text_model: str | os.PathLike | None = None,
-        *,
-        device: str | None = None,
-        backend: str = "torch",
-        dtype: str = "auto",
-        onnx_dir: str | os.PathLike | None = None,
-        load_music: bool = True,
-        load_text: bool = True,
-        batch_size: int | None = None,
-        max_batch_tokens: int | None = None,
-        kind: str | None = None,
-        max_text_length: int | None = None,
+        **options: Any,
     ) -> CLaMP2:
         """Load a checkpoint (path or known name: ``clamp2``, ``m3``, ``demo``; default ``$CLAMP2_MODEL`` or
-        ``clamp2``).
+        ``clamp2``): ``load(LoadOptions(model=model, text_model=text_model, **options))``.
 
-        ``load_music`` / ``load_text`` pick the towers (a text search needs only the text tower).
-        ``dtype``: ``"auto"`` is bf16 where the CPU computes it natively (AVX-512 BF16, AMX) and on GPUs,
-        else fp32 (``$CLAMP2_DTYPE`` overrides it; ``clamp.precision`` says what was chosen).
-        ``max_text_length``: text tokens per window (the reference's MAX_TEXT_LENGTH); default: what the
-        checkpoint records, else 128. ``max_batch_tokens``: padded positions (patches or tokens) per forward
-        pass, default tuned per device and dtype; ``batch_size``: windows per pass at most (default: no limit
-        but the budget). ``backend="onnx"`` serves graphs exported by ``clamp2-engine export
-        onnx`` from ``onnx_dir``.
+        Options (:class:`~clamp2_engine.loading.LoadOptions`): ``towers`` (``("text",)``: a text search
+        needs only the text tower); ``dtype``: ``"auto"`` is bf16 where the CPU computes it natively
+        (AVX-512 BF16, AMX) and on GPUs, else fp32 (``$CLAMP2_DTYPE`` overrides it; ``clamp.precision``
+        says what was chosen); ``device``; ``max_text_length``: text tokens per window (default: what the
+        checkpoint records, else the reference's 128); ``max_batch_tokens``: padded positions per forward
+        pass (default tuned per device and dtype); ``batch_size``: windows per pass at most;
+        ``backend="onnx"`` serves graphs exported by ``clamp2-engine export onnx`` from ``onnx_dir``;
+        ``kind``: the kind the checkpoint must be.
         """
-        from clamp2_engine.loading import load_encoder
-
-        encoder, identity = load_encoder(
-            backend,
-            model,
-            text_model,
-            device=device,
-            dtype=dtype,
-            onnx_dir=onnx_dir,
-            load_music=load_music,
-            load_text=load_text,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            kind=kind,
-            max_text_length=max_text_length,
-        )
+        encoder, identity = build(LoadOptions(model=_path(model), text_model=_path(text_model), **options))
         return cls(encoder, identity)
 
     def _encode(

@@ -31,11 +31,15 @@ class EmbedTask:
     tower: str  # "music" | "text"
 
 
+M3_TEXT = "M3 embeds music only; text files need a CLaMP 2 checkpoint"
+
+
 def plan_tasks(
-    src: Path, dst: Path, kind: str, overwrite: bool, errors: ErrorLog, summary: RunSummary
+    src: Path, dst: Path, kind: str | None, overwrite: bool, errors: ErrorLog, summary: RunSummary
 ) -> list[EmbedTask]:
-    """Discover inputs, map them to outputs, drop existing outputs and name collisions."""
-    suffixes = MUSIC_SUFFIXES | (TEXT_SUFFIXES if kind == "clamp2" else frozenset())
+    """Discover inputs, map them to outputs, drop existing outputs and name collisions (``kind``
+    ``m3``: text files are refused here; ``None``: the model says, once loaded)."""
+    suffixes = MUSIC_SUFFIXES | (TEXT_SUFFIXES if kind != "m3" else frozenset())
     tasks: list[EmbedTask] = []
     claimed: dict[Path, Path] = {}
 
@@ -52,7 +56,7 @@ def plan_tasks(
         suffix = path.suffix.lower()
         if suffix not in suffixes:
             if suffix in TEXT_SUFFIXES:
-                errors.add(path, "plan", "M3 embeds music only; text files need a CLaMP 2 checkpoint")
+                errors.add(path, "plan", M3_TEXT)
                 summary.add("failed")
             else:
                 summary.add("ignored (not .abc/.mtf/.txt)")
@@ -118,16 +122,12 @@ def _embed_group(
         return
     try:
         feats = encoder.features(tower, [ids for _, ids in ready], pooled, show_progress=False)
-    except Exception:
-        if len(ready) == 1:
-            task = ready[0][0]
-            try:
-                encoder.features(tower, [ready[0][1]], pooled, show_progress=False)
-            except Exception as exc:
-                errors.add(task.source, "encode", describe_error(exc))
-                summary.add("failed")
+    except Exception as exc:
+        if len(ready) == 1:  # this file's own failure
+            errors.add(ready[0][0].source, "encode", describe_error(exc))
+            summary.add("failed")
             return
-        for item in ready:  # isolate the failing file(s)
+        for item in ready:  # isolate the failing file(s): each of the others is embedded and saved
             _embed_group(encoder, tower, [item], pooled, errors, summary)
         return
     for (task, _), feat in zip(ready, feats, strict=True):
@@ -144,15 +144,16 @@ def embed_tree(
     dst: str | os.PathLike,
     load_model: Callable[..., object],
     *,
-    kind: str = "clamp2",
+    kind: str | None = None,
     pooled: bool = True,
     overwrite: bool = False,
     progress: bool = True,
 ) -> tuple[RunSummary, ErrorLog]:
     """Embed every ``.abc``/``.mtf``/``.txt`` under ``src`` into ``dst``.
 
-    ``load_model(load_music=..., load_text=...)`` is called only when there is work, with only the
-    towers the inputs need.
+    ``load_model(towers)`` is called only when there is work, with only the towers the inputs need;
+    ``kind`` (``clamp2``, ``m3``) is what the model is, when known before it is loaded (text files are
+    refused for M3 either way).
     """
     src_p, dst_p = Path(src), Path(dst)
     if not src_p.exists():
@@ -161,7 +162,11 @@ def embed_tree(
     errors = ErrorLog(dst_p / "errors.jsonl", reset=True)
     tasks = plan_tasks(src_p, dst_p, kind, overwrite, errors, summary)
     if tasks:
-        needs = {t.tower for t in tasks}
-        model = load_model(load_music="music" in needs, load_text="text" in needs)
+        model = load_model(tuple(t for t in ("music", "text") if any(task.tower == t for task in tasks)))
+        if model.kind == "m3":
+            for task in (t for t in tasks if t.tower == "text"):
+                errors.add(task.source, "plan", M3_TEXT)
+                summary.add("failed")
+            tasks = [t for t in tasks if t.tower == "music"]
         run_tasks(model, tasks, pooled, errors, summary, progress)
     return summary, errors
