@@ -37,9 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import machine, table, write_section  # noqa: E402
 from benchmarks.bench_store import vectors  # noqa: E402
-from clamp2_engine.session import Query, SearchSession  # noqa: E402
+from clamp2_engine.search import Query, SearchSession  # noqa: E402
+from clamp2_engine.search.fusion import RRF_K, WEIGHTS  # noqa: E402
+from clamp2_engine.search.ranking import hybrid, nearest  # noqa: E402
 from clamp2_engine.store import Point, StoreSpec, open_store, point_id  # noqa: E402
-from clamp2_engine.store.collection import RRF_K, WEIGHTS  # noqa: E402
 from clamp2_engine.store.fields import fold  # noqa: E402
 
 MODES = ("semantic", "lexical", "hybrid")
@@ -81,7 +82,7 @@ SWEEP_W = (1.0, 1.25, 1.5, 2.0)
 
 def quality(spec: StoreSpec, limit: int | None) -> dict:
     """The three modes on the demo collection, and hybrid's fusion constant and word weight swept."""
-    import clamp2_engine.store.collection as collection_module
+    import clamp2_engine.search.fusion as collection_module
     from clamp2_engine.ingest.music21_corpus import describe
 
     out: dict = {}
@@ -262,9 +263,9 @@ def latency(n: int, n_queries: int, folder: Path) -> dict:
             )
             for i in picks
         ]
-        out["semantic"] = timed(lambda q: coll.search(q[0], modality="any", limit=10), queries)[:2]
-        out["hybrid"] = timed(lambda q: coll.hybrid(q[0], q[1], modality="any", limit=10), queries)[:2]
-        out["lexical"] = timed(lambda q: coll.hybrid(None, q[1], limit=10), queries)[:2]
+        out["semantic"] = timed(lambda q: nearest(coll, q[0], modality="any", limit=10), queries)[:2]
+        out["hybrid"] = timed(lambda q: hybrid(coll, q[0], q[1], modality="any", limit=10), queries)[:2]
+        out["lexical"] = timed(lambda q: hybrid(coll, None, q[1], limit=10), queries)[:2]
     return out
 
 

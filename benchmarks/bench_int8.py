@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clamp2_engine.search.ranking import nearest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -81,7 +83,7 @@ def collection_top10(store, name: str, identity, items: np.ndarray, queries: np.
             ]
         )
     coll.optimize()
-    hits = coll.search(queries, modality="abc", limit=10, with_payload=True)
+    hits = nearest(coll, queries, modality="abc", limit=10, with_payload=True)
     return np.array([[h.payload["n"] for h in row] for row in hits])
 
 

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from clamp2_engine.search.ranking import nearest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["CLAMP2_ORT_THREADS"] = "1"  # one core, as torch below
 
@@ -66,7 +68,7 @@ def measure(
         t0 = time.perf_counter()
         vec = model.encode_text(q)
         t1 = time.perf_counter()
-        hits = coll.search(vec, modality=modality, limit=10)[0]
+        hits = nearest(coll, vec, modality=modality, limit=10)[0]
         t2 = time.perf_counter()
         if i >= 5:
             total.append(t2 - t0)

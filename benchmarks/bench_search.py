@@ -26,7 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import machine, table, write_section  # noqa: E402
-from clamp2_engine.search import load_query_model  # noqa: E402
+from clamp2_engine.search.models import load_query_model  # noqa: E402
+from clamp2_engine.search.ranking import nearest
 from clamp2_engine.store import Point, StoreSpec, open_store, point_id  # noqa: E402
 from clamp2_engine.types import VECTORS  # noqa: E402
 
@@ -169,7 +170,7 @@ def search_latency(
             vec = model.encode_text(q)
             t1 = time.perf_counter()
             c1 = time.process_time()
-            hits = coll.search(vec, modality="any", limit=10)[0]
+            hits = nearest(coll, vec, modality="any", limit=10)[0]
             t2 = time.perf_counter()
             assert len(hits) == 10
             if i >= 5:
@@ -178,7 +179,7 @@ def search_latency(
                 cpu.append(c1 - c0)
                 search_any.append(t2 - t1)
                 t3 = time.perf_counter()
-                coll.search(vec, modality="abc", limit=10)
+                nearest(coll, vec, modality="abc", limit=10)
                 search_abc.append(time.perf_counter() - t3)
         p50[threads] = pct(total, 50)
         tag = f"torch threads {threads}"
@@ -198,7 +199,7 @@ def search_latency(
     vec = model.encode_text(QUERIES[0])
     for _ in range(min(10, n_queries)):
         t0 = time.perf_counter()
-        coll.search(vec, modality="any", limit=10, filters=flt)
+        nearest(coll, vec, modality="any", limit=10, filters=flt)
         filtered.append(time.perf_counter() - t0)
     rows.append(
         [

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import machine, table, write_section  # noqa: E402
-from clamp2_engine.store.collection import HNSW_EF  # noqa: E402
+from clamp2_engine.search.ranking import HNSW_EF, nearest  # noqa: E402
 
 DIM = 768
 COMPOSERS = 200
@@ -137,15 +137,15 @@ def one(n: int, engine: str, n_queries: int, folder: Path) -> dict:
         picks = rng.integers(0, n, n_queries)
         queries = data[picks] + 0.05 * rng.standard_normal((n_queries, DIM)).astype(np.float32)
         out["p50_ms"], out["p95_ms"], hits = timed(
-            lambda q: coll.search(q, modality="abc", limit=10)[0], queries
+            lambda q: nearest(coll, q, modality="abc", limit=10)[0], queries
         )
         out["any_p50_ms"], out["any_p95_ms"], _ = timed(
-            lambda q: coll.search(q, modality="any", limit=10)[0], queries
+            lambda q: nearest(coll, q, modality="any", limit=10)[0], queries
         )
         turn = iter(range(10**9))
         out["filter_p50_ms"], out["filter_p95_ms"], _ = timed(
-            lambda q: coll.search(
-                q, modality="abc", limit=10, filters=[f"composer=Composer {next(turn) % COMPOSERS}"]
+            lambda q: nearest(
+                coll, q, modality="abc", limit=10, filters=[f"composer=Composer {next(turn) % COMPOSERS}"]
             )[0],
             queries,
         )
@@ -159,7 +159,7 @@ def one(n: int, engine: str, n_queries: int, folder: Path) -> dict:
         out["ef"] = {}  # the speed / recall trade-off of the HNSW search breadth
         for ef in EF_SWEEP if engine == "edge" and n >= 100_000 else ():
             p50, _p95, found = timed(
-                lambda q, ef=ef: coll.search(q, modality="abc", limit=10, hnsw_ef=ef)[0], queries[:100]
+                lambda q, ef=ef: nearest(coll, q, modality="abc", limit=10, hnsw_ef=ef)[0], queries[:100]
             )
             hit = [
                 len({point_id(str(i)) for i in e} & {h.id for h in f}) / 10

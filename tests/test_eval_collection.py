@@ -11,7 +11,8 @@ from index_helpers import build_seed, load_model, model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.ingest.items import item_point_id
-from clamp2_engine.session import text_search_fn
+from clamp2_engine.search.ranking import nearest
+from clamp2_engine.search.session import text_search_fn
 from clamp2_engine.store import CollectionError, CollectionNotFoundError, open_store
 
 NAMES = [
@@ -74,7 +75,7 @@ def test_eval_collection_end_to_end(tmp_path, parity_dir, bench_dir, modality):
         for item in items:
             if modality == "abc" and item is only_mtf:
                 continue
-            hits = coll.search(model.encode_text(item["summary_en"]), modality=modality, limit=100)[0]
+            hits = nearest(coll, model.encode_text(item["summary_en"]), modality=modality, limit=100)[0]
             ids = [h.id for h in hits]
             expected.append(ids.index(item_point_id(item, modality=modality, root=seed)) + 1)
     ranks = [json.loads(line)["rank"] for line in (tmp_path / "ranks.jsonl").read_text().splitlines()]

@@ -360,7 +360,7 @@ def test_read_jsonl_reports_bad_lines(tmp_path):
 def test_cli_collection_with_fake_index(tmp_path, monkeypatch):
     """The interface `eval --collection` expects from clamp2_engine.search and ingest.items."""
     import clamp2_engine.ingest.items
-    import clamp2_engine.session
+    import clamp2_engine.search.session
 
     seen = {}
 
@@ -385,7 +385,7 @@ def test_cli_collection_with_fake_index(tmp_path, monkeypatch):
     def close():
         seen["closed"] = True
 
-    monkeypatch.setattr(clamp2_engine.session, "text_search_fn", text_search_fn)
+    monkeypatch.setattr(clamp2_engine.search.session, "text_search_fn", text_search_fn)
     monkeypatch.setattr(clamp2_engine.ingest.items, "item_point_id", item_point_id)
     q = tmp_path / "items.jsonl"
     q.write_text("".join(json.dumps(i) + "\n" for i in ITEMS[:2]) + "broken\n")

@@ -150,7 +150,7 @@ def test_numeric_defaults_in_help_texts_are_the_codes():
 
     import click
 
-    from clamp2_engine.store.collection import WEIGHTS
+    from clamp2_engine.search.fusion import WEIGHTS
 
     known = {("search", "--lexical-weight"): WEIGHTS[1], ("shell", "--lexical-weight"): WEIGHTS[1]}
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from helpers import identity, spec_for, unit_vec
 
-from clamp2_engine.session import Query, QueryError, SearchSession
+from clamp2_engine.search import Query, QueryError, SearchSession
+from clamp2_engine.search.ranking import hybrid, nearest
 from clamp2_engine.store import CollectionError, Point, open_store, point_id
 from clamp2_engine.store.fields import canonical_metadata
 from clamp2_engine.store.lexical import LEXICAL, lexical_text, query_vector
@@ -99,7 +100,7 @@ def test_hybrid_hits_say_how_they_were_found(session):
 
 def test_semantic_mode_is_todays_dense_ranking_exactly(session):
     q = unit_vec(3)
-    dense = session.collection.search(q, modality="any", limit=10)[0]
+    dense = nearest(session.collection, q, modality="any", limit=10)[0]
     result = session.find(Query(text="bwv 278", mode="semantic"), q)
     assert result.mode == "semantic"
     assert [(h.id, h.modality) for h in result.hits] == [(h.id, h.modality) for h in dense]
@@ -211,7 +212,7 @@ def old_store(request, tmp_path):
 def test_an_old_collection_searches_by_meaning_and_says_why(old_store):
     session = SearchSession(old_store.collection("old"))
     result = session.find(Query(text="bwv 278"), unit_vec(3))
-    dense = session.collection.search(unit_vec(3), limit=10)[0]
+    dense = nearest(session.collection, unit_vec(3), limit=10)[0]
     assert result.mode == "semantic"
     assert [h.id for h in result.hits] == [h.id for h in dense]
     assert "no lexical index" in result.notices[0]
@@ -219,7 +220,7 @@ def test_an_old_collection_searches_by_meaning_and_says_why(old_store):
     with pytest.raises(QueryError, match="no lexical index"):
         session.find(Query(text="bwv 278", mode="lexical"))
     with pytest.raises(CollectionError, match="no lexical index"):
-        session.collection.hybrid(None, "bwv 278")
+        hybrid(session.collection, None, "bwv 278")
 
 
 def test_reindex_adds_the_lexical_side_and_changes_no_vector(old_store):
@@ -395,7 +396,7 @@ def test_hybrid_ranks_a_chinese_query_by_its_words(world):
 
 
 def test_when_no_word_matches_hybrid_says_so_and_ranks_by_meaning(world):
-    from clamp2_engine.session import NO_WORD_MATCHED
+    from clamp2_engine.search.session import NO_WORD_MATCHED
 
     result = world.find(Query(text="xyzzy plugh"), unit_vec(205))
     assert result.notices == [NO_WORD_MATCHED]
@@ -408,7 +409,7 @@ def test_lexical_weight_help_states_the_codes_default():
     from click.testing import CliRunner
 
     from clamp2_engine.cli import main
-    from clamp2_engine.store.collection import WEIGHTS
+    from clamp2_engine.search.fusion import WEIGHTS
 
     shown = " ".join(CliRunner().invoke(main, ["search", "--help"]).output.split())
     assert f"(default {WEIGHTS[1]:g})" in shown

@@ -15,6 +15,7 @@ from clamp2_engine.ingest.items import item_point_id
 from clamp2_engine.ingest.pipeline import ingest_corpus
 from clamp2_engine.music.patches import encode_patches
 from clamp2_engine.runlog import ErrorLog
+from clamp2_engine.search.ranking import nearest
 from clamp2_engine.store import Collection, ModelMismatchError, StoreSpec, open_store, point_id
 
 
@@ -227,7 +228,7 @@ def test_seed_layout(client, model, tmp_path, bench_dir):
     (root / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items[:6]), encoding="utf-8")
     again = run(client, model, root)
     assert (again.counts["embedded"], again.counts["skipped"], again.counts["removed"]) == (1, 5, 0)
-    hits = client.collection("c").search(p.vectors["abc"], filters=["genres=Changed"])[0]
+    hits = nearest(client.collection("c"), p.vectors["abc"], filters=["genres=Changed"])[0]
     assert [h.id for h in hits] == [pid]
 
 

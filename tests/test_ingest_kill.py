@@ -16,6 +16,7 @@ from helpers import sigkilled
 from index_helpers import model_args
 
 from clamp2_engine.cli import main
+from clamp2_engine.search.ranking import nearest
 from clamp2_engine.store import StoreSpec, open_store
 
 BOOK = "".join(
@@ -133,7 +134,7 @@ def test_sigkill_during_the_index_build_then_reopen_and_rebuild(tmp_path):
         assert coll.count() == 50_000
         assert coll.count(vector="abc") == 50_000
         q = np.random.default_rng(0).standard_normal((50_000, 128)).astype(np.float32)[123]
-        assert coll.search(q, modality="abc", limit=1)[0][0].payload == {"n": 123}
+        assert nearest(coll, q, modality="abc", limit=1)[0][0].payload == {"n": 123}
         coll.optimize()
         assert coll.info()["indexed_vectors"] == 50_000
-        assert coll.search(q, modality="abc", limit=1)[0][0].payload == {"n": 123}
+        assert nearest(coll, q, modality="abc", limit=1)[0][0].payload == {"n": 123}

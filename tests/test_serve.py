@@ -222,7 +222,7 @@ def test_the_port_answers_while_the_model_loads(corpus, tmp_path):
     gate = threading.Event()
 
     def slow_loader(options, tower):  # the library's loader, held until the test lets it go
-        from clamp2_engine.search import load_tower
+        from clamp2_engine.search.models import load_tower
 
         gate.wait(60)
         return load_tower(options, tower)

@@ -16,6 +16,8 @@ import pytest
 from helpers import DIM, fill, identity, spec_for, unit_vec
 
 from clamp2_engine.ingest.items import item_point_id, item_unit
+from clamp2_engine.search.explain import explain_empty
+from clamp2_engine.search.ranking import nearest, recommend
 from clamp2_engine.store import (
     MEMORY,
     CollectionError,
@@ -121,7 +123,7 @@ def test_unit_states_track_completeness(store):
 def test_search_one_vector_name_matches_numpy(store):
     coll = fill(store)
     q = unit_vec(0)
-    hits = coll.search(q, modality="abc", limit=10)[0]
+    hits = nearest(coll, q, modality="abc", limit=10)[0]
     assert [h.modality for h in hits] == ["abc"] * 3
     expected = sorted(((float(unit_vec(i) @ q), f"t{i}") for i in (0, 2, 4)), reverse=True)
     assert [h.payload["title"] for h in hits] == [t for _, t in expected]
@@ -135,17 +137,17 @@ def test_search_one_vector_name_matches_numpy(store):
 def test_any_fuses_music_vectors_by_best_score(store):
     coll = fill(store)
     q = unit_vec(3)
-    hits = coll.search(q, modality="any", limit=4)[0]
+    hits = nearest(coll, q, modality="any", limit=4)[0]
     scores = {f"t{i}": float(unit_vec(i) @ q) for i in range(6)}
     best = sorted(scores, key=scores.get, reverse=True)[:4]
     assert [h.payload["title"] for h in hits] == best
     assert hits[0].payload["title"] == "t3"
     assert hits[0].modality == "mtf"
     assert [h.rank for h in hits] == [1, 2, 3, 4]
-    text_hits = coll.search(unit_vec(103), modality="text", limit=10)[0]
+    text_hits = nearest(coll, unit_vec(103), modality="text", limit=10)[0]
     assert [h.payload["title"] for h in text_hits][0] == "t3"
     assert len(text_hits) == 2
-    paged = coll.search(q, modality="any", limit=2, offset=2)[0]
+    paged = nearest(coll, q, modality="any", limit=2, offset=2)[0]
     assert [h.payload["title"] for h in paged] == best[2:4]
     assert [h.rank for h in paged] == [3, 4]
 
@@ -165,7 +167,7 @@ def test_any_fuses_music_vectors_by_best_score(store):
 )
 def test_filters(store, filters, titles):
     coll = fill(store)
-    hits = coll.search(unit_vec(0), modality="any", limit=10, filters=filters)[0]
+    hits = nearest(coll, unit_vec(0), modality="any", limit=10, filters=filters)[0]
     assert {h.payload["title"] for h in hits} == titles
 
 
@@ -178,25 +180,25 @@ def test_bad_filters_are_clear(bad):
 
 def test_empty_results_say_which_filter_matched_nothing(store):
     coll = fill(store)
-    assert coll.explain_empty(["composer=Bahc"]) == "no piece has composer 'bahc'; closest: 'Bach'"
-    assert coll.explain_empty(["composer==bach"]) == "no piece has composer 'bach'; closest: 'Bach'"
-    assert coll.explain_empty(["colour=red"]) == "no piece has a field 'colour'"
-    assert coll.explain_empty(["composer=Bach", "genres=Classical", "year=1701"]) == (
+    assert explain_empty(coll, ["composer=Bahc"]) == "no piece has composer 'bahc'; closest: 'Bach'"
+    assert explain_empty(coll, ["composer==bach"]) == "no piece has composer 'bach'; closest: 'Bach'"
+    assert explain_empty(coll, ["colour=red"]) == "no piece has a field 'colour'"
+    assert explain_empty(coll, ["composer=Bach", "genres=Classical", "year=1701"]) == (
         "no piece matches all the filters together"
     )
-    assert coll.explain_empty(["composer=Bach"]) is None
-    assert coll.explain_empty([]) is None
+    assert explain_empty(coll, ["composer=Bach"]) is None
+    assert explain_empty(coll, []) is None
 
 
 def test_unknown_modality(store):
     coll = fill(store)
     with pytest.raises(CollectionError, match="unknown modality"):
-        coll.search(unit_vec(0), modality="midi")
+        nearest(coll, unit_vec(0), modality="midi")
 
 
 def test_batch_search_returns_one_list_per_query(store):
     coll = fill(store)
-    rows = coll.search(np.stack([unit_vec(0), unit_vec(1)]), modality="any", limit=2)
+    rows = nearest(coll, np.stack([unit_vec(0), unit_vec(1)]), modality="any", limit=2)
     assert [r[0].payload["title"] for r in rows] == ["t0", "t1"]
     assert all(len(r) == 2 for r in rows)
 
@@ -204,20 +206,20 @@ def test_batch_search_returns_one_list_per_query(store):
 def test_recommend_more_like_less_like(store):
     coll = fill(store, n=12)
     like, unlike = point_id("k:u0"), point_id("k:u2")
-    hits = coll.recommend([like], modality="abc", limit=10)
+    hits = recommend(coll, [like], modality="abc", limit=10)
     ids = [h.id for h in hits]
     assert like not in ids
     assert len(ids) == 5
     v0 = unit_vec(0)
     expected = sorted((i for i in range(2, 12, 2)), key=lambda i: -float(unit_vec(i) @ v0))
     assert [h.payload["title"] for h in hits] == [f"t{i}" for i in expected]
-    away = coll.recommend([like], [unlike], modality="abc", limit=10)
+    away = recommend(coll, [like], [unlike], modality="abc", limit=10)
     assert unlike not in [h.id for h in away]
     assert len(away) == 4
     with pytest.raises(CollectionError, match="no piece"):
-        coll.recommend([point_id("k:missing")])
+        recommend(coll, [point_id("k:missing")])
     with pytest.raises(CollectionError, match="need a query or pieces to be like"):
-        coll.recommend([], [unlike])
+        recommend(coll, [], [unlike])
 
 
 def test_diverse_search_trades_near_copies_for_variety(store):
@@ -231,8 +233,8 @@ def test_diverse_search_trades_near_copies_for_variety(store):
     ]
     coll.upsert(points)
     q = base[3] + 0.2 * rng.standard_normal(DIM)
-    plain = [h.payload["title"] for h in coll.search(q, modality="abc", limit=4)[0]]
-    diverse = [h.payload["title"] for h in coll.search(q, modality="abc", limit=4, diversity=0.5)[0]]
+    plain = [h.payload["title"] for h in nearest(coll, q, modality="abc", limit=4)[0]]
+    diverse = [h.payload["title"] for h in nearest(coll, q, modality="abc", limit=4, diversity=0.5)[0]]
     assert plain == ["p3"] * 4
     assert diverse[0] == "p3"
     assert len(set(diverse)) == 4
@@ -251,8 +253,8 @@ def test_copy_is_complete_verified_and_idempotent(store, tmp_path, target):
         assert copied.count(vector="text") == 3
         assert copied.record.model == coll.record.model
         q = unit_vec(2)
-        assert [h.id for h in copied.search(q)[0]] == [h.id for h in coll.search(q)[0]]
-        assert copied.search(q, filters=["composer=bach"])[0]
+        assert [h.id for h in nearest(copied, q)[0]] == [h.id for h in nearest(coll, q)[0]]
+        assert nearest(copied, q, filters=["composer=bach"])[0]
         other = store.ensure("other-model", identity(sha="c" * 64), {})
         with pytest.raises(ModelMismatchError):
             other.copy_to(dst, "c")
@@ -295,7 +297,7 @@ def test_old_local_mode_folder_is_migrated_to_edge(tmp_path):
         assert copied.record.schema == SCHEMA_VERSION
         assert copied.record.lexical
         assert [
-            h.payload["title"] for h in copied.search(unit_vec(1), filters=["composer=BACH"], limit=1)[0]
+            h.payload["title"] for h in nearest(copied, unit_vec(1), filters=["composer=BACH"], limit=1)[0]
         ] == ["t1"]
 
 
@@ -449,7 +451,7 @@ def test_record_in_a_reserved_point_where_metadata_is_not_kept():
         assert coll.count() == 4
         assert client.count("c").count == 5
         assert set(coll.unit_states("k")) == {"u0", "u1", "u2", "u3"}
-        hits = coll.search(unit_vec(0), modality="any", limit=10)[0]
+        hits = nearest(coll, unit_vec(0), modality="any", limit=10)[0]
         assert RECORD_ID not in {h.id for h in hits}
         assert len(hits) == 4
         assert coll.info()["points"] == 4
@@ -482,8 +484,8 @@ def test_a_field_only_late_in_the_collection_still_counts_as_there(store):
     points = [Point(point_id(f"p{i}"), {"abc": unit_vec(i)}, {"title": f"t{i}"}) for i in range(300)]
     points.append(Point(point_id("last"), {"abc": unit_vec(999)}, {"metadata": {"mood": "calm"}}))
     coll.upsert(points)
-    assert coll.explain_empty(["mood=stormy"]) == "no piece has mood 'stormy'"  # not "no such field"
-    assert coll.explain_empty(["colour=red"]) == "no piece has a field 'colour'"
+    assert explain_empty(coll, ["mood=stormy"]) == "no piece has mood 'stormy'"  # not "no such field"
+    assert explain_empty(coll, ["colour=red"]) == "no piece has a field 'colour'"
 
 
 def test_listing_keeps_what_this_process_holds(tmp_path):

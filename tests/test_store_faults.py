@@ -15,6 +15,7 @@ import pytest
 from helpers import fill, identity, unit_vec
 
 from clamp2_engine.errors import CollectionDamagedError, DiskFullError
+from clamp2_engine.search.ranking import nearest
 from clamp2_engine.store import Point, StoreSpec, edge_files, open_store, point_id
 from clamp2_engine.store.health import repair, verify
 
@@ -147,12 +148,12 @@ def test_damaged_vectors_never_give_a_silent_wrong_answer(edge):
     with open_store(StoreSpec(path=edge)) as s:
         coll = s.collection("c")
         with pytest.raises(CollectionDamagedError, match="outside|cannot"):
-            coll.search(unit_vec(0), modality="abc")
+            nearest(coll, unit_vec(0), modality="abc")
         health = verify(s, "c")
         assert len(health.damaged) == 3
         assert all("abc vector has length 50" in why for why in health.damaged.values())
         assert repair(s, "c", health).deleted == 3
-        assert s.collection("c").search(unit_vec(1), modality="mtf")[0][0].score < 1.001
+        assert nearest(s.collection("c"), unit_vec(1), modality="mtf")[0][0].score < 1.001
         assert s.collection("c").count() == 3
 
 
@@ -162,7 +163,7 @@ def test_zeroed_vectors_are_found(edge):
         fh.write(bytes(4 * 8 * 6))  # every slot of 8 floats (the three mtf vectors among them)
     with open_store(StoreSpec(path=edge)) as s:
         with pytest.raises(CollectionDamagedError, match="exactly 0"):
-            s.collection("c").search(unit_vec(1), modality="mtf")
+            nearest(s.collection("c"), unit_vec(1), modality="mtf")
         assert len(verify(s, "c").damaged) == 3
 
 
@@ -290,4 +291,4 @@ def test_server_path_keeps_the_count_too(tmp_path):
         coll.delete([point_id("k:u0")])
         assert s.collection("c").record.points == 5
         assert verify(s, "c").ok
-        assert np.isfinite(coll.search(unit_vec(0))[0][0].score)
+        assert np.isfinite(nearest(coll, unit_vec(0))[0][0].score)

@@ -71,7 +71,7 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
     """The engine, counts, index state, disk size and model of collection NAME."""
     from rich.table import Table
 
-    from clamp2_engine.search import plan_query_model
+    from clamp2_engine.search.models import plan_query_model
 
     with store_client(kwargs) as store:
         coll = _or_fail(lambda: store.collection(name))

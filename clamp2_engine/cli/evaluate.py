@@ -204,7 +204,7 @@ def _eval_collection(
 ) -> None:
     from clamp2_engine.evaluate import evaluate_collection, read_jsonl, round_metrics
     from clamp2_engine.ingest.items import item_point_id
-    from clamp2_engine.session import text_search_fn
+    from clamp2_engine.search.session import text_search_fn
 
     items, bad_lines = read_jsonl(queries)
     _show_errors(bad_lines)

@@ -1,5 +1,5 @@
 """``search`` and ``shell``: a collection searched by text, by a piece of music, or by pieces it holds;
-thin layers over :class:`clamp2_engine.session.SearchSession`."""
+thin layers over :class:`clamp2_engine.search.session.SearchSession`."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class Searcher:
     """The CLI's face of a :class:`SearchSession`: library errors as one-line messages."""
 
     def __init__(self, store, collection: str, options: dict[str, Any]):
-        from clamp2_engine.session import SearchSession
+        from clamp2_engine.search.session import SearchSession
         from clamp2_engine.store import CollectionError, StoreError
 
         try:
@@ -98,7 +98,7 @@ class Searcher:
             raise fail(exc) from None
 
     def search(self, query, music: Path | None = None, tune: str | None = None):
-        """The result of ``query`` (a :class:`clamp2_engine.session.Query`), with ``music`` its example
+        """The result of ``query`` (a :class:`clamp2_engine.search.Query`), with ``music`` its example
         (``tune``: which piece of a file of several)."""
         from clamp2_engine.store import StoreError
 
@@ -125,8 +125,8 @@ MISSING_QUERY = "give a QUERY text, --music FILE or --like ID"
 
 
 def make_query(**fields: Any):
-    """A :class:`clamp2_engine.session.Query`, or a usage error."""
-    from clamp2_engine.session import Query, QueryError
+    """A :class:`clamp2_engine.search.Query`, or a usage error."""
+    from clamp2_engine.search import Query, QueryError
 
     weight = fields.pop("lexical_weight", None)
     try:

@@ -8,10 +8,9 @@ from fastapi import Depends, Request
 from starlette.exceptions import HTTPException
 
 from clamp2_engine.errors import first_line
+from clamp2_engine.search import Query
 from clamp2_engine.serve.models import SearchRequest
 from clamp2_engine.serve.service import Service
-from clamp2_engine.session import Query
-from clamp2_engine.store import parse_filters
 
 
 def get_service(request: Request) -> Service:
@@ -27,7 +26,6 @@ def to_query(req: SearchRequest, text: bool = True) -> Query:
     if text and query is None and not req.like:
         raise HTTPException(400, "give a query, or like (point ids), or both")
     try:
-        parse_filters(req.filters)
         return Query(
             text=query,
             modality=req.modality,

@@ -20,11 +20,11 @@ import numpy as np
 from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreInUseError, about, first_line
 from clamp2_engine.loading import LoadOptions
 from clamp2_engine.paths import UnsafePathError, data_dir, real_name, safe_join
-from clamp2_engine.search import Loader, load_tower
+from clamp2_engine.search import Plan, Query, Result, SearchSession
+from clamp2_engine.search.models import Loader, load_tower
 from clamp2_engine.serve.batching import MicroBatcher
 from clamp2_engine.serve.metrics import Metrics
 from clamp2_engine.serve.render import Renderer
-from clamp2_engine.session import Query, Result, SearchSession
 from clamp2_engine.store import Collection, Store, StoreSpec
 
 FACET_FIELDS = ("composer", "genres")
@@ -215,8 +215,8 @@ class Service:
         coll = self.collection(name)
         return {**self.locked(coll.info, coll=coll), "facets": self.facets(coll)}
 
-    def search(self, query: Query, vector: np.ndarray | None, name: str | None = None) -> Result:
-        """Run ``query`` on a served collection under the store lock."""
+    def search(self, query: Query | Plan, vector: np.ndarray | None, name: str | None = None) -> Result:
+        """Run ``query`` (or its plan) on a served collection under the store lock."""
         session = self.session(name)
         with self.lock:
             try:

@@ -1,6 +1,7 @@
 """The vector store: Qdrant Edge embedded in this process (a folder), or a Qdrant server by URL.
 
-``with open_store() as store: coll = store.collection("music"); coll.search(vector, modality="any")``.
+``with open_store() as store: coll = store.collection("music"); coll.upsert(points)``; searching it is
+:mod:`clamp2_engine.search`'s.
 Only :mod:`.edge` imports ``qdrant_edge`` and only :mod:`.server` imports ``qdrant_client``; everything
 else, in and outside this package, speaks :class:`Store` and :class:`Collection`.
 """
@@ -13,7 +14,7 @@ from clamp2_engine.errors import (
     StoreInUseError,
     StoreUnreachableError,
 )
-from clamp2_engine.store.collection import Collection, vector_names
+from clamp2_engine.store.collection import Collection
 from clamp2_engine.store.filters import Filters, parse_filters
 from clamp2_engine.store.schema import (
     CollectionRecord,
@@ -53,5 +54,4 @@ __all__ = [
     "point_id",
     "redact_url",
     "resolve_store",
-    "vector_names",
 ]

@@ -7,10 +7,10 @@ import asyncio
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 
+from clamp2_engine.search import Result
 from clamp2_engine.serve.deps import ServiceDep, to_query
 from clamp2_engine.serve.models import ERRORS, Modality, SearchRequest, SearchResponse
 from clamp2_engine.serve.uploads import music_input
-from clamp2_engine.session import Result
 
 router = APIRouter(tags=["search"], responses=ERRORS)
 
@@ -29,10 +29,10 @@ async def search(req: SearchRequest, svc: ServiceDep) -> SearchResponse:
     or both."""
     query = to_query(req)
     session = svc.session(req.collection)  # an unknown collection is a 404 before any encoding
-    planned, _notices = session.plan(query)
-    text = planned.text if planned.needs_text_vector else None
+    plan = session.plan(query)  # planned once: what is encoded here is what is searched
+    text = plan.query.text if plan.needs_text_vector else None
     vector = (await svc.encode_text([text], req.collection))[0] if text else None
-    return answer(await asyncio.to_thread(svc.search, query, vector, req.collection))
+    return answer(await asyncio.to_thread(svc.search, plan, vector, req.collection))
 
 
 @router.post("/search/music", response_model=SearchResponse, response_model_exclude_unset=True)

@@ -1,5 +1,5 @@
 """A collection's query models: the towers of the model that made it, loaded once and checked against
-the collection's record (its cached ONNX export when there is one). :mod:`clamp2_engine.session` searches
+the collection's record (its cached ONNX export when there is one). :mod:`clamp2_engine.search.session` searches
 with them."""
 
 from __future__ import annotations

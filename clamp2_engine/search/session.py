@@ -11,68 +11,37 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clamp2_engine.errors import CollectionError
 from clamp2_engine.loading import LoadOptions
-from clamp2_engine.search import Loader, QueryModels, load_tower
-from clamp2_engine.store import Collection, Hit, Store, StoreSpec, open_store, vector_names
-from clamp2_engine.types import MODES, Mode
+from clamp2_engine.search.explain import explain_empty
+from clamp2_engine.search.models import Loader, QueryModels, load_tower
+from clamp2_engine.search.query import Query, QueryError, Result, vector_names
+from clamp2_engine.search.ranking import find
+from clamp2_engine.store import Collection, Store, StoreSpec, open_store
 
 if TYPE_CHECKING:  # pragma: no cover
     from clamp2_engine.pretrained import CLaMP2
 
-DEFAULT_MODE: Mode = "hybrid"
 NO_WORD_MATCHED = "no word of the query matched any piece: ranked by meaning alone"
 Options = LoadOptions | Mapping[str, Any] | None  # the model's load options (default: the collection's)
 
 
-class QueryError(CollectionError):
-    """A query that cannot be run as asked (no text, a mode the query cannot use, ...)."""
-
-
 @dataclass(frozen=True)
-class Query:
-    """One search as a person asks for it. ``text`` is searched by meaning and by words (``mode``:
-    hybrid, semantic, lexical); a music query arrives as its vector (:meth:`SearchSession.music_vector`);
-    ``like`` / ``unlike`` are point ids. ``weights``: hybrid's (semantic, lexical) fusion weights."""
+class Plan:
+    """A query as a collection can answer it (:meth:`SearchSession.plan`), and notices when that differs
+    from the ask; planned once, then encoded (``needs_text_vector``) and found."""
 
-    text: str | None = None
-    modality: str = "any"
-    mode: str = DEFAULT_MODE
-    k: int = 10
-    offset: int = 0
-    filters: tuple[str, ...] = ()
-    like: tuple[str, ...] = ()
-    unlike: tuple[str, ...] = ()
-    diverse: bool = False
-    weights: tuple[float, float] | None = None
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise QueryError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.text is not None and not self.text.strip(" \t\r\n\x00"):
-            raise QueryError("the query text is empty")
-        if self.diverse and (self.like or self.unlike):
-            raise QueryError("diverse works with a query text or music, not with like / unlike")
+    query: Query
+    notices: tuple[str, ...] = ()
 
     @property
     def needs_text_vector(self) -> bool:
-        """Whether the text tower is needed (lexical search and example searches need none)."""
-        return bool(self.text) and self.mode != "lexical"
-
-
-@dataclass
-class Result:
-    """Hits, why there are none (a filter no piece meets), the mode used, and notices for the user."""
-
-    hits: list[Hit]
-    why: str | None = None
-    mode: str = DEFAULT_MODE
-    notices: list[str] = field(default_factory=list)
+        return self.query.needs_text_vector
 
 
 class SearchSession:
@@ -108,12 +77,12 @@ class SearchSession:
         """A music query's vector, from model input (interleaved ABC or MTF text)."""
         return self.model("music").encode_music(data)
 
-    def plan(self, query: Query) -> tuple[Query, list[str]]:
+    def plan(self, query: Query) -> Plan:
         """The query as this collection can answer it, and a notice when that differs from the ask."""
         if query.mode == "semantic" or self.lexical:
             if query.mode == "lexical" and not query.text:
                 raise QueryError("a lexical search needs a query text")
-            return query, self._older_words(query)
+            return Plan(query, tuple(self._older_words(query)))
         if query.mode == "lexical":
             raise QueryError(
                 f"collection {self.collection.name!r} has no lexical index (it was made before hybrid "
@@ -123,7 +92,7 @@ class SearchSession:
             f"collection {self.collection.name!r} has no lexical index (it was made before hybrid search): "
             "searched by meaning alone; reindex it to search by words too"
         )
-        return replace(query, mode="semantic"), [notice]
+        return Plan(replace(query, mode="semantic"), (notice,))
 
     def _older_words(self, query: Query) -> list[str]:
         """A notice when the query has words of a script without spaces and the collection's lexical
@@ -140,19 +109,24 @@ class SearchSession:
             f"part of such a name finds nothing until `clamp2-engine collections reindex {self.collection.name}`"
         ]
 
-    def find(self, query: Query, vector: np.ndarray | None = None) -> Result:
-        """Run ``query``; ``vector`` is its query vector when the caller made it (a music query, or texts
-        batched across requests), else the text is encoded here when the mode needs it."""
-        query, notices = self.plan(query)
-        if query.filters and not self.collection.count(query.filters):  # said before any model loads
-            why = self.collection.explain_empty(query.filters) or "no piece matches all the filters together"
-            return Result([], why, query.mode if query.text and not query.like else "semantic", notices)
+    def find(self, query: Query | Plan, vector: np.ndarray | None = None) -> Result:
+        """Run ``query`` (or a :class:`Plan` of it, made once by the caller that encoded its text);
+        ``vector`` is its query vector when the caller made it (a music query, or texts batched across
+        requests), else the text is encoded here when the mode needs it."""
+        plan = query if isinstance(query, Plan) else self.plan(query)
+        query, notices = plan.query, list(plan.notices)
+        if query.conditions and not self.collection.count(query.conditions):  # said before any model loads
+            why = (
+                explain_empty(self.collection, query.conditions)
+                or "no piece matches all the filters together"
+            )
+            return Result([], why, query.answered_mode, notices)
         if vector is None and query.needs_text_vector:
             vector = self.text_vector(query.text or "")
         if vector is None and not query.like and not (query.text and query.mode != "semantic"):
             raise QueryError("give a query text, music, or like (point ids)")
-        hits, why = self.collection.find(vector, query)
-        mode = query.mode if query.text and not query.like else "semantic"
+        hits, why = find(self.collection, vector, query)
+        mode = query.answered_mode
         if mode == "hybrid" and hits and all(h.modality != "hybrid" for h in hits):
             notices.append(NO_WORD_MATCHED)
         if query.modality != "any" and (not hits or mode != "semantic"):
@@ -189,8 +163,9 @@ def text_search_fn(
     """
     from clamp2_engine.checkpoints import ModelNotFoundError
 
-    vector_names(modality)
-    Query(mode=mode)
+    base = Query(
+        modality=modality, mode=mode, k=limit, filters=tuple(filters or ())
+    )  # checked before opening
     opened = open_store(store)
     try:
         session = SearchSession.open(opened, collection, model_options)
@@ -207,7 +182,6 @@ def text_search_fn(
             return []
         vectors = clamp.encode_text(list(texts)) if clamp is not None else [None] * len(texts)
         vectors = np.atleast_2d(vectors) if clamp is not None else vectors
-        base = Query(modality=modality, mode=mode, k=limit, filters=tuple(filters or ()))
         rows = []
         for text, vector in zip(texts, vectors, strict=True):
             hits = session.find(replace(base, text=text if text.strip() else None), vector).hits
