@@ -61,7 +61,7 @@ def export(ckpt: Path, folder: Path, precision: str = "fp32") -> Path:
     """``ckpt`` exported to ONNX at ``precision`` into ``folder/onnx-<precision>-<stem>`` (kept across
     runs), by ``clamp2-engine export onnx`` in its own process: an export holds several copies of the model
     at once, memory a benchmark holding other models does not have."""
-    from clamp2_engine.runtime.onnx_export import peek_identity
+    from clamp2_engine.runtime.onnx_folder import peek_identity
 
     out = folder / f"onnx-{precision}-{ckpt.stem}"
     if peek_identity(out) is None:

@@ -1,8 +1,9 @@
-"""Checkpoints in the reference format: registry, hub download, loading, shape inference, saving.
+"""Checkpoints in the reference format: the registry of known ones, hub download, ``weights_only``
+loading, the kind (CLaMP 2 or M3) from key names, and saving.
 
 A reference checkpoint is ``{'model', 'optimizer', 'lr_sched', 'epoch', 'best_epoch', 'min_eval_loss'}``;
 CLaMP 2 model keys are ``text_model.* text_proj.* music_model.* music_proj.*``, M3 keys ``encoder.*
-decoder.*``. Sizes are read from tensor shapes, never assumed.
+decoder.*``. Sizes are read from tensor shapes, never assumed, by :mod:`clamp2_engine.models.factory`.
 """
 
 from __future__ import annotations

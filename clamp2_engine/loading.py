@@ -116,7 +116,7 @@ class LoadOptions:
         chosen = self.backend or self.model or self.text_model or self.onnx_dir
         if chosen or self.dtype not in (None, "auto", "fp32"):
             return self
-        from clamp2_engine.runtime.onnx_export import cached_export
+        from clamp2_engine.runtime.onnx_folder import cached_export
 
         folder = cached_export(record.model, tower)
         if folder is None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the parity fixture and bench corpus kept in tests/fixtures, and an isolated home."""
+"""Shared fixtures: the parity fixture and bench corpus kept in tests/fixtures, the models loaded once per
+run, scripted LLM servers, a store on each engine, and an isolated home."""
 
 from __future__ import annotations
 
@@ -30,6 +31,48 @@ def parity_dir() -> Path:
 @pytest.fixture(scope="session")
 def bench_dir() -> Path:
     return require(BENCH)
+
+
+@pytest.fixture(scope="session")
+def parity_model(parity_dir):
+    """The parity fixture's CLaMP 2 (both towers), loaded once for the run: treat it as read-only."""
+    from index_helpers import load_model
+
+    return load_model(parity_dir)
+
+
+@pytest.fixture(scope="session")
+def text_model(parity_dir):
+    """The parity fixture's CLaMP 2 with its text tower only, loaded once for the run."""
+    from index_helpers import load_model
+
+    return load_model(parity_dir, towers=("text",))
+
+
+@pytest.fixture(scope="session")
+def demo_model():
+    """The shipped demo model (both towers), loaded once for the run."""
+    from clamp2_engine import CLaMP2
+
+    return CLaMP2.from_pretrained("demo")
+
+
+@pytest.fixture
+def llm_server():
+    """Start scripted OpenAI-protocol servers on 127.0.0.1 (``llm_server(script, **options)``); all are
+    stopped when the test ends."""
+    from llm_server import ScriptedLLM
+
+    started: list[ScriptedLLM] = []
+
+    def start(*args, **kwargs) -> ScriptedLLM:
+        server = ScriptedLLM(*args, **kwargs).__enter__()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.__exit__(None, None, None)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from index_helpers import build_seed, load_model, model_args
+from index_helpers import build_seed, model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.ingest.items import item_point_id
@@ -33,7 +33,7 @@ def run(*args):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("modality", ["abc", "mtf"])
-def test_eval_collection_end_to_end(tmp_path, parity_dir, bench_dir, modality):
+def test_eval_collection_end_to_end(tmp_path, parity_dir, bench_dir, modality, text_model):
     seed = tmp_path / "seed"
     only_mtf = {
         "title": "no abc",
@@ -68,7 +68,7 @@ def test_eval_collection_end_to_end(tmp_path, parity_dir, bench_dir, modality):
         assert "no .abc file" in out["errors"][0]["reason"]
 
     # the same ranks by hand: each summary's encode_text against the collection
-    model = load_model(parity_dir, towers=("text",))
+    model = text_model
     with open_store() as store:
         coll = store.collection("chorales")
         expected = []

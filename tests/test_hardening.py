@@ -159,23 +159,18 @@ def test_hostile_jsonl_lines_are_error_rows_in_train(tmp_path, parity_dir):
     assert any("not UTF-8" in r for r in reasons)
 
 
-def test_hostile_jsonl_lines_are_error_rows_in_summarize(tmp_path, parity_dir):
+def test_hostile_jsonl_lines_are_error_rows_in_summarize(tmp_path, parity_dir, llm_server):
     from click.testing import CliRunner
 
     from clamp2_engine.cli import main
     from clamp2_engine.ingest.summarize import LOAD_ERROR_KEY, load_items
 
-    try:
-        from tests.llm_server import ScriptedLLM
-    except ModuleNotFoundError:
-        from llm_server import ScriptedLLM
-
     src = hostile_seed(tmp_path / "seed", parity_dir)
     out = tmp_path / "out.jsonl"
-    with ScriptedLLM() as llm:
-        res = CliRunner().invoke(
-            main, ["summarize", str(src), str(out), "--base-url", llm.base_url, "--llm", "m", "-q"]
-        )
+    llm = llm_server()
+    res = CliRunner().invoke(
+        main, ["summarize", str(src), str(out), "--base-url", llm.base_url, "--llm", "m", "-q"]
+    )
     assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
     assert len(out.read_text().splitlines()) == 2  # the two good items
     reasons = [json.loads(x)["reason"] for x in (tmp_path / "out.errors.jsonl").read_text().splitlines()]
@@ -204,32 +199,27 @@ BAD_REPLIES = {  # key -> (script, where the item ends, requests with --answer-r
 
 
 @pytest.mark.slow  # whole CLI processes; the quick loop keeps the in-process checks
-def test_bad_replies_are_error_rows_and_the_key_never_lands(tmp_path, monkeypatch, capsys):
+def test_bad_replies_are_error_rows_and_the_key_never_lands(tmp_path, monkeypatch, capsys, llm_server):
     from clamp2_engine.ingest.summarize import errors_path_for, summarize_items
     from clamp2_engine.ingest.summary_store import read_output
-
-    try:
-        from tests.llm_server import ScriptedLLM
-    except ModuleNotFoundError:
-        from llm_server import ScriptedLLM
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     items = [{"title": k, "composer": "Somebody", "filepaths": [f"abc/{k}.abc"]} for k in BAD_REPLIES]
     out = tmp_path / "items.jsonl"
-    with ScriptedLLM({k: v[0] for k, v in BAD_REPLIES.items()}) as llm:
-        report = summarize_items(
-            items,
-            out,
-            base_url=llm.base_url,
-            model="m",
-            timeout=2.0,
-            max_retries=1,
-            answer_retries=1,
-            backoff_base=0.01,
-            backoff_max=0.02,
-            progress=False,
-        )
-        attempts = {k: llm.attempts(k) for k in BAD_REPLIES}
+    llm = llm_server({k: v[0] for k, v in BAD_REPLIES.items()})
+    report = summarize_items(
+        items,
+        out,
+        base_url=llm.base_url,
+        model="m",
+        timeout=2.0,
+        max_retries=1,
+        answer_retries=1,
+        backoff_base=0.01,
+        backoff_max=0.02,
+        progress=False,
+    )
+    attempts = {k: llm.attempts(k) for k in BAD_REPLIES}
     done = {r["title"] for r in read_output(out)[0]}
     errors = {e["source"].split("/")[-1][:-4]: e for e in read_output(errors_path_for(out))[0]}
     assert done == {k for k, v in BAD_REPLIES.items() if v[1] == "out"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_helpers import build_seed, cos, load_model
+from index_helpers import build_seed, cos
 
 from clamp2_engine.ingest.corpus import CorpusError, discover
 from clamp2_engine.ingest.items import item_point_id
@@ -19,9 +19,9 @@ from clamp2_engine.search.ranking import nearest
 from clamp2_engine.store import Collection, ModelMismatchError, StoreSpec, open_store, point_id
 
 
-@pytest.fixture(scope="module")
-def model(parity_dir):
-    return load_model(parity_dir)
+@pytest.fixture
+def model(parity_model):
+    return parity_model
 
 
 @pytest.fixture

@@ -5,16 +5,11 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from index_helpers import build_seed, cos, load_model, model_args
+from index_helpers import build_seed, cos, model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.ingest.items import item_point_id
 from clamp2_engine.store import open_store
-
-try:
-    from tests.llm_server import ScriptedLLM
-except ImportError:  # tests/ on sys.path (pytest's rootdir-relative imports)
-    from llm_server import ScriptedLLM
 
 NAMES = ["bach_bwv253", "bach_bwv335", "bach_bwv387", "bach_bwv11_6"]
 
@@ -23,7 +18,7 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def test_ingest_summarize(tmp_path, parity_dir, bench_dir, monkeypatch):
+def test_ingest_summarize(tmp_path, parity_dir, bench_dir, monkeypatch, text_model, llm_server):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     seed = tmp_path / "seed"
     items = build_seed(seed, bench_dir, NAMES)
@@ -31,31 +26,31 @@ def test_ingest_summarize(tmp_path, parity_dir, bench_dir, monkeypatch):
         item.pop("summary_en")
         item.pop("summary_nen")
     (seed / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
-    with ScriptedLLM() as llm:
-        args = [
-            "ingest",
-            seed,
-            "-c",
-            "s",
-            "--summarize",
-            "--base-url",
-            llm.base_url,
-            "--llm",
-            "fake",
-            "--json",
-            *model_args(parity_dir),
-        ]
-        res = run(*args)
-        assert res.exit_code == 0, res.output
-        assert llm.requests() == 3
-        assert llm.attempts(items[0]["title"]) == 0
-        report = json.loads(res.stdout)
-        assert report["vectors"]["text"] == 4
-        assert report["points"] == 4
-        again = json.loads(run(*args).stdout)  # summaries are kept: nothing is asked or embedded again
-        assert llm.requests() == 3
-        assert again["skipped"] == 4
-    model = load_model(parity_dir, towers=("text",))
+    llm = llm_server()
+    args = [
+        "ingest",
+        seed,
+        "-c",
+        "s",
+        "--summarize",
+        "--base-url",
+        llm.base_url,
+        "--llm",
+        "fake",
+        "--json",
+        *model_args(parity_dir),
+    ]
+    res = run(*args)
+    assert res.exit_code == 0, res.output
+    assert llm.requests() == 3
+    assert llm.attempts(items[0]["title"]) == 0
+    report = json.loads(res.stdout)
+    assert report["vectors"]["text"] == 4
+    assert report["points"] == 4
+    again = json.loads(run(*args).stdout)  # summaries are kept: nothing is asked or embedded again
+    assert llm.requests() == 3
+    assert again["skipped"] == 4
+    model = text_model
     with open_store() as store:
         coll = store.collection("s")
         for item in items:

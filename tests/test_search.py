@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from index_helpers import cos, load_model, model_args
+from index_helpers import cos, model_args
 
 from clamp2_engine.cli import main
 from clamp2_engine.store import MEMORY, StoreSpec, open_store
@@ -47,11 +47,6 @@ def store(tmp_path_factory, parity_dir):
         )
     assert res.exit_code == 0, res.output
     return root / "qdrant", json.loads(res.stdout)
-
-
-@pytest.fixture(scope="module")
-def text_model(parity_dir):
-    return load_model(parity_dir, towers=("text",))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import Server, ingest_serve_corpus
-from index_helpers import load_model
 
 from clamp2_engine.cli import main
 from clamp2_engine.serve.app import create_app
@@ -71,11 +71,11 @@ def test_healthz_and_collections(client):
     assert client.get("/collections/nope").status_code == 404
 
 
-def test_text_search_and_the_query_vector(client, parity_dir, corpus):
+def test_text_search_and_the_query_vector(client, text_model, corpus):
     found = hits(client.post("/search", json={"query": QUERY, "k": 5}))
     assert [h["rank"] for h in found] == [1, 2, 3, 4, 5]
     assert set(found[0]) >= {"rank", "id", "score", "modality", "title", "composer", "source", "payload"}
-    model = load_model(parity_dir, towers=("text",))
+    model = text_model
     vec = client.post("/embed/text", json={"texts": [QUERY, "ein Choral"]}).json()
     assert len(vec["vectors"]) == 2
     assert vec["model"]["name"] == "clamp2.pth"
@@ -365,20 +365,31 @@ def test_api_key_is_required_and_never_logged(server, caplog):
     assert "Traceback" not in caplog.text
 
 
-def test_concurrent_queries_are_encoded_together(parity_dir):
-    model = load_model(parity_dir, towers=("text",))
-    batcher = MicroBatcher(lambda texts: np.atleast_2d(model.encode_text(texts)), max_wait=0.05)
+def test_concurrent_queries_are_encoded_together(text_model):
+    model = text_model
+    started, gate = threading.Event(), threading.Event()
+
+    def encode(texts: list[str]) -> np.ndarray:
+        started.set()
+        gate.wait(60)  # the first pass holds until every request is queued
+        return np.atleast_2d(model.encode_text(texts))
+
+    batcher = MicroBatcher(encode, max_wait=0.05)
 
     async def many():
-        return await asyncio.gather(*(batcher.encode([f"query {i}"]) for i in range(16)))
+        pending = asyncio.gather(*(batcher.encode([f"query {i}"]) for i in range(16)))
+        await asyncio.to_thread(started.wait, 60)  # meanwhile the loop queued all 16
+        gate.set()
+        return await pending
 
     try:
         vectors = asyncio.run(many())
     finally:
+        gate.set()
         batcher.close()
     assert len(vectors) == 16
     assert all(v.shape == (1, vectors[0].shape[1]) for v in vectors)
-    assert batcher.batches < 16  # far fewer forward passes than requests
+    assert batcher.batches <= 2  # the first pass, then the 15 queued behind it together
     assert np.allclose(vectors[3][0], model.encode_text("query 3"), atol=1e-5)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from llm_server import ScriptedLLM, valid_answer
 
 from clamp2_engine.cli import main
 from clamp2_engine.ingest.llm_prompt import LANGUAGES, build_messages, parse_answer, resolve_languages
@@ -24,11 +25,6 @@ from clamp2_engine.ingest.summarize import (
 )
 from clamp2_engine.ingest.summarize_run import backoff_delay, retry_after_seconds
 from clamp2_engine.ingest.summary_store import JsonlAppender, OutputLockedError, read_output
-
-try:
-    from tests.llm_server import ScriptedLLM, valid_answer
-except ModuleNotFoundError:  # pytest started without the repository root on sys.path
-    from llm_server import ScriptedLLM, valid_answer
 
 SECRET = "sk-test-0123456789abcdef-SECRET"
 
@@ -214,14 +210,14 @@ def test_retry_after_and_backoff():
 
 
 # -- against the scripted server ------------------------------------------------------------------
-def test_every_item_accounted_once_with_the_right_retries(tmp_path, monkeypatch, capsys):
+def test_every_item_accounted_once_with_the_right_retries(tmp_path, monkeypatch, capsys, llm_server):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     items = _items(SCENARIO) + [{"title": None, "description": " ", "filepaths": ["abc/empty.abc"]}]
     out = tmp_path / "items.jsonl"
-    with ScriptedLLM({k: v[0] for k, v in SCENARIO.items()}) as llm:
-        report = _run(llm, items, out)
-        attempts = {k: llm.attempts(k) for k in SCENARIO}
-        log = list(llm.log)
+    llm = llm_server({k: v[0] for k, v in SCENARIO.items()})
+    report = _run(llm, items, out)
+    attempts = {k: llm.attempts(k) for k in SCENARIO}
+    log = list(llm.log)
     errors, _ = read_output(errors_path_for(out))
     assert errors_path_for(out).name == "items.errors.jsonl"
     in_out, in_err = _titles(out), [e["source"].split("/")[-1][:-4] for e in errors]
@@ -260,51 +256,52 @@ def test_every_item_accounted_once_with_the_right_retries(tmp_path, monkeypatch,
     assert rec["summary_nen"]["language"] == pick_language(item_identity(rec), 0)
 
 
-def test_rerun_skips_done_and_final_items_and_retries_the_rest(tmp_path):
+def test_rerun_skips_done_and_final_items_and_retries_the_rest(tmp_path, llm_server):
     keys = ["a", "b", "none", "flaky"]
     out = tmp_path / "out.jsonl"
-    with ScriptedLLM({"none": ["none"], "flaky": [{"status": 500}, {"status": 500}, "valid"]}) as llm:
-        first = _run(llm, _items(keys), out, max_retries=1)
-        assert (first.done, first.none, first.failed) == (2, 1, 1)
-        second = _run(llm, _items(keys), out, max_retries=1)  # "flaky" asked again, now succeeds
-        assert (second.done, second.skipped) == (1, 3)
-        assert llm.attempts("flaky") == 3
-        assert llm.attempts("none") == 1
-        assert llm.attempts("a") == 1
-        third = _run(llm, _items(keys), out)
-        assert (third.done, third.skipped, llm.requests()) == (0, 4, 6)
-        fourth = _run(llm, _items(keys), out, retry_none=True)
-        assert (fourth.none, fourth.skipped, llm.attempts("none")) == (1, 3, 2)
-        edited = _items(keys)
-        edited[2]["description"] = "Now with a description."  # same filepaths, new metadata: asked again
-        fifth = _run(llm, edited, out)
-        assert (fifth.none, fifth.skipped, llm.attempts("none")) == (1, 3, 3)
+    llm = llm_server({"none": ["none"], "flaky": [{"status": 500}, {"status": 500}, "valid"]})
+    first = _run(llm, _items(keys), out, max_retries=1)
+    assert (first.done, first.none, first.failed) == (2, 1, 1)
+    second = _run(llm, _items(keys), out, max_retries=1)  # "flaky" asked again, now succeeds
+    assert (second.done, second.skipped) == (1, 3)
+    assert llm.attempts("flaky") == 3
+    assert llm.attempts("none") == 1
+    assert llm.attempts("a") == 1
+    third = _run(llm, _items(keys), out)
+    assert (third.done, third.skipped, llm.requests()) == (0, 4, 6)
+    fourth = _run(llm, _items(keys), out, retry_none=True)
+    assert (fourth.none, fourth.skipped, llm.attempts("none")) == (1, 3, 2)
+    edited = _items(keys)
+    edited[2]["description"] = "Now with a description."  # same filepaths, new metadata: asked again
+    fifth = _run(llm, edited, out)
+    assert (fifth.none, fifth.skipped, llm.attempts("none")) == (1, 3, 3)
     assert sorted(_titles(out)) == ["a", "b", "flaky"]
     errors, _ = read_output(errors_path_for(out))
     assert [(e["source"], e["kind"]) for e in errors] == [("abc/none.abc", "none")]  # stale failure gone
 
 
-def test_torn_last_line_is_dropped_and_redone(tmp_path):
+def test_torn_last_line_is_dropped_and_redone(tmp_path, llm_server):
     out = tmp_path / "out.jsonl"
-    with ScriptedLLM() as llm:
-        _run(llm, _items("abc"), out)
-        lines = out.read_bytes().splitlines(keepends=True)
-        out.write_bytes(b"".join(lines[:2]) + lines[2][:25])  # a SIGKILL in the middle of a write
-        report = _run(llm, _items("abc"), out)
+    llm = llm_server()
+    _run(llm, _items("abc"), out)
+    lines = out.read_bytes().splitlines(keepends=True)
+    out.write_bytes(b"".join(lines[:2]) + lines[2][:25])  # a SIGKILL in the middle of a write
+    report = _run(llm, _items("abc"), out)
     assert (report.done, report.skipped) == (1, 2)
     assert sorted(_titles(out)) == ["a", "b", "c"]
 
 
-def test_concurrency_is_bounded(tmp_path):
-    with ScriptedLLM(latency=0.05) as llm:
-        report = _run(llm, _items(range(24)), tmp_path / "out.jsonl", concurrency=3)
-        assert report.done == 24
-        assert 1 <= llm.max_in_flight <= 3
+def test_concurrency_is_bounded(tmp_path, llm_server):
+    llm = llm_server(latency=0.05)
+    report = _run(llm, _items(range(24)), tmp_path / "out.jsonl", concurrency=3)
+    assert report.done == 24
+    assert 1 <= llm.max_in_flight <= 3
 
 
 @pytest.mark.parametrize(("status", "match"), [(401, "API key was refused"), (404, "check the API root")])
-def test_auth_and_routing_errors_stop_the_run(tmp_path, status, match):
-    with ScriptedLLM(default={"status": status}) as llm, pytest.raises(SummarizeError, match=match):
+def test_auth_and_routing_errors_stop_the_run(tmp_path, status, match, llm_server):
+    llm = llm_server(default={"status": status})
+    with pytest.raises(SummarizeError, match=match):
         _run(llm, _items("ab"), tmp_path / "out.jsonl")
 
 
@@ -328,16 +325,16 @@ def test_unreachable_server_stops_the_run(tmp_path):
     assert {e["kind"] for e in errors} == {"connection"}
 
 
-def test_called_from_a_running_event_loop(tmp_path):
+def test_called_from_a_running_event_loop(tmp_path, llm_server):
     async def caller():
-        with ScriptedLLM() as llm:
-            return _run(llm, _items("xy"), tmp_path / "out.jsonl")
+        llm = llm_server()
+        return _run(llm, _items("xy"), tmp_path / "out.jsonl")
 
     assert asyncio.run(caller()).done == 2
 
 
 # -- the command line -----------------------------------------------------------------------------
-def test_cli_summarize_folder(tmp_path, monkeypatch):
+def test_cli_summarize_folder(tmp_path, monkeypatch, llm_server):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     src = tmp_path / "meta"
     src.mkdir()
@@ -345,37 +342,37 @@ def test_cli_summarize_folder(tmp_path, monkeypatch):
         (src / f"{it['title']}.json").write_text(json.dumps(it), encoding="utf-8")
     (src / "broken.json").write_text("{", encoding="utf-8")
     out = tmp_path / "out" / "items.jsonl"
-    with ScriptedLLM({"none": ["none"]}) as llm:
-        args = [
-            "summarize",
-            str(src),
-            str(out),
-            "--base-url",
-            llm.base_url,
-            "--llm",
-            "m",
-            "--languages",
-            "French,Japanese",
-            "--concurrency",
-            "2",
-            "--json",
-        ]
-        res = CliRunner().invoke(main, args)
-        assert res.exit_code == 1, res.output  # an item failed: the batch commands' exit status
-        counts = json.loads(res.output)
-        assert {k: counts[k] for k in ("total", "done", "none", "failed")} == {
-            "total": 4,
-            "done": 2,
-            "none": 1,
-            "failed": 1,
-        }
-        assert {e["authorization"] for e in llm.log} == {"Bearer sk-no-key"}
-        again = json.loads(CliRunner().invoke(main, args).output)
-        assert (again["skipped"], again["done"], llm.requests()) == (
-            3,
-            0,
-            3,
-        )  # the broken file is reported again
+    llm = llm_server({"none": ["none"]})
+    args = [
+        "summarize",
+        str(src),
+        str(out),
+        "--base-url",
+        llm.base_url,
+        "--llm",
+        "m",
+        "--languages",
+        "French,Japanese",
+        "--concurrency",
+        "2",
+        "--json",
+    ]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1, res.output  # an item failed: the batch commands' exit status
+    counts = json.loads(res.output)
+    assert {k: counts[k] for k in ("total", "done", "none", "failed")} == {
+        "total": 4,
+        "done": 2,
+        "none": 1,
+        "failed": 1,
+    }
+    assert {e["authorization"] for e in llm.log} == {"Bearer sk-no-key"}
+    again = json.loads(CliRunner().invoke(main, args).output)
+    assert (again["skipped"], again["done"], llm.requests()) == (
+        3,
+        0,
+        3,
+    )  # the broken file is reported again
     assert {r["summary_nen"]["language"] for r in read_output(out)[0]} <= {"French", "Japanese"}
     errors, _ = read_output(errors_path_for(out))
     assert sorted(e["source"] for e in errors) == ["broken.json", "none.json"]
@@ -384,23 +381,23 @@ def test_cli_summarize_folder(tmp_path, monkeypatch):
     assert "unknown language" in res.output
 
 
-def test_cli_reports_fatal_errors(tmp_path):
+def test_cli_reports_fatal_errors(tmp_path, llm_server):
     src = tmp_path / "items.jsonl"
     src.write_text(json.dumps({"title": "a"}) + "\n", encoding="utf-8")
-    with ScriptedLLM(default={"status": 401}) as llm:
-        res = CliRunner().invoke(
-            main,
-            [
-                "summarize",
-                str(src),
-                str(tmp_path / "o.jsonl"),
-                "--base-url",
-                llm.base_url,
-                "--llm",
-                "m",
-                "-q",
-            ],
-        )
+    llm = llm_server(default={"status": 401})
+    res = CliRunner().invoke(
+        main,
+        [
+            "summarize",
+            str(src),
+            str(tmp_path / "o.jsonl"),
+            "--base-url",
+            llm.base_url,
+            "--llm",
+            "m",
+            "-q",
+        ],
+    )
     assert res.exit_code == 1
     assert "API key was refused" in res.output
     assert "re-run to resume" in res.output

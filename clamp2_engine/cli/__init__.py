@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
     "train": "clamp2_engine.cli.train:train",
     "eval": "clamp2_engine.cli.evaluate:eval_cmd",
     "score": "clamp2_engine.cli.evaluate:score",
-    "classify": "clamp2_engine.cli.evaluate:classify",
+    "classify": "clamp2_engine.cli.classify:classify",
 }
 
 

@@ -1,4 +1,4 @@
-"""``eval``, ``score`` and ``classify``: retrieval metrics, the CLaMP 2 score and linear probes.
+"""``eval`` and ``score``: retrieval metrics and the CLaMP 2 score.
 
 Light at import time: numpy, torch and matplotlib are imported inside the commands.
 """
@@ -6,52 +6,15 @@ Light at import time: numpy, torch and matplotlib are imported inside the comman
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from clamp2_engine.cli import plots
-from clamp2_engine.cli.options import STORE_OPTION_NAMES, fail, resolve_spec, store_options, table_console
-from clamp2_engine.runlog import ErrorLog, console, progress_bar
-
-DIR = click.Path(exists=True, file_okay=False, path_type=Path)
-OUT_FILE = click.Path(dir_okay=False, writable=True, path_type=Path)
-
-
-def _stdout() -> Console:
-    return table_console()
-
-
-def _show_errors(errors: Sequence[tuple[str, str]], log: ErrorLog | None = None, stage: str = "load") -> None:
-    """Print the first few per-file problems on stderr (and log all of them when ``log`` is given)."""
-    for source, reason in errors:
-        if log is not None:
-            log.add(source, stage, reason)
-    for source, reason in errors[:10]:
-        console.print(f"[yellow]skipped[/yellow] {escape(source)}: {escape(reason)}", highlight=False)
-    if len(errors) > 10:
-        console.print(f"[yellow]... and {len(errors) - 10} more[/yellow]")
-    if log is not None and errors:
-        console.print(f"[yellow]{len(errors)} skipped file(s); reasons in {escape(str(log.path))}[/yellow]")
-
-
-def _error_dicts(errors: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
-    return [{"source": s, "reason": r} for s, r in errors]
-
-
-def _metrics_table(title: str, metrics: dict[str, Any], decimals: int) -> Table:
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        table.add_row(key, f"{value:.{decimals}f}" if isinstance(value, float) else str(value))
-    return table
+from clamp2_engine.cli.options import STORE_OPTION_NAMES, fail, resolve_spec, store_options
+from clamp2_engine.cli.report import DIR, OUT_FILE, error_dicts, metrics_table, show_errors, stdout_console
+from clamp2_engine.runlog import progress_bar
 
 
 def _write_jsonl(path: Path, records) -> None:
@@ -155,7 +118,7 @@ def eval_cmd(
     except (ValueError, FileNotFoundError) as exc:
         raise fail(exc) from exc
     errors = [*result.query.errors, *result.reference.errors]
-    _show_errors(errors)
+    show_errors(errors)
     if not result.keys:
         raise click.ClickException(
             f"no common keys: {len(result.query)} query and {len(result.reference)} reference features "
@@ -173,10 +136,10 @@ def eval_cmd(
         "mean_pooled": result.query.mean_pooled + result.reference.mean_pooled,
     }
     if as_json:
-        click.echo(json.dumps({**metrics, **extra, "errors": _error_dicts(errors)}))
+        click.echo(json.dumps({**metrics, **extra, "errors": error_dicts(errors)}))
         return
-    out = _stdout()
-    out.print(_metrics_table(f"Retrieval ({ties} ties)", metrics, decimals))
+    out = stdout_console()
+    out.print(metrics_table(f"Retrieval ({ties} ties)", metrics, decimals))
     if extra["query_only"] or extra["reference_only"]:
         out.print(f"unpaired: {extra['query_only']} query and {extra['reference_only']} reference file(s)")
     if extra["mean_pooled"]:
@@ -207,7 +170,7 @@ def _eval_collection(
     from clamp2_engine.search.session import text_search_fn
 
     items, bad_lines = read_jsonl(queries)
-    _show_errors(bad_lines)
+    show_errors(bad_lines)
     root = queries.resolve().parent
 
     corpus_name = corpus or root.name
@@ -231,7 +194,7 @@ def _eval_collection(
     finally:
         if search_fn is not None and callable(getattr(search_fn, "close", None)):
             search_fn.close()
-    _show_errors(result.skipped)
+    show_errors(result.skipped)
     if not result.queries:
         raise click.ClickException(f"no item of {queries} has text in field {field!r}")
     if ranks_out:
@@ -248,12 +211,14 @@ def _eval_collection(
                     "field": field,
                     "modality": modality,
                     "skipped": len(result.skipped),
-                    "errors": _error_dicts([*bad_lines, *result.skipped]),
+                    "errors": error_dicts([*bad_lines, *result.skipped]),
                 }
             )
         )
         return
-    _stdout().print(_metrics_table(f"Text-to-music retrieval ({field} -> {modality})", metrics, decimals))
+    stdout_console().print(
+        metrics_table(f"Text-to-music retrieval ({field} -> {modality})", metrics, decimals)
+    )
 
 
 # --- score ------------------------------------------------------------------------------------------
@@ -273,190 +238,12 @@ def score(ref_dir: Path, test_dir: Path, decimals: int, as_json: bool) -> None:
     except (ValueError, FileNotFoundError) as exc:
         raise fail(exc) from exc
     errors = result.pop("errors")
-    _show_errors(errors)
+    show_errors(errors)
     result = round_metrics(result, decimals)
     if as_json:
-        click.echo(json.dumps({**result, "errors": _error_dicts(errors)}))
+        click.echo(json.dumps({**result, "errors": error_dicts(errors)}))
         return
-    _stdout().print(_metrics_table("CLaMP 2 score", result, decimals))
+    stdout_console().print(metrics_table("CLaMP 2 score", result, decimals))
 
 
 # --- classify ---------------------------------------------------------------------------------------
-
-
-@click.group()
-def classify() -> None:
-    """Linear probes on raw features (files named LABEL_rest.npy): train, predict."""
-
-
-def _confusion_table(metrics: dict[str, Any]) -> Table:
-    labels = metrics["labels"]
-    table = Table(title="Confusion matrix")
-    table.add_column("true \\ predicted")
-    for lab in labels:
-        table.add_column(escape(lab), justify="right")
-    for r, (lab, row) in enumerate(zip(labels, metrics["confusion"], strict=True)):
-        table.add_row(escape(lab), *(f"[bold]{n}[/bold]" if c == r else str(n) for c, n in enumerate(row)))
-    return table
-
-
-@classify.command("train")
-@click.argument("features_dirs", nargs=-1, required=True, type=DIR)
-@click.option("--out", required=True, type=OUT_FILE, help="Where to save the probe (.pt).")
-@click.option(
-    "--eval-dir",
-    "eval_dirs",
-    multiple=True,
-    type=DIR,
-    help="Evaluation features (repeatable); default: hold out --eval-split of the training files.",
-)
-@click.option("--balanced", is_flag=True, help="Undersample every label to the rarest one, anew each epoch.")
-@click.option("--epochs", type=click.IntRange(min=1), default=1000, show_default=True, help="Maximum epochs.")
-@click.option(
-    "--patience",
-    type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="Stop after this many epochs without a better evaluation accuracy.",
-)
-@click.option(
-    "--lr",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1e-5,
-    show_default=True,
-    help="AdamW learning rate (the reference's).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Files per step (the reference uses 1; larger is faster, may need a larger --lr).",
-)
-@click.option(
-    "--eval-split", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True
-)
-@click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 ...")
-@click.option("--plot", type=OUT_FILE, help="Save the confusion matrix (PNG; needs matplotlib).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def classify_train(
-    features_dirs: tuple[Path, ...],
-    out: Path,
-    eval_dirs: tuple[Path, ...],
-    balanced: bool,
-    epochs: int,
-    patience: int,
-    lr: float,
-    batch_size: int,
-    eval_split: float,
-    seed: int,
-    device: str,
-    plot: Path | None,
-    as_json: bool,
-) -> None:
-    """Train a linear probe on FEATURES_DIR... and report accuracy, macro F1 and a confusion matrix."""
-    from clamp2_engine import probe as P
-
-    log = ErrorLog(out.with_name(out.name + ".errors.jsonl"))
-    train_files, errors = P.scan_features(features_dirs)
-    if not train_files:
-        _show_errors(errors, log)
-        raise click.ClickException("no usable training features")
-    eval_files = None
-    if eval_dirs:
-        eval_files, eval_errors = P.scan_features(eval_dirs, hidden=train_files[0].hidden)
-        eval_files, unknown = P.known_labels(eval_files, train_files)
-        errors += eval_errors + unknown
-    _show_errors(errors, log)
-    config = P.ProbeConfig(
-        lr=lr,
-        epochs=epochs,
-        patience=patience,
-        batch_size=batch_size,
-        balanced=balanced,
-        eval_split=eval_split,
-        seed=seed,
-        device=device,
-    )
-    with progress_bar("epochs", total=epochs, enabled=not as_json) as advance:
-        try:
-            result = P.train_probe(train_files, eval_files, config, on_epoch=lambda *_: advance())
-        except (ValueError, RuntimeError) as exc:  # FeatureError is a ValueError; bad --device a RuntimeError
-            raise fail(exc) from exc
-    P.save_probe(result, out)
-    m = result.metrics
-    if plot:
-        plots.plot_confusion(
-            plot, m["confusion"], m["labels"], f"probe {out.name}: accuracy {m['accuracy']:.3f}"
-        )
-    if as_json:
-        click.echo(
-            json.dumps({"probe": str(out), **m, "skipped": len(errors), "errors": _error_dicts(errors)})
-        )
-        return
-    con = _stdout()
-    summary = {
-        "accuracy": m["accuracy"],
-        "macro F1": m["macro_f1"],
-        "best epoch": m["best_epoch"],
-        "epochs run": m["epochs_run"],
-        "train files": m["train_files"],
-        "eval files": m["eval_files"],
-        "labels": len(m["labels"]),
-    }
-    con.print(_metrics_table("Linear probe", summary, 4))
-    con.print(_confusion_table(m))
-
-
-@classify.command("predict")
-@click.argument("features_dir", type=DIR)
-@click.option(
-    "--probe", "probe_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
-@click.option("--out", required=True, type=OUT_FILE, help="predictions.json: {path: label}.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print label counts as JSON.")
-def classify_predict(
-    features_dir: Path, probe_path: Path, out: Path, batch_size: int, device: str, as_json: bool
-) -> None:
-    """Label every feature file under FEATURES_DIR with a trained probe; write {path: label} to --out."""
-    from clamp2_engine import probe as P
-    from clamp2_engine.paths import atomic_write_text, iter_files
-
-    try:
-        probe = P.load_probe(probe_path)
-    except ValueError as exc:
-        raise fail(exc) from exc
-    files = list(iter_files(features_dir, {".npy"}))
-    with progress_bar(
-        "predict", total=len(files), enabled=not as_json and len(files) > batch_size
-    ) as advance:
-        try:
-            predictions, errors = P.predict(
-                probe, files, batch_size=batch_size, device=device, progress=advance
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise fail(exc) from exc
-    _show_errors(errors, ErrorLog(out.with_name(out.name + ".errors.jsonl")))
-    atomic_write_text(out, json.dumps(predictions, ensure_ascii=False, indent=1))
-    counts = Counter(predictions.values())
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "predictions": len(predictions),
-                    "out": str(out),
-                    "labels": dict(counts),
-                    "errors": _error_dicts(errors),
-                }
-            )
-        )
-        return
-    table = Table(title="Predictions")
-    table.add_column("label")
-    table.add_column("files", justify="right")
-    for lab in probe.labels:
-        table.add_row(escape(lab), str(counts.get(lab, 0)))
-    _stdout().print(table)

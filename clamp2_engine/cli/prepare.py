@@ -17,7 +17,7 @@ ENV = "CLAMP2_PREPARE_QUERIES"
 def prepare_query_model(store: Any, collection: str, say: Callable[[str], None]) -> str | None:
     """Export the text tower of ``collection``'s model to the cache unless it is there; what was done,
     or ``None``. Never fails the command: a failed export is one line, and searches use PyTorch."""
-    from clamp2_engine.runtime.onnx_export import cached_export
+    from clamp2_engine.runtime.onnx_folder import cached_export
 
     if os.environ.get(ENV, "1") == "0" or not all(
         importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime")

@@ -74,7 +74,6 @@ class Corpus:
     name: str
     layout: str  # "plain" | "seed"
     units: list[Unit] = field(default_factory=list)
-    metadata_path: Path | None = None
     rejected: int = 0  # items refused before any conversion (bad metadata lines, FIFOs, missing files)
 
 
@@ -120,7 +119,7 @@ def discover(
         rels = ((shown_name(p.relative_to(root_p).as_posix()), p) for p in found)  # names not UTF-8: escaped
         corpus.units = [Unit(rel, [(rel, p)], label=rel) for rel, p in rels]
         return corpus
-    corpus.layout, corpus.metadata_path = "seed", meta_path
+    corpus.layout = "seed"
     seen: set[str] = set()
     for n, item in enumerate(items, 1):
         where = str(item.get("__source__") or f"item {n}")

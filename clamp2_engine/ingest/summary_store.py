@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +116,6 @@ class JsonlAppender:
         while view:
             n = self._fh.write(view)
             view = view[n:]
-
-    def write_many(self, records: Iterable[dict[str, Any]]) -> None:
-        for r in records:
-            self.write(r)
 
     def close(self) -> None:
         if not self._fh.closed:

@@ -1,7 +1,6 @@
-"""Inference backends behind one small interface (:class:`Runtime`)."""
+"""Inference backends behind one small interface (:class:`Runtime`); their names are
+:data:`clamp2_engine.types.BACKENDS`."""
 
 from clamp2_engine.runtime.base import Runtime
 
-BACKENDS = ("torch", "onnx")
-
-__all__ = ["BACKENDS", "Runtime"]
+__all__ = ["Runtime"]

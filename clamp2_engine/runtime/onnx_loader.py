@@ -15,7 +15,7 @@ from typing import Any
 from clamp2_engine.errors import about, first_line
 from clamp2_engine.identity import ModelIdentity
 from clamp2_engine.music.text import MAX_TEXT_LENGTH
-from clamp2_engine.runtime.onnx_export import (
+from clamp2_engine.runtime.onnx_folder import (
     FORMAT_VERSION,
     META,
     MUSIC_FILE,

@@ -124,7 +124,7 @@ class OnnxRuntime(Runtime):
     @property
     def dtype_name(self) -> str:
         """The graphs' precision, as ``export onnx`` wrote it (fp32, fp16, int8)."""
-        from clamp2_engine.runtime.onnx_export import META
+        from clamp2_engine.runtime.onnx_folder import META
 
         session = self.text_session or self.music_session
         if session is None:

@@ -32,7 +32,7 @@ def plan_query_model(
     onnx), ``precision`` (a CPU's ``auto`` resolved, without importing torch) and ``source`` (the cached
     export, an ONNX folder, or the checkpoint). A cached fp32 export answered a one-core text query in
     about half the time PyTorch fp32 took, with the same hits (docs/benchmarks.md, bench_query)."""
-    from clamp2_engine.runtime.onnx_export import peek_precision
+    from clamp2_engine.runtime.onnx_folder import peek_precision
 
     opts = LoadOptions.of(options).for_collection(record, tower)
     if opts.backend == "onnx":
