@@ -17,41 +17,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clamp2_engine.music.patches import PAD_ID, encode_patches, is_mtf
-from clamp2_engine.music.text import MAX_TEXT_LENGTH, join_for_tokenizer
+from clamp2_engine.music.text import (  # noqa: F401 - InputError and read_text_file: part of this API
+    MAX_TEXT_LENGTH,
+    InputError,
+    join_for_tokenizer,
+    read_text_file,
+)
 from clamp2_engine.runlog import progress_bar
 from clamp2_engine.runtime.base import Runtime
 
-MAX_INPUT_BYTES = 32 * 1024 * 1024
 PROGRESS_MIN_WINDOWS = 256
 MAX_WINDOWS = 1024  # windows per pass at most, whatever the budget
-
-
-class InputError(ValueError):
-    """An input that cannot be turned into model input (unreadable, empty, binary, too large)."""
-
-
-def read_text_file(path: str | os.PathLike, max_bytes: int = MAX_INPUT_BYTES) -> str:
-    """Read a text input the way the reference does (UTF-8, universal newlines), with clear errors."""
-    path = Path(path)
-    size = path.stat().st_size
-    if size == 0:
-        raise InputError("empty file")
-    if size > max_bytes:
-        raise InputError(f"file is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB input limit")
-    data = path.read_bytes()
-    if b"\x00" in data:
-        raise InputError("binary data (NUL bytes), not a text file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte {exc.start}); convert it to UTF-8 first") from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _as_text(item: str | os.PathLike) -> str:

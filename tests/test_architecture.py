@@ -192,3 +192,106 @@ def test_only_clamp2_engine_is_installed():
         assert not (ROOT / folder).is_symlink()
         assert (ROOT / "clamp2_engine" / folder / "__init__.py").is_file()
         assert sorted(p.name for p in (ROOT / folder).iterdir()) == ["README.md"]
+
+
+# The layers, innermost first: a module imports (even lazily, inside a function) nothing of a layer
+# outside its own. The outer layers (ingest, train, exporters, cli, serve) are checked above.
+LAYERS = (
+    ("clamp2_engine.types", "clamp2_engine.errors", "clamp2_engine.paths", "clamp2_engine.identity",
+     "clamp2_engine.jsonl", "clamp2_engine.runlog", "clamp2_engine.workers"),
+    ("clamp2_engine.music", "clamp2_engine.models", "clamp2_engine.checkpoints", "clamp2_engine.store"),
+    ("clamp2_engine.runtime",),
+    ("clamp2_engine.encoder",),
+    ("clamp2_engine.loading",),
+    ("clamp2_engine.pretrained", "clamp2_engine.embed", "clamp2_engine.evaluate", "clamp2_engine.probe"),
+    ("clamp2_engine.search",),
+)  # fmt: skip
+
+
+def layer_of(module: str) -> int | None:
+    for i, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None
+
+
+def test_every_core_module_has_a_layer():
+    unplaced = [
+        name
+        for name in modules()
+        if name != "clamp2_engine"
+        and not name.startswith((*OUTER_LAYERS, "clamp2_engine.__main__"))
+        and layer_of(name) is None
+    ]
+    assert unplaced == []
+
+
+def test_no_import_points_outward():
+    """Not even a function-level import climbs a layer (the loader builds the Encoder; runtime does not)."""
+    mods = modules()
+    bad = [
+        (name, imported)
+        for name, path in mods.items()
+        if (own := layer_of(name)) is not None
+        for imported in imports(path, name, top_level_only=False, known=set(mods))
+        if (theirs := layer_of(imported)) is not None and theirs > own
+    ]
+    assert bad == []
+
+
+def test_no_module_is_over_450_lines():
+    long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > 450}
+    assert long == {}
+
+
+def test_the_store_stores_and_the_search_wing_ranks():
+    """No fusion, MMR or explanation of empty results in store/: those are the search wing's."""
+    ranking = {
+        "weighted_rrf",
+        "best_score",
+        "rrf_page",
+        "explain_empty",
+        "recommend",
+        "hybrid",
+        "nearest",
+        "find",
+    }
+    defined = [
+        (name, node.name)
+        for name, path in modules().items()
+        if name.startswith("clamp2_engine.store")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in ranking
+    ]
+    assert defined == []
+
+
+def test_searching_imports_nothing_of_ingest():
+    """serve, the search wing and `cli/search.py` take music code from the music wing, not from ingest."""
+    bad = [
+        (name, imported)
+        for name, path in modules().items()
+        if name.startswith(("clamp2_engine.serve", "clamp2_engine.search", "clamp2_engine.cli.search"))
+        for imported in imports(path, name, top_level_only=False)
+        if imported.startswith("clamp2_engine.ingest")
+    ]
+    assert bad == []
+
+
+def test_every_test_module_holds_a_test_and_imports_no_other():
+    tests = sorted((ROOT / "tests").glob("test_*.py"))
+    empty = [
+        p.name
+        for p in tests
+        if not any(
+            isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name.startswith("test_")
+            for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        )
+    ]
+    crossing = [
+        (p.name, m)
+        for p in tests
+        for m in all_imports(p)
+        if m.split(".")[-1].startswith("test_") or m.startswith("tests.test_")
+    ]
+    assert (empty, crossing) == ([], [])

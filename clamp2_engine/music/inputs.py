@@ -24,7 +24,7 @@ def accepted_suffixes() -> frozenset[str]:
 
 
 def read_ready(path: Path) -> str:
-    from clamp2_engine.encoder import read_text_file
+    from clamp2_engine.music.text import read_text_file
 
     return read_text_file(path)
 
