@@ -149,3 +149,37 @@ def test_files_sharing_a_stem_are_all_embedded(parity_dir, tmp_path):
     assert summary.get("failed", 0) == 0
     names = sorted(p.name for p in (tmp_path / "o").glob("*.npy"))
     assert names == ["other.npy", "piece.abc.npy", "piece.mtf.npy"]  # only shared stems keep their suffix
+
+
+def test_every_input_is_accounted_for_when_a_pass_fails_once(tmp_path):
+    """A file whose pass fails is recorded as failed with the reason, never retried into silence (a retry
+    that succeeded used to be neither saved nor counted); the other files of the batch are embedded."""
+    from types import SimpleNamespace
+
+    from clamp2_engine.embed import EmbedTask, run_tasks
+    from clamp2_engine.runlog import ErrorLog, RunSummary
+
+    calls: list[int] = []
+
+    class Flaky:
+        def prepare_music(self, path):
+            return np.zeros((1, 4), dtype=np.int64)
+
+        prepare_text = prepare_music
+
+        def features(self, tower, items, pooled, show_progress=False):
+            calls.append(len(items))
+            if len(calls) <= 2:  # the batch's pass, then the first file's own pass, fail once
+                raise RuntimeError("out of memory (once)")
+            return [np.ones(3, dtype=np.float32) for _ in items]
+
+    tasks = [EmbedTask(tmp_path / f"{i}.abc", tmp_path / "out" / f"{i}.npy", "music") for i in range(3)]
+    summary, errors = RunSummary("t"), ErrorLog(tmp_path / "errors.jsonl", reset=True)
+    run_tasks(SimpleNamespace(encoder=Flaky()), tasks, True, errors, summary, progress=False)
+    assert dict(summary.counts) == {"failed": 1, "embedded": 2}
+    assert errors.count == 1
+    assert [json.loads(line)["reason"] for line in errors.path.read_text().splitlines()] == [
+        "RuntimeError: out of memory (once)"
+    ]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1.npy", "2.npy"]
+    assert calls == [3, 1, 1, 1]  # no second try of the failed file
