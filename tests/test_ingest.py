@@ -19,7 +19,7 @@ from clamp2_engine.search.ranking import nearest
 from clamp2_engine.store import Collection, ModelMismatchError, StoreSpec, open_store, point_id
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def model(parity_model):
     return parity_model
 
