@@ -75,6 +75,35 @@ def llm_server():
         server.__exit__(None, None, None)
 
 
+SERVICE_PACKAGES = ("qdrant-client", "fastembed")  # what a service beside clamp2-engine installs
+
+
+@pytest.fixture(scope="session")
+def service_python() -> str:
+    """A Python with qdrant-client and fastembed alone (no clamp2-engine, torch or transformers): a
+    virtual environment made once under the user's cache folder (``pip install`` from the package index)."""
+    import subprocess
+    import sys
+    import venv
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clamp2-engine-tests"
+    folder = root / f"service-py{sys.version_info.major}{sys.version_info.minor}"
+    python = folder / "bin" / "python"
+    ready = folder / ".ready"
+    if not ready.is_file():
+        venv.create(folder, with_pip=True, clear=True)
+        done = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *SERVICE_PACKAGES],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, (
+            f"could not install {SERVICE_PACKAGES} for the service test: {done.stderr[-2000:]}"
+        )
+        ready.write_text("ok\n")
+    return str(python)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Keep every test's data folder (embedded Qdrant, caches) out of the user's home."""

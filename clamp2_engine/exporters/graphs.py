@@ -128,7 +128,7 @@ def towers_for(module: CLaMP2Model | M3PatchEncoder, identity: dict[str, Any], t
             Tower(
                 "text",
                 TextGraph(module).eval(),
-                ("ids", "masks"),
+                ("input_ids", "attention_mask"),
                 ("pooled", "hidden"),
                 (ids, tmask),
                 cfg.text.num_heads,

@@ -31,6 +31,7 @@ from clamp2_engine.errors import about
 from clamp2_engine.exporters import word_table
 from clamp2_engine.exporters.graphs import Tower, towers_for, trace, word_embeddings
 from clamp2_engine.runtime.onnx_folder import (
+    FASTEMBED_JSON,
     FORMAT_VERSION,
     MANIFEST,
     META,
@@ -285,10 +286,15 @@ def export_onnx(
             raw.unlink(missing_ok=True)
         files[tower.name] = target
     if tokenizer is not None:
+        from clamp2_engine.exporters.fastembed import write_fastembed_folder
+
         tokenizer.save_pretrained(os.fspath(out / TOKENIZER_DIR))
         files["tokenizer"] = out / TOKENIZER_DIR
+        write_fastembed_folder(out, identity)  # the folder is also a fastembed model
+        files["fastembed"] = out / FASTEMBED_JSON
     if "text" not in files:  # an M3 export replacing a CLaMP 2 one: no stale text graph
-        (out / TEXT_FILE).unlink(missing_ok=True)
+        for stale in (TEXT_FILE, FASTEMBED_JSON):
+            (out / stale).unlink(missing_ok=True)
     verification: dict[str, float] = {}
     if verify:
         from clamp2_engine.exporters.verify import verify_export

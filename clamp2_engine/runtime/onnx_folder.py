@@ -18,7 +18,8 @@ MUSIC_FILE = "music.onnx"
 TEXT_FILE = "text.onnx"
 TOKENIZER_DIR = "tokenizer"
 MANIFEST = "manifest.json"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: the text graph's inputs are input_ids and attention_mask (fastembed's names)
+FASTEMBED_JSON = "fastembed.json"  # TextEmbedding.add_custom_model's arguments (exporters/fastembed.py)
 META = "clamp2."  # metadata key prefix
 
 
@@ -51,6 +52,8 @@ def cached_export(identity: dict[str, Any], tower: str = "text") -> Path | None:
     if not sha or importlib.util.find_spec("onnxruntime") is None:
         return None
     folder = export_cache_dir(sha)
+    if (peek_manifest(folder) or {}).get("format") != FORMAT_VERSION:
+        return None  # an export of an older format: served by PyTorch until `export onnx` writes it again
     found = peek_identity(folder)
     if not found or found.get("checkpoint_sha256") != sha:
         return None
@@ -64,7 +67,7 @@ def cached_export(identity: dict[str, Any], tower: str = "text") -> Path | None:
 
 def peek_manifest(onnx_dir: str | os.PathLike) -> dict[str, Any] | None:
     """An export folder's ``manifest.json`` (cheap; for planning only: the graphs' own metadata is what
-    :func:`load_onnx_model` checks). ``None`` when there is no readable manifest."""
+    :func:`~clamp2_engine.runtime.onnx_loader.open_export` checks). ``None`` when there is no readable manifest."""
     try:
         found = json.loads((Path(onnx_dir).expanduser() / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -49,7 +49,7 @@ def _check_graph(meta: dict[str, str], tower: str, path: Path) -> dict[str, Any]
     if meta.get(META + "format") != FORMAT_VERSION:
         raise OnnxExportMismatch(
             f"{path} is export format {meta.get(META + 'format')!r}, this clamp2-engine "
-            f"reads {FORMAT_VERSION!r}: export it again"
+            f"reads {FORMAT_VERSION!r}: export it again with `clamp2-engine export onnx`"
         )
     if meta.get(META + "tower") != tower:
         raise OnnxExportMismatch(f"{path} holds the {meta.get(META + 'tower')!r} tower, not {tower!r}")

@@ -156,4 +156,5 @@ class OnnxRuntime(Runtime):
     def text(self, ids: np.ndarray, masks: np.ndarray, pooled: bool) -> np.ndarray:
         if not self.has_text:
             raise RuntimeError("this model has no text tower loaded")
-        return self._run(self.text_session, ("ids", "masks"), ids, masks, "pooled" if pooled else "hidden")
+        names = ("input_ids", "attention_mask")
+        return self._run(self.text_session, names, ids, masks, "pooled" if pooled else "hidden")

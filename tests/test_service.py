@@ -1,0 +1,97 @@
+"""A service's view: with only qdrant-client and fastembed (a virtual environment of its own), an export's
+fastembed folder gives the engine's query vectors and `--mode semantic` ranking (examples/qdrant_service.py,
+the README's "Use it from other tools")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import ingest_serve_corpus
+
+from clamp2_engine.search import Query, SearchSession
+from clamp2_engine.store import StoreSpec, open_store
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["a chorale for four voices", "Ein Choral von Bach\nin G-Dur\n\nvierstimmig", "茉莉花"]
+
+
+@pytest.fixture(scope="module")
+def exported(parity_dir, tmp_path_factory):
+    from clamp2_engine.exporters.onnx import export_onnx
+
+    out = tmp_path_factory.mktemp("service") / "clamp2-onnx"
+    export_onnx(parity_dir / "checkpoints" / "clamp2.pth", out, parity_dir / "text_model", verify=False)
+    return out
+
+
+def test_the_export_is_a_fastembed_folder(exported):
+    spec = json.loads((exported / "fastembed.json").read_text())
+    assert spec == {
+        "model": "clamp2-text",
+        "pooling": "DISABLED",
+        "normalization": True,
+        "dim": spec["dim"],
+        "model_file": "text.onnx",
+        "additional_files": spec["additional_files"],
+        "output_name": "pooled",
+        "folder": ".",
+    }
+    for name in [spec["model_file"], *spec["additional_files"]]:
+        assert (exported / spec["folder"] / name).is_file(), name
+    config = json.loads((exported / "tokenizer_config.json").read_text())
+    assert (
+        config["model_max_length"]
+        == json.loads((exported / "manifest.json").read_text())["identity"]["max_text_length"]
+    )
+
+
+@pytest.mark.slow
+def test_a_service_with_qdrant_client_and_fastembed_alone(
+    service_python, exported, parity_dir, tmp_path, text_model
+):
+    store = ingest_serve_corpus(tmp_path, parity_dir)
+    with open_store(StoreSpec(path=store)) as opened:
+        coll = opened.collection("music")
+        points = [
+            {
+                "id": p.id,
+                "vector": {
+                    k: list(map(float, v)) for k, v in p.vectors.items() if k in ("abc", "mtf", "text")
+                },
+                "payload": {"title": p.payload.get("title")},
+            }
+            for page in coll.scroll(vectors=True)
+            for p in page
+        ]
+        session = SearchSession(coll, {"model": str(parity_dir / "checkpoints" / "clamp2.pth")})
+        session.models.loaded["text"] = text_model
+        found = [session.find(Query(text=t, mode="semantic", k=10)).hits for t in TEXTS]
+    dump = tmp_path / "points.json"
+    dump.write_text(json.dumps(points))
+    script = ROOT / "examples" / "qdrant_service.py"
+    cmd = [
+        service_python,
+        str(script),
+        "--export",
+        str(exported),
+        "--points",
+        str(dump),
+        "-c",
+        "music",
+        "--vectors",
+    ]
+    done = subprocess.run([*cmd, *TEXTS], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out["imported"] == []  # neither clamp2_engine nor torch nor transformers
+    for text, vector in zip(TEXTS, out["vectors"], strict=True):
+        want = text_model.encode_text(text)
+        cos = float(np.dot(want, vector) / np.linalg.norm(want) / np.linalg.norm(vector))
+        assert cos >= 0.99999, (text, cos)
+    for mine, theirs in zip(found, out["hits"], strict=True):  # the same ranking, up to exact ties
+        assert [h["score"] for h in theirs] == pytest.approx([h.score for h in mine], abs=1e-5)
+        assert {h["id"]: h["score"] for h in theirs} == pytest.approx({h.id: h.score for h in mine}, abs=1e-5)
