@@ -498,3 +498,19 @@ def test_openapi_documents_every_answer(client):
     for path in ("/healthz", "/embed/text", "/collections", "/collections/{name}", "/pieces/{pid}"):
         method = next(iter(spec["paths"][path].values()))
         assert "$ref" in method["responses"]["200"]["content"]["application/json"]["schema"], path
+
+
+def test_the_api_docs_load_no_asset_from_another_host(client):
+    import re
+
+    for page in ("/docs", "/redoc"):
+        res = client.get(page)
+        assert res.status_code == 200
+        html = res.text
+        urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+        urls += re.findall(r"""url:\s*["']([^"']+)["']""", html) + re.findall(r"""spec-url=["']([^"']+)["']""", html)
+        assert urls, page
+        assert [u for u in urls if re.match(r"^(https?:)?//", u)] == [], page
+        for url in urls:
+            assert client.get(url).status_code == 200, (page, url)
+    assert "clamp2-engine" in client.get("/openapi.json").json()["info"]["title"]

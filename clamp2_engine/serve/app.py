@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from clamp2_engine.serve import errors
-from clamp2_engine.serve.routes import collections, embed, page, pieces, search
+from clamp2_engine.serve.routes import collections, docs, embed, page, pieces, search
 from clamp2_engine.serve.service import ServeConfig, Service
 
 
@@ -32,6 +32,8 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
         title="clamp2-engine",
         summary="CLaMP 2 music search",
         lifespan=lifespan,
+        docs_url=None,  # served by routes/docs.py with local assets
+        redoc_url=None,
         max_body_size=config.max_body,  # counted as the body is read, chunked or not
     )
     app.state.service = svc
@@ -51,5 +53,6 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     errors.install(app)
     for module in (page, search, embed, collections, pieces):
         app.include_router(module.router)
+    docs.install(app)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     return app

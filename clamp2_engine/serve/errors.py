@@ -49,7 +49,7 @@ def guard(svc: Service) -> Callable[[Request, Callable[[Request], Awaitable[Resp
 
     async def checked(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path
-        if config.api_key and path not in open_paths and not path.startswith("/static/"):
+        if config.api_key and path not in open_paths and not path.startswith(("/static/", "/docs-assets/")):
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             bearer = token.strip() if scheme.lower() == "bearer" else ""  # the scheme is case-insensitive
             given = request.headers.get("x-api-key") or bearer
@@ -58,7 +58,7 @@ def guard(svc: Service) -> Callable[[Request, Callable[[Request], Awaitable[Resp
         if (
             not svc.ready
             and path not in NO_MODEL_PATHS
-            and not path.startswith(("/static/", "/collections/"))
+            and not path.startswith(("/static/", "/collections/", "/docs-assets/"))
         ):
             if svc.failure:
                 reason = f"the server cannot serve: {svc.failure}"
