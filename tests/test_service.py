@@ -49,11 +49,48 @@ def test_the_export_is_a_fastembed_folder(exported):
     )
 
 
+@pytest.fixture(scope="module")
+def served(parity_dir, tmp_path_factory) -> Path:
+    """The parity pieces ingested into collection ``music`` (an embedded store)."""
+    return ingest_serve_corpus(tmp_path_factory.mktemp("served"), parity_dir)
+
+
+QUERY_ONLY = """
+import sys
+from clamp2_engine import LoadOptions, load
+from clamp2_engine.search.ranking import nearest
+from clamp2_engine.store import StoreSpec, open_store
+
+model = load(LoadOptions(backend="onnx", onnx_dir=sys.argv[1], towers=("text",)))
+with open_store(StoreSpec(path=sys.argv[2])) as store:
+    hits = nearest(store.collection("music"), model.encode_text("a chorale"), limit=3)[0]
+print(len(hits))
+"""
+
+
+def test_a_text_query_from_an_export_imports_no_torch(exported, served):
+    """Encoding a text query with an export and searching: `python -X importtime` lists every module
+    imported, and neither torch nor transformers is among them."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", QUERY_ONLY, str(exported), str(served)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "3"
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
+    assert {"onnxruntime", "tokenizers", "qdrant_edge", "clamp2_engine"} <= imported
+    assert imported & {"torch", "transformers"} == set()
+
+
 @pytest.mark.slow
 def test_a_service_with_qdrant_client_and_fastembed_alone(
-    service_python, exported, parity_dir, tmp_path, text_model
+    service_python, exported, served, tmp_path, text_model, parity_dir
 ):
-    store = ingest_serve_corpus(tmp_path, parity_dir)
+    store = served
     with open_store(StoreSpec(path=store)) as opened:
         coll = opened.collection("music")
         points = [
