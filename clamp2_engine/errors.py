@@ -44,6 +44,9 @@ EXTRAS = {
     "verovio": "serve",
     "prometheus_client": "serve",
     "ray": "ray",
+    "mcp": "mcp",
+    "fastapi_offline": "serve",
+    "langchain_core": "langchain",
 }
 
 

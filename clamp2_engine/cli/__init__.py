@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "collections": "clamp2_engine.cli.collections:collections",
     "migrate": "clamp2_engine.cli.collections:migrate",
     "serve": "clamp2_engine.cli.serve:serve",
+    "mcp": "clamp2_engine.cli.mcp:mcp",
     "export": "clamp2_engine.cli.export:export",
     "train": "clamp2_engine.cli.train:train",
     "eval": "clamp2_engine.cli.evaluate:eval_cmd",

@@ -18,12 +18,14 @@ from clamp2_engine.serve.service import ServeConfig, Service
 def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     """The application; ``service`` (default: a new one for ``config``) is opened and warmed at start-up."""
     svc = service or Service(config)
+    mcp_running: list = []  # /mcp's session manager, when the mcp package is installed
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         # the port answers at once: /healthz says "starting" (503) until the model and store are ready
         warming = asyncio.get_running_loop().run_in_executor(None, svc.warm)
-        yield
+        async with mcp_running[0]() if mcp_running else contextlib.nullcontext():
+            yield
         svc.stopping.set()  # a wait for a collection in use ends now
         await warming  # a server stopped while loading lets the load end before closing the store
         svc.close()
@@ -54,5 +56,9 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
     for module in (page, search, embed, collections, pieces):
         app.include_router(module.router)
     docs.install(app)
+    if config.mcp:
+        from clamp2_engine.serve import mcp
+
+        mcp_running.extend(filter(None, [mcp.install(app, svc, config.public_url)]))
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     return app

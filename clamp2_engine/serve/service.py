@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import threading
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,15 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreInUseError, about, first_line
+from clamp2_engine.errors import CollectionError, CollectionNotFoundError, StoreInUseError, first_line
 from clamp2_engine.loading import LoadOptions
-from clamp2_engine.paths import UnsafePathError, data_dir, real_name, safe_join
+from clamp2_engine.paths import data_dir
 from clamp2_engine.search import Plan, Query, Result, SearchSession
 from clamp2_engine.search.models import Loader, load_tower
 from clamp2_engine.serve.batching import MicroBatcher
 from clamp2_engine.serve.metrics import Metrics
 from clamp2_engine.serve.render import Renderer
 from clamp2_engine.store import Collection, Store, StoreSpec
+from clamp2_engine.store.pieces import PieceNotFound, get_piece, piece_file
 
 FACET_FIELDS = ("composer", "genres")
 RETRY_S = 2.0  # seconds between tries of a collection another process holds
@@ -53,12 +53,10 @@ class ServeConfig:
     cache_dir: Path | None = None
     corpus_roots: dict[str, str] = field(default_factory=dict)  # overrides the collection's record
     public_health: bool = True  # /healthz and /livez answer without the API key (for probes)
+    mcp: bool = True  # the MCP tools at /mcp (when the mcp package is installed)
+    public_url: str | None = None  # where clients reach the server (links in the MCP tool read_piece)
     # threads that wait on render and upload workers (each runs one worker process at a time)
     music_threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
-
-
-class PieceNotFound(LookupError):
-    pass
 
 
 class Service:
@@ -171,38 +169,11 @@ class Service:
 
     def piece(self, pid: str, name: str | None = None) -> dict[str, Any]:
         coll = self.collection(name)
-        try:
-            pid = str(uuid.UUID(pid))  # the canonical form, echoed back
-            found = self.locked(coll.retrieve, [pid], coll=coll)
-        except ValueError:
-            raise PieceNotFound(f"{pid[:40]!r} is not a point id (a UUID, as in the hits' `id`)") from None
-        if not found:
-            raise PieceNotFound(f"no piece {pid!r} in collection {coll.name!r}")
-        payload = {k: v for k, v in found[0].payload.items() if k != "keys"}
-        return {"id": pid, "collection": coll.name, "payload": payload}
+        return self.locked(get_piece, coll, pid, coll=coll)
 
     def piece_file(self, piece: dict[str, Any], prefer: str = "abc") -> Path:
         """The source file of a piece (the one its ``prefer`` vector came from), inside its corpus root."""
-        p = piece["payload"]
-        coll = self.collection(piece["collection"])
-        root = self.config.corpus_roots.get(p.get("corpus")) or coll.record.corpora.get(str(p.get("corpus")))
-        if not root:
-            raise about(
-                PieceNotFound(
-                    f"the folder of corpus {p.get('corpus')!r} is unknown (ingest it again, or start the server "
-                    "with its folder)"
-                ),
-                "corpus_root",
-            )
-        sources = p.get("sources") or {}
-        rel = sources.get(prefer) or p.get("source") or next(iter(sources.values()), None)
-        try:
-            path = safe_join(root, real_name(str(rel)))
-        except (UnsafePathError, TypeError):
-            raise PieceNotFound(f"the piece's file {rel!r} is not inside its corpus folder") from None
-        if not path.is_file():
-            raise PieceNotFound(f"the piece's file {rel} is no longer in {root}")
-        return path
+        return piece_file(self.collection(piece["collection"]), piece, prefer, self.config.corpus_roots)
 
     def facets(self, coll: Collection) -> dict[str, list[dict[str, Any]]]:
         """Display values with their counts, most common first, per facet field."""
