@@ -164,3 +164,13 @@ def dense_midi(notes: int) -> bytes:
     """A MIDI file of ``notes`` one-tick notes: small on disk, slow and large to convert."""
     track = b"\x01\x90\x3c\x40\x00\x80\x3c\x00" * notes + b"\x00\xff\x2f\x00"
     return b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0" + b"MTrk" + len(track).to_bytes(4, "big") + track
+
+
+def readme_example(name: str) -> str:
+    """The README's code block that follows ``<!-- example: NAME -->`` (run by the tests as written)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    found = re.search(rf"<!-- example: {re.escape(name)} -->\n```\w*\n(.*?)\n```", readme, re.S)
+    assert found, f"the README has no example {name!r}"
+    return found.group(1)

@@ -508,7 +508,9 @@ def test_the_api_docs_load_no_asset_from_another_host(client):
         assert res.status_code == 200
         html = res.text
         urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
-        urls += re.findall(r"""url:\s*["']([^"']+)["']""", html) + re.findall(r"""spec-url=["']([^"']+)["']""", html)
+        urls += re.findall(r"""url:\s*["']([^"']+)["']""", html) + re.findall(
+            r"""spec-url=["']([^"']+)["']""", html
+        )
         assert urls, page
         assert [u for u in urls if re.match(r"^(https?:)?//", u)] == [], page
         for url in urls:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ingest_serve_corpus
+from helpers import ingest_serve_corpus, readme_example
 
 from clamp2_engine.search import Query, SearchSession
 from clamp2_engine.store import StoreSpec, open_store
@@ -132,3 +132,76 @@ def test_a_service_with_qdrant_client_and_fastembed_alone(
     for mine, theirs in zip(found, out["hits"], strict=True):  # the same ranking, up to exact ties
         assert [h["score"] for h in theirs] == pytest.approx([h.score for h in mine], abs=1e-5)
         assert {h["id"]: h["score"] for h in theirs} == pytest.approx({h.id: h.score for h in mine}, abs=1e-5)
+
+
+def collection_points(store: Path) -> list[dict]:
+    """Collection ``music``'s points (dense vectors, title and metadata) as JSON-ready dicts."""
+    with open_store(StoreSpec(path=store)) as opened:
+        return [
+            {
+                "id": p.id,
+                "vector": {
+                    k: list(map(float, v)) for k, v in p.vectors.items() if k in ("abc", "mtf", "text")
+                },
+                "payload": {k: p.payload.get(k) for k in ("title", "source", "metadata")},
+            }
+            for page in opened.collection("music").scroll(vectors=True)
+            for p in page
+        ]
+
+
+@pytest.mark.slow
+def test_the_readme_service_example_runs_as_written(service_python, exported, served, tmp_path):
+    dump = tmp_path / "points.json"
+    dump.write_text(json.dumps(collection_points(served)))
+    code = readme_example("service")
+    for old, new in (
+        ('export = "clamp2-onnx"', f"export = {str(exported)!r}"),
+        (
+            'QdrantClient(url="http://localhost:6333")',
+            f'__import__("qdrant_service").load_copy({str(dump)!r}, "music")',
+        ),
+    ):
+        assert old in code
+        code = code.replace(old, new)
+    env = {"PYTHONPATH": str(ROOT / "examples"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [service_python, "-c", code], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    import ast
+
+    printed = ast.literal_eval(done.stdout.strip())
+    assert len(printed) == 10
+    assert all(isinstance(score, float) for _title, score in printed)
+
+
+def test_the_readme_langchain_example_runs_as_written(served, parity_dir, tmp_path):
+    pytest.importorskip("langchain_qdrant")
+    from qdrant_client import QdrantClient, models
+
+    points = collection_points(served)
+    client = QdrantClient(":memory:")
+    dims = {k: len(v) for p in points for k, v in p["vector"].items()}
+    client.create_collection(
+        "music",
+        vectors_config={
+            k: models.VectorParams(size=d, distance=models.Distance.COSINE) for k, d in dims.items()
+        },
+    )
+    client.upsert("music", [models.PointStruct(**p) for p in points])
+    code = readme_example("langchain")
+    model = f"CLaMP2Embeddings({str(parity_dir / 'checkpoints' / 'clamp2.pth')!r}, text_model={str(parity_dir / 'text_model')!r})"
+    for old, new in (
+        ('QdrantClient(url="http://localhost:6333")', "CLIENT"),
+        ('CLaMP2Embeddings("clamp2")', model),
+    ):
+        assert old in code
+        code = code.replace(old, new)
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md (langchain)", "exec"), {"CLIENT": client})
+    assert len(out.getvalue().splitlines()) == 5
