@@ -28,7 +28,6 @@ def cos(a, b) -> float:
 
 @pytest.fixture
 def llm_env(tmp_path):
-    pytest.importorskip("llm")  # the [llm] extra (in [dev])
     env = {**os.environ, "LLM_USER_PATH": str(tmp_path / "llm"), "CLAMP2_HOME": os.environ["CLAMP2_HOME"]}
     return env
 
@@ -69,7 +68,6 @@ def test_llm_embeds_music_files_and_finds_them_by_text(llm_env, tmp_path, bench_
 
 
 def test_langchain_embeddings_and_qdrant_vector_store(tmp_path, demo_model):
-    pytest.importorskip("langchain_core")  # the [langchain] extra (in [dev])
     from clamp2_engine.integrations.langchain import CLaMP2Embeddings
 
     embeddings = CLaMP2Embeddings("demo")
@@ -77,7 +75,7 @@ def test_langchain_embeddings_and_qdrant_vector_store(tmp_path, demo_model):
     docs = embeddings.embed_documents(["a jig", "a chorale"])
     assert len(docs) == 2
     assert cos(docs[1], demo_model.encode_text("a chorale")) >= 0.99999
-    qdrant = pytest.importorskip("langchain_qdrant")
+    import langchain_qdrant as qdrant  # in [dev]
     from qdrant_client import QdrantClient, models
 
     client = QdrantClient(":memory:")  # a collection as clamp2-engine lays it out: named vectors, titles

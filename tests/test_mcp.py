@@ -10,10 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import Server, ingest_serve_corpus
 from index_helpers import model_args
-
-mcp = pytest.importorskip("mcp")  # the [mcp] extra (in [dev])
-
-from mcp import Client, StdioServerParameters  # noqa: E402
+from mcp import Client, StdioServerParameters  # the [mcp] extra (in [dev])
 
 QUERY = "a solemn chorale for four voices"
 KEY = "mcp-test-key-0123456789"

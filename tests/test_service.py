@@ -177,7 +177,6 @@ def test_the_readme_service_example_runs_as_written(service_python, exported, se
 
 
 def test_the_readme_langchain_example_runs_as_written(served, parity_dir, tmp_path):
-    pytest.importorskip("langchain_qdrant")
     from qdrant_client import QdrantClient, models
 
     points = collection_points(served)
