@@ -107,3 +107,24 @@ def test_langchain_embeddings_and_qdrant_vector_store(tmp_path, demo_model):
     [doc] = store.similarity_search("ein Choral", k=1)
     assert doc.page_content == "a chorale in G"
     assert doc.metadata["composer"] == "Bach"
+
+
+def test_the_llm_plugin_encodes_texts_with_the_models_cached_export(demo_model):
+    from clamp2_engine.exporters.onnx import export_onnx
+    from clamp2_engine.integrations.llm_plugin import CLaMP2Embedding, suffix_of
+
+    export_onnx("demo", None, verify=False)  # the model cache, in this test's own home
+    model = CLaMP2Embedding("clamp2-demo", "demo")
+    [vector] = list(model.embed_batch([TEXT]))
+    assert model.towers["text"].encoder.runtime.backend == "onnx"
+    assert cos(vector, demo_model.encode_text(TEXT)) >= 0.99999
+    assert [
+        suffix_of(b)
+        for b in (b"MThd\0\0", b"PK\x03\x04", b"ticks_per_beat 480\n", b"<?xml ?>", b"X:1\nK:C\n")
+    ] == [
+        ".mid",
+        ".mxl",
+        ".mtf",
+        ".musicxml",
+        ".abc",
+    ]

@@ -470,3 +470,27 @@ def test_an_onnx_model_says_its_precision(tmp_path, parity_dir):
         ckpt, text_model, backend="onnx", onnx_dir=tmp_path / "int8", towers=("text",)
     )
     assert (model.encoder.runtime.backend, model.precision) == ("onnx", "int8")
+
+
+def test_an_export_of_the_older_format_is_refused_in_one_line(tmp_path, monkeypatch):
+    """Format 2 renamed the text graph's inputs (input_ids, attention_mask: fastembed's): an older export
+    is refused with one line saying to export again, and an older cached export is passed over."""
+    import json as _json
+
+    from clamp2_engine.runtime import onnx_folder
+    from clamp2_engine.runtime.onnx_loader import OnnxExportMismatch, _check_graph
+
+    meta = {"clamp2.identity": "{}", "clamp2.format": "1", "clamp2.tower": "text"}
+    with pytest.raises(OnnxExportMismatch) as err:
+        _check_graph(meta, "text", tmp_path / "text.onnx")
+    assert "export it again with `clamp2-engine export onnx`" in str(err.value)
+    assert "\n" not in str(err.value)
+    identity = {"checkpoint_sha256": "ab" * 32, "max_text_length": 128}
+    cache = onnx_folder.export_cache_dir(identity["checkpoint_sha256"])
+    cache.mkdir(parents=True)
+    (cache / onnx_folder.TEXT_FILE).write_bytes(b"")
+    manifest = {"format": "1", "identity": identity}
+    (cache / onnx_folder.MANIFEST).write_text(_json.dumps(manifest))
+    assert onnx_folder.cached_export(identity) is None
+    (cache / onnx_folder.MANIFEST).write_text(_json.dumps({**manifest, "format": onnx_folder.FORMAT_VERSION}))
+    assert onnx_folder.cached_export(identity) == cache

@@ -73,10 +73,12 @@ class CLaMP2Embedding(llm.EmbeddingModel):
         if tower not in self.towers:
             from clamp2_engine import LoadOptions, load
             from clamp2_engine.checkpoints import resolve_checkpoint, sha256_file
-            from clamp2_engine.runtime.onnx_folder import cached_export
+            from clamp2_engine.runtime.onnx_folder import cached_export, export_cache_dir, peek_identity
 
             options = LoadOptions(model=self.name, towers=(tower,))
-            folder = cached_export({"checkpoint_sha256": sha256_file(resolve_checkpoint(self.name))}, tower)
+            sha = sha256_file(resolve_checkpoint(self.name))
+            window = (peek_identity(export_cache_dir(sha)) or {}).get("max_text_length")  # the model's own
+            folder = cached_export({"checkpoint_sha256": sha, "max_text_length": window}, tower)
             if folder is not None and tower == "text":
                 options = LoadOptions(backend="onnx", onnx_dir=os.fspath(folder), towers=(tower,))
             self.towers[tower] = load(options)
