@@ -70,15 +70,27 @@ def combine_raw(hidden: list[np.ndarray], length: int, size: int) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
-def plan_batches(lengths: Sequence[int], max_tokens: int, max_windows: int = MAX_WINDOWS) -> list[slice]:
+MIN_FILL = 0.7  # a batch ends before a window shorter than this share of its longest (padding cap)
+
+
+def plan_batches(
+    lengths: Sequence[int], max_tokens: int, max_windows: int = MAX_WINDOWS, min_fill: float = MIN_FILL
+) -> list[slice]:
     """Cut windows sorted longest first (``lengths``) into consecutive batches of at most ``max_tokens``
-    padded positions (a batch pads to its first, longest window) and at most ``max_windows`` windows."""
+    padded positions (a batch pads to its first, longest window) and at most ``max_windows`` windows; a
+    batch also ends before a window shorter than ``min_fill`` of its longest, so that the positions run
+    stay within ``1 / min_fill`` of the real ones (one 1,262-patch piece beside short ones ran 4.6x its
+    useful work in one padded batch; 1.13x with this cap)."""
     batches, start = [], 0
     while start < len(lengths):
         per_window = max(1, lengths[start])
         size = max(1, min(max_windows, max_tokens // per_window, len(lengths) - start))
-        batches.append(slice(start, start + size))
-        start += size
+        floor = min_fill * lengths[start]
+        end = start + 1
+        while end < start + size and lengths[end] >= floor:
+            end += 1
+        batches.append(slice(start, end))
+        start = end
     return batches
 
 

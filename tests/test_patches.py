@@ -93,7 +93,8 @@ def test_recombination_weights_and_raw_cut():
     ("lengths", "budget", "cap", "sizes"),
     [
         ([512, 512, 512], 1024, 64, [2, 1]),  # two full windows a pass
-        ([512, 100, 90, 10], 1024, 64, [2, 2]),  # a pass pads to its first (longest) window
+        ([512, 100, 90, 10], 1024, 64, [1, 2, 1]),  # a pass pads to its first window: no short one joins it
+        ([512, 400, 360, 300], 4096, 64, [3, 1]),  # 300 < 0.7 * 512 starts a pass of its own
         ([600, 300], 256, 64, [1, 1]),  # a window over the budget runs alone
         ([10] * 10, 1 << 20, 4, [4, 4, 2]),  # the window cap
         ([0, 0], 8, 64, [2]),  # empty windows still count one position each
@@ -108,8 +109,70 @@ def test_token_budget_batches(lengths, budget, cap, sizes):
         assert p.stop - p.start == 1 or (p.stop - p.start) * max(1, lengths[p.start]) <= budget
 
 
+def test_batches_run_at_most_a_bounded_share_of_padding():
+    """Executed positions stay within 1 / MIN_FILL of the real ones (a batch pads to its longest), and
+    min_fill=0 gives the budget-only plan."""
+    from clamp2_engine.encoder import MIN_FILL
+
+    rng = np.random.default_rng(0)
+    lengths = sorted([512] * 63 + rng.integers(1, 512, 400).tolist(), reverse=True)
+    for p in plan_batches(lengths, 1 << 16, 1024):
+        run, real = (p.stop - p.start) * lengths[p.start], sum(lengths[p])
+        assert run <= real / MIN_FILL
+    assert [p.stop - p.start for p in plan_batches([512, 10, 10], 1 << 16, 64, min_fill=0)] == [3]
+
+
 def test_text_lines_deduplicated_in_first_occurrence_order():
     assert dedupe_lines("b\na\n\nb\nc") == ["b", "a", "c"]
     assert join_for_tokenizer("b\na\nb", "</s>") == "b</s>a"
     with pytest.raises(ValueError):
         join_for_tokenizer("\n\n", "</s>")
+
+
+def _rowwise(text: str, patch_size: int) -> np.ndarray:
+    """The reference's way: one Python list per patch, then one array."""
+    from clamp2_engine.music.patches import special_patches
+
+    bos, eos = special_patches(patch_size)
+    return np.asarray([bos, *(patch_to_ids(p, patch_size) for p in split_patches(text, patch_size)), eos])
+
+
+@pytest.mark.parametrize("patch_size", [8, 64, 128])
+def test_the_byte_buffer_patcher_gives_the_reference_ids_on_every_fixture(parity_dir, bench_dir, patch_size):
+    from clamp2_engine.music.text import read_text_file
+
+    files = [
+        p
+        for d in (parity_dir / "inputs", bench_dir)
+        for p in sorted(d.rglob("*"))
+        if p.suffix in (".abc", ".mtf")
+    ]
+    assert len(files) > 100
+    for path in files:
+        text = read_text_file(path)
+        assert np.array_equal(encode_patches(text, patch_size), _rowwise(text, patch_size)), path
+
+
+@pytest.mark.parametrize("n", [0, 1, 61, 62, 63, 64, 200])
+def test_the_byte_buffer_patcher_at_the_edges_of_a_row(n):
+    """A patch that fills its row: EOS where it fits, cut where it does not (as the reference)."""
+    from clamp2_engine.music.patches import patches_to_ids
+
+    patches = ["a" * n, "b|", "c" * (n // 2)]
+    assert np.array_equal(patches_to_ids(patches), np.asarray([patch_to_ids(p) for p in patches]))
+    with pytest.raises(ValueError, match="alphabet"):
+        patches_to_ids(["caf\u00e9|"])
+
+
+def test_length_capped_batches_give_the_same_features(parity_model, monkeypatch):
+    """Batches cut by length (MIN_FILL) give the features of the budget-only plan."""
+    import clamp2_engine.encoder as enc
+
+    rng = np.random.default_rng(1)
+    pieces = [rng.integers(4, 128, (n, 64)) for n in (1300, 40, 700, 3, 520, 90)]
+    capped = parity_model.encoder.features("music", pieces, max_batch_tokens=1 << 15)
+    plain = enc.plan_batches
+    monkeypatch.setattr(enc, "plan_batches", lambda *a, **k: plain(*a, **{**k, "min_fill": 0.0}))
+    budget_only = parity_model.encoder.features("music", pieces, max_batch_tokens=1 << 15)
+    for a, b in zip(capped, budget_only, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

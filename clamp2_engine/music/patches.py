@@ -19,7 +19,6 @@ PATCH_LENGTH = 512
 
 DELIMITERS = ("|:", "::", ":|", "[|", "||", "|]", "|")
 _BAR_SPLIT = re.compile("(" + "|".join(map(re.escape, DELIMITERS)) + ")")
-_LINES = re.compile(r".*?\n|.*$")
 
 
 def is_mtf(text: str) -> bool:
@@ -39,8 +38,9 @@ def split_bars(line: str) -> list[str]:
 
 def split_patches(text: str, patch_size: int = PATCH_SIZE) -> list[str]:
     """The patch strings of an interleaved ABC or MTF text (no special patches)."""
-    text = unidecode(text)
-    lines = [ln for ln in _LINES.findall(text) if ln]
+    text = text if text.isascii() else unidecode(text)  # ASCII is its own transliteration
+    *body, last = text.split("\n")  # the reference's lines: each with its newline, the last without
+    lines = [ln + "\n" for ln in body] + ([last] if last else [])
     if not lines:
         return []
     patches: list[str] = []
@@ -86,16 +86,34 @@ def special_patches(patch_size: int = PATCH_SIZE) -> tuple[list[int], list[int]]
     )
 
 
+def patches_to_ids(patches: list[str], patch_size: int = PATCH_SIZE) -> np.ndarray:
+    """``[n, patch_size]`` uint8 ids of ``patches``, built from one byte buffer (no Python list per patch):
+    what :func:`patch_to_ids` gives each, row by row. ``ValueError`` for a character outside the
+    128-symbol alphabet."""
+    try:
+        data = np.frombuffer("".join(patches).encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        raise ValueError("character outside the 128-symbol M3 alphabet") from None
+    n = len(patches)
+    lengths = np.fromiter(map(len, patches), dtype=np.int64, count=n)
+    out = np.zeros((n, patch_size), dtype=np.uint8)
+    out[:, 0] = BOS_ID
+    rows = np.repeat(np.arange(n), lengths)
+    cols = np.arange(len(data)) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1
+    kept = cols < patch_size  # a patch longer than the row is cut, as the reference cuts it
+    out[rows[kept], cols[kept]] = data[kept]
+    ended = lengths + 1 < patch_size
+    out[np.flatnonzero(ended), lengths[ended] + 1] = EOS_ID
+    return out
+
+
 def encode_patches(text: str, patch_size: int = PATCH_SIZE, add_special_patches: bool = True) -> np.ndarray:
     """Patch ids ``[n, patch_size]`` (int64) for ``text``; raises ``ValueError`` when it has no patch."""
     patches = split_patches(text, patch_size)
     if not patches:
         raise ValueError("no musical content: the text has no ABC bar, field or MTF message")
-    rows = [patch_to_ids(p, patch_size) for p in patches]
+    ids = patches_to_ids(patches, patch_size)
     if add_special_patches:
         bos, eos = special_patches(patch_size)
-        rows = [bos, *rows, eos]
-    ids = np.asarray(rows, dtype=np.int64)
-    if ids.max() >= ALPHABET:  # unidecode maps to ASCII; guard against surprises anyway
-        raise ValueError("character outside the 128-symbol M3 alphabet")
-    return ids
+        ids = np.concatenate([np.asarray([bos], dtype=np.uint8), ids, np.asarray([eos], dtype=np.uint8)])
+    return ids.astype(np.int64)
