@@ -64,6 +64,11 @@ def _corpus_roots(values: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="Let /healthz and /livez answer without the API key (for load balancers and monitors).",
 )
+@click.option(
+    "--public-url",
+    metavar="URL",
+    help="Where clients reach this server (the links the MCP tool read_piece gives); default: none.",
+)
 @store_options
 @model_options()
 def serve(
@@ -75,11 +80,12 @@ def serve(
     batch_wait_ms: float,
     roots: tuple[str, ...],
     public_health: bool,
+    public_url: str | None,
     **kwargs: Any,
 ) -> None:
     """Serve the collection given by -c over HTTP: a JSON API (/search, /search/music, /embed/text, /embed/music,
-    /collections, /pieces/ID[/score.svg|/midi]; /healthz, /livez, /metrics; docs at /docs) and a search
-    page at /. The port answers at once; /healthz says "starting" until the model is loaded. SIGTERM
+    /collections, /pieces/ID[/score.svg|/midi]; /healthz, /livez, /metrics; docs at /docs; MCP at /mcp
+    with the [mcp] extra) and a search page at /. The port answers at once; /healthz says "starting" until the model is loaded. SIGTERM
     lets requests in flight finish."""
     from clamp2_engine.serve.app import create_app
     from clamp2_engine.serve.server import run
@@ -101,6 +107,7 @@ def serve(
         batch_wait=batch_wait_ms / 1000,
         corpus_roots=_corpus_roots(roots),
         public_health=public_health,
+        public_url=public_url,
     )
     click.echo(
         f"serving {collection} from {spec.describe()} on http://{host}:{port}/ (API docs: /docs)", err=True
