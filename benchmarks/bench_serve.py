@@ -86,11 +86,31 @@ async def load(url: str, clients: int, total: int) -> tuple[float, list[float]]:
         return time.perf_counter() - started, latencies
 
 
-def run_server(store: Path, wait_ms: float) -> tuple[subprocess.Popen, str]:
+def one_query_seconds(folder: Path, batch: int = 16, rounds: int = 5) -> float:
+    """One short query's encode time in a batch of ``batch``, on one thread (best of ``rounds``)."""
+    import torch
+
+    from clamp2_engine.pretrained import CLaMP2
+
+    torch.set_num_threads(1)
+    model = CLaMP2.from_pretrained(folder / "base.pth", TEXT_MODEL, towers=("text",))
+    texts = [QUERIES[i % len(QUERIES)] + f" {i}" for i in range(batch)]
+    model.encode_text(texts)
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        model.encode_text(texts)
+        best = min(best, time.perf_counter() - started)
+    torch.set_num_threads(os.cpu_count() or 1)
+    return best / batch
+
+
+def run_server(store: Path, wait_ms: float, workers: int | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "CLAMP2_QUERY_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "clamp2_engine", "serve", "-c", "bench", "--qdrant-path", str(store)]
     cmd += ["--port", str(port), "--batch-wait-ms", str(wait_ms)]
+    cmd += ["--encode-workers", str(workers)] if workers else []
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -120,10 +140,19 @@ def main(argv: list[str] | None = None) -> None:
         return
     load_before = os.getloadavg()[0]
     rows = []
+    cores = os.cpu_count() or 1
+    servers = (
+        (f"batched, {cores} encode workers of 1 thread", 4.0, None),
+        ("batched, 1 encode worker of 1 thread", 4.0, 1),
+        ("one request at a time", 0.0, 1),
+    )
+    efficiency: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         store = build(Path(tmp), args.points)
-        for label, wait_ms in (("batched (4 ms window)", 4.0), ("one request at a time", 0.0)):
-            proc, url = run_server(store, wait_ms)
+        per_query = one_query_seconds(Path(tmp))
+        ideal = cores / per_query
+        for label, wait_ms, workers in servers:
+            proc, url = run_server(store, wait_ms, workers)
             try:
                 for clients in CLIENTS:
                     total = max(args.requests, 2 * clients)
@@ -135,6 +164,11 @@ def main(argv: list[str] | None = None) -> None:
                         f"{np.percentile(lat, 50) * 1000:.0f}",
                         f"{np.percentile(lat, 95) * 1000:.0f}",
                     ]
+                    if clients == max(CLIENTS):
+                        efficiency[label] = total / seconds / ideal
+                        row.append(f"{efficiency[label]:.2f}")
+                    else:
+                        row.append("")
                     print(row, flush=True)
                     rows.append(row)
             finally:
@@ -146,9 +180,11 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"{machine()}; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 cores "
             f"shared by the server and the load generator). {args.points:,} points, full-size text tower (random "
-            "weights, torch's default threads), k=10, real HTTP on 127.0.0.1.",
+            "weights, `CLAMP2_QUERY_THREADS=1`), k=10, real HTTP on 127.0.0.1. Efficiency: requests/s at "
+            f"{max(CLIENTS)} clients over {cores} cores / one query's encode time in a batch of 16 on one thread "
+            f"({per_query * 1000:.1f} ms here, measured in the same run: at most {ideal:.1f} requests/s).",
             "",
-            table(["server", "clients", "requests/s", "p50 ms", "p95 ms"], rows),
+            table(["server", "clients", "requests/s", "p50 ms", "p95 ms", "efficiency"], rows),
         ]
     )
     print(md)

@@ -199,8 +199,11 @@ class Encoder:
                 chunk = jobs[part]
                 longest = chunk[0][3] - chunk[0][2]
                 first = prepared[chunk[0][0]]
-                batch = np.full((len(chunk), longest, *first.shape[1:]), pad, dtype=np.int64)
-                masks = np.zeros((len(chunk), longest), dtype=np.int64)
+                small = tower == "music"  # patch ids (< 128) travel as uint8; token ids need int64
+                batch = np.full(
+                    (len(chunk), longest, *first.shape[1:]), pad, dtype=np.uint8 if small else np.int64
+                )
+                masks = np.zeros((len(chunk), longest), dtype=np.uint8)
                 for row, (i, _w, s, e) in enumerate(chunk):
                     batch[row, : e - s] = prepared[i][s:e]
                     masks[row, : e - s] = 1

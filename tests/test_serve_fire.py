@@ -302,3 +302,32 @@ def test_sigterm_lets_requests_in_flight_finish(corpus, parity_dir, tmp_path):
             proc.kill()
     assert not list(tmp_path.glob("pymp-*"))
     assert not list((tmp_path / "home" / "tmp").glob("*/*"))
+
+
+def test_passes_run_at_once_on_several_workers_and_keep_each_requests_order():
+    """With two workers two passes run together (each waits for the other at a barrier, which one worker
+    could never pass), and a request cut into passes that finish out of order still gets its vectors in
+    its own order."""
+    barrier = threading.Barrier(2, timeout=60)
+    first_two = threading.Semaphore(2)
+
+    def encode(texts: list[str]) -> np.ndarray:
+        if first_two.acquire(blocking=False):
+            barrier.wait()  # the first two passes: only together
+        return np.array([[float(t.split()[-1])] for t in texts])
+
+    batcher = MicroBatcher(encode, max_wait=0.0, workers=2, pass_seconds=1e-9)
+    batcher.seconds_per_token = 1.0  # as if learnt: a budget of one text a pass
+
+    async def scenario():
+        return await asyncio.gather(
+            batcher.encode([f"a {i}" for i in range(6)]), batcher.encode([f"b {i}" for i in range(10, 13)])
+        )
+
+    try:
+        a, b = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert a[:, 0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert b[:, 0].tolist() == [10, 11, 12]
+    assert batcher.batches == 9  # one text a pass

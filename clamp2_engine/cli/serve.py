@@ -65,6 +65,12 @@ def _corpus_roots(values: tuple[str, ...]) -> dict[str, str]:
     help="Let /healthz and /livez answer without the API key (for load balancers and monitors).",
 )
 @click.option(
+    "--encode-workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Text passes run at once, each on $CLAMP2_QUERY_THREADS threads (default 1); default: cores / threads.",
+)
+@click.option(
     "--public-url",
     metavar="URL",
     help="Where clients reach this server (the links the MCP tool read_piece gives); default: none.",
@@ -81,6 +87,7 @@ def serve(
     roots: tuple[str, ...],
     public_health: bool,
     public_url: str | None,
+    encode_workers: int | None,
     **kwargs: Any,
 ) -> None:
     """Serve the collection given by -c over HTTP: a JSON API (/search, /search/music, /embed/text, /embed/music,
@@ -108,6 +115,7 @@ def serve(
         corpus_roots=_corpus_roots(roots),
         public_health=public_health,
         public_url=public_url,
+        encode_workers=encode_workers,
     )
     click.echo(
         f"serving {collection} from {spec.describe()} on http://{host}:{port}/ (API docs: /docs)", err=True

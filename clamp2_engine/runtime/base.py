@@ -21,8 +21,8 @@ BATCH_TOKENS: dict[tuple[str, str], int] = {
 class Runtime(ABC):
     """Forward passes of the music and text towers.
 
-    Inputs are padded id arrays (music ``[B, L, P]``, text ``[B, L]``, int64) and masks ``[B, L]`` (1 for
-    real positions). ``pooled=True`` returns masked-mean-pooled, projected features ``[B, D]``;
+    Inputs are padded id arrays (music ``[B, L, P]``, uint8 or int64; text ``[B, L]``, int64) and masks
+    ``[B, L]`` (uint8 or int64, 1 for real positions); each runtime makes them the int64 its model takes. ``pooled=True`` returns masked-mean-pooled, projected features ``[B, D]``;
     ``pooled=False`` returns last hidden states ``[B, L, H]``. Outputs are float32 numpy arrays.
     """
 

@@ -32,12 +32,21 @@ def tokens(text: str) -> int:
 class _Job:
     texts: list[str]
     future: asyncio.Future
-    done: int = 0  # texts encoded so far
-    parts: list[np.ndarray] = field(default_factory=list)
+    done: int = 0  # texts given to a pass so far
+    encoded: int = 0  # texts whose vectors came back
+    parts: dict[int, np.ndarray] = field(default_factory=dict)  # first text's index -> its pass's vectors
+
+    def receive(self, start: int, vectors: np.ndarray) -> None:
+        """One pass's vectors for texts ``start ..``; the request is answered once all are back."""
+        self.parts[start] = vectors
+        self.encoded += len(vectors)
+        if self.encoded == len(self.texts) and not self.future.done():
+            self.future.set_result(np.concatenate([self.parts[k] for k in sorted(self.parts)]))
 
 
 class MicroBatcher:
-    """``await batcher.encode(texts)`` -> one vector per text; one encoding thread per batcher."""
+    """``await batcher.encode(texts)`` -> one vector per text; ``workers`` passes run at once, each in a
+    thread of its own (with single-threaded encoders, one per core keeps every core busy)."""
 
     def __init__(
         self,
@@ -46,12 +55,13 @@ class MicroBatcher:
         max_wait: float = 0.004,
         on_batch: Callable[[int], None] | None = None,
         pass_seconds: float = 0.25,
+        workers: int = 1,
     ):
         self.encode_fn, self.max_batch, self.max_wait, self.on_batch = encode, max_batch, max_wait, on_batch
-        self.pass_seconds = pass_seconds
+        self.pass_seconds, self.workers = pass_seconds, max(1, workers)
         self.seconds_per_token: float | None = None  # learnt from the passes run
         self.queue: asyncio.Queue[_Job] | None = None
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self.executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="encode")
         self.worker: asyncio.Task | None = None
         self.batches = 0  # forward passes run (for the benchmark and the health check)
 
@@ -114,39 +124,45 @@ class MicroBatcher:
             waiting.append(self.queue.get_nowait())
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         waiting: list[_Job] = []
+        running: set[asyncio.Task] = set()
         while True:
+            running = {t for t in running if not t.done()}
+            if len(running) >= self.workers:  # every worker busy: the next pass forms when one is free
+                _done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             await self._gather(waiting)
-            waiting[:] = [j for j in waiting if not j.future.done()]  # abandoned requests are dropped
+            waiting[:] = [j for j in waiting if not j.future.done() and j.done < len(j.texts)]
             if not waiting:
                 continue
-            shares = self._take(waiting)
-            texts = [t for job, n in shares for t in job.texts[job.done : job.done + n]]
-            if self.on_batch:
-                self.on_batch(len(texts))
-            started = time.perf_counter()
-            try:
-                vectors = np.atleast_2d(await loop.run_in_executor(self.executor, self.encode_fn, texts))
-            except Exception as exc:  # every request in this pass gets the error
-                for job, _n in shares:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
-            self.batches += 1
-            per_token = (time.perf_counter() - started) / max(1, sum(tokens(t) for t in texts))
-            self.seconds_per_token = (
-                per_token
-                if self.seconds_per_token is None
-                else 0.7 * self.seconds_per_token + 0.3 * per_token
-            )
-            start = 0
-            for job, n in shares:
-                job.parts.append(vectors[start : start + n])
-                job.done, start = job.done + n, start + n
-                if job.done == len(job.texts) and not job.future.done():
-                    job.future.set_result(np.concatenate(job.parts))
-            waiting[:] = [j for j in waiting if not j.future.done()]
+            shares = [(job, job.done, n) for job, n in self._take(waiting)]
+            for job, start, n in shares:
+                job.done = start + n  # given to this pass: the next pass goes on from here
+            running.add(asyncio.ensure_future(self._pass(shares)))
+            waiting[:] = [j for j in waiting if j.done < len(j.texts)]
+
+    async def _pass(self, shares: list[tuple[_Job, int, int]]) -> None:
+        """One forward pass over its shares of the jobs; each job gets its vectors (or the error)."""
+        texts = [t for job, start, n in shares for t in job.texts[start : start + n]]
+        if self.on_batch:
+            self.on_batch(len(texts))
+        started = time.perf_counter()
+        try:
+            loop = asyncio.get_running_loop()
+            vectors = np.atleast_2d(await loop.run_in_executor(self.executor, self.encode_fn, texts))
+        except Exception as exc:  # every request in this pass gets the error
+            for job, _start, _n in shares:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        self.batches += 1
+        per_token = (time.perf_counter() - started) / max(1, sum(tokens(t) for t in texts))
+        self.seconds_per_token = (
+            per_token if self.seconds_per_token is None else 0.7 * self.seconds_per_token + 0.3 * per_token
+        )
+        offset = 0
+        for job, start, n in shares:
+            job.receive(start, vectors[offset : offset + n])
+            offset += n
 
     def close(self) -> None:
         if self.worker is not None:

@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from clamp2_engine.loading import LoadOptions
 from clamp2_engine.paths import data_dir
 from clamp2_engine.search import Plan, Query, Result, SearchSession
 from clamp2_engine.search.models import Loader, load_tower
+from clamp2_engine.search.session import query_threads
 from clamp2_engine.serve.batching import MicroBatcher
 from clamp2_engine.serve.metrics import Metrics
 from clamp2_engine.serve.render import Renderer
@@ -54,6 +55,8 @@ class ServeConfig:
     corpus_roots: dict[str, str] = field(default_factory=dict)  # overrides the collection's record
     public_health: bool = True  # /healthz and /livez answer without the API key (for probes)
     mcp: bool = True  # the MCP tools at /mcp (when the mcp package is installed)
+    # text passes run at once, each on $CLAMP2_QUERY_THREADS threads (default 1); None: cores / threads
+    encode_workers: int | None = None
     public_url: str | None = None  # where clients reach the server (links in the MCP tool read_piece)
     # threads that wait on render and upload workers (each runs one worker process at a time)
     music_threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
@@ -65,6 +68,9 @@ class Service:
 
     def __init__(self, config: ServeConfig):
         self.config = config
+        # one setting for a query's threads everywhere: an ONNX session gets them when it loads
+        options = config.model_options
+        self.model_options = replace(options, threads=options.threads or query_threads())
         self.store = Store(config.store)
         self.lock = threading.Lock()
         self.sessions: dict[str, SearchSession] = {}
@@ -107,7 +113,7 @@ class Service:
         with self.lock:
             if name not in self.sessions:
                 self.sessions[name] = SearchSession.open(
-                    self.store, name, self.config.model_options, self.config.loader
+                    self.store, name, self.model_options, self.config.loader
                 )
             return self.sessions[name]
 
@@ -154,11 +160,17 @@ class Service:
         key = session.collection.record.model.get("checkpoint_sha256", session.collection.name)
         if key not in self.batchers:
             model = session.model("text")
+            threads = query_threads()
+            if model.encoder.runtime.backend == "torch":  # an ONNX session got its threads when loaded
+                import torch
+
+                torch.set_num_threads(threads)
             self.batchers[key] = MicroBatcher(
                 lambda batch: np.atleast_2d(model.encode_text(batch)),
                 self.config.max_batch,
                 self.config.batch_wait,
                 on_batch=self.metrics.batch_size.observe,
+                workers=self.config.encode_workers or max(1, (os.cpu_count() or 1) // threads),
             )
         return await self.batchers[key].encode(texts)
 
