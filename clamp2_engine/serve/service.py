@@ -75,6 +75,7 @@ class Service:
         self.lock = threading.Lock()
         self.sessions: dict[str, SearchSession] = {}
         self.batchers: dict[str, MicroBatcher] = {}
+        self.torch_threads: int | None = None  # torch's threads before the encode workers set theirs
         self.metrics = Metrics()
         self.renderer = Renderer(config.cache_dir or data_dir() / "cache" / "render", observe=self._rendered)
         # renders and uploads wait on worker processes: their own bounded pool, never the threads that
@@ -88,6 +89,10 @@ class Service:
     def close(self) -> None:
         for batcher in self.batchers.values():
             batcher.close()
+        if self.torch_threads is not None:  # the process's own setting again (a server in a test, say)
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
         self.music_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
@@ -164,6 +169,8 @@ class Service:
             if model.encoder.runtime.backend == "torch":  # an ONNX session got its threads when loaded
                 import torch
 
+                if self.torch_threads is None:
+                    self.torch_threads = torch.get_num_threads()
                 torch.set_num_threads(threads)
             self.batchers[key] = MicroBatcher(
                 lambda batch: np.atleast_2d(model.encode_text(batch)),
