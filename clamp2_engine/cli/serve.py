@@ -68,7 +68,7 @@ def _corpus_roots(values: tuple[str, ...]) -> dict[str, str]:
     "--encode-workers",
     type=click.IntRange(1, 256),
     default=None,
-    help="Text passes run at once, each on $CLAMP2_QUERY_THREADS threads (default 1); default: cores / threads.",
+    help="Text passes run at once, each on $CLAMP2_QUERY_THREADS threads (1 unless set); unset: cores / threads.",
 )
 @click.option(
     "--public-url",
