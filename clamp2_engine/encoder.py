@@ -16,7 +16,7 @@ costs what one long window costs, and no pass is larger than the device runs wel
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,6 +94,22 @@ def plan_batches(
     return batches
 
 
+def prefetched(build: Callable[[Any], Any], items: Sequence[Any], ahead: bool) -> Iterator[tuple[Any, Any]]:
+    """``(item, build(item))`` in order; with ``ahead``, the next item's is built in a thread meanwhile."""
+    if not ahead or len(items) < 2:
+        yield from ((item, build(item)) for item in items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clamp2-batch") as pool:
+        pending = pool.submit(build, items[0])
+        for k, item in enumerate(items):
+            built = pending.result()
+            if k + 1 < len(items):
+                pending = pool.submit(build, items[k + 1])
+            yield item, built
+
+
 class Encoder:
     """Turns items into features with any :class:`Runtime`; sizes come from the loaded model."""
 
@@ -117,6 +133,9 @@ class Encoder:
         self.strip_unit_length = strip_unit_length  # the M3 extractor drops "L:1/8\n" from ABC
         self.batch_size = batch_size  # windows per pass at most (None: as many as the budget allows)
         self.max_batch_tokens = max_batch_tokens  # None: the runtime's default for its device and dtype
+        # the next batch is built while the device computes this one (an accelerator; a CPU builds it
+        # between passes, where building it beside the forward pass would only take a core from it)
+        self.prefetch = getattr(runtime, "device", None) is not None and runtime.device.type != "cpu"
 
     @classmethod
     def from_identity(
@@ -194,19 +213,20 @@ class Encoder:
         )
         outputs: list[list[np.ndarray | None]] = [[None] * len(windows(len(ids), size)) for ids in prepared]
         show = len(jobs) >= PROGRESS_MIN_WINDOWS if show_progress is None else show_progress
+        small = tower == "music"  # patch ids (< 128) travel as uint8; token ids need int64
+
+        def build(chunk: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+            longest = chunk[0][3] - chunk[0][2]
+            shape = (len(chunk), longest, *prepared[chunk[0][0]].shape[1:])
+            batch = np.full(shape, pad, dtype=np.uint8 if small else np.int64)
+            masks = np.zeros((len(chunk), longest), dtype=np.uint8)
+            for row, (i, _w, s, e) in enumerate(chunk):
+                batch[row, : e - s] = prepared[i][s:e]
+                masks[row, : e - s] = 1
+            return batch, masks
+
         with progress_bar(f"embedding {tower}", len(jobs), enabled=show) as advance:
-            for part in plan:
-                chunk = jobs[part]
-                longest = chunk[0][3] - chunk[0][2]
-                first = prepared[chunk[0][0]]
-                small = tower == "music"  # patch ids (< 128) travel as uint8; token ids need int64
-                batch = np.full(
-                    (len(chunk), longest, *first.shape[1:]), pad, dtype=np.uint8 if small else np.int64
-                )
-                masks = np.zeros((len(chunk), longest), dtype=np.uint8)
-                for row, (i, _w, s, e) in enumerate(chunk):
-                    batch[row, : e - s] = prepared[i][s:e]
-                    masks[row, : e - s] = 1
+            for chunk, (batch, masks) in prefetched(build, [jobs[part] for part in plan], self.prefetch):
                 out = forward(batch, masks, pooled=pooled)
                 for row, (i, w, s, e) in enumerate(chunk):
                     outputs[i][w] = out[row] if pooled else out[row, : e - s]

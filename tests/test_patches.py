@@ -176,3 +176,20 @@ def test_length_capped_batches_give_the_same_features(parity_model, monkeypatch)
     budget_only = parity_model.encoder.features("music", pieces, max_batch_tokens=1 << 15)
     for a, b in zip(capped, budget_only, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_batches_built_ahead_give_the_same_features_in_order(parity_model, monkeypatch):
+    """On an accelerator the next batch is built while the current one computes; forced on here (a CPU
+    builds between passes), the features are the same."""
+    from clamp2_engine.encoder import prefetched
+
+    assert list(prefetched(lambda x: x * 2, [1, 2, 3], True)) == [(1, 2), (2, 4), (3, 6)]
+    assert list(prefetched(lambda x: x * 2, [], True)) == []
+    rng = np.random.default_rng(2)
+    pieces = [rng.integers(4, 128, (n, 64)) for n in (700, 5, 90, 300)]
+    assert parity_model.encoder.prefetch is False  # a CPU
+    plain = parity_model.encoder.features("music", pieces, max_batch_tokens=512)
+    monkeypatch.setattr(parity_model.encoder, "prefetch", True)
+    ahead = parity_model.encoder.features("music", pieces, max_batch_tokens=512)
+    for a, b in zip(plain, ahead, strict=True):
+        np.testing.assert_array_equal(a, b)
