@@ -133,10 +133,12 @@ def source_files() -> list[Path]:
 
 
 def test_each_qdrant_library_is_imported_by_one_store_module():
-    """qdrant_edge only in store/edge.py (and store/lexical.py, for its BM25 embedder, which makes the
-    lexical vectors of both engines), qdrant_client only in store/server.py (tests aside)."""
+    """qdrant_edge only in the embedded engine's modules (store/edge.py, its shards and conversions) and
+    store/lexical.py (for its BM25 embedder, which makes the lexical vectors of both engines),
+    qdrant_client only in store/server.py (tests aside)."""
+    edge = ("edge.py", "edge_shards.py", "edge_convert.py", "lexical.py")
     owners = {
-        "qdrant_edge": ("clamp2_engine/store/edge.py", "clamp2_engine/store/lexical.py"),
+        "qdrant_edge": tuple(f"clamp2_engine/store/{f}" for f in edge),
         # and the example of a service that uses qdrant-client without clamp2-engine
         "qdrant_client": ("clamp2_engine/store/server.py", "examples/qdrant_service.py"),
     }

@@ -13,6 +13,7 @@ from helpers import identity, spec_for, unit_vec
 from clamp2_engine.search import Query, QueryError, SearchSession
 from clamp2_engine.search.ranking import hybrid, nearest
 from clamp2_engine.store import CollectionError, Point, open_store, point_id
+from clamp2_engine.store.backend import Layout
 from clamp2_engine.store.fields import canonical_metadata
 from clamp2_engine.store.lexical import LEXICAL, lexical_text, query_vector
 from clamp2_engine.store.schema import SCHEMA_VERSION
@@ -199,7 +200,7 @@ def old_store(request, tmp_path):
     with open_store(spec_for(request.param, tmp_path)) as store:
         record = new_record(identity(), {"model": "/m.pth"}).as_dict() | {"schema": 2, "lexical": False}
         old_indexes = [("corpus", "keyword"), ("keys.composer", "keyword"), ("keys.genre", "keyword")]
-        store.backend.create("old", 8, record, old_indexes, lexical=False)
+        store.backend.create("old", Layout(8, tuple(old_indexes), lexical=False), record)
         raw = [
             Point(p.id, p.vectors, {**p.payload, "keys": {"composer": p.payload["composer"].lower()}})
             for p in points()
@@ -311,7 +312,7 @@ def test_cli_reindex_an_old_collection(tmp_path):
     folder = tmp_path / "edge"
     with open_store(spec_for("edge", tmp_path, "edge")) as store:
         record = new_record(identity(), {"model": "/m.pth"}).as_dict() | {"schema": 2, "lexical": False}
-        store.backend.create("old", 8, record, [("corpus", "keyword")], lexical=False)
+        store.backend.create("old", Layout(8, (("corpus", "keyword"),), lexical=False), record)
         store.backend.upsert("old", points())
     res = cli("search", "bwv 278", "-c", "old", "--mode", "lexical", "--qdrant-path", folder)
     assert res.exit_code == 1

@@ -72,8 +72,8 @@ def test_verify_and_repair_ingest_again_only_what_was_lost(folder, tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["ok"]
     (home / "edge" / "k" / "collection.json").unlink()
-    seg = next((home / "edge" / "k" / "shard" / "segments").iterdir())
-    (seg / "version.info").unlink()  # the engine would delete the segment: its points are lost
+    for seg in (home / "edge" / "k" / "shards").glob("*/segments/*"):
+        (seg / "version.info").unlink()  # the engine would delete the segment: its points are lost
     res = run("search", "x", "-c", "k")
     assert res.exit_code == 1
     assert "lost its record" in res.output

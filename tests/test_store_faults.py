@@ -30,9 +30,16 @@ def edge(tmp_path) -> Path:
     return root
 
 
+def segments(root: Path, vector: str | None = None) -> list[Path]:
+    """The segment folders of collection ``c``, of every vector group (of those holding ``vector``)."""
+    groups = [g for g in sorted((root / "c" / "shards").iterdir()) if (g / "segments").is_dir()]
+    groups = [g for g in groups if vector is None or vector in g.name.split("+")]
+    return [seg for g in groups for seg in sorted((g / "segments").iterdir())]
+
+
 def segment(root: Path) -> Path:
-    [seg] = (root / "c" / "shard" / "segments").iterdir()
-    return seg
+    """A segment of collection ``c`` (the first group's)."""
+    return segments(root)[0]
 
 
 def flip(path: Path, start: int = 0, n: int = 64) -> None:
@@ -128,12 +135,13 @@ def test_a_lost_segment_is_set_aside_reported_and_repaired(edge):
             [Point(point_id(f"k:x{i}"), {"abc": unit_vec(50 + i)}, {"unit": f"x{i}"}) for i in range(2)]
         )
         coll.optimize()
-    seg = segment(edge)
-    (seg / "version.info").unlink()  # Qdrant Edge deletes such a segment on open
+    lost = segments(edge)
+    for seg in lost:
+        (seg / "version.info").unlink()  # Qdrant Edge deletes such a segment on open
     with open_store(StoreSpec(path=edge)) as s:
         with pytest.raises(CollectionDamagedError, match="holds 2 of its 8 points: 6 were lost"):
             s.collection("c")
-        assert (edge / "c" / "set-aside" / seg.name).is_dir()  # kept, not deleted
+        assert all((edge / "c" / "shards" / "set-aside" / seg.name).is_dir() for seg in lost)  # kept
     with open_store(StoreSpec(path=edge)) as s:
         health = verify(s, "c")
         assert not health.ok
@@ -142,9 +150,9 @@ def test_a_lost_segment_is_set_aside_reported_and_repaired(edge):
 
 
 def test_damaged_vectors_never_give_a_silent_wrong_answer(edge):
-    chunk = segment(edge) / "vector_storage-abc" / "vectors" / "chunk_0.mmap"
-    with chunk.open("r+b") as fh:  # every slot of 8 floats (the three abc vectors among them), 50x too long
-        fh.write(np.tile(50 * unit_vec(0), 6).astype(np.float32).tobytes())
+    for seg in segments(edge, "abc"):  # every slot of 8 floats (the three abc vectors), 50x too long
+        with (seg / "vector_storage-abc" / "vectors" / "chunk_0.mmap").open("r+b") as fh:
+            fh.write(np.tile(50 * unit_vec(0), 6).astype(np.float32).tobytes())
     with open_store(StoreSpec(path=edge)) as s:
         coll = s.collection("c")
         with pytest.raises(CollectionDamagedError, match="outside|cannot"):
@@ -158,9 +166,9 @@ def test_damaged_vectors_never_give_a_silent_wrong_answer(edge):
 
 
 def test_zeroed_vectors_are_found(edge):
-    chunk = segment(edge) / "vector_storage-mtf" / "vectors" / "chunk_0.mmap"
-    with chunk.open("r+b") as fh:
-        fh.write(bytes(4 * 8 * 6))  # every slot of 8 floats (the three mtf vectors among them)
+    for seg in segments(edge, "mtf"):  # every slot of 8 floats (the three mtf vectors)
+        with (seg / "vector_storage-mtf" / "vectors" / "chunk_0.mmap").open("r+b") as fh:
+            fh.write(bytes(4 * 8 * 6))
     with open_store(StoreSpec(path=edge)) as s:
         with pytest.raises(CollectionDamagedError, match="exactly 0"):
             nearest(s.collection("c"), unit_vec(1), modality="mtf")
@@ -172,7 +180,7 @@ def test_a_damaged_id_tracker_aborts_a_child_not_this_process(edge):
     with open_store(StoreSpec(path=edge)) as s:
         with pytest.raises(CollectionDamagedError, match="id tracker") as err:
             s.collection("c")
-        assert str(edge / "c" / "shard") in str(err.value)
+        assert str(edge / "c" / "shards") in str(err.value)
         [row] = s.list()  # the listing goes on, naming the damage
         assert row["status"] == "damaged"
         s.drop("c")  # and it can be dropped

@@ -14,6 +14,7 @@ import click
 from clamp2_engine.cli.options import (
     collection_name,
     fail,
+    quantization_option,
     store_client,
     store_options,
     table_console,
@@ -97,6 +98,7 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
             "index",
             f"{indexed} vectors in HNSW, {info.get('segments')} segment(s)" if indexed is not None else "-",
         ),
+        ("quantization", _quantization_line(info.get("quantization", "none"), info.get("groups"))),
         ("disk", f"{info['disk_bytes'] / 2**20:.1f} MiB" if "disk_bytes" in info else "-"),
         ("model", f"{model.get('name')} ({model.get('kind')}, sha256 {model.get('checkpoint_sha256')})"),
         ("model source", json.dumps(info["model_source"])),
@@ -115,6 +117,16 @@ def collections_info(name: str, as_json: bool, **kwargs: Any) -> None:
     table_console().print(table)
 
 
+def _quantization_line(kind: str, groups: list[str] | None) -> str:
+    """How the vectors are kept, and (embedded) the vector groups' shards."""
+    line = (
+        "none: float32 vectors in RAM"
+        if kind == "none"
+        else f"{kind} copy in RAM, float32 originals on disk, searches rescored"
+    )
+    return line + (f"; vector groups: {', '.join(groups)}" if groups else "")
+
+
 def _query_model_line(plan: dict[str, str], model: dict[str, Any], source: dict[str, Any]) -> str:
     """How text queries are encoded, and how to make them faster when they could be."""
     line = f"{plan['runtime']} {plan['precision']} ({plan['source']})"
@@ -126,12 +138,20 @@ def _query_model_line(plan: dict[str, str], model: dict[str, Any], source: dict[
 
 @collections.command("optimize")
 @click.argument("name", callback=collection_name)
+@quantization_option(
+    "Keep the vectors this way from now on (none, int8, turbo4, binary), converted without embedding "
+    "again: a server converts in place; the embedded store copies the collection and sets the old folder "
+    "aside."
+)
 @store_options
-def collections_optimize(name: str, **kwargs: Any) -> None:
-    """Build collection NAME's search index (HNSW) now; ingest does it at its end."""
+def collections_optimize(name: str, quantization: str | None, **kwargs: Any) -> None:
+    """Build collection NAME's search index (HNSW) now; ingest does it at its end. With --quantization,
+    convert how it keeps its vectors first."""
     started = time.perf_counter()
     with store_client(kwargs) as store:
         coll = _or_fail(store.collection, name)
+        if quantization is not None:
+            coll = _convert(store, coll, quantization)
         click.echo(f"building the search index of {name} ...", err=True)
         changed = coll.optimize()
         indexed = coll.info().get("indexed_vectors")
@@ -139,6 +159,17 @@ def collections_optimize(name: str, **kwargs: Any) -> None:
     click.echo(
         f"{name}: {what} in {time.perf_counter() - started:.1f} s ({indexed} vectors indexed)", err=True
     )
+
+
+def _convert(store: Any, coll: Any, kind: str) -> Any:
+    from clamp2_engine.runlog import progress_bar
+    from clamp2_engine.store.quantize import convert
+
+    was = coll.record.quantization
+    with progress_bar(f"{coll.name}: {was} -> {kind}", coll.count()) as advance:
+        coll, changed = _or_fail(convert, store, coll.name, kind, advance)
+    click.echo(f"{coll.name}: vectors kept as {kind}" + ("" if changed else " already"), err=True)
+    return coll
 
 
 @collections.command("reindex")

@@ -18,6 +18,7 @@ from clamp2_engine.cli.options import (
     interrupted,
     model_options,
     pop_model_options,
+    quantization_option,
     store_client,
     store_options,
 )
@@ -126,6 +127,11 @@ from clamp2_engine.cli.options import (
     show_default=True,
     help="With --runner ray: GPUs each embedding actor asks for (fractions share a GPU).",
 )
+@quantization_option(
+    "A new collection's vectors: a compressed copy in RAM (int8, turbo4: 4-bit, binary) searched and "
+    "rescored against the originals on disk, or none (float32 in RAM). Default: int8. An existing "
+    "collection keeps its own (collections optimize --quantization converts it)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's counts as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @allow_failures_option
@@ -150,6 +156,7 @@ def ingest(
     ray_address: str | None,
     embed_workers: int,
     num_gpus_per_worker: float,
+    quantization: str | None,
     as_json: bool,
     quiet: bool,
     allow_failures: bool,
@@ -194,6 +201,7 @@ def ingest(
         progress=not quiet,
         on_index=None if quiet else say_indexing,
         on_summary_problems=_say_summary_problems,
+        quantization=quantization,
     )
     with store_client(kwargs) as store:
         done = run_ingest(store, corpus, collection, options, runner, as_json)

@@ -80,6 +80,13 @@ def store_options(f: Callable) -> Callable:
     return f
 
 
+def quantization_option(help_text: str) -> Callable:
+    """``--quantization``: how a collection keeps its vectors (one spelling for ingest and optimize)."""
+    from clamp2_engine.store.quantization import KINDS
+
+    return click.option("--quantization", type=click.Choice(KINDS), default=None, help=help_text)
+
+
 def collection_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """A usable collection name (checked before anything is opened), or a usage error."""
     from clamp2_engine.store import CollectionError

@@ -150,6 +150,7 @@ def plan_ingest(
     source: dict[str, Any] | None = None,
     render: bool = True,
     errors: ErrorLog | None = None,
+    quantization: str | None = None,
 ) -> Plan:
     """Open (or create) the collection for ``identity``'s model, hash every unit, count the unchanged ones
     as skipped, delete the points of vanished ones, and list the rest: what every engine starts from."""
@@ -157,7 +158,7 @@ def plan_ingest(
     report = IngestReport(
         collection, corpus.name, corpus.layout, errors_path=str(errors.path) if errors is not None else None
     )
-    coll = store.ensure(collection, identity, source or {})
+    coll = store.ensure(collection, identity, source or {}, quantization)
     _complete_source(coll, source or {}, corpus)
     states = coll.unit_states(corpus.name)
     report.counts["units"] = len(corpus.units) + corpus.rejected
@@ -223,6 +224,7 @@ def ingest_corpus(
     jobs: int = 0,
     timeout: float | None = DEFAULT_TIMEOUT,
     on_index: Callable[[], None] | None = None,
+    quantization: str | None = None,
 ) -> IngestReport:
     """Bring ``collection`` in step with ``corpus`` (see the module docstring), in this process.
 
@@ -231,7 +233,16 @@ def ingest_corpus(
     the search index is built at the end (``on_index`` is called first, e.g. to say so).
     """
     source = {**(source or {}), "dtype": model.precision}  # the record says what made its vectors
-    plan = plan_ingest(store, collection, corpus, model.identity, source=source, render=render, errors=errors)
+    plan = plan_ingest(
+        store,
+        collection,
+        corpus,
+        model.identity,
+        source=source,
+        render=render,
+        errors=errors,
+        quantization=quantization,
+    )
     plan.report.precision = model.precision
     log = partial(_log, errors)
     with progress_bar(

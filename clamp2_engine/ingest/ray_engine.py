@@ -135,6 +135,7 @@ def ingest_corpus_ray(
     progress: bool = True,
     timeout: float | None = DEFAULT_TIMEOUT,
     on_index: Callable[[], None] | None = None,
+    quantization: str | None = None,
 ) -> IngestReport:
     """Bring ``collection`` in step with ``corpus`` on Ray (see the module docstring). ``model_options``
     are what each actor loads the model with (:func:`clamp2_engine.pretrained.load`);
@@ -145,7 +146,16 @@ def ingest_corpus_ray(
     opts = ray_options or RayOptions()
     precision = model_options.precision()  # the driver's view: workers on other CPUs may differ
     source = {**(source or {}), "dtype": precision}
-    plan = plan_ingest(store, collection, corpus, identity, source=source, render=render, errors=errors)
+    plan = plan_ingest(
+        store,
+        collection,
+        corpus,
+        identity,
+        source=source,
+        render=render,
+        errors=errors,
+        quantization=quantization,
+    )
     plan.report.precision = precision
     if not plan.pending:
         return finish_ingest(plan, on_index)

@@ -51,6 +51,7 @@ class IngestOptions:
     progress: bool = True
     on_index: Callable[[], None] | None = None  # called before the search index is built
     on_summary_problems: Callable[[int, Path], None] | None = None  # items without a summary, their log
+    quantization: str | None = None  # a new collection's vectors (None: the default); checked on an old one
 
 
 @dataclass
@@ -97,6 +98,7 @@ def run(
         progress=options.progress,
         timeout=options.timeout,
         on_index=options.on_index,
+        quantization=options.quantization,
     )
     if runner == "ray":
         from clamp2_engine.ingest.ray_engine import ingest_corpus_ray

@@ -23,10 +23,17 @@ from clamp2_engine.store.lexical import LEXICAL, query_vector
 from clamp2_engine.store.schema import Hit
 
 DIVERSITY = 0.5  # `diverse`: relevance and variety weighed alike (maximal marginal relevance)
-HNSW_EF = 256  # HNSW candidates per search (Qdrant's default is 100): recall@10 >= 0.95 at 1M points
+HNSW_EF = 256  # HNSW candidates per search (Qdrant's default is 100) up to LARGE points
+LARGE, HNSW_EF_LARGE = 50_000, 512  # beyond: recall@10 >= 0.99 up to 1M points needs more (docs/scale.md)
 PREFETCH = 100  # candidates each side of a hybrid search brings to the fusion
 
 FilterArg = Filters | Sequence[str] | None
+
+
+def ef_for(collection: Collection) -> int:
+    """HNSW candidates per search for ``collection``, by its size (measured in benchmarks/bench_store.py:
+    recall@10 >= 0.99 against exact search at 100k, 300k and 1M points)."""
+    return HNSW_EF_LARGE if (collection.record.points or 0) > LARGE else HNSW_EF
 
 
 def nearest(
@@ -39,10 +46,11 @@ def nearest(
     filters: FilterArg = None,
     diversity: float | None = None,
     with_payload: bool | list[str] = True,
-    hnsw_ef: int | None = HNSW_EF,
+    hnsw_ef: int | None = None,
 ) -> list[list[Hit]]:
     """The nearest points to each query vector (a 1-d vector counts as one query); with ``diversity``
-    (0..1), results re-ranked by maximal marginal relevance."""
+    (0..1), results re-ranked by maximal marginal relevance; ``hnsw_ef``: :func:`ef_for` unless given."""
+    ef = hnsw_ef or ef_for(collection)
     queries = np.asarray(vectors, dtype=np.float32)
     queries = queries[None] if queries.ndim == 1 else queries
     flt = parse_filters(filters) or None
@@ -56,7 +64,7 @@ def nearest(
             diversity=diversity,
             filters=flt,
             with_payload=False if fused else with_payload,
-            hnsw_ef=hnsw_ef,
+            hnsw_ef=ef,
         )
         for q in queries
         for using in names
@@ -105,7 +113,9 @@ def recommend(
         neg = [list(found[i].vectors[using]) for i in unlike if using in found[i].vectors]
         if pos:
             n = limit + offset + len(given)
-            searches.append(Search(using, n, positives=pos, negatives=neg, filters=flt, hnsw_ef=HNSW_EF))
+            searches.append(
+                Search(using, n, positives=pos, negatives=neg, filters=flt, hnsw_ef=ef_for(collection))
+            )
             used.append(using)
     if not searches:
         raise about(CollectionError(f"the pieces given as examples have no {'/'.join(names)} vector"), "like")
@@ -137,7 +147,9 @@ def hybrid(
     n = max(PREFETCH, limit + offset)
     sides = [] if vector is None else list(vector_names(modality))
     dense = np.asarray(vector, dtype=np.float32).ravel().tolist() if vector is not None else None
-    searches = [Search(u, n, dense, filters=flt, with_payload=False, hnsw_ef=HNSW_EF) for u in sides]
+    searches = [
+        Search(u, n, dense, filters=flt, with_payload=False, hnsw_ef=ef_for(collection)) for u in sides
+    ]
     searches.append(Search(LEXICAL, n, query_vector(text), filters=flt, with_payload=False))
     rows = collection.query(searches)
     words = best_score(rows[-1:], (LEXICAL,), n, 0)

@@ -34,10 +34,23 @@ class Search:
     offset: int = 0
     with_payload: Payload = True
     hnsw_ef: int | None = None  # HNSW candidates per search: higher is more exact and slower
+    oversampling: float | None = None  # a quantized collection: candidates per hit, rescored on originals
 
 
 Scored = tuple[str, float, dict[str, Any]]  # point id, score, payload
 Index = tuple[str, str]  # a payload path and its index kind: "keyword" or "text" (words, folded)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a new collection is made of: ``dim``-d cosine vectors (every name of ``VECTORS``) kept as
+    ``quantization`` says (:mod:`.quantization`), ``lexical`` the sparse ``LEXICAL`` vector (IDF modifier),
+    ``indexes`` on the payload."""
+
+    dim: int
+    indexes: tuple[Index, ...] = ()
+    lexical: bool = True
+    quantization: str = "none"
 
 
 @dataclass(frozen=True)
@@ -65,11 +78,8 @@ class Backend(ABC):
     def exists(self, name: str) -> bool: ...
 
     @abstractmethod
-    def create(
-        self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[Index], lexical: bool = True
-    ) -> None:
-        """A collection of cosine vectors (every name of ``VECTORS``, ``dim``-d), with ``lexical``, the
-        sparse ``LEXICAL`` vector (IDF modifier); ``indexes`` on the payload; ``meta`` as its record."""
+    def create(self, name: str, layout: Layout, meta: dict[str, Any]) -> None:
+        """A new collection laid out as ``layout``, with ``meta`` as its record."""
 
     @abstractmethod
     def add_lexical(self, name: str) -> None:

@@ -21,6 +21,7 @@ from clamp2_engine.store.backend import Backend, Scroll, Search
 from clamp2_engine.store.fields import INDEXES, KEYS, display_path, fold, with_keys
 from clamp2_engine.store.filters import Filters, exact, parse_filters
 from clamp2_engine.store.lexical import LEXICAL, document_vector
+from clamp2_engine.store.quantization import quantization
 from clamp2_engine.store.schema import (
     SCHEMA_VERSION,
     STATE_FIELDS,
@@ -171,6 +172,9 @@ class Collection:
         """The engine's answers to ``searches``, in one batched call: per search, ``(point id, score,
         payload)`` best first; ``check``: cosine scores no intact vector can give raise
         :class:`CollectionDamagedError` (see :meth:`check_scores`)."""
+        q = quantization(self.record.quantization)
+        if q.compressed:  # candidates from the compressed copy, rescored against the originals
+            searches = [replace(s, oversampling=s.oversampling or q.oversampling) for s in searches]
         rows = self.backend.query(self.name, list(searches))
         if check:
             self.check_scores([row for s, row in zip(searches, rows, strict=True) if s.using != LEXICAL])

@@ -1,22 +1,27 @@
 """The embedded engine: Qdrant Edge (``qdrant-edge-py``), Qdrant's Rust engine in this process.
 
-The only module that imports ``qdrant_edge`` (a beta API: a change of it touches this file alone).
-Layout: ``<root>/<collection>/shard/`` (segments, WAL, indexes), ``<root>/<collection>/collection.json``
-(the record, with a copy in ``collection.json.bak``) and, while a creation runs, ``creating`` (a marker:
-a folder with it is a creation that did not finish; a folder whose record is lost is never taken for
-one). Creations hold the store folder's lock. A shard is opened on first use (in a child process first
-when its files changed since this engine closed them: see :mod:`.edge_files`) and held, with its lock,
-until :meth:`EdgeBackend.close`; the lock is the kernel's, so a killed process leaves none behind.
+The only modules that import ``qdrant_edge`` are this one, :mod:`.edge_shards` and :mod:`.edge_convert`
+(a beta API: a change of it touches these alone). Layout of a collection folder ``<root>/<collection>/``:
+``shards/<group>/`` one shard (segments, WAL, indexes) per vector group (:mod:`.edge_shards`),
+``layout.json`` their configuration, ``lock`` (held while a process has the collection open),
+``collection.json`` (the record, with a copy in ``collection.json.bak``) and, while a creation runs,
+``creating`` (a marker: a folder with it is a creation that did not finish; a folder whose record is lost
+is never taken for one). A collection made before vector groups has one ``shard/`` instead of
+``shards/`` and ``layout.json``. Creations hold the store folder's lock. A shard is opened on first use (in
+a child process first when its files changed since this engine closed them: see :mod:`.edge_files`) and
+held, with its lock, until :meth:`EdgeBackend.close`; the locks are the kernel's, so a killed process
+leaves none behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import time
-import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,92 +35,33 @@ from clamp2_engine.errors import (
     StoreError,
     StoreInUseError,
 )
+from clamp2_engine.store import edge_convert as cv
 from clamp2_engine.store import edge_files, edge_record
-from clamp2_engine.store.backend import Backend, Index, Payload, Scored, Scroll, Search
-from clamp2_engine.store.filters import Filters, translate
-from clamp2_engine.store.lexical import LEXICAL, SparseVector
+from clamp2_engine.store.backend import Backend, Index, Layout, Payload, Scored, Scroll, Search
+from clamp2_engine.store.edge_shards import (
+    GROUPS_DIR,
+    LAYOUT_FILE,
+    LEGACY_DIR,
+    LOCK_FILE,
+    GroupLayout,
+    ShardSet,
+    group_dirs,
+    group_names,
+)
+from clamp2_engine.store.filters import Filters
+from clamp2_engine.store.lexical import LEXICAL
+from clamp2_engine.store.quantization import quantization
 from clamp2_engine.store.schema import Point
 from clamp2_engine.store.spec import StoreSpec, is_local_mode_folder
-from clamp2_engine.types import VECTORS
 
 RECORD_FILE, BACKUP_FILE = edge_record.RECORD_FILE, edge_record.BACKUP_FILE
 CREATING = "creating"  # a creation's own marker, removed when the record is written
-SHARD_DIR = "shard"
-
-
-def to_filter(filters: Filters | None, vector: str | None = None) -> Any:
-    """``filters`` (and "has vector ``vector``") as a Qdrant Edge filter, or ``None``."""
-    return translate(
-        filters,
-        vector,
-        match_any=lambda key, values: qe.FieldCondition(key, match=qe.MatchAny(values)),
-        match_words=lambda key, text: qe.FieldCondition(key, match=qe.MatchText(text)),
-        has_vector=qe.HasVectorCondition,
-        make_filter=qe.Filter,
-        is_empty=qe.IsEmptyCondition,
-    )
-
-
-def _query(s: Search) -> Any:
-    if s.positives or s.negatives:
-        return qe.Query.RecommendBestScore(qe.RecommendQuery(s.positives, s.negatives), using=s.using)
-    if s.diversity is not None:
-        return qe.Mmr(s.vector, 1.0 - s.diversity, max(s.candidates, s.limit + s.offset), using=s.using)
-    return qe.Query.Nearest(_vector(s.vector), using=s.using)
-
-
-def _vector(v: Any) -> Any:
-    return qe.SparseVector(list(v.indices), list(v.values)) if isinstance(v, SparseVector) else v
-
-
-def _params(s: Search) -> Any:
-    return qe.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef else None
-
-
-def _request(s: Search) -> Any:
-    return qe.QueryRequest(
-        limit=s.limit,
-        offset=s.offset or None,
-        query=_query(s),
-        filter=to_filter(s.filters),
-        with_payload=_with(s.with_payload),
-        params=_params(s),
-    )
-
-
-def _point(record: Any) -> Point:
-    vectors = record.vector if isinstance(record.vector, dict) else {}
-    return Point(
-        str(record.id),
-        {
-            k: SparseVector(tuple(v.indices), tuple(v.values)) if k == LEXICAL else v
-            for k, v in vectors.items()
-        },
-        dict(record.payload or {}),
-    )
-
-
-TEXT_INDEX = dict(tokenizer=qe.TokenizerType.Word, lowercase=True, ascii_folding=True)
-
-
-def _index_schema(kind: str) -> Any:
-    return qe.PayloadSchemaType.Keyword if kind == "keyword" else qe.TextIndexParams(**TEXT_INDEX)
-
-
-def _point_vectors(p: Point) -> dict[str, Any]:
-    return {**p.vector_lists(), **{k: _vector(v) for k, v in p.sparse.items()}}
-
-
-def _with(payload: Payload) -> Any:
-    return list(payload) if isinstance(payload, list | tuple) else bool(payload)
+SHARD_DIR = LEGACY_DIR
+to_filter = cv.to_filter
 
 
 def now_stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%S")
-
-
-def _ids(ids: Sequence[str]) -> list[Any]:
-    return [uuid.UUID(i) for i in ids]
 
 
 class EdgeBackend(Backend):
@@ -139,7 +85,8 @@ class EdgeBackend(Backend):
             raise StoreError(
                 f"cannot create the embedded store folder {self.root}: {exc.strerror or exc}"
             ) from None
-        self.shards: dict[str, Any] = {}
+        self.sets: dict[str, ShardSet] = {}
+        self.locks: dict[str, int] = {}  # the lock file of each open collection with vector groups
         self.set_aside: dict[str, list[str]] = {}  # segments moved aside when a collection was opened
 
     # --- collections ---------------------------------------------------------------------------------
@@ -157,26 +104,101 @@ class EdgeBackend(Backend):
     def _is_collection(folder: Path) -> bool:
         if (folder / RECORD_FILE).is_file():
             return True
-        return (folder / SHARD_DIR).is_dir() and not (folder / CREATING).exists()
+        has_storage = (folder / SHARD_DIR).is_dir() or (folder / LAYOUT_FILE).is_file()
+        return has_storage and not (folder / CREATING).exists()
 
     def exists(self, name: str) -> bool:
         return self._is_collection(self._dir(name))
 
-    def shard(self, name: str) -> Any:
-        """The open shard of ``name`` (opened, and locked, on first use). Segments Qdrant Edge would delete
+    def shards(self, name: str) -> ShardSet:
+        """The open shards of ``name`` (opened, and locked, on first use). Segments Qdrant Edge would delete
         are set aside first, and a shard whose files changed since this engine closed them is opened in a
         child process first (damaged files must abort that child, not this process)."""
-        if name not in self.shards:
+        if name not in self.sets:
             if not self.exists(name):
                 raise CollectionNotFoundError(f"no collection {name!r}")
-            path = self._dir(name) / SHARD_DIR
-            edge_files.need_space(self.root, edge_files.OPEN_NEED, f"opening collection {name!r}")
-            with edge_files.shard_lock(path, name):
-                self.set_aside[name] = edge_files.set_aside_unfinished(path)
-            edge_files.trial_open(path, name)
-            self.shards[name] = self._open(path, qe.EdgeShard.load)
-            edge_files.forget_closed(path)
-        return self.shards[name]
+            self._open_set(name)
+        return self.sets[name]
+
+    def _open_set(self, name: str) -> None:
+        """Open (and lock) every shard of ``name``."""
+        folder = self._dir(name)
+        edge_files.need_space(self.root, edge_files.OPEN_NEED, f"opening collection {name!r}")
+        layout = GroupLayout.read(folder)
+        if layout is not None:
+            self.locks[name] = self._lock(folder, name)
+        opened: dict[str, Any] = {}
+        try:
+            aside: list[str] = []
+            for key, path in group_dirs(folder).items():
+                with edge_files.shard_lock(path, name):
+                    aside += edge_files.set_aside_unfinished(path)
+                edge_files.trial_open(path, name)
+                opened[key] = self._open(path, qe.EdgeShard.load)
+                edge_files.forget_closed(path)
+        except BaseException:
+            for shard in opened.values():
+                shard.close()
+            self._unlock(name)
+            raise
+        self.set_aside[name] = aside
+        add = None if layout is None else (lambda key, n=name, lay=layout: self._add_group(n, lay, key))
+        cold = layout is not None and quantization(layout.quantization).compressed
+        self.sets[name] = ShardSet(opened, lambda fn, *a, n=name, **k: self._call(n, fn, *a, **k), add, cold)
+
+    def _lock(self, folder: Path, name: str) -> int:
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise self._in_use(name) from None
+        return fd
+
+    def _unlock(self, name: str) -> None:
+        fd = self.locks.pop(name, None)
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+    def _in_use(self, name: str) -> StoreInUseError:
+        return StoreInUseError(
+            f"collection {name!r} in {self.root} is in use by another process (an ingest, search, shell or "
+            "serve still running?). Wait for it to finish, or serve the collections from a Qdrant server "
+            "for concurrent access."
+        )
+
+    @contextlib.contextmanager
+    def _held(self, name: str) -> Iterator[None]:
+        """Hold collection ``name``'s locks without opening it; :class:`StoreInUseError` when another
+        process has it open."""
+        folder = self._dir(name)
+        if (folder / LAYOUT_FILE).is_file() and name not in self.locks:
+            fd = self._lock(folder, name)
+            try:
+                yield
+            finally:
+                os.close(fd)
+            return
+        with edge_files.shard_lock(folder / SHARD_DIR, name):
+            yield
+
+    def _add_group(self, name: str, layout: GroupLayout, key: str) -> Any:
+        """Make the shard of vector group ``key``: built aside, with its payload indexes, then put in
+        place (a creation that stops half-way leaves no shard without its indexes)."""
+        groups = self._dir(name) / GROUPS_DIR
+        final, tmp = groups / key, groups / f".{key}.new"
+        edge_files.need_space(self.root, edge_files.CREATE_NEED, f"collection {name!r}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        config = cv.shard_config(layout.dim, sorted(group_names(key)), layout.lexical, layout.quantization)
+        shard = self._open(tmp, qe.EdgeShard.create, config)
+        try:
+            for op in cv.index_ops(layout.indexes, cold=quantization(layout.quantization).compressed):
+                self._call(name, shard.update, op)
+        finally:
+            shard.close()
+        os.replace(tmp, final)
+        return self._open(final, qe.EdgeShard.load)
 
     def _call(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` on collection ``name``'s storage, its exceptions as typed one-line errors."""
@@ -204,16 +226,13 @@ class EdgeBackend(Backend):
             return opener(os.fspath(path), *args)
         except Exception as exc:  # qdrant_edge raises plain Exception; its text says why
             if "WouldBlock" in str(exc):
-                raise StoreInUseError(
-                    f"collection {path.parent.name!r} in {self.root} is in use by another process (an ingest, "
-                    "search, shell or serve still running?). Wait for it to finish, or serve the collections "
-                    "from a Qdrant server for concurrent access."
-                ) from None
+                raise self._in_use(self._name_of(path)) from None
             raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
 
-    def create(
-        self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[Index], lexical: bool = True
-    ) -> None:
+    def _name_of(self, shard: Path) -> str:
+        return (shard.parent if shard.name == SHARD_DIR else shard.parent.parent).name
+
+    def create(self, name: str, layout: Layout, meta: dict[str, Any]) -> None:
         folder = self._dir(name)
         with edge_files.creation_lock(self.root):  # one creator at a time; the second finds the first's
             if (folder / RECORD_FILE).is_file():
@@ -223,15 +242,9 @@ class EdgeBackend(Backend):
             edge_files.need_space(self.root, edge_files.CREATE_NEED, f"collection {name!r}")
             folder.mkdir()
             (folder / CREATING).touch()
-            params = {v: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine) for v in VECTORS}
-            sparse = {LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)} if lexical else None
-            config = qe.EdgeConfig(vectors=params, sparse_vectors=sparse)
-            shard = self._open(folder / SHARD_DIR, qe.EdgeShard.create, config)
-            self.shards[name] = shard
-            for key, kind in indexes:
-                self._call(
-                    name, shard.update, qe.UpdateOperation.create_field_index(key, _index_schema(kind))
-                )
+            (folder / GROUPS_DIR).mkdir()
+            GroupLayout(layout.dim, layout.lexical, layout.quantization, list(layout.indexes)).write(folder)
+            self._open_set(name)
             self.write_meta(name, meta)
             (folder / CREATING).unlink()
 
@@ -239,43 +252,52 @@ class EdgeBackend(Backend):
         """Remove what a creation that did not finish left (its marker says so, or it holds nothing);
         a collection whose record is lost, or a folder that is not ours, is never removed."""
         content = set(os.listdir(folder))
-        ours = {SHARD_DIR, CREATING, BACKUP_FILE, edge_files.STAMP_FILE, edge_files.QUARANTINE_DIR}
-        ours |= {f + ".tmp" for f in (RECORD_FILE, BACKUP_FILE)} | {"closed-clean.tmp"}
+        ours = {SHARD_DIR, GROUPS_DIR, LAYOUT_FILE, LAYOUT_FILE + ".tmp", LOCK_FILE, CREATING, BACKUP_FILE}
+        ours |= {edge_files.STAMP_FILE, edge_files.QUARANTINE_DIR, "closed-clean.tmp"}
+        ours |= {f + ".tmp" for f in (RECORD_FILE, BACKUP_FILE)}
         if not content <= ours:
             raise StoreError(f"{folder} exists and is not a clamp2-engine collection: choose another name")
-        if SHARD_DIR in content and CREATING not in content and BACKUP_FILE in content:
+        storage = bool(content & {SHARD_DIR, LAYOUT_FILE})
+        if storage and CREATING not in content and BACKUP_FILE in content:
             raise edge_record.record_lost(name)
-        if SHARD_DIR in content and CREATING not in content:  # an older engine's creation, or a lost record
+        if storage and CREATING not in content:  # an older engine's creation, or a lost record
             if self.count(name):
                 raise edge_record.record_lost(name)
             self.release(name)
-        with edge_files.shard_lock(folder / SHARD_DIR, name):
+        with self._held(name):
             shutil.rmtree(folder)
 
     def add_lexical(self, name: str) -> None:
-        try:
-            self.shard(name).update(qe.UpdateOperation.create_sparse_vector(LEXICAL, qe.Modifier.Idf))
-        except Exception as exc:  # qdrant_edge raises plain Exception; an existing vector is fine
-            if "exist" not in str(exc).lower():
-                raise StoreError(
-                    f"cannot add the lexical vector to {name!r}: {str(exc).splitlines()[0]}"
-                ) from None
+        for shard in self.shards(name).shards.values():
+            try:
+                shard.update(qe.UpdateOperation.create_sparse_vector(LEXICAL, qe.Modifier.Idf))
+            except Exception as exc:  # qdrant_edge raises plain Exception; an existing vector is fine
+                if "exist" not in str(exc).lower():
+                    raise StoreError(
+                        f"cannot add the lexical vector to {name!r}: {str(exc).splitlines()[0]}"
+                    ) from None
+        self._update_layout(name, lexical=True)
+
+    def _update_layout(self, name: str, lexical: bool | None = None, index: Index | None = None) -> None:
+        folder = self._dir(name)
+        layout = GroupLayout.read(folder)
+        if layout is None:
+            return
+        if lexical is not None:
+            layout.lexical = lexical
+        if index is not None:
+            layout.indexes = [i for i in layout.indexes if i[0] != index[0]] + [index]
+        layout.write(folder)
+        if self.sets[name].add is not None:
+            self.sets[name].add = lambda key, n=name, lay=layout: self._add_group(n, lay, key)
 
     def set_index(self, name: str, index: Index) -> None:
-        key, kind = index
-        shard = self.shard(name)
-        if key in self._call(name, shard.info).payload_schema:
-            self._call(name, shard.update, qe.UpdateOperation.delete_field_index(key))
-        self._call(name, shard.update, qe.UpdateOperation.create_field_index(key, _index_schema(kind)))
+        self.shards(name).set_index(index)
+        self._update_layout(name, index=index)
 
     def rewrite(self, name: str, points: Sequence[Point]) -> None:
-        shard = self.shard(name)
         self._need_space(points)
-        for p in points:
-            self._call(name, shard.update, qe.UpdateOperation.overwrite_payload([uuid.UUID(p.id)], p.payload))
-        updates = [qe.PointVectors(uuid.UUID(p.id), _point_vectors(p)) for p in points if p.vectors]
-        if updates:
-            self._call(name, shard.update, qe.UpdateOperation.update_vectors(updates))
+        self.shards(name).rewrite(points)
 
     def _need_space(self, points: Sequence[Point]) -> None:
         """Refuse a write the disk cannot take (see :func:`edge_files.need_space`)."""
@@ -286,10 +308,8 @@ class EdgeBackend(Backend):
     def drop(self, name: str) -> None:
         """Delete collection ``name``, also one that cannot be opened, never one another process holds."""
         folder = self._dir(name)
-        shard = self.shards.pop(name, None)
-        if shard is not None:
-            shard.close()
-        with edge_files.shard_lock(folder / SHARD_DIR, name):
+        self.release(name)
+        with self._held(name):
             (folder / RECORD_FILE).unlink(missing_ok=True)
             shutil.rmtree(folder)
 
@@ -300,13 +320,14 @@ class EdgeBackend(Backend):
             self.release(n)
         aside = self.root / ".set-aside" / f"{name}-{now_stamp()}"
         aside.parent.mkdir(exist_ok=True)
-        with edge_files.shard_lock(self._dir(name) / SHARD_DIR, name):
+        with self._held(name):
             os.replace(self._dir(name), aside)
         os.replace(self._dir(spare), self._dir(name))
 
     def read_meta(self, name: str) -> dict[str, Any] | None:
         folder = self._dir(name)
-        return edge_record.read_record(folder, name, (folder / SHARD_DIR).is_dir())
+        has_storage = (folder / SHARD_DIR).is_dir() or (folder / LAYOUT_FILE).is_file()
+        return edge_record.read_record(folder, name, has_storage)
 
     def read_backup(self, name: str) -> dict[str, Any] | None:
         """The record's copy (written beside it at every write), or ``None``."""
@@ -319,98 +340,59 @@ class EdgeBackend(Backend):
 
     def upsert(self, name: str, points: Sequence[Point]) -> None:
         if points:
-            shard = self.shard(name)
+            shards = self.shards(name)
             self._need_space(points)
-            batch = [qe.Point(uuid.UUID(p.id), _point_vectors(p), p.payload) for p in points]
-            self._call(name, shard.update, qe.UpdateOperation.upsert_points(batch))
+            shards.upsert(points)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
-            shard = self.shard(name)
-            self._call(name, shard.update, qe.UpdateOperation.delete_points(_ids(ids)))
+            self.shards(name).delete(ids)
 
     def count(self, name: str, filters: Filters | None = None, vector: str | None = None) -> int:
-        shard = self.shard(name)
-        return self._call(name, shard.count, qe.CountRequest(exact=True, filter=to_filter(filters, vector)))
+        return self.shards(name).count(filters, vector)
 
     def scroll_page(self, name: str, request: Scroll, offset: Any) -> tuple[list[Point], Any]:
-        shard = self.shard(name)
-        records, offset = self._call(
-            name,
-            shard.scroll,
-            qe.ScrollRequest(
-                offset=offset,
-                limit=request.page,
-                filter=to_filter(request.filters),
-                with_payload=_with(request.payload),
-                with_vector=request.vectors,
-            ),
-        )
-        return [_point(r) for r in records], offset
+        records, offset = self.shards(name).scroll_page(request, offset)
+        return [cv.to_point(r) for r in records], offset
 
     def retrieve(
         self, name: str, ids: Sequence[str], payload: Payload = True, vectors: bool = False
     ) -> list[Point]:
-        shard = self.shard(name)
-        found = self._call(name, shard.retrieve, _ids(ids), with_payload=_with(payload), with_vector=vectors)
-        return [_point(r) for r in found]
+        return self.shards(name).retrieve(ids, payload, vectors)
 
     def query(self, name: str, searches: Sequence[Search]) -> list[list[Scored]]:
-        requests = [_request(s) for s in searches]
-        if not requests:
-            return []
-        shard = self.shard(name)
-        results = (
-            [self._call(name, shard.query, requests[0])]
-            if len(requests) == 1
-            else self._call(name, shard.query_batch, qe.QueryBatchRequest(requests))
-        )
-        return [[(str(p.id), float(p.score), dict(p.payload or {})) for p in points] for points in results]
+        return self.shards(name).query(searches) if searches else []
 
     def facet(self, name: str, key: str, limit: int = 1000) -> list[tuple[str, int]]:
-        try:
-            response = self.shard(name).facet(qe.FacetRequest(key, limit=limit, exact=True))
-        except Exception as exc:  # no keyword index on the field (a collection made before it had one)
-            if isinstance(exc, StoreError):
-                raise
-            return []
-        return [(str(getattr(h.value, "value", h.value)), int(h.count)) for h in response.hits]
+        return self.shards(name).facet(key, limit)
 
     def info(self, name: str) -> dict[str, Any]:
-        shard = self.shard(name)
-        info = self._call(name, shard.info)
+        info = self.shards(name).info()
         folder = self._dir(name)
         disk = sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())  # sparse WAL files
-        return {
-            "engine": self.engine,
-            "path": os.fspath(folder),
-            "segments": info.segments_count,
-            "indexed_vectors": info.indexed_vectors_count,
-            "payload_indexes": sorted(info.payload_schema),
-            "disk_bytes": disk,
-        }
+        return {"engine": self.engine, "path": os.fspath(folder), **info, "disk_bytes": disk}
 
     def optimize(self, name: str) -> bool:
-        shard = self.shard(name)
+        shards = self.shards(name)
         edge_files.need_space(self.root, edge_files.WRITE_MARGIN, f"optimizing {name!r}")
-        changed = self._call(name, shard.optimize)
-        self._call(name, shard.flush)
-        return bool(changed)
+        return shards.optimize()
 
     def hold(self, name: str) -> None:
-        self.shard(name)
+        self.shards(name)
 
     def holds(self, name: str) -> bool:
-        return name in self.shards
+        return name in self.sets
 
     def release(self, name: str) -> None:
-        shard = self.shards.pop(name, None)
-        if shard is not None:
-            shard.close()
-            edge_files.mark_closed(self._dir(name) / SHARD_DIR)
+        shards = self.sets.pop(name, None)
+        if shards is not None:
+            shards.close()
+            for path in group_dirs(self._dir(name)).values():
+                edge_files.mark_closed(path)
+        self._unlock(name)
 
     def close(self) -> None:
-        for name in list(self.shards):
+        for name in list(self.sets):
             try:
                 self.release(name)
             except Exception:  # pragma: no cover - closing is best effort

@@ -108,7 +108,9 @@ def fingerprint(shard: Path) -> str:
 
 
 def _stamp_path(shard: Path) -> Path:
-    return shard.parent / STAMP_FILE
+    """Beside the shard: ``closed-clean.json`` (a collection's single shard ``shard/``), or
+    ``.GROUP.closed-clean.json`` (a vector group's shard in ``shards/``)."""
+    return shard.parent / (STAMP_FILE if shard.name == "shard" else f".{shard.name}.{STAMP_FILE}")
 
 
 def mark_closed(shard: Path) -> None:

@@ -23,6 +23,8 @@ import numpy as np
 from clamp2_engine.errors import CollectionError, ModelMismatchError, about
 from clamp2_engine.store.fields import KEYS, with_keys  # noqa: F401 - re-exported
 from clamp2_engine.store.lexical import LEXICAL, SparseVector
+from clamp2_engine.store.quantization import DEFAULT
+from clamp2_engine.store.quantization import quantization as quantization_of
 from clamp2_engine.types import VECTORS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,9 +133,12 @@ class CollectionRecord:
     # the points the collection holds, kept at every write (fewer on open: points were lost); None: a
     # collection made before it was kept
     points: int | None = None
+    # how the dense vectors are kept (:mod:`.quantization`); "none" for a collection made before the choice
+    quantization: str = "none"
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "quantization": self.quantization,
             "schema": self.schema,
             "model": self.model,
             "model_source": self.model_source,
@@ -156,6 +161,7 @@ class CollectionRecord:
             {str(k): str(v) for k, v in (meta.get("corpora") or {}).items()},
             bool(meta.get("lexical", False)),
             _count(meta.get("points")),
+            str(meta.get("quantization") or "none"),
         )
 
     @property
@@ -171,12 +177,16 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def new_record(identity: ModelIdentity, source: Mapping[str, Any]) -> CollectionRecord:
-    """The record of a new collection for ``identity``, loadable again from ``source``."""
+def new_record(
+    identity: ModelIdentity, source: Mapping[str, Any], quantization: str | None = None
+) -> CollectionRecord:
+    """The record of a new collection for ``identity``, loadable again from ``source``, its vectors kept as
+    ``quantization`` says (``None``: the default, :data:`clamp2_engine.store.quantization.DEFAULT`)."""
     if identity.kind != "clamp2":
         raise ModelMismatchError(f"collections need a CLaMP 2 checkpoint; {identity.name} is {identity.kind}")
+    kind = quantization_of(quantization or DEFAULT).kind
     return CollectionRecord(
-        identity.as_dict(), dict(source), SCHEMA_VERSION, now_iso(), lexical=True, points=0
+        identity.as_dict(), dict(source), SCHEMA_VERSION, now_iso(), lexical=True, points=0, quantization=kind
     )
 
 

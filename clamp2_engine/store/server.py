@@ -13,9 +13,10 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from clamp2_engine.errors import StoreError, StoreInUseError, StoreUnreachableError
-from clamp2_engine.store.backend import Backend, Index, Payload, Scored, Scroll, Search
+from clamp2_engine.store.backend import Backend, Index, Layout, Payload, Scored, Scroll, Search
 from clamp2_engine.store.filters import Filters, translate
 from clamp2_engine.store.lexical import LEXICAL, SparseVector
+from clamp2_engine.store.quantization import quantization
 from clamp2_engine.store.schema import META_KEY, RECORD_ID, Point
 from clamp2_engine.store.spec import MEMORY, StoreSpec, redact_url
 from clamp2_engine.types import VECTORS
@@ -72,6 +73,23 @@ SPARSE = models.SparseVectorParams(modifier=models.Modifier.IDF)
 TEXT_INDEX = models.TextIndexParams(
     type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True, ascii_folding=True
 )
+
+
+def quantization_config(kind: str) -> Any:
+    """The compressed copy kept in RAM for quantization ``kind`` (``None`` for ``none``)."""
+    if kind == "int8":
+        return models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+            )
+        )
+    if kind == "turbo4":
+        return models.TurboQuantization(
+            turbo=models.TurboQuantQuantizationConfig(bits=models.TurboQuantBitSize.BITS4, always_ram=True)
+        )
+    if kind == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    return None
 
 
 def _index_schema(kind: str) -> Any:
@@ -141,17 +159,22 @@ class ServerBackend(Backend):
     def exists(self, name: str) -> bool:
         return self.client.collection_exists(name)
 
-    def create(
-        self, name: str, dim: int, meta: dict[str, Any], indexes: Sequence[Index], lexical: bool = True
-    ) -> None:
-        params = models.VectorParams(size=dim, distance=models.Distance.COSINE)
+    def create(self, name: str, layout: Layout, meta: dict[str, Any]) -> None:
+        q = quantization(layout.quantization)
+        params = models.VectorParams(
+            size=layout.dim,
+            distance=models.Distance.COSINE,
+            on_disk=q.compressed or None,
+            quantization_config=quantization_config(q.kind),
+        )
         self.client.create_collection(
             name,
             vectors_config={v: params for v in VECTORS},
-            sparse_vectors_config={LEXICAL: SPARSE} if lexical else None,
+            sparse_vectors_config={LEXICAL: SPARSE} if layout.lexical else None,
+            on_disk_payload=q.compressed or None,
             metadata={META_KEY: meta},
         )
-        for index in indexes:
+        for index in layout.indexes:
             self.set_index(name, index)
         if self.read_meta(name) is None:
             self.write_meta(name, meta)
@@ -258,7 +281,21 @@ class ServerBackend(Backend):
         return [[(str(p.id), float(p.score), dict(p.payload or {})) for p in r.points] for r in responses]
 
     def _params(self, s: Search) -> models.SearchParams | None:
-        return models.SearchParams(hnsw_ef=s.hnsw_ef) if s.hnsw_ef and self.indexed else None
+        if not self.indexed or s.using == LEXICAL or not (s.hnsw_ef or s.oversampling):
+            return None
+        rescore = models.QuantizationSearchParams(rescore=True, oversampling=s.oversampling)
+        return models.SearchParams(hnsw_ef=s.hnsw_ef, quantization=rescore if s.oversampling else None)
+
+    def set_quantization(self, name: str, kind: str) -> None:
+        """Keep the vectors of ``name`` as ``kind`` says: the server builds the compressed copies and moves
+        the originals (in the background), nothing is embedded again."""
+        q = quantization(kind)
+        diff = models.VectorParamsDiff(on_disk=q.compressed)
+        self.client.update_collection(
+            name,
+            vectors_config={v: diff for v in VECTORS},
+            quantization_config=quantization_config(q.kind) or models.Disabled.DISABLED,
+        )
 
     def facet(self, name: str, key: str, limit: int = 1000) -> list[tuple[str, int]]:
         try:

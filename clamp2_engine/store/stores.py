@@ -12,8 +12,9 @@ from clamp2_engine.errors import (
     CollectionNotFoundError,
     StoreError,
     StoreInUseError,
+    about,
 )
-from clamp2_engine.store.backend import Backend
+from clamp2_engine.store.backend import Backend, Layout
 from clamp2_engine.store.collection import Collection, missing_points
 from clamp2_engine.store.fields import INDEXES
 from clamp2_engine.store.schema import CollectionRecord, check_model, new_record
@@ -92,17 +93,22 @@ class Store:
         """A new, empty collection laid out for ``record``'s model; :class:`CollectionExistsError` when one
         of that name exists (another process made it first)."""
         try:
-            self.backend.create(name, record.dim, record.as_dict(), INDEXES, lexical=record.lexical)
+            layout = Layout(record.dim, tuple(INDEXES), record.lexical, record.quantization)
+            self.backend.create(name, layout, record.as_dict())
         except CollectionError:
             raise
         except ValueError as exc:  # invalid names
             raise CollectionError(f"cannot create collection {name!r}: {exc}") from None
         return Collection(self.backend, name, record)
 
-    def ensure(self, name: str, identity: Any, source: dict[str, Any]) -> Collection:
-        """Collection ``name`` for ``identity``: created, or checked to hold the same model's vectors (also
-        when another process creates it at the same time: the second creator opens the first's)."""
-        record = new_record(identity, source)
+    def ensure(
+        self, name: str, identity: Any, source: dict[str, Any], quantization: str | None = None
+    ) -> Collection:
+        """Collection ``name`` for ``identity``: created (its vectors kept as ``quantization`` says;
+        ``None``: the default), or checked to hold the same model's vectors and, when ``quantization`` is
+        given, to keep them so (also when another process creates it at the same time: the second creator
+        opens the first's)."""
+        record = new_record(identity, source, quantization)
         if not self.backend.exists(name):
             try:
                 return self.create(name, record)
@@ -110,6 +116,15 @@ class Store:
                 pass
         coll = self.collection(name)
         check_model(coll.record, identity, name)
+        if quantization is not None and coll.record.quantization != record.quantization:
+            raise about(
+                CollectionError(
+                    f"collection {name!r} keeps its vectors as {coll.record.quantization}, not "
+                    f"{record.quantization}: convert it with `clamp2-engine collections optimize {name} "
+                    f"--quantization {record.quantization}`"
+                ),
+                "quantization",
+            )
         return coll
 
     def list(self) -> list[dict[str, Any]]:
