@@ -196,9 +196,8 @@ class _Runner:
             attempts += 1
             hint = None
             try:  # --timeout is a deadline for the whole request, however slowly the body arrives
-                resp = await asyncio.wait_for(
-                    self.client.chat.completions.create(model=s.model, messages=messages), s.timeout
-                )
+                create = self.client.chat.completions.create(model=s.model, messages=messages)
+                resp = await _within(create, s.timeout)
             except (asyncio.TimeoutError, TimeoutError):
                 kind, reason = "timeout", f"no complete answer within {s.timeout:g} s"
             except openai.APIStatusError as exc:
@@ -216,6 +215,7 @@ class _Runner:
             except openai.APITimeoutError:
                 kind, reason = "timeout", f"no answer within {s.timeout:g} s"
             except openai.APIConnectionError as exc:
+                _stop_when_cancelled()  # Ctrl-C: a cancelled request may surface as a connection error
                 kind, reason = "connection", self.redact(describe_error(exc.__cause__ or exc))
             except openai.APIError as exc:  # a 2xx response the client could not read
                 self.streak = 0
@@ -307,3 +307,21 @@ async def run_pending(
 ) -> None:
     """Summarize ``pending`` (item, identity, language) into ``writer`` / ``errors``, updating ``report``."""
     await _Runner(settings, writer, errors, report).run(pending)
+
+
+async def _within(awaitable: Any, seconds: float) -> Any:
+    """``await awaitable`` with a deadline: ``asyncio.timeout`` where there is one (Python 3.11+; unlike
+    ``wait_for`` there, it never swallows a cancellation that meets the request's end), else ``wait_for``."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
+
+
+def _stop_when_cancelled() -> None:
+    """Raise :class:`asyncio.CancelledError` when this task is being cancelled (Ctrl-C), so that no
+    library turning the cancellation into an error makes the run retry instead of stopping."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    if cancelling is not None and cancelling():
+        raise asyncio.CancelledError
