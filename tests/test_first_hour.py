@@ -97,6 +97,8 @@ def test_ctrl_c_exits_130_and_says_what_is_kept(tmp_path):
         [sys.executable, "-m", "clamp2_engine", "summarize", str(items_file(tmp_path)), str(tmp_path / "o.jsonl"),
          "--base-url", f"http://127.0.0.1:{port}/v1", "--llm", "m", "-q"],
         stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as in a terminal, even when this run was started in the background (which ignores it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         conn, _addr = silent.accept()  # the command is at work: its request arrived
