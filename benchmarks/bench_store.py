@@ -72,6 +72,15 @@ def chunks(n: int) -> Iterator[tuple[int, np.ndarray]]:
         yield start, out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+def vectors(n: int, dim: int = DIM) -> np.ndarray:
+    """``n`` unit vectors of ``dim`` around ``max(100, n // 1000)`` centres, in memory (for the benchmarks
+    whose collections are small: serve, hybrid)."""
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((max(100, n // 1000), dim)).astype(np.float32)
+    out = c[rng.integers(0, len(c), n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
 def payload(i: int) -> dict:
     name = "abc" if i % 2 == 0 else "mtf"
     return {

@@ -54,7 +54,7 @@ class ReferenceExtractor:
 
     @torch.no_grad()
     def music(self, path) -> torch.Tensor:
-        ids = torch.from_numpy(encode_patches(read_text_file(path), self.patch_size)).to(self.device)
+        ids = torch.from_numpy(encode_patches(read_text_file(path), self.patch_size)).to(self.device).long()
         return self._pooled(ids, self.patch_length, "music")
 
     @torch.no_grad()

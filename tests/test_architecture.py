@@ -298,3 +298,28 @@ def test_every_test_module_holds_a_test_and_imports_no_other():
         if m.split(".")[-1].startswith("test_") or m.startswith("tests.test_")
     ]
     assert (empty, crossing) == ([], [])
+
+
+def _defined_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def test_every_name_a_benchmark_takes_from_another_exists():
+    """Benchmarks share helpers (vectors, payloads, queries); a rewrite of one must not break another."""
+    missing = []
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("benchmarks."):
+                source = ROOT / (node.module.replace(".", "/") + ".py")
+                defined = _defined_names(source)
+                missing += [(path.name, node.module, a.name) for a in node.names if a.name not in defined]
+    assert missing == []

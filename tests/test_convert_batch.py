@@ -136,10 +136,11 @@ def test_good_files_beside_bad_ones_convert_to_mtf(mtf_run, parity_dir: Path) ->
     assert (dst / "good.mtf").read_bytes() == (
         parity_dir / "inputs" / "mtf" / "primitive_test05.mtf"
     ).read_bytes()
-    for name in ("corelli.mtf", "book_1.mtf", "book_7.mtf", "sub/latin.mtf"):  # scores rendered by music21
+    for name in ("corelli.mtf", "book_1.mtf", "book_7.mtf", "sub/latin.mtf"):  # rendered scores
         assert (dst / name).read_text(encoding="utf-8").startswith("ticks_per_beat ")
     assert report.summary.counts["failed"] == len(BAD_FOR_MTF)
-    assert report.summary.counts["rendered with music21"] == 4
+    assert report.summary.counts["rendered with Verovio"] == 1  # the MusicXML
+    assert report.summary.counts["rendered with music21"] == 3  # ABC tunes
 
 
 def test_second_run_skips_and_overwrite_redoes(tmp_path: Path, parity_dir: Path) -> None:

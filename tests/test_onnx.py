@@ -494,3 +494,40 @@ def test_an_export_of_the_older_format_is_refused_in_one_line(tmp_path, monkeypa
     assert onnx_folder.cached_export(identity) is None
     (cache / onnx_folder.MANIFEST).write_text(_json.dumps({**manifest, "format": onnx_folder.FORMAT_VERSION}))
     assert onnx_folder.cached_export(identity) == cache
+
+
+def test_the_query_model_prepared_after_an_ingest_is_its_text_tower_alone(parity_dir, tmp_path, monkeypatch):
+    """What an ingest prepares for fast searches: the text graph only (half the export's time), verified
+    against PyTorch, and served; music queries by example load PyTorch, or a full `export onnx`."""
+    from clamp2_engine.cli.prepare import prepare_query_model
+    from clamp2_engine.runtime import onnx_folder
+    from clamp2_engine.runtime.onnx_loader import open_export
+
+    folder = tmp_path / "text-only"
+    result = export_onnx(
+        parity_dir / "checkpoints" / "clamp2.pth", folder, parity_dir / "text_model", towers=("text",)
+    )
+    assert sorted(result.verification) == ["text.hidden", "text.pooled"]
+    assert min(result.verification.values()) >= MIN_COSINE
+    assert (folder / onnx_folder.TEXT_FILE).is_file()
+    assert not (folder / onnx_folder.MUSIC_FILE).exists()
+    runtime, _tokenizer, _identity = open_export(folder, towers=("text",))
+    assert runtime.has_text
+    assert not runtime.has_music
+    with pytest.raises(FileNotFoundError, match="music.onnx"):
+        open_export(folder)
+
+    calls = []
+    monkeypatch.setenv("CLAMP2_PREPARE_QUERIES", "1")
+    monkeypatch.setattr("clamp2_engine.exporters.onnx.export_onnx", lambda *a, **k: calls.append(k) or result)
+
+    class Record:
+        model = {"kind": "clamp2", "checkpoint_sha256": "cd" * 32}
+        model_source = {"model": "x.pth", "text_model": "t"}
+
+    class Store:
+        def collection(self, _name):
+            return type("C", (), {"record": Record})()
+
+    prepare_query_model(Store(), "music", lambda _line: None)
+    assert [c["towers"] for c in calls] == [("text",)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks.bench_patches import reference_patches
 from clamp2_engine.encoder import combine_pooled, combine_raw, plan_batches, windows
 from clamp2_engine.music.patches import (
     encode_patches,
@@ -53,7 +54,7 @@ def test_mtf_patches_merge_same_type_while_they_fit():
 def test_ids_and_special_patches():
     ids = encode_patches("K:C\n|abc|\n")
     assert ids.shape == (4, 64)
-    assert ids.dtype == np.int64
+    assert ids.dtype == np.uint8  # below 128: an eighth of int64's bytes; a runtime widens them
     assert ids[0].tolist() == [1] * 64
     assert ids[-1].tolist() == [1] + [2] * 63
     assert ids[1][:6].tolist() == [1, ord("K"), ord(":"), ord("C"), ord("\n"), 2]
@@ -153,15 +154,45 @@ def test_the_byte_buffer_patcher_gives_the_reference_ids_on_every_fixture(parity
         assert np.array_equal(encode_patches(text, patch_size), _rowwise(text, patch_size)), path
 
 
+@pytest.mark.parametrize("short", [0, 1000])  # rows built by scatter, by padding strings
 @pytest.mark.parametrize("n", [0, 1, 61, 62, 63, 64, 200])
-def test_the_byte_buffer_patcher_at_the_edges_of_a_row(n):
+def test_the_byte_buffer_patcher_at_the_edges_of_a_row(n, short, monkeypatch):
     """A patch that fills its row: EOS where it fits, cut where it does not (as the reference)."""
-    from clamp2_engine.music.patches import patches_to_ids
+    import clamp2_engine.music.patches as patching
 
+    monkeypatch.setattr(patching, "SHORT_PATCHES", short)
     patches = ["a" * n, "b|", "c" * (n // 2)]
-    assert np.array_equal(patches_to_ids(patches), np.asarray([patch_to_ids(p) for p in patches]))
+    rows = np.asarray([patch_to_ids(p) for p in patches])
+    assert np.array_equal(patching.patches_to_ids(patches), rows)
+    bos, eos = patching.special_patches()
+    assert np.array_equal(patching.patches_to_ids(patches, specials=True), np.asarray([bos, *rows, eos]))
     with pytest.raises(ValueError, match="alphabet"):
-        patches_to_ids(["caf\u00e9|"])
+        patching.patches_to_ids(["caf\u00e9|"])
+
+
+def test_whole_body_bar_split_equals_the_reference_on_random_abc():
+    """The one-split path for regular bodies and the line-by-line path for the rest give the reference's
+    patches on every text: fields, leading and doubled barlines, text after the last one, blank lines."""
+    import random
+
+    tokens = ["a", "b2 ", "|", ":", "[", "]", "\n", "|:", "::", ":|", "[|", "||", "|]", "[V:1]", "T:x", "%%s"]
+    tokens += ["\n[V:2]c|", "|\n", "%1\n", "\r\n", "\t", "\u00fc", "\n\n"]
+    rng = random.Random(7)
+    for _ in range(20000):
+        text = "".join(rng.choice(tokens) for _ in range(rng.randint(1, 30)))
+        if text.startswith("ticks_per_beat"):
+            continue
+        assert split_patches(text) == reference_patches(text), repr(text)
+
+
+def test_patch_split_equals_the_reference_on_every_fixture(parity_dir, bench_dir):
+    from clamp2_engine.music.text import read_text_file
+
+    for d in (parity_dir / "inputs", bench_dir):
+        for path in sorted(d.rglob("*")):
+            if path.suffix in (".abc", ".mtf"):
+                text = read_text_file(path)
+                assert split_patches(text) == reference_patches(text), path
 
 
 def test_length_capped_batches_give_the_same_features(parity_model, monkeypatch):

@@ -331,3 +331,68 @@ def test_passes_run_at_once_on_several_workers_and_keep_each_requests_order():
     assert a[:, 0].tolist() == [0, 1, 2, 3, 4, 5]
     assert b[:, 0].tolist() == [10, 11, 12]
     assert batcher.batches == 9  # one text a pass
+
+
+def test_passes_take_even_shares_and_wait_for_texts_still_coming():
+    """With two workers, 32 searches queued at once go out as two passes of 16 (both cores busy, neither
+    pass large); while one pass still runs, texts arriving a few ms apart join the free worker's next
+    pass together, up to its fair share, instead of leaving one by one."""
+    sizes: list[int] = []
+    gates = [threading.Event() for _ in range(3)]
+    two = threading.Barrier(2, timeout=60)
+
+    def encode(texts: list[str]) -> np.ndarray:
+        n = len(sizes)
+        sizes.append(len(texts))
+        if n < 2:
+            two.wait()  # the first two passes run together
+            gates[n].wait(60)
+        return np.array([[float(t.split()[-1])] for t in texts])
+
+    batcher = MicroBatcher(encode, max_wait=0.05, workers=2)
+
+    async def scenario():
+        first = asyncio.gather(*(batcher.encode([f"q {i}"]) for i in range(32)))
+        while len(sizes) < 2:
+            await asyncio.sleep(0.001)
+        gates[0].set()  # one pass ends; the other runs on
+        while batcher.in_flight > 16:
+            await asyncio.sleep(0.001)
+        later = []
+        for i in range(16):  # arriving 2 ms apart
+            later.append(asyncio.ensure_future(batcher.encode([f"q {100 + i}"])))
+            await asyncio.sleep(0.002)
+        while len(sizes) < 3:
+            await asyncio.sleep(0.001)
+        gates[1].set()
+        return await first, await asyncio.gather(*later)
+
+    try:
+        first, later = asyncio.run(scenario())
+    finally:
+        for gate in gates:
+            gate.set()
+        batcher.close()
+    assert sizes[:3] == [16, 16, 16]  # the late ones: one pass of their share ((16 + 16 running) / 2)
+    assert [v[0][0] for v in first] == list(range(32))
+    assert [v[0][0] for v in later] == list(range(100, 116))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_encode_threads_run_below_the_threads_that_answer_requests():
+    import os
+
+    from clamp2_engine.serve.batching import ENCODE_NICE
+
+    seen: list[int] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return np.zeros((len(texts), 1))
+
+    batcher = MicroBatcher(encode, workers=1)
+    try:
+        asyncio.run(batcher.encode(["x"]))
+    finally:
+        batcher.close()
+    assert seen == [os.getpriority(os.PRIO_PROCESS, 0) + ENCODE_NICE]

@@ -39,6 +39,7 @@ def prepare_query_model(store: Any, collection: str, say: Callable[[str], None])
             None,
             source.get("text_model"),
             max_text_length=record.model.get("max_text_length"),
+            towers=("text",),  # what a query needs (music by example loads PyTorch, or `export onnx`)
         )
     except Exception as exc:  # noqa: BLE001 - an optional speed-up: searches still work without it
         from clamp2_engine.errors import first_line

@@ -53,7 +53,7 @@ def _corpus_roots(values: tuple[str, ...]) -> dict[str, str]:
     type=click.FloatRange(0, 100),
     default=4.0,
     show_default=True,
-    help="How long a text batch waits for other requests (0: no cross-request batching).",
+    help="How long a text batch waits for the next request while they keep coming (0: no cross-request batching).",
 )
 @click.option(
     "--corpus-root", "roots", multiple=True, metavar="NAME=FOLDER", help="Where corpus NAME's files are now."

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -229,6 +229,7 @@ def export_onnx(
     overwrite: bool = False,
     max_text_length: int | None = None,
     log: Callable[[str], None] = lambda _m: None,
+    towers: Sequence[str] = ("music", "text"),
 ) -> ExportResult:
     """Export ``model`` (checkpoint path or registry name) into the folder ``out``; see the module docs.
 
@@ -256,7 +257,9 @@ def export_onnx(
         if out is not None
         else export_cache_dir(identity["checkpoint_sha256"], precision)
     )
-    towers = towers_for(module, identity, tokenizer)
+    wanted, towers = towers, [t for t in towers_for(module, identity, tokenizer) if t.name in towers]
+    if not towers:
+        raise ValueError(f"the model has none of the towers {', '.join(wanted)}")
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # written last: a folder without it is never served
     files: dict[str, Path] = {}
@@ -292,7 +295,7 @@ def export_onnx(
         files["tokenizer"] = out / TOKENIZER_DIR
         write_fastembed_folder(out, identity)  # the folder is also a fastembed model
         files["fastembed"] = out / FASTEMBED_JSON
-    if "text" not in files:  # an M3 export replacing a CLaMP 2 one: no stale text graph
+    if "text" not in files and "text" in wanted:  # an M3 export replacing a CLaMP 2 one: no stale text graph
         for stale in (TEXT_FILE, FASTEMBED_JSON):
             (out / stale).unlink(missing_ok=True)
     verification: dict[str, float] = {}
@@ -300,7 +303,7 @@ def export_onnx(
         from clamp2_engine.exporters.verify import verify_export
 
         log("verifying against PyTorch")
-        verification = verify_export(out, module)
+        verification = verify_export(out, module, towers=tuple(files.keys() & {"music", "text"}))
     result = ExportResult(out, identity, precision, opset, files, verification, time.perf_counter() - start)
     manifest = {
         "format": FORMAT_VERSION,

@@ -35,15 +35,12 @@ def score_pieces(
     """``(part, text)`` for every piece of a score: interleaved ABC, or MTF rendered through MIDI. With
     ``failed``, the tunes of a book that fail are collected there and the others kept; with ``notes``,
     how each piece was made when it took a fallback (``(part, note)``)."""
-    from clamp2_engine.music.convert import midi_to_mtf
     from clamp2_engine.music.convert.score import file_to_pieces
 
-    pieces = file_to_pieces(path, "abc" if to == "abc" else "midi", failed=failed)
+    pieces = file_to_pieces(path, "abc" if to == "abc" else "mtf", failed=failed)
     if notes is not None:
         notes.extend((p.suffix.lstrip("_"), note) for p in pieces for note in p.notes)
-    if to == "abc":
-        return [(p.suffix.lstrip("_"), p.text) for p in pieces]
-    return [(p.suffix.lstrip("_"), midi_to_mtf(p.text.encode("latin-1"))) for p in pieces]
+    return [(p.suffix.lstrip("_"), p.text) for p in pieces]
 
 
 def midi_mtf(path: Path) -> str:

@@ -19,15 +19,17 @@ Row = Sequence[tuple[str, float, dict]]  # one search's (point id, score, payloa
 def best_score(rows: Sequence[Row], names: Sequence[str], limit: int, offset: int) -> list[Hit]:
     """One ranking from a search per vector name (``names[i]`` made ``rows[i]``): each point by its best
     score, carrying that vector's name; the page ``offset .. offset + limit``, ranks from ``offset + 1``."""
-    best: dict[str, Hit] = {}
+    best: dict[str, tuple[float, str, dict]] = {}
     for using, row in zip(names, rows, strict=True):
         for pid, score, payload in row:
-            if pid not in best or score > best[pid].score:
-                best[pid] = Hit(0, pid, score, using, {k: v for k, v in payload.items() if k != KEYS})
-    ranked = sorted(best.values(), key=lambda h: (-h.score, h.id))[offset : offset + limit]
-    for r, h in enumerate(ranked, offset + 1):
-        h.rank = r
-    return ranked
+            seen = best.get(pid)
+            if seen is None or score > seen[0]:
+                best[pid] = (score, using, payload)
+    page = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[offset : offset + limit]
+    return [
+        Hit(r, pid, score, using, {k: v for k, v in payload.items() if k != KEYS} if payload else {})
+        for r, (pid, (score, using, payload)) in enumerate(page, offset + 1)
+    ]
 
 
 def weighted_rrf(

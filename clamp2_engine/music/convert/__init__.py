@@ -70,20 +70,24 @@ def score_to_midis(
     path: str | os.PathLike,
     max_bytes: int | None = DEFAULT_MAX_BYTES,
     failed: list[tuple[str, ConversionError]] | None = None,
+    renderer: str = "verovio",
 ) -> list[tuple[str, mido.MidiFile]]:
-    """music21's MIDI rendering of every piece of a score file, as ``(name suffix, MidiFile)`` (``failed``
-    as in :func:`score_to_interleaved_abc`)."""
+    """The MIDI rendering of every piece of a score file, as ``(name suffix, MidiFile)`` (``failed`` as in
+    :func:`score_to_interleaved_abc`): MusicXML by Verovio in music21's conventions, music21 where it
+    fails or ``renderer="music21"``; other scores by music21."""
     import io
 
     return [
         (p.suffix, mido.MidiFile(file=io.BytesIO(p.text.encode("latin-1"))))
-        for p in file_to_pieces(path, "midi", max_bytes, failed)
+        for p in file_to_pieces(path, "midi", max_bytes, failed, renderer)
     ]
 
 
-def score_to_midi(path: str | os.PathLike, max_bytes: int | None = DEFAULT_MAX_BYTES) -> mido.MidiFile:
-    """music21's MIDI rendering of a score file with one piece (see :func:`score_to_midis` for books)."""
-    midis = score_to_midis(path, max_bytes)
+def score_to_midi(
+    path: str | os.PathLike, max_bytes: int | None = DEFAULT_MAX_BYTES, renderer: str = "verovio"
+) -> mido.MidiFile:
+    """The MIDI rendering of a score file with one piece (see :func:`score_to_midis`, also for books)."""
+    midis = score_to_midis(path, max_bytes, renderer=renderer)
     if len(midis) != 1:
         raise ConversionError("render", f"{len(midis)} pieces in {Path(path).name}; use score_to_midis")
     return midis[0][1]

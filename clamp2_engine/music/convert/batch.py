@@ -197,9 +197,10 @@ def _convert(task: ConvertTask) -> list[tuple[str, str | bytes, tuple[str, ...]]
         out = []
         for sfx, data, rendered in midis:
             mid, notes = mtf.read_midi(data)
-            out.append(
-                (sfx, mtf.mido_to_mtf(mid, task.m3_compatible), ("rendered with music21", *rendered, *notes))
-            )
+            if not any(note.startswith(score.MUSIC21_FALLBACK) for note in rendered):
+                by = score.renderer_of(task.kind, task.tune, rendered)
+                rendered = (f"rendered with {by}", *rendered)
+            out.append((sfx, mtf.mido_to_mtf(mid, task.m3_compatible), (*rendered, *notes)))
         return out
     if task.to == "midi":
         text, _ = decode_text(read_input(task.source, task.max_bytes))

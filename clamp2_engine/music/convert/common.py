@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from clamp2_engine.types import (  # noqa: F401 - defined in clamp2_engine.types, re-exported here
     ABC_SUFFIXES,
@@ -83,3 +85,31 @@ def decode_text(data: bytes) -> tuple[str, str]:
         except UnicodeDecodeError:
             continue
     raise ConversionError("decode", "undecodable text")  # pragma: no cover - latin-1 decodes anything
+
+
+class Piece(NamedTuple):
+    """One converted piece: output name suffix (``""`` for the only one), its text, and notes on how it
+    was made (fallbacks taken, encoding guessed)."""
+
+    suffix: str
+    text: str
+    notes: tuple[str, ...] = ()
+
+
+def first_success(attempts: list[tuple[str, Callable[[], object]]]) -> tuple[object, list[str]]:
+    """Run ``(note, fn)`` attempts in order; return the first result and the notes of the fallback taken.
+    When all fail, raise the first failure with the others' reasons appended."""
+    errors: list[tuple[str, ConversionError]] = []
+    for note, fn in attempts:
+        try:
+            return fn(), ([note] if note else [])
+        except ConversionError as exc:
+            if exc.stage != "skip":  # "skip": the attempt does not apply to this input
+                errors.append((note, exc))
+            if exc.final:
+                break
+        except Exception as exc:  # a library bug on odd input is a failed attempt, not a crash
+            errors.append((note, ConversionError(note or "convert", f"{type(exc).__name__}: {exc}")))
+    (_, first), later = errors[0], errors[1:]
+    others = "; ".join(f"{note or exc.stage}: {exc.reason}" for note, exc in later)
+    raise ConversionError(first.stage, first.reason + (f" (fallbacks failed: {others})" if others else ""))
