@@ -26,6 +26,13 @@ from benchmarks import embedding as E  # noqa: E402
 from benchmarks._report import machine, table, write_section  # noqa: E402
 
 SUBS = list(E.MODALITIES)
+# dense tensor-core peaks (FLOP/s) by device name and precision, from the vendors' data sheets; fp32 is the
+# plain (non-TF32) rate PyTorch's default matmul precision runs at
+PEAKS = {
+    "H200": {"bf16": 989.5e12, "fp16": 989.5e12, "fp32": 66.9e12},
+    "H100": {"bf16": 989.5e12, "fp16": 989.5e12, "fp32": 66.9e12},
+    "A100": {"bf16": 312e12, "fp16": 312e12, "fp32": 19.5e12},
+}
 REFERENCE = "reference strategy (fp32, 1 file a pass)"
 TARGET = 30.0  # the engine's best strategy against the reference on the same GPU
 
@@ -43,6 +50,24 @@ def strategies(ckpt: Path, work: Path, device: str, onnx: bool) -> dict[str, E.R
     return runners
 
 
+def tower_shapes(ckpt: Path) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """``(hidden, layers, feed-forward)`` of the checkpoint's music and text towers."""
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = state.get("model", state)
+
+    def shape(prefix: str) -> tuple[int, int, int]:
+        layers = {
+            k.split(".layer.")[1].split(".")[0] for k in state if k.startswith(prefix) and ".layer." in k
+        }
+        ffn_key = next(k for k in state if k.startswith(prefix) and k.endswith("intermediate.dense.weight"))
+        ffn, hidden = state[ffn_key].shape
+        return int(hidden), len(layers), int(ffn)
+
+    return shape("music_model."), shape("text_model.")
+
+
 def peak_memory(device: str):
     """``(reset, read)``: peak GPU memory of the PyTorch work between them, in GiB (``None`` on CPU)."""
     import torch
@@ -50,6 +75,24 @@ def peak_memory(device: str):
     if not device.startswith("cuda"):
         return (lambda: None), (lambda: None)
     return torch.cuda.reset_peak_memory_stats, (lambda: torch.cuda.max_memory_allocated() / 2**30)
+
+
+def peak_flops(device: str, strategy: str) -> float | None:
+    """The device's dense peak for the strategy's precision (``None``: not known, e.g. a CPU)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(device))
+    precision = next((p for p in ("bf16", "fp16", "fp32") if p in strategy), "fp32")
+    return next((peaks[precision] for key, peaks in PEAKS.items() if key in name), None)
+
+
+def flop_columns(flops: dict[str, float], seconds: dict[str, float], peak: float | None) -> list[str]:
+    """Achieved TFLOP/s and MFU per modality ("ABC / MTF / TXT")."""
+    achieved = [flops[s] / seconds[s] for s in SUBS]
+    mfu = " / ".join(f"{a / peak:.1%}" for a in achieved) if peak else "n/a (no known peak)"
+    return [" / ".join(f"{a / 1e12:.2f}" for a in achieved), mfu]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     try:
         ckpt = E.checkpoint(work, small=args.quick)
+        flops = E.model_flops(files, *tower_shapes(ckpt))
         runners = strategies(ckpt, work, args.device, not args.no_onnx)
         reset, read = peak_memory(args.device)
         memory = {}
@@ -97,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 *(f"{len(files[s]) / t.best(s):.1f}" for s in SUBS),
                 f"{n_all / t.total():.1f}",
                 f"{speed:.1f}x",
+                *flop_columns(flops, {s: t.best(s) for s in SUBS}, peak_flops(args.device, name)),
                 f"{memory[name]:.2f}" if memory[name] is not None else "n/a",
                 f"{worst:.6f}",
             ]
@@ -111,7 +156,16 @@ def main(argv: list[str] | None = None) -> int:
             f"Corpus: {n_all} files of `tests/fixtures/bench-corpus`. Best strategy: {best:.1f}x the reference "
             f"(target {TARGET:.0f}x).",
             "",
-            table([*header, "peak GPU memory GiB", "worst cosine vs reference"], rows),
+            table(
+                [*header, "TFLOP/s (ABC / MTF / TXT)", "MFU (ABC / MTF / TXT)", "peak GPU memory GiB"]
+                + ["worst cosine vs reference"],
+                rows,
+            ),
+            "",
+            "TFLOP/s: the useful forward FLOPs of each modality's files (every window's real positions "
+            "through the encoder layers; no padding, gathers or pooling: `benchmarks/embedding.py` "
+            "`model_flops`) over the best time; MFU: that over the device's dense peak for the precision "
+            f"({', '.join(PEAKS)}; fp32 without TF32).",
         ]
     )
     print(text)

@@ -184,6 +184,40 @@ def floors(files: dict[str, list[Path]], patch_length: int = 512, text_length: i
     return out
 
 
+def model_flops(
+    files: dict[str, list[Path]],
+    music: tuple[int, int, int],
+    text: tuple[int, int, int],
+    patch_length: int = 512,
+    text_length: int = 128,
+) -> dict[str, float]:
+    """Useful forward FLOPs per sub-folder: every window's real positions through the tower's encoder
+    layers (``(hidden, layers, ffn)``), 2 FLOPs a multiply-add: per layer, projections and feed-forward
+    ``2 n (4 H^2 + 2 H F)`` and attention ``4 n^2 H``. Padding, the patch embedding (a gather) and the
+    pooling are not counted: what an ideal engine must compute."""
+    from transformers import AutoTokenizer
+
+    from clamp2_engine.encoder import read_text_file, windows
+    from clamp2_engine.music.patches import encode_patches
+    from clamp2_engine.music.text import join_for_tokenizer
+
+    tok = AutoTokenizer.from_pretrained(TEXT_MODEL)
+    out = {}
+    for sub, modality in MODALITIES.items():
+        (hidden, layers, ffn), total = (music if modality == "music" else text), 0.0
+        for f in files[sub]:
+            if modality == "music":
+                n, size = len(encode_patches(read_text_file(f))), patch_length
+            else:
+                n = len(tok(join_for_tokenizer(read_text_file(f), tok.sep_token))["input_ids"])
+                size = text_length
+            for s, e in windows(n, size):
+                m = e - s
+                total += layers * (2 * m * (4 * hidden**2 + 2 * hidden * ffn) + 4 * m * m * hidden)
+        out[sub] = total
+    return out
+
+
 def whole_process(command: list[str], env: dict[str, str] | None = None) -> float:
     """Wall-clock seconds of one process, start-up included; a failure is an error with its output."""
     t0 = time.perf_counter()

@@ -77,7 +77,11 @@ def test_playing_advances_and_the_score_follows(site):
         timeout=60_000,
     )
     assert card.locator(".position").inner_text().startswith("0:0")
-    assert card.locator(".score svg g.measure.playing").count() == 1  # the measure being played
+    page.wait_for_function(  # the measure being played, once the player's next time update lands
+        "(el) => el.querySelectorAll('.score svg g.measure.playing').length === 1",
+        arg=card.element_handle(),
+        timeout=20_000,
+    )
     page.wait_for_function(  # and, as it goes on, the notes sounding
         "(el) => el.querySelector('.score svg .note.playing') !== null",
         arg=card.element_handle(),
