@@ -519,7 +519,10 @@ def test_the_query_model_prepared_after_an_ingest_is_its_text_tower_alone(parity
 
     calls = []
     monkeypatch.setenv("CLAMP2_PREPARE_QUERIES", "1")
-    monkeypatch.setattr("clamp2_engine.exporters.onnx.export_onnx", lambda *a, **k: calls.append(k) or result)
+    exporter = sys.modules[
+        "clamp2_engine.exporters.onnx"
+    ]  # what `prepare` imports from (test_extras reloads)
+    monkeypatch.setattr(exporter, "export_onnx", lambda *a, **k: calls.append(k) or result)
 
     class Record:
         model = {"kind": "clamp2", "checkpoint_sha256": "cd" * 32}
