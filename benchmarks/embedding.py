@@ -156,11 +156,10 @@ def worst_cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return min(float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) for x, y in zip(a, b, strict=True))
 
 
-def floors(files: dict[str, list[Path]], patch_length: int = 512, text_length: int = 128) -> dict[str, float]:
-    """Per sub-folder, the reference's positions over the engine's: the speed-up the engine's saving of
-    work alone gives at equal cost per position (the compute floor at fp32 parity). The reference pads every
-    window to full length; the engine computes each window's real positions (the overlapping last window
-    of a long piece included, as parity requires)."""
+def window_spans(
+    files: dict[str, list[Path]], patch_length: int = 512, text_length: int = 128
+) -> dict[str, list[tuple[int, list[tuple[int, int]]]]]:
+    """Per sub-folder, each file's window size and the engine's windows over its patches or tokens."""
     from transformers import AutoTokenizer
 
     from clamp2_engine.encoder import read_text_file, windows
@@ -168,18 +167,30 @@ def floors(files: dict[str, list[Path]], patch_length: int = 512, text_length: i
     from clamp2_engine.music.text import join_for_tokenizer
 
     tok = AutoTokenizer.from_pretrained(TEXT_MODEL)
-    out = {}
+    out: dict[str, list[tuple[int, list[tuple[int, int]]]]] = {}
     for sub, modality in MODALITIES.items():
-        ref = mine = 0
+        out[sub] = []
         for f in files[sub]:
             if modality == "music":
                 n, size = len(encode_patches(read_text_file(f))), patch_length
             else:
-                n = len(tok(join_for_tokenizer(read_text_file(f), tok.sep_token))["input_ids"])
-                size = text_length
-            spans = windows(n, size)
-            ref += len(spans) * size
-            mine += sum(e - s for s, e in spans)
+                n, size = (
+                    len(tok(join_for_tokenizer(read_text_file(f), tok.sep_token))["input_ids"]),
+                    text_length,
+                )
+            out[sub].append((size, windows(n, size)))
+    return out
+
+
+def floors(files: dict[str, list[Path]], patch_length: int = 512, text_length: int = 128) -> dict[str, float]:
+    """Per sub-folder, the reference's positions over the engine's: the speed-up the engine's saving of
+    work alone gives at equal cost per position (the compute floor at fp32 parity). The reference pads every
+    window to full length; the engine computes each window's real positions (the overlapping last window
+    of a long piece included, as parity requires)."""
+    out = {}
+    for sub, pieces in window_spans(files, patch_length, text_length).items():
+        ref = sum(len(spans) * size for size, spans in pieces)
+        mine = sum(e - s for _size, spans in pieces for s, e in spans)
         out[sub] = ref / max(mine, 1)
     return out
 
@@ -195,26 +206,13 @@ def model_flops(
     layers (``(hidden, layers, ffn)``), 2 FLOPs a multiply-add: per layer, projections and feed-forward
     ``2 n (4 H^2 + 2 H F)`` and attention ``4 n^2 H``. Padding, the patch embedding (a gather) and the
     pooling are not counted: what an ideal engine must compute."""
-    from transformers import AutoTokenizer
-
-    from clamp2_engine.encoder import read_text_file, windows
-    from clamp2_engine.music.patches import encode_patches
-    from clamp2_engine.music.text import join_for_tokenizer
-
-    tok = AutoTokenizer.from_pretrained(TEXT_MODEL)
     out = {}
-    for sub, modality in MODALITIES.items():
-        (hidden, layers, ffn), total = (music if modality == "music" else text), 0.0
-        for f in files[sub]:
-            if modality == "music":
-                n, size = len(encode_patches(read_text_file(f))), patch_length
-            else:
-                n = len(tok(join_for_tokenizer(read_text_file(f), tok.sep_token))["input_ids"])
-                size = text_length
-            for s, e in windows(n, size):
-                m = e - s
-                total += layers * (2 * m * (4 * hidden**2 + 2 * hidden * ffn) + 4 * m * m * hidden)
-        out[sub] = total
+    for sub, pieces in window_spans(files, patch_length, text_length).items():
+        hidden, layers, ffn = music if MODALITIES[sub] == "music" else text
+        positions = [e - s for _size, spans in pieces for s, e in spans]
+        out[sub] = sum(
+            layers * (2 * m * (4 * hidden**2 + 2 * hidden * ffn) + 4 * m * m * hidden) for m in positions
+        )
     return out
 
 
