@@ -17,6 +17,15 @@ from .musicxml import repair_for_music21
 _INLINE_VOICE = re.compile(r"\[V:\s*([^\]\s]+)")
 
 
+def _interleaved(tune: str) -> bool:
+    """Voices interleaved bar by bar (``[V:1]...|[V:2]...|``): more than one inline voice."""
+    return len(set(_INLINE_VOICE.findall(tune))) > 1
+
+
+def _has_verovio() -> bool:
+    return importlib.util.find_spec("verovio") is not None
+
+
 def abc_tune_to_midi(tune: str, renderer: str = "verovio") -> tuple[bytes, tuple[str, ...]]:
     """MIDI for one ABC tune, and notes: music21's ABC reader, else abc2xml and music21's MusicXML
     reader. Voices interleaved bar by bar (``[V:1]...|[V:2]...|``, as model input and xml2abc write
@@ -28,9 +37,9 @@ def abc_tune_to_midi(tune: str, renderer: str = "verovio") -> tuple[bytes, tuple
     via_music21 = lambda: m21.stream_to_midis(m21.parse_text(tune, "abc"))[0]  # noqa: E731
     via_abc2xml = lambda: m21.stream_to_midis(m21.parse_xml(xml().encode()))[0]  # noqa: E731
     attempts = [("", via_music21), ("abc2xml", via_abc2xml)]
-    if len(set(_INLINE_VOICE.findall(tune))) > 1:
+    if _interleaved(tune):
         attempts = [(MUSIC21_FALLBACK, via_abc2xml), (f"{MUSIC21_FALLBACK}, music21 ABC", via_music21)]
-        if renderer != "music21" and importlib.util.find_spec("verovio") is not None:
+        if renderer != "music21" and _has_verovio():
             from . import engraver
 
             attempts.insert(0, ("", lambda: ("", engraver.render_midi_bytes(xml()), ())))
@@ -76,7 +85,7 @@ def _rendered(
 
         if renderer == "music21":
             raise ConversionError("skip", "music21 asked for")
-        if importlib.util.find_spec("verovio") is None:
+        if not _has_verovio():
             raise ConversionError("verovio", "not installed (pip install 'clamp2-engine[convert]')")
         text = _score_text(score)
         if text is None:
@@ -108,9 +117,8 @@ def renderer_of(kind: str, tune: str | None, notes: tuple[str, ...]) -> str:
     no MEI corpus was at hand to measure."""
     if any(note.startswith(MUSIC21_FALLBACK) for note in notes):
         return "music21"
-    verovio = importlib.util.find_spec("verovio") is not None
-    interleaved = kind == "abc" and len(set(_INLINE_VOICE.findall(tune or ""))) > 1
-    return "Verovio" if verovio and (kind == "musicxml" or interleaved) else "music21"
+    engraved = kind == "musicxml" or (kind == "abc" and _interleaved(tune or ""))
+    return "Verovio" if engraved and _has_verovio() else "music21"
 
 
 def _score_text(xml: bytes) -> str | None:
