@@ -1,9 +1,13 @@
 """`clamp2-engine serve` under load: text searches from 1, 8 and 32 concurrent clients against a
-20,000-point collection, with a full-size text tower (XLM-R base shape, random weights), with and without
-cross-request batching. Requests/s and p50/p95 latency, measured over real HTTP on 127.0.0.1 with the
-server in its own process.
+20,000-point collection, with a full-size text tower (XLM-R base shape, random weights): PyTorch fp32, and
+the ONNX Runtime fp32 export an ingest prepares (what `serve` uses after `ingest`), with and without
+cross-request batching. Requests/s, p50/p95 latency and, at 32 clients, the efficiency: requests/s over
+cores / one query's encode time in a batch of 16 on one thread (the served tower's own, and PyTorch
+fp32's). Measured over real HTTP on 127.0.0.1 with the server in its own process, at least
+``--per-client`` requests from each client after every connection was answered once (the passes settle
+into their steady rhythm within a few rounds).
 
-    python benchmarks/bench_serve.py [--points 20000] [--requests 48] [--no-write]
+    python benchmarks/bench_serve.py [--points 20000] [--requests 48] [--per-client 16] [--no-write]
     python benchmarks/bench_serve.py --soak 10     # the mixed soak of `serve -c demo` (benchmarks/soak.py)
 """
 
@@ -121,14 +125,34 @@ async def load(url: str, clients: int, total: int) -> tuple[float, list[float]]:
     return time.perf_counter() - started, latencies
 
 
-def one_query_seconds(folder: Path, batch: int = 16, rounds: int = 5) -> float:
-    """One short query's encode time in a batch of ``batch``, on one thread (best of ``rounds``)."""
+def prepare(store: Path, home: Path) -> Path:
+    """The ONNX fp32 text tower an ingest prepares for the collection, exported into ``home``'s cache."""
+    from clamp2_engine.cli.prepare import prepare_query_model
+    from clamp2_engine.store import StoreSpec, open_store
+
+    os.environ["CLAMP2_HOME"] = str(home)
+    try:
+        with open_store(StoreSpec(path=store)) as opened:
+            out = prepare_query_model(opened, "bench", print)
+    finally:
+        del os.environ["CLAMP2_HOME"]
+    if out is None:
+        raise SystemExit("the text tower could not be exported (is the [onnx] extra installed?)")
+    return Path(out)
+
+
+def one_query_seconds(folder: Path, onnx_dir: Path | None = None, batch: int = 16, rounds: int = 7) -> float:
+    """One short query's encode time in a batch of ``batch``, on one thread (best of ``rounds``), by
+    PyTorch fp32 or (``onnx_dir``) ONNX Runtime."""
     import torch
 
     from clamp2_engine.pretrained import CLaMP2
 
     torch.set_num_threads(1)
-    model = CLaMP2.from_pretrained(folder / "base.pth", TEXT_MODEL, towers=("text",))
+    if onnx_dir is None:
+        model = CLaMP2.from_pretrained(folder / "base.pth", TEXT_MODEL, towers=("text",), dtype="fp32")
+    else:
+        model = CLaMP2.from_pretrained(backend="onnx", onnx_dir=onnx_dir, towers=("text",), threads=1)
     texts = [QUERIES[i % len(QUERIES)] + f" {i}" for i in range(batch)]
     model.encode_text(texts)
     best = float("inf")
@@ -140,9 +164,10 @@ def one_query_seconds(folder: Path, batch: int = 16, rounds: int = 5) -> float:
     return best / batch
 
 
-def run_server(store: Path, wait_ms: float, workers: int | None = None) -> tuple[subprocess.Popen, str]:
+def run_server(store: Path, wait_ms: float, workers: int | None, home: Path) -> tuple[subprocess.Popen, str]:
+    """``serve`` of the bench collection with ``home`` as its data folder (an ONNX export there is used)."""
     port = free_port()
-    env = {**os.environ, "CLAMP2_QUERY_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "CLAMP2_QUERY_THREADS": "1", "HF_HUB_OFFLINE": "1", "CLAMP2_HOME": str(home)}
     cmd = [sys.executable, "-m", "clamp2_engine", "serve", "-c", "bench", "--qdrant-path", str(store)]
     cmd += ["--port", str(port), "--batch-wait-ms", str(wait_ms)]
     cmd += ["--encode-workers", str(workers)] if workers else []
@@ -169,9 +194,8 @@ def run_server(store: Path, wait_ms: float, workers: int | None = None) -> tuple
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=20_000)
-    ap.add_argument(
-        "--requests", type=int, default=48, help="Requests per client count (at least 6 per client)."
-    )
+    ap.add_argument("--requests", type=int, default=48, help="Requests per client count, at least.")
+    ap.add_argument("--per-client", type=int, default=16, help="Requests per client, at least.")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--soak", type=float, metavar="MINUTES", help="Run the mixed soak instead (about 10).")
     args = ap.parse_args(argv)
@@ -181,34 +205,39 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()[0]
     rows = []
     cores = os.cpu_count() or 1
-    servers = (
-        (f"batched, {cores} encode workers of 1 thread", 4.0, None),
-        ("batched, 1 encode worker of 1 thread", 4.0, 1),
-        ("one request at a time", 0.0, 1),
-    )
-    efficiency: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        store = build(Path(tmp), args.points)
-        per_query = one_query_seconds(Path(tmp))
-        ideal = cores / per_query
-        for label, wait_ms, workers in servers:
-            proc, url = run_server(store, wait_ms, workers)
+        folder = Path(tmp)
+        store = build(folder, args.points)
+        plain, prepared = folder / "home-torch", folder / "home-onnx"
+        plain.mkdir()
+        export = prepare(store, prepared)
+        per_query = {"torch fp32": one_query_seconds(folder), "onnx fp32": one_query_seconds(folder, export)}
+        ideal = {tower: cores / seconds for tower, seconds in per_query.items()}
+        servers = (
+            (f"batched, {cores} encode workers of 1 thread", "onnx fp32", 4.0, None),
+            (f"batched, {cores} encode workers of 1 thread", "torch fp32", 4.0, None),
+            ("batched, 1 encode worker of 1 thread", "torch fp32", 4.0, 1),
+            ("one request at a time", "torch fp32", 0.0, 1),
+        )
+        for label, tower, wait_ms, workers in servers:
+            home = prepared if tower.startswith("onnx") else plain
+            proc, url = run_server(store, wait_ms, workers, home)
             try:
+                served = httpx_get(url + "/healthz").get("query_model")
+                if served != tower:
+                    raise SystemExit(f"the server encodes queries with {served}, not {tower}")
                 for clients in CLIENTS:
-                    total = max(args.requests, 6 * clients)
+                    total = max(args.requests, args.per_client * clients)
                     seconds, lat = asyncio.run(load(url, clients, total))
-                    row = [
-                        label,
-                        clients,
-                        f"{total / seconds:.1f}",
-                        f"{np.percentile(lat, 50) * 1000:.0f}",
-                        f"{np.percentile(lat, 95) * 1000:.0f}",
-                    ]
-                    if clients == max(CLIENTS):
-                        efficiency[label] = total / seconds / ideal
-                        row.append(f"{efficiency[label]:.2f}")
-                    else:
-                        row.append("")
+                    rate = total / seconds
+                    row = [label, tower, clients, f"{rate:.1f}"]
+                    row += [f"{np.percentile(lat, q) * 1000:.0f}" for q in (50, 95)]
+                    last = clients == max(CLIENTS)
+                    row += (
+                        [f"{rate / ideal[tower]:.2f}", f"{rate / ideal['torch fp32']:.2f}"]
+                        if last
+                        else ["", ""]
+                    )
                     print(row, flush=True)
                     rows.append(row)
             finally:
@@ -220,17 +249,31 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"{machine()}; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 cores "
             f"shared by the server and the load generator). {args.points:,} points, full-size text tower (random "
-            "weights, `CLAMP2_QUERY_THREADS=1`), k=10, hybrid search, real HTTP on 127.0.0.1 (32 keep-alive "
-            "connections of a lean asyncio client, about 0.2 ms of CPU a request). Efficiency: requests/s at "
-            f"{max(CLIENTS)} clients over {cores} cores / one query's encode time in a batch of 16 on one thread "
-            f"({per_query * 1000:.1f} ms here, measured in the same run: at most {ideal:.1f} requests/s).",
+            "weights, `CLAMP2_QUERY_THREADS=1`): PyTorch fp32, and the ONNX Runtime fp32 export that an ingest "
+            "prepares (`serve` uses it after `ingest`; it keeps fp32's hits, `bench_query.py`). k=10, hybrid "
+            "search, real HTTP on 127.0.0.1 (keep-alive connections of a lean asyncio client, about 0.2 ms of "
+            f"CPU a request; at least {args.per_client} requests a client, timed after every connection was "
+            f"answered once). Efficiency at {max(CLIENTS)} clients: requests/s over {cores} cores / one query's "
+            "encode time in a batch of 16 on one thread, measured in the same run: "
+            + ", ".join(f"{t} {s * 1000:.1f} ms (at most {ideal[t]:.1f} requests/s)" for t, s in per_query.items())
+            + "; of the served tower's own, and of PyTorch fp32's.",
             "",
-            table(["server", "clients", "requests/s", "p50 ms", "p95 ms", "efficiency"], rows),
+            table(
+                ["server", "text tower", "clients", "requests/s", "p50 ms", "p95 ms", "efficiency (own tower)",
+                 "efficiency (vs torch fp32)"],
+                rows,
+            ),
         ]
-    )
+    )  # fmt: skip
     print(md)
     if not args.no_write:
         write_section("serve", md)
+
+
+def httpx_get(url: str) -> dict:
+    import httpx
+
+    return httpx.get(url, timeout=30).json()
 
 
 def run_soak(minutes: float, write: bool) -> None:
