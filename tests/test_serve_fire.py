@@ -237,6 +237,35 @@ def test_a_server_fault_is_a_500_with_a_request_id(client, monkeypatch, caplog):
     assert client.get("/healthz", headers={"X-Request-ID": "bad id\x01"}).headers["x-request-id"] != "bad id"
 
 
+def test_an_answer_not_started_in_time_is_a_503_and_is_counted(corpus, tmp_path, monkeypatch):
+    """The time limit runs until the answer starts: a request stuck past it is a 503 with its request
+    id, counted in /metrics under its route; the server answers the next one."""
+    _root, store = corpus
+    copy = tmp_path / "edge"
+    shutil.copytree(store, copy)  # the module's server holds the original
+    release = threading.Event()
+
+    def stuck(self, name):
+        release.wait(60)
+        return {}
+
+    config = ServeConfig(StoreSpec(path=copy), "music", cache_dir=tmp_path / "cache", request_timeout=1.0)
+    srv = Server(create_app(config))
+    try:
+        monkeypatch.setattr(Service, "info", stuck)
+        res = httpx.get(f"{srv.url}/collections/music", headers={"X-Request-ID": "slow-1"}, timeout=60)
+        release.set()
+        assert res.status_code == 503
+        assert res.json() == {"error": "the request took longer than 1 s"}
+        assert res.headers["x-request-id"] == "slow-1"
+        assert httpx.get(f"{srv.url}/livez", timeout=60).status_code == 200
+        metrics = httpx.get(f"{srv.url}/metrics", timeout=60).text
+        assert 'clamp2_requests_total{method="GET",route="/collections/{name}",status="503"} 1.0' in metrics
+    finally:
+        release.set()
+        srv.stop()
+
+
 # operations: a graceful stop, and no temporary files left behind
 
 

@@ -49,8 +49,8 @@ def create_app(config: ServeConfig, service: Service | None = None) -> FastAPI:
             allow_headers=["*"],
         )
     app.add_middleware(errors.BodyDeadline, seconds=config.body_timeout)  # inside: its 408s are counted
-    app.middleware("http")(errors.guard(svc))
-    app.middleware("http")(svc.metrics.middleware)
+    app.add_middleware(errors.Guard, svc=svc)
+    app.add_middleware(svc.metrics.middleware)
     app.add_middleware(errors.HeadAsGet)
     errors.install(app)
     for module in (page, search, embed, collections, pieces):

@@ -11,9 +11,10 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
 from clamp2_engine.checkpoints import CheckpointError, ModelNotFoundError
@@ -33,26 +34,78 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status)
 
 
-def guard(svc: Service) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """The middleware: a request id (the client's ``X-Request-ID`` or a new one, echoed), the API key
-    (constant-time, never logged), readiness (503 while the model loads), the body size, the request
-    time limit."""
-    config = svc.config
-    open_paths = (*OPEN_PATHS, *HEALTH_PATHS) if config.public_health else OPEN_PATHS
+class Guard:
+    """ASGI middleware: a request id (the client's ``X-Request-ID`` or a new one, echoed), the API key
+    (constant-time, never logged), readiness (503 while the model loads), the body size, the time limit
+    until the answer starts, and a 500 for a server fault (a plain ASGI layer: Starlette's
+    ``BaseHTTPMiddleware`` cost about 0.7 ms of CPU a request)."""
 
-    async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        given = request.headers.get("x-request-id", "")
-        request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
-        response = await checked(request, call_next)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
+    def __init__(self, app: Callable[..., Awaitable[None]], svc: Service):
+        self.app, self.svc = app, svc
+        public = svc.config.public_health
+        self.open_paths = (*OPEN_PATHS, *HEALTH_PATHS) if public else OPEN_PATHS
 
-    async def checked(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        path = request.url.path
-        if config.api_key and path not in open_paths and not path.startswith(("/static/", "/docs-assets/")):
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        given = headers.get("x-request-id", "")
+        rid = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = rid  # request.state.request_id
+        began = asyncio.get_running_loop().create_future()  # done when the answer starts
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), (b"x-request-id", rid.encode())],
+                }
+                if not began.done():
+                    began.set_result(True)
+            await send(message)
+
+        refusal = self.refusal(scope["path"], headers)
+        if refusal is not None:
+            await refusal(scope, receive, send_with_id)
+            return
+        await self.answer(scope, receive, send_with_id, began)
+
+    async def answer(self, scope: dict, receive: Callable, send: Callable, began: asyncio.Future) -> None:
+        """The app's answer (``began`` is done when it starts); a 503 when it has not started within the
+        time limit, a 500 for a fault before it started."""
+        limit = self.svc.config.request_timeout
+        task = asyncio.ensure_future(self.app(scope, receive, send))
+        task.add_done_callback(lambda _t: began.done() or began.set_result(False))
+        try:
+            await asyncio.wait_for(asyncio.shield(began), limit)
+        except TimeoutError:
+            task.cancel()
+            await error(503, f"the request took longer than {limit:.0f} s")(scope, receive, send)
+            return
+        except asyncio.CancelledError:  # the server stops: so does the request
+            task.cancel()
+            raise
+        try:
+            await task  # the rest of the answer (a streamed body) takes the time it takes
+        except Exception:  # a server fault, answered here so that the connection stays open
+            rid = scope["state"]["request_id"]
+            log.exception("internal error, request id %s: %s %s", rid, scope["method"], scope["path"])
+            if began.result():  # too late for another answer: the connection ends
+                raise
+            await error(500, f"internal error (request id {rid}; see the server's log)")(scope, receive, send)
+
+    def refusal(self, path: str, headers: Headers) -> JSONResponse | None:
+        """The answer to a request refused before the app sees it, or ``None``."""
+        config, svc = self.svc.config, self.svc
+        if (
+            config.api_key
+            and path not in self.open_paths
+            and not path.startswith(("/static/", "/docs-assets/"))
+        ):
+            scheme, _, token = headers.get("authorization", "").partition(" ")
             bearer = token.strip() if scheme.lower() == "bearer" else ""  # the scheme is case-insensitive
-            given = request.headers.get("x-api-key") or bearer
+            given = headers.get("x-api-key") or bearer
             if not hmac.compare_digest(given.encode(), config.api_key.encode()):
                 return error(401, "missing or wrong API key (X-API-Key or Authorization: Bearer)")
         if (
@@ -67,19 +120,10 @@ def guard(svc: Service) -> Callable[[Request, Callable[[Request], Awaitable[Resp
             else:
                 reason = "the server is starting: the model is loading"
             return JSONResponse({"error": reason}, 503, headers={"Retry-After": "5"})
-        size = request.headers.get("content-length")
+        size = headers.get("content-length")
         if size and (not size.isdigit() or int(size) > config.max_body):
             return error(413, f"the request body is over {config.max_body // 2**20} MiB")
-        try:
-            return await asyncio.wait_for(call_next(request), config.request_timeout)
-        except TimeoutError:
-            return error(503, f"the request took longer than {config.request_timeout:.0f} s")
-        except Exception:  # a server fault, answered here so that the connection stays open
-            rid = request.state.request_id
-            log.exception("internal error, request id %s: %s %s", rid, request.method, request.url.path)
-            return error(500, f"internal error (request id {rid}; see the server's log)")
-
-    return middleware
+        return None
 
 
 class HeadAsGet:

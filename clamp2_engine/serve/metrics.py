@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
+from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 
@@ -40,16 +40,29 @@ class Metrics:
             registry=self.registry,
         )
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", None) or "unmatched"  # the route's template: bounded labels
-        self.requests.labels(name, request.method, str(response.status_code)).inc()
-        self.latency.labels(name).observe(time.perf_counter() - started)
-        return response
+    def middleware(self, app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """ASGI middleware observing every request (``app.add_middleware(metrics.middleware)``)."""
+
+        async def observed(scope: dict, receive: Callable, send: Callable) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started, status = time.perf_counter(), [500]
+
+            async def send_status(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_status)
+            finally:
+                route = scope.get("route")
+                name = getattr(route, "path", None) or "unmatched"  # the route's template: bounded labels
+                self.requests.labels(name, scope["method"], str(status[0])).inc()
+                self.latency.labels(name).observe(time.perf_counter() - started)
+
+        return observed
 
     def exposition(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
