@@ -69,7 +69,9 @@ def test_playing_advances_and_the_score_follows(site):
     page = browser.new_page()
     page.goto(f"{url}/?" + str(httpx.QueryParams({"q": QUERY, "modality": "abc"})))
     page.wait_for_selector(".card .score svg g.measure", timeout=60_000)
-    card = page.locator(".card", has=page.locator(".score svg g.measure")).first
+    engraved = page.locator(".card", has=page.locator(".score svg g.measure")).first
+    # that card, by its id: "the first engraved card" changes as the other cards' scores arrive
+    card = page.locator(f'.card[data-id="{engraved.get_attribute("data-id")}"]')
     card.locator(".play").click()
     page.wait_for_function(
         "(el) => { const a = el.querySelector('audio'); return a && a.currentTime > 1.0; }",
