@@ -168,6 +168,7 @@ def run_server(store: Path, wait_ms: float, workers: int | None, home: Path) -> 
     """``serve`` of the bench collection with ``home`` as its data folder (an ONNX export there is used)."""
     port = free_port()
     env = {**os.environ, "CLAMP2_QUERY_THREADS": "1", "HF_HUB_OFFLINE": "1", "CLAMP2_HOME": str(home)}
+    env["CLAMP2_DTYPE"] = "fp32"  # PyTorch at fp32 on every CPU (`auto` is bf16 where that is native)
     cmd = [sys.executable, "-m", "clamp2_engine", "serve", "-c", "bench", "--qdrant-path", str(store)]
     cmd += ["--port", str(port), "--batch-wait-ms", str(wait_ms)]
     cmd += ["--encode-workers", str(workers)] if workers else []
