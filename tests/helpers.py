@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -42,12 +43,14 @@ def sigkilled(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
 class Server:
     """uvicorn serving ``app`` on 127.0.0.1 in a thread; by default, once it says it is ready."""
 
-    def __init__(self, app, ready: bool = True, limit: float = 120.0, header_timeout: float = 10.0):
+    def __init__(
+        self, app, ready: bool = True, limit: float = 120.0, header_timeout: float = 10.0, http: str = "auto"
+    ):
         import uvicorn
 
         from clamp2_engine.serve.server import server_config
 
-        self.server = uvicorn.Server(server_config(app, port=0, header_timeout=header_timeout))
+        self.server = uvicorn.Server(server_config(app, port=0, header_timeout=header_timeout, http=http))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         self.deadline = time.monotonic() + limit
@@ -174,3 +177,20 @@ def readme_example(name: str) -> str:
     found = re.search(rf"<!-- example: {re.escape(name)} -->\n```\w*\n(.*?)\n```", readme, re.S)
     assert found, f"the README has no example {name!r}"
     return found.group(1)
+
+
+def raw(url: str, data: bytes, wait: float, closed: list[bool] | None = None) -> bytes:
+    """Send ``data`` on a fresh connection, then read what the server says within ``wait`` seconds
+    (``closed`` gets whether the server closed the connection before that)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(data)
+        answer, ended = b"", True
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            ended = False
+        if closed is not None:
+            closed.append(ended)
+        return answer

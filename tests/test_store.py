@@ -47,6 +47,21 @@ def test_point_ids_are_stable_uuids():
     assert piece_identity("c", "f.abc", "3") == "c:f.abc#3"
 
 
+def test_engine_ids_read_as_the_store_writes_them():
+    """Qdrant Edge's ``uuid.UUID`` ids come back as the text the store wrote (memoised: the same again)."""
+    import uuid
+
+    from clamp2_engine.store.edge_convert import id_text
+
+    pid = point_id("corpus:x/y.mid")
+    assert id_text(uuid.UUID(pid)) == pid == id_text(uuid.UUID(pid))
+    assert [id_text(uuid.UUID(int=n)) for n in (0, 2**128 - 1)] == [
+        str(uuid.UUID(int=n)) for n in (0, 2**128 - 1)
+    ]
+    assert id_text(7) == "7"
+    assert id_text(pid) == pid
+
+
 def test_item_point_id_follows_filepaths_and_root(tmp_path):
     root = tmp_path / "seed"
     item = {"filepaths": ["mtf/a.mtf", "abc/a.abc"], "title": "A"}

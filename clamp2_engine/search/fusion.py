@@ -16,16 +16,22 @@ WEIGHTS = (1.0, LEXICAL_WEIGHT)  # hybrid: (semantic, lexical) weights of the fu
 Row = Sequence[tuple[str, float, dict]]  # one search's (point id, score, payload), best first
 
 
-def best_score(rows: Sequence[Row], names: Sequence[str], limit: int, offset: int) -> list[Hit]:
-    """One ranking from a search per vector name (``names[i]`` made ``rows[i]``): each point by its best
-    score, carrying that vector's name; the page ``offset .. offset + limit``, ranks from ``offset + 1``."""
+def best_ranking(rows: Sequence[Row], names: Sequence[str]) -> list[tuple[str, tuple[float, str, dict]]]:
+    """Each point once, by its best score over the searches (``names[i]`` made ``rows[i]``), best first:
+    ``(point id, (score, vector name, payload))``."""
     best: dict[str, tuple[float, str, dict]] = {}
     for using, row in zip(names, rows, strict=True):
         for pid, score, payload in row:
             seen = best.get(pid)
             if seen is None or score > seen[0]:
                 best[pid] = (score, using, payload)
-    page = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[offset : offset + limit]
+    return sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
+
+
+def best_score(rows: Sequence[Row], names: Sequence[str], limit: int, offset: int) -> list[Hit]:
+    """One ranking from a search per vector name (``names[i]`` made ``rows[i]``): each point by its best
+    score, carrying that vector's name; the page ``offset .. offset + limit``, ranks from ``offset + 1``."""
+    page = best_ranking(rows, names)[offset : offset + limit]
     return [
         Hit(r, pid, score, using, {k: v for k, v in payload.items() if k != KEYS} if payload else {})
         for r, (pid, (score, using, payload)) in enumerate(page, offset + 1)
@@ -48,9 +54,10 @@ def weighted_rrf(
 
 
 def rrf_page(
-    rankings: Sequence[Sequence[Hit]], weights: Sequence[float], limit: int, offset: int
+    rankings: Sequence[Sequence[str]], weights: Sequence[float], limit: int, offset: int
 ) -> list[Hit]:
-    """The page of the weighted RRF of ``rankings`` (hits named ``hybrid``, scores the fusion's)."""
-    fused = weighted_rrf([[h.id for h in ranking] for ranking in rankings], weights)
+    """The page of the weighted RRF of ``rankings`` (point ids, best first): hits named ``hybrid``, scores
+    the fusion's."""
+    fused = weighted_rrf(rankings, weights)
     ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[offset : offset + limit]
     return [Hit(r, pid, score, "hybrid", {}) for r, (pid, score) in enumerate(ranked, offset + 1)]

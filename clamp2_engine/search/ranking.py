@@ -14,7 +14,7 @@ import numpy as np
 
 from clamp2_engine.errors import CollectionError, about
 from clamp2_engine.search.explain import explain_empty
-from clamp2_engine.search.fusion import WEIGHTS, best_score, rrf_page
+from clamp2_engine.search.fusion import WEIGHTS, best_ranking, best_score, rrf_page
 from clamp2_engine.search.query import Query, vector_names
 from clamp2_engine.store.backend import Search
 from clamp2_engine.store.collection import Collection
@@ -152,14 +152,14 @@ def hybrid(
     ]
     searches.append(Search(LEXICAL, n, query_vector(text), filters=flt, with_payload=False))
     rows = collection.query(searches)
-    words = best_score(rows[-1:], (LEXICAL,), n, 0)
-    if sides and not words:  # no word matched: meaning alone, its hits named by their vectors
+    if sides and not rows[-1]:  # no word matched: meaning alone, its hits named by their vectors
         hits = best_score(rows[:-1], tuple(sides), limit, offset)
     elif sides:
-        meaning = best_score(rows[:-1], tuple(sides), n, 0)
+        meaning = [pid for pid, _ in best_ranking(rows[:-1], tuple(sides))[:n]]
+        words = [pid for pid, _ in best_ranking(rows[-1:], (LEXICAL,))[:n]]
         hits = rrf_page([meaning, words], weights or WEIGHTS, limit, offset)
     else:
-        hits = words[offset : offset + limit]
+        hits = best_score(rows[-1:], (LEXICAL,), limit, offset)
     if with_payload:
         collection.fill_payloads(hits, with_payload)
     return hits

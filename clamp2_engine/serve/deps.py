@@ -13,7 +13,9 @@ from clamp2_engine.serve.models import SearchRequest
 from clamp2_engine.serve.service import Service
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
+    """The app's service (``async``: FastAPI runs a plain ``def`` dependency on a worker thread, a thread
+    hop per request for a lookup)."""
     return request.app.state.service
 
 

@@ -115,6 +115,9 @@ class Service:
     def session(self, name: str | None = None) -> SearchSession:
         """The search session of a served collection (the default one when ``name`` is ``None``)."""
         name = name or self.config.collection
+        opened = self.sessions.get(name)  # no lock once opened: routes call this on the event loop
+        if opened is not None:
+            return opened
         with self.lock:
             if name not in self.sessions:
                 self.sessions[name] = SearchSession.open(

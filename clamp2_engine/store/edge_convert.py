@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import qdrant_edge as qe
 
-from clamp2_engine.store.backend import Index, Payload, Search
+from clamp2_engine.store.backend import Index, Payload, Scored, Search
 from clamp2_engine.store.filters import Filters, translate
 from clamp2_engine.store.lexical import LEXICAL, SparseVector
 from clamp2_engine.store.quantization import quantization
@@ -63,10 +64,29 @@ def request(s: Search, limit: int | None = None, offset: int | None = None) -> A
     )
 
 
+ID_TEXTS = 1 << 16  # point ids kept as text: a search's candidates come back search after search
+
+
+@lru_cache(maxsize=ID_TEXTS)
+def _uuid_text(value: int) -> str:
+    return str(uuid.UUID(int=value))
+
+
+def id_text(pid: Any) -> str:
+    """A point id as the store's text (Qdrant Edge gives ``uuid.UUID`` objects; turning one into text
+    costs 2 us, and a hybrid search brings back 300 candidates)."""
+    return _uuid_text(pid.int) if isinstance(pid, uuid.UUID) else str(pid)
+
+
+def scored(points: Iterable[Any]) -> list[Scored]:
+    """Qdrant Edge's scored points as the store's ``(point id, score, payload)``."""
+    return [(id_text(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+
 def to_point(record: Any) -> Point:
     vectors = record.vector if isinstance(record.vector, dict) else {}
     return Point(
-        str(record.id),
+        id_text(record.id),
         {
             k: SparseVector(tuple(v.indices), tuple(v.values)) if k == LEXICAL else v
             for k, v in vectors.items()

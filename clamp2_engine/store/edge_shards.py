@@ -13,6 +13,7 @@ is applied per group); counts and facets are summed. A collection made before gr
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -225,7 +226,7 @@ class ShardSet:
             for j, shard in enumerate(shards):
                 if id(shard) in having:
                     per_shard.setdefault(j, []).append((i, req))
-        rows: list[list[list[Scored]]] = [[] for _ in searches]
+        rows: list[list[list[Any]]] = [[] for _ in searches]  # per search, each shard's scored points
         for j, items in per_shard.items():
             reqs = [r for _i, r in items]
             shard = shards[j]
@@ -235,14 +236,14 @@ class ShardSet:
                 else self.call(shard.query_batch, qe.QueryBatchRequest(reqs))
             )
             for (i, _r), points in zip(items, found, strict=True):
-                rows[i].append([(str(p.id), float(p.score), dict(p.payload or {})) for p in points])
+                rows[i].append(points)
         out = []
         for s, parts in zip(searches, rows, strict=True):
             if len(parts) <= 1:
-                out.append(parts[0] if parts else [])
+                out.append(cv.scored(parts[0]) if parts else [])
                 continue
-            merged = heapq.merge(*parts, key=lambda hit: -hit[1])
-            out.append(list(merged)[s.offset : s.offset + s.limit])
+            merged = heapq.merge(*parts, key=lambda p: -p.score)  # only the page's ids are read
+            out.append(cv.scored(itertools.islice(merged, s.offset, s.offset + s.limit)))
         return out
 
     def facet(self, key: str, limit: int) -> list[tuple[str, int]]:
