@@ -3,10 +3,11 @@ a large request is cut into passes that take turns with the others.
 
 A request's texts join a queue; each forward pass is formed from what is waiting, at most ``max_batch``
 texts and its fair share: the texts waiting and those being encoded, over the workers, so that passes
-stay even and every core has work (32 clients on 2 workers: passes of 16). Until a pass has its share it
-waits for more while they keep coming, each within a gap of the last (``max_wait``, or for a slow encoder
-``GAP_SHARE`` of a pass's time): the clients answered by one pass come back within a few ms of each
-other, and so go out together. Requests not yet started go first, each with its first text, then the
+stay even and every core has work (32 clients on 2 workers: at most 16; clients still in their search
+are not counted, so at steady state passes average about 11). Until a pass has its share it waits for
+more while they keep coming, each within a gap of the last (``max_wait``, or for a slow encoder
+``GAP_SHARE`` of a pass's time): the clients answered by one pass come back close together, and so go
+out together. Requests not yet started go first, each with its first text, then the
 ones already part-encoded: a request's further texts are cut to about ``pass_seconds`` of work (the
 worker learns the encoder's seconds per estimated token from the passes it runs), so a search waits for
 at most one pass of a large embed request. The encode threads run at a lower priority than the threads
