@@ -103,7 +103,7 @@ async def load(url: str, clients: int, total: int) -> tuple[float, list[float]]:
     and every request's latency."""
     host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
-    queue = list(enumerate(texts(total)))
+    queue = texts(total)
     finished: list[float] = []
     drained: list[float] = []
 
@@ -116,7 +116,7 @@ async def load(url: str, clients: int, total: int) -> tuple[float, list[float]]:
                 warmed.set()
             await ready.wait()
             while queue:
-                _i, text = queue.pop()
+                text = queue.pop()
                 if not queue:
                     drained.append(time.perf_counter())
                 sent = time.perf_counter()

@@ -34,6 +34,8 @@ def test_the_fastest_protocol_is_chosen_where_installed():
     assert issubclass(protocol(), httptools_protocol())
     assert issubclass(protocol(http="h11"), H11HeaderTimeout)
     assert protocol(2.5).header_timeout == 2.5
+    with pytest.raises(ValueError, match="http must be"):
+        protocol(http="h2")
 
 
 def test_slow_headers_get_408_and_silent_sockets_are_closed(server):

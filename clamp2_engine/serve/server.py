@@ -124,7 +124,10 @@ def httptools_protocol() -> type | None:
 
 def protocol(header_timeout: float = HEADER_TIMEOUT, http: str = "auto") -> type[Any]:
     """The protocol class with its limit (uvicorn takes a class): ``http`` ``httptools``, ``h11``, or
-    ``auto`` (httptools where it is installed; it parses a request in a third of h11's time)."""
+    ``auto`` (httptools where it is installed: with uvloop, a fifth less CPU a request than h11 and
+    asyncio, docs/benchmarks.md)."""
+    if http not in ("auto", "httptools", "h11"):
+        raise ValueError(f"http must be auto, httptools or h11, not {http!r}")
     fast = httptools_protocol() if http in ("auto", "httptools") else None
     if http == "httptools" and fast is None:
         raise RuntimeError("httptools is not installed: pip install 'clamp2-engine[serve]'")
