@@ -77,6 +77,48 @@ def test_a_quantized_collection_round_trips(tmp_path, kind):
         assert ranking(copy, unit_vec(2)) == exact
 
 
+def shard_configs(root: Path, name: str = "c") -> dict[str, dict]:
+    return {
+        shard.name: json.loads((shard / "edge_config.json").read_text())
+        for shard in sorted((root / name / "shards").iterdir())
+        if (shard / "edge_config.json").is_file()
+    }
+
+
+def search_pool_threads() -> int:
+    """Qdrant Edge's search pool threads in this process (Linux: their names)."""
+    tasks = Path("/proc/self/task")
+    return sum((t / "comm").read_text().startswith("edge-search") for t in tasks.iterdir())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_search_threads_are_set_when_opened_and_the_shards_keep_their_configuration(tmp_path, kind):
+    root = tmp_path / "edge"
+    with open_store(StoreSpec(path=root)) as s:
+        coll = s.ensure("c", identity(), {"model": "/m.pth"}, kind)
+        coll.upsert([p for page in fill(s, "exact").scroll(vectors=True) for p in page])
+        coll.optimize()
+        expected = ranking(coll, unit_vec(2))
+    made = shard_configs(root)
+    assert len(made) == 4  # abc, abc+text, mtf, mtf+text
+    for threads in (3, 0):
+        before, shards = search_pool_threads(), len(shard_configs(root))
+        with open_store(StoreSpec(path=root, search_threads=threads)) as s:
+            coll = s.collection("c")
+            assert ranking(coll, unit_vec(2)) == expected
+            if threads:
+                assert search_pool_threads() - before == threads * shards
+            new = {"abc": unit_vec(40), "mtf": unit_vec(41)}  # a group made while open
+            coll.upsert([Point(point_id("k:new"), new, {"unit": "new"})])
+            coll.delete([point_id("k:new")])
+        now = shard_configs(root)
+        assert set(now) == {*made, "abc+mtf"}
+        assert {k: c.pop("max_search_threads") for k, c in now.items()} == dict.fromkeys(now, threads)
+        for key, config in made.items():  # given again as made: nothing else changed
+            config.pop("max_search_threads", None)
+            assert now[key] == config
+
+
 def test_optimize_converts_without_embedding_again(tmp_path):
     root = tmp_path / "edge"
     with open_store(StoreSpec(path=root)) as s:

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -393,6 +395,27 @@ def test_concurrent_queries_are_encoded_together(text_model):
     assert np.allclose(vectors[3][0], model.encode_text("query 3"), atol=1e-5)
 
 
+def test_searches_run_side_by_side_and_answer_as_one_at_a_time(server, client, corpus):
+    _root, store = corpus
+    configs = [json.loads(p.read_text()) for p in (store / "music" / "shards").glob("*/edge_config.json")]
+    assert configs
+    assert {c["max_search_threads"] for c in configs} == {1}  # serve's --search-threads
+    queries = (QUERY, "ein Choral", "Corelli", "a lively dance")
+    bodies = [{"query": q, "k": 5, "mode": m} for q in queries for m in ("semantic", "hybrid", "lexical")]
+    bodies.append({"like": [hits(client.post("/search", json=bodies[0]))[0]["id"]], "k": 5})
+
+    def ranked(body: dict) -> list[dict]:
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": KEY}, timeout=120) as c:
+            return hits(c.post("/search", json=body))
+
+    alone = [ranked(b) for b in bodies]
+    with ThreadPoolExecutor(2 * len(bodies)) as pool:
+        together = list(pool.map(ranked, bodies * 2))
+    for got, want in zip(together, alone * 2, strict=True):  # texts batched otherwise: scores within fp32
+        assert [h["id"] for h in got] == [h["id"] for h in want]
+        assert [h["score"] for h in got] == pytest.approx([h["score"] for h in want], abs=1e-4)
+
+
 def test_client_errors_leave_no_traceback_in_the_log(client, caplog):
     caplog.set_level(logging.DEBUG)
     client.post("/search", content=b"\xff\xfe", headers={"Content-Type": "application/json"})
@@ -414,6 +437,9 @@ def test_serve_command_refuses_bad_options_before_starting(corpus, monkeypatch):
     res = CliRunner().invoke(main, [*base, "--corpus-root", "pieces"])
     assert res.exit_code == 2
     assert "NAME=FOLDER" in res.output
+    res = CliRunner().invoke(main, [*base, "--search-threads", "-1"])
+    assert res.exit_code == 2
+    assert "--search-threads" in res.output
 
 
 def dump_dom(chromium: str, url: str, profile: Path) -> str:

@@ -71,6 +71,14 @@ def _corpus_roots(values: tuple[str, ...]) -> dict[str, str]:
     help="Text passes run at once, each on $CLAMP2_QUERY_THREADS threads (1 unless set); unset: cores / threads.",
 )
 @click.option(
+    "--search-threads",
+    type=click.IntRange(0, 256),
+    default=1,
+    show_default=True,
+    help="Threads one search of an embedded collection uses; searches of concurrent requests run side by "
+    "side (0: Qdrant Edge's default, from the CPU count).",
+)
+@click.option(
     "--public-url",
     metavar="URL",
     help="Where clients reach this server (the links the MCP tool read_piece gives); default: none.",
@@ -88,6 +96,7 @@ def serve(
     public_health: bool,
     public_url: str | None,
     encode_workers: int | None,
+    search_threads: int,
     **kwargs: Any,
 ) -> None:
     """Serve the collection given by -c over HTTP: a JSON API (/search, /search/music, /embed/text, /embed/music,
@@ -116,6 +125,7 @@ def serve(
         public_health=public_health,
         public_url=public_url,
         encode_workers=encode_workers,
+        search_threads=search_threads,
     )
     click.echo(
         f"serving {collection} from {spec.describe()} on http://{host}:{port}/ (API docs: /docs)", err=True

@@ -27,6 +27,7 @@ from clamp2_engine.serve.metrics import Metrics
 from clamp2_engine.serve.render import Renderer
 from clamp2_engine.store import Collection, Store, StoreSpec
 from clamp2_engine.store.pieces import PieceNotFound, get_piece, piece_file
+from clamp2_engine.store.spec import MEMORY
 
 FACET_FIELDS = ("composer", "genres")
 RETRY_S = 2.0  # seconds between tries of a collection another process holds
@@ -60,18 +61,25 @@ class ServeConfig:
     public_url: str | None = None  # where clients reach the server (links in the MCP tool read_piece)
     # threads that wait on render and upload workers (each runs one worker process at a time)
     music_threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
+    # threads one search of an embedded collection reads its segments with: the default collection's
+    # searches run side by side, so the cores are shared across requests (0: Qdrant Edge's default)
+    search_threads: int = 1
 
 
 class Service:
-    """The served store and collections. Store calls are serialized by one lock (one process owns an
-    embedded collection; its calls take milliseconds)."""
+    """The served store and collections. Searches of the default collection, which stays open, run side
+    by side; other store calls are serialized by one lock (one process owns an embedded collection; its
+    calls take milliseconds, and a sibling collection is let go after each)."""
 
     def __init__(self, config: ServeConfig):
         self.config = config
         # one setting for a query's threads everywhere: an ONNX session gets them when it loads
         options = config.model_options
         self.model_options = replace(options, threads=options.threads or query_threads())
-        self.store = Store(config.store)
+        spec = config.store
+        self.store = Store(replace(spec, search_threads=config.search_threads) if spec.is_local else spec)
+        # qdrant-client's in-memory stand-in (tests) is not made for calls from several threads
+        self.side_by_side = spec.url != MEMORY
         self.lock = threading.Lock()
         self.sessions: dict[str, SearchSession] = {}
         self.batchers: dict[str, MicroBatcher] = {}
@@ -209,8 +217,11 @@ class Service:
         return {**self.locked(coll.info, coll=coll), "facets": self.facets(coll)}
 
     def search(self, query: Query | Plan, vector: np.ndarray | None, name: str | None = None) -> Result:
-        """Run ``query`` (or its plan) on a served collection under the store lock."""
+        """Run ``query`` (or its plan) on a served collection: the default one at once, beside other
+        searches; another under the store lock."""
         session = self.session(name)
+        if self.side_by_side and session.collection.name == self.config.collection:
+            return session.find(query, vector)
         with self.lock:
             try:
                 return session.find(query, vector)

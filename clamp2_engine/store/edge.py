@@ -134,7 +134,7 @@ class EdgeBackend(Backend):
                 with edge_files.shard_lock(path, name):
                     aside += edge_files.set_aside_unfinished(path)
                 edge_files.trial_open(path, name)
-                opened[key] = self._open(path, qe.EdgeShard.load)
+                opened[key] = self._load(path, layout, key)
                 edge_files.forget_closed(path)
         except BaseException:
             for shard in opened.values():
@@ -190,15 +190,29 @@ class EdgeBackend(Backend):
         edge_files.need_space(self.root, edge_files.CREATE_NEED, f"collection {name!r}")
         if tmp.exists():
             shutil.rmtree(tmp)
-        config = cv.shard_config(layout.dim, sorted(group_names(key)), layout.lexical, layout.quantization)
-        shard = self._open(tmp, qe.EdgeShard.create, config)
+        shard = self._open(tmp, qe.EdgeShard.create, self._config(layout, key))
         try:
             for op in cv.index_ops(layout.indexes, cold=quantization(layout.quantization).compressed):
                 self._call(name, shard.update, op)
         finally:
             shard.close()
         os.replace(tmp, final)
-        return self._open(final, qe.EdgeShard.load)
+        return self._load(final, layout, key)
+
+    def _config(self, layout: GroupLayout, key: str) -> Any:
+        """The configuration group ``key``'s shard was made with, and this store's search threads."""
+        names = sorted(group_names(key))
+        return cv.shard_config(
+            layout.dim, names, layout.lexical, layout.quantization, self.spec.search_threads
+        )
+
+    def _load(self, path: Path, layout: GroupLayout | None, key: str) -> Any:
+        """Open a shard; one of vector group ``key`` with its configuration given again, which sets its
+        search threads (Qdrant Edge checks it against the shard's own and writes it back). A collection
+        made before vector groups keeps Qdrant Edge's default."""
+        if layout is None:
+            return self._open(path, qe.EdgeShard.load)
+        return self._open(path, qe.EdgeShard.load, self._config(layout, key))
 
     def _call(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` on collection ``name``'s storage, its exceptions as typed one-line errors."""

@@ -135,10 +135,11 @@ def _quantization_config(kind: str) -> Any:
     return None
 
 
-def shard_config(dim: int, names: Iterable[str], lexical: bool, kind: str) -> Any:
+def shard_config(dim: int, names: Iterable[str], lexical: bool, kind: str, search_threads: int = 0) -> Any:
     """The configuration of a shard holding dense vectors ``names`` (``dim``-d, cosine) kept as
     quantization ``kind`` says: a compressed copy pinned in RAM and the originals and payloads on disk
-    (``Memory.Cold``), or (``none``) everything as Qdrant Edge keeps it by default."""
+    (``Memory.Cold``), or (``none``) everything as Qdrant Edge keeps it by default. ``search_threads``:
+    its search pool (0: Qdrant Edge's default, from the CPU count)."""
     q = quantization(kind)
     cold = qe.Memory.Cold if q.compressed else None
     params = {
@@ -151,7 +152,9 @@ def shard_config(dim: int, names: Iterable[str], lexical: bool, kind: str) -> An
         for v in names
     }
     sparse = {LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf, memory=cold)} if lexical else None
-    return qe.EdgeConfig(vectors=params, sparse_vectors=sparse, payload_memory=cold)
+    return qe.EdgeConfig(
+        vectors=params, sparse_vectors=sparse, payload_memory=cold, max_search_threads=search_threads
+    )
 
 
 def index_ops(indexes: Iterable[Index], cold: bool = False) -> list[Any]:

@@ -22,12 +22,17 @@ Engine = Literal["edge", "server", "local-mode"]
 @dataclass(frozen=True)
 class StoreSpec:
     """A store: an embedded folder (``path``), a server (``url``, or ``:memory:``), or a folder written by
-    qdrant-client's local mode (``engine="local-mode"``, read by ``migrate --from-local-mode``)."""
+    qdrant-client's local mode (``engine="local-mode"``, read by ``migrate --from-local-mode``).
+
+    ``search_threads``: the threads each embedded shard reads its segments with in one search (Qdrant
+    Edge's ``max_search_threads``); 0 lets Qdrant Edge derive them from the CPU count. A server has its own
+    (``performance.max_search_threads`` in qdrant-config.yaml)."""
 
     path: Path | None = None
     url: str | None = None
     api_key_env: str = DEFAULT_API_KEY_ENV
     engine: Engine | None = None
+    search_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.path is not None and not isinstance(self.path, Path):
