@@ -29,6 +29,7 @@ MIDI_SUFFIXES = frozenset({".mid", ".midi"})
 TEXT_SUFFIXES = frozenset({".txt"})
 MUSICXML_SUFFIXES = frozenset({".xml", ".musicxml", ".mxl"})
 HUMDRUM_SUFFIXES = frozenset({".krn"})
+MEI_SUFFIXES = frozenset({".mei"})
 # Other score formats music21 reads; each is canonicalised through MusicXML.
 MUSIC21_SUFFIXES = frozenset(
     {

@@ -1,5 +1,6 @@
-"""Scores rendered to MIDI by Verovio, normalised to the conventions of music21's rendering: the same notes
-and message structure as music21 on fixture scores, music21 where Verovio fails (said as a note)."""
+"""Scores (MusicXML, MEI, interleaved ABC) rendered to MIDI by Verovio, normalised to the conventions of
+music21's rendering: the same notes and message structure as music21 on fixture scores, music21 where
+Verovio fails (said as a note)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from clamp2_engine.music.convert import ConversionError, engraver, score, score_to_midi
+from clamp2_engine.music.convert import ConversionError, convert_tree, engraver, score, score_to_midi
 from clamp2_engine.music.convert.mtf import mido_to_mtf
 from clamp2_engine.music.patches import split_patches
 
@@ -125,3 +126,77 @@ def test_interleaved_abc_renders_through_verovio_with_music21s_notes(name, monke
     midi, taken = score.abc_tune_to_midi(tune)
     assert (midi, taken) == (reference, (score.MUSIC21_FALLBACK,))
     assert score.renderer_of("abc", tune, taken) == "music21"
+
+
+def mei_of(name: str, folder: Path) -> Path:
+    """The MEI (5) Verovio writes of a fixture score."""
+    import verovio
+
+    xml, _ = score.read_musicxml((FIXTURES / name).read_bytes())
+    tk = verovio.toolkit()
+    assert tk.loadData(xml.decode("utf-8-sig"))
+    path = folder / f"{Path(name).stem}.mei"
+    path.write_text(tk.getMEI(), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", SAME_NOTES)
+def test_mei_renders_through_verovio_with_music21s_notes(name, tmp_path):
+    mei = mei_of(name, tmp_path)
+    (piece,) = score.file_to_pieces(mei, "midi")
+    assert piece.notes == ()
+    assert score.renderer_of("music21", None, piece.notes, mei) == "Verovio"
+    by_verovio = mido.MidiFile(file=io.BytesIO(piece.text.encode("latin-1")))
+    by_music21 = score_to_midi(FIXTURES / name, renderer="music21")  # music21 reading the MusicXML
+    assert by_verovio.ticks_per_beat == engraver.TICKS_PER_BEAT
+    assert engraver.note_events(by_verovio) == engraver.note_events(by_music21)
+    assert abs(patch_count(by_verovio) / patch_count(by_music21) - 1) <= 0.05
+    (mtf,) = score.file_to_pieces(mei, "mtf")  # straight from Verovio's MIDI
+    assert mtf.text == mido_to_mtf(by_verovio)
+
+
+def test_mei_falls_back_to_music21_and_says_why(tmp_path, monkeypatch):
+    mei = mei_of("real-scores/natural_sharp.musicxml", tmp_path)  # one that music21's MEI reader reads
+    reference = score_to_midi(mei, renderer="music21")
+    assert engraver.note_events(reference) == engraver.note_events(score_to_midi(mei))
+
+    def broken(_text: str) -> bytes:
+        raise ConversionError("verovio", "Verovio could not read the score")
+
+    monkeypatch.setattr(engraver, "render_midi_bytes", broken)
+    (piece,) = score.file_to_pieces(mei, "midi")
+    assert piece.notes == (score.MUSIC21_FALLBACK, "Verovio: Verovio could not read the score")
+    assert score.renderer_of("music21", None, piece.notes, mei) == "music21"
+    assert engraver.note_events(mido.MidiFile(file=io.BytesIO(piece.text.encode("latin-1")))) == (
+        engraver.note_events(reference)
+    )
+
+
+def test_the_page_engraves_mei_that_music21_cannot_read(tmp_path):
+    from clamp2_engine.serve.render import engrave
+
+    mei = mei_of("real-scores/lied_harmony.musicxml", tmp_path)
+    with pytest.raises(ConversionError):
+        score_to_midi(mei, renderer="music21")  # music21's MEI reader fails on this one
+    assert engrave((str(mei), "")).lstrip().startswith("<svg")
+
+
+def test_convert_to_mtf_counts_mei_as_rendered_by_verovio(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    mei_of("real-scores/natural_sharp.musicxml", src)
+    report = convert_tree(src, dst, "mtf", jobs=1)
+    assert report.summary.counts["rendered with Verovio"] == 1
+    assert (dst / "natural_sharp.mtf").read_text(encoding="utf-8").startswith("ticks_per_beat 10080")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"X:1\nK:C\nCDE|\n", b"<?xml version='1.0'?><mei xmlns='http://www.music-encoding.org/ns/mei'>"],
+)
+def test_a_broken_mei_file_is_one_clear_error(tmp_path, content):
+    """Not MEI (Verovio is not tried) or truncated (Verovio cannot read it): music21's reason."""
+    bad = tmp_path / "bad.mei"
+    bad.write_bytes(content)
+    with pytest.raises(ConversionError, match="MEI document is not valid XML"):
+        score.file_to_pieces(bad, "mtf")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from clamp2_engine.paths import atomic_write_bytes
-from clamp2_engine.types import HUMDRUM_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES
+from clamp2_engine.types import HUMDRUM_SUFFIXES, MEI_SUFFIXES, MIDI_SUFFIXES, MTF_SUFFIXES
 from clamp2_engine.types import MUSICXML_SUFFIXES as XML_SUFFIXES
 
 RENDER_TIMEOUT_S = 30.0
@@ -87,7 +87,7 @@ def toolkit(task: tuple[str, str]):
             "xmlIdSeed": 1,
         }
     )
-    if path.suffix.lower() in HUMDRUM_SUFFIXES:
+    if path.suffix.lower() in HUMDRUM_SUFFIXES | MEI_SUFFIXES:  # Verovio reads them itself
         data = path.read_text(encoding="utf-8", errors="replace")
     else:
         data = _musicxml(path, part)

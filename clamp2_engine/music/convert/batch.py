@@ -198,7 +198,7 @@ def _convert(task: ConvertTask) -> list[tuple[str, str | bytes, tuple[str, ...]]
         for sfx, data, rendered in midis:
             mid, notes = mtf.read_midi(data)
             if not any(note.startswith(score.MUSIC21_FALLBACK) for note in rendered):
-                by = score.renderer_of(task.kind, task.tune, rendered)
+                by = score.renderer_of(task.kind, task.tune, rendered, task.source)
                 rendered = (f"rendered with {by}", *rendered)
             out.append((sfx, mtf.mido_to_mtf(mid, task.m3_compatible), (*rendered, *notes)))
         return out

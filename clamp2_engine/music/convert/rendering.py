@@ -1,14 +1,18 @@
-"""Score -> MIDI: which renderer makes a score's MIDI. MusicXML, and interleaved ABC through abc2xml, are
-rendered by Verovio in music21's conventions (:mod:`.engraver`, 4-5x faster than music21, the same notes
-on Bach's chorales); music21 renders where Verovio fails (said as a note), when asked for
+"""Score -> MIDI: which renderer makes a score's MIDI. MusicXML, MEI, and interleaved ABC through abc2xml,
+are rendered by Verovio in music21's conventions (:mod:`.engraver`, 4-5x faster than music21, the same
+notes on Bach's chorales); music21 renders where Verovio fails (said as a note), when asked for
 (``renderer="music21"``: as the reference renders scores) and for every other format."""
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import re
 from collections.abc import Callable
+from pathlib import Path
+
+from clamp2_engine.types import MEI_SUFFIXES
 
 from . import abctools, m21
 from .common import ConversionError, Piece, first_success
@@ -70,14 +74,34 @@ def musicxml_to_midis(xml: bytes, renderer: str = "verovio", mtf: bool = False) 
     return _rendered(xml, by_music21, renderer, mtf)
 
 
+def is_mei(path: str | os.PathLike | None) -> bool:
+    return path is not None and Path(path).suffix.lower() in MEI_SUFFIXES
+
+
+_MEI_ROOT = re.compile(r"<(?:[\w-]+:)?mei[\s>]")
+
+
+def mei_to_midis(
+    data: bytes, path: str | os.PathLike, renderer: str = "verovio", mtf: bool = False
+) -> list[Piece]:
+    """The MIDI (or MTF) of an MEI file: Verovio's rendering in music21's conventions (it reads MEI 3 to 5;
+    music21's reader failed on 19 of 30 chorales Verovio wrote as MEI 5, and where it read them the notes
+    were the same, `bench_engraver.py`), music21's where Verovio fails or is asked not to render."""
+    by_music21 = [("", lambda: m21.stream_to_midis(m21.parse_path(path)))]
+    head = data[:4096].decode("utf-8", "replace")
+    return _rendered(data, by_music21, renderer, mtf, bool(_MEI_ROOT.search(head)) or "not an MEI document")
+
+
 def _rendered(
     score: bytes,
     by_music21: list[tuple[str, Callable[[], list[tuple[str, bytes, tuple[str, ...]]]]]],
     renderer: str,
     mtf: bool,
+    verovio_reads: bool | str = True,
 ) -> list[Piece]:
     """Verovio's rendering of ``score``, else the first of ``by_music21``'s attempts that works, with notes
-    saying so; MIDI as Latin-1 text, or its MTF."""
+    saying so (``verovio_reads``: why Verovio is not tried, when it is a reason); MIDI as Latin-1 text, or
+    its MTF."""
     from .mtf import midi_to_mtf, mido_to_mtf
 
     def engraved() -> list[tuple[str, bytes | str, tuple[str, ...]]]:
@@ -87,6 +111,8 @@ def _rendered(
             raise ConversionError("skip", "music21 asked for")
         if not _has_verovio():
             raise ConversionError("verovio", "not installed (pip install 'clamp2-engine[convert]')")
+        if verovio_reads is not True:
+            raise ConversionError("verovio", str(verovio_reads))
         text = _score_text(score)
         if text is None:
             raise ConversionError("skip", "not UTF-8 or UTF-16 (music21 reads its declared encoding)")
@@ -110,14 +136,16 @@ def _rendered(
 MUSIC21_FALLBACK = "rendered with music21"
 
 
-def renderer_of(kind: str, tune: str | None, notes: tuple[str, ...]) -> str:
+def renderer_of(
+    kind: str, tune: str | None, notes: tuple[str, ...], source: str | os.PathLike | None = None
+) -> str:
     """Which renderer made a score's MIDI, by its notes: music21 where one says so, else Verovio for
-    MusicXML and interleaved ABC (when installed), music21 for the rest. Humdrum and MEI stay with
-    music21: on music21's Humdrum corpus Verovio lost notes of several-spine quartets (up to 68%), and
-    no MEI corpus was at hand to measure."""
+    MusicXML, MEI (``source``'s suffix) and interleaved ABC (when installed), music21 for the rest.
+    Humdrum stays with music21: on music21's Humdrum corpus Verovio lost notes of several-spine quartets
+    (up to 68%)."""
     if any(note.startswith(MUSIC21_FALLBACK) for note in notes):
         return "music21"
-    engraved = kind == "musicxml" or (kind == "abc" and _interleaved(tune or ""))
+    engraved = kind == "musicxml" or is_mei(source) or (kind == "abc" and _interleaved(tune or ""))
     return "Verovio" if engraved and _has_verovio() else "music21"
 
 

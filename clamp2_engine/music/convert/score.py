@@ -1,6 +1,6 @@
 """Score files -> interleaved ABC (exactly the reference path where it works, fallbacks where it does not),
-ABC -> MusicXML, and score -> MIDI: MusicXML and interleaved ABC (through abc2xml) by Verovio in music21's
-conventions (:mod:`.engraver`), music21 where it fails and for the other formats."""
+ABC -> MusicXML, and score -> MIDI: MusicXML, MEI and interleaved ABC (through abc2xml) by Verovio in
+music21's conventions (:mod:`.engraver`), music21 where it fails and for the other formats."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ from .musicxml import (  # noqa: F401 - re-exported: the readers and repairs of 
     repair_for_music21,
     sanitize_musicxml,
 )
-from .rendering import MUSIC21_FALLBACK, abc_tune_to_midi, musicxml_to_midis, renderer_of  # noqa: F401
+from .rendering import (  # noqa: F401
+    MUSIC21_FALLBACK,
+    abc_tune_to_midi,
+    is_mei,
+    mei_to_midis,
+    musicxml_to_midis,
+    renderer_of,
+)
 
 # ---------------------------------------------------------------- MusicXML
 
@@ -172,7 +179,7 @@ def file_to_pieces(
     ``failed`` list, a tune of a book that fails is added there as ``(suffix, error)`` and the other tunes
     go on (the error is raised only when no tune converts)."""
     kind = source_kind(path)
-    if to == "mtf" and kind != "musicxml":
+    if to == "mtf" and kind != "musicxml" and not is_mei(path):
         from .mtf import midi_to_mtf
 
         midis = file_to_pieces(path, "midi", max_bytes, failed, renderer)
@@ -209,5 +216,7 @@ def file_to_pieces(
     if kind == "music21":
         if to == "abc":
             return music21_file_to_abc(path)
+        if is_mei(path):
+            return mei_to_midis(data, path, renderer, mtf=to == "mtf")
         return [Piece(s, m.decode("latin-1"), n) for s, m, n in m21.stream_to_midis(m21.parse_path(path))]
     raise ConversionError("read", f"not a score file: {Path(path).suffix or 'no suffix'}")
