@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
             f"shared by the server and the load generator). {args.points:,} points, full-size text tower (random "
             "weights, `CLAMP2_QUERY_THREADS=1`): PyTorch fp32, and the ONNX Runtime fp32 export that an ingest "
             "prepares (`serve` uses it after `ingest`; it keeps fp32's hits, `bench_query.py`). k=10, hybrid "
-            "search (side by side, one thread each: `--search-threads 1`, the default), real HTTP on 127.0.0.1 (keep-alive connections of a lean asyncio client, about 0.2 ms of "
+            "search (one thread each: `--search-threads 1`, the default; one at a time, the default on 2 cores), real HTTP on 127.0.0.1 (keep-alive connections of a lean asyncio client, about 0.2 ms of "
             f"CPU a request; at least {args.per_client} requests a client after every connection was answered "
             "once, requests/s counted while all the clients were busy, until the last request was sent). "
             f"Efficiency at {max(CLIENTS)} clients: requests/s (the median of {args.windows} timed windows for a "

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from helpers import Server, ingest_serve_corpus
 
 from clamp2_engine.cli import main
+from clamp2_engine.search import SearchSession
 from clamp2_engine.serve.app import create_app
 from clamp2_engine.serve.batching import MicroBatcher
 from clamp2_engine.serve.service import ServeConfig
@@ -43,7 +44,11 @@ def corpus(tmp_path_factory, parity_dir):
 @pytest.fixture(scope="module")
 def server(corpus):
     root, store = corpus
-    config = ServeConfig(StoreSpec(path=store), "music", api_key=KEY, cache_dir=root / "cache")
+    config = (
+        ServeConfig(  # four searches at once (a 32-core machine's default): every test runs beside others
+            StoreSpec(path=store), "music", api_key=KEY, cache_dir=root / "cache", search_slots=4
+        )
+    )
     srv = Server(create_app(config))
     yield srv
     srv.stop()
@@ -395,7 +400,7 @@ def test_concurrent_queries_are_encoded_together(text_model):
     assert np.allclose(vectors[3][0], model.encode_text("query 3"), atol=1e-5)
 
 
-def test_searches_run_side_by_side_and_answer_as_one_at_a_time(server, client, corpus):
+def test_searches_run_side_by_side_and_answer_as_one_at_a_time(server, client, corpus, monkeypatch):
     _root, store = corpus
     configs = [json.loads(p.read_text()) for p in (store / "music" / "shards").glob("*/edge_config.json")]
     assert configs
@@ -409,8 +414,27 @@ def test_searches_run_side_by_side_and_answer_as_one_at_a_time(server, client, c
             return hits(c.post("/search", json=body))
 
     alone = [ranked(b) for b in bodies]
+    running, peak, beside = [0], [0], threading.Event()
+    count, find = threading.Lock(), SearchSession.find
+
+    def watched(session, *args, **kwargs):
+        with count:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            if running[0] > 1:
+                beside.set()
+        try:
+            if not beside.wait(30):  # until a second search runs beside this one
+                beside.set()  # none did: the others need not wait as well
+            return find(session, *args, **kwargs)
+        finally:
+            with count:
+                running[0] -= 1
+
+    monkeypatch.setattr(SearchSession, "find", watched)
     with ThreadPoolExecutor(2 * len(bodies)) as pool:
         together = list(pool.map(ranked, bodies * 2))
+    assert 2 <= peak[0] <= 4  # the server's search slots
     for got, want in zip(together, alone * 2, strict=True):  # texts batched otherwise: scores within fp32
         assert [h["id"] for h in got] == [h["id"] for h in want]
         assert [h["score"] for h in got] == pytest.approx([h["score"] for h in want], abs=1e-4)

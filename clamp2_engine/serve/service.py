@@ -61,15 +61,19 @@ class ServeConfig:
     public_url: str | None = None  # where clients reach the server (links in the MCP tool read_piece)
     # threads that wait on render and upload workers (each runs one worker process at a time)
     music_threads: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
-    # threads one search of an embedded collection reads its segments with: the default collection's
-    # searches run side by side, so the cores are shared across requests (0: Qdrant Edge's default)
+    # threads one search of an embedded collection reads its segments with (0: Qdrant Edge's default):
+    # the cores are shared across requests, not within one
     search_threads: int = 1
+    # searches of the default collection run at once: a search costs about a fifteenth of a text query's
+    # encoding, so one per 8 cores keeps up with the encode workers; more only contend for the GIL (their
+    # Python: fusion, ids) with the encoders. None: that, at least one
+    search_slots: int | None = None
 
 
 class Service:
-    """The served store and collections. Searches of the default collection, which stays open, run side
-    by side; other store calls are serialized by one lock (one process owns an embedded collection; its
-    calls take milliseconds, and a sibling collection is let go after each)."""
+    """The served store and collections. Searches of the default collection, which stays open, run up to
+    ``search_slots`` at once; other store calls are serialized by one lock (one process owns an embedded
+    collection; its calls take milliseconds, and a sibling collection is let go after each)."""
 
     def __init__(self, config: ServeConfig):
         self.config = config
@@ -78,8 +82,9 @@ class Service:
         self.model_options = replace(options, threads=options.threads or query_threads())
         spec = config.store
         self.store = Store(replace(spec, search_threads=config.search_threads) if spec.is_local else spec)
+        slots = config.search_slots or max(1, (os.cpu_count() or 1) // 8)
         # qdrant-client's in-memory stand-in (tests) is not made for calls from several threads
-        self.side_by_side = spec.url != MEMORY
+        self.search_slots = threading.BoundedSemaphore(1 if spec.url == MEMORY else slots)
         self.lock = threading.Lock()
         self.sessions: dict[str, SearchSession] = {}
         self.batchers: dict[str, MicroBatcher] = {}
@@ -217,11 +222,12 @@ class Service:
         return {**self.locked(coll.info, coll=coll), "facets": self.facets(coll)}
 
     def search(self, query: Query | Plan, vector: np.ndarray | None, name: str | None = None) -> Result:
-        """Run ``query`` (or its plan) on a served collection: the default one at once, beside other
-        searches; another under the store lock."""
+        """Run ``query`` (or its plan) on a served collection: the default one in a search slot, beside
+        other searches; another under the store lock."""
         session = self.session(name)
-        if self.side_by_side and session.collection.name == self.config.collection:
-            return session.find(query, vector)
+        if session.collection.name == self.config.collection:
+            with self.search_slots:
+                return session.find(query, vector)
         with self.lock:
             try:
                 return session.find(query, vector)
