@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from helpers import Server, ingest_serve_corpus
+from helpers import Server, copy_store, ingest_serve_corpus
 
 from clamp2_engine.cli import main
 from clamp2_engine.search import SearchSession
@@ -37,7 +37,7 @@ def corpus(tmp_path_factory, parity_dir):
     """A corpus with each kind of source, ingested through the CLI."""
     root = tmp_path_factory.mktemp("serve")
     store = ingest_serve_corpus(root, parity_dir)
-    shutil.copytree(store, root / "edge-page")  # the page test's own copy: one process per embedded shard
+    copy_store(store, root / "edge-page")  # the page test's own copy: one process per embedded shard
     return root, store
 
 
@@ -235,7 +235,7 @@ def test_the_port_answers_while_the_model_loads(corpus, tmp_path):
         return load_tower(options, tower)
 
     copy = tmp_path / "edge"
-    shutil.copytree(root / "edge-page", copy)
+    copy_store(root / "edge-page", copy)
     config = ServeConfig(StoreSpec(path=copy), "music", loader=slow_loader, cache_dir=tmp_path / "cache")
     page = Server(create_app(config), ready=False)
     try:

@@ -5,7 +5,6 @@ text that is not text, ranges backwards, a damaged collection. Over real HTTP (u
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import Server, ingest_serve_corpus
+from helpers import Server, copy_store, ingest_serve_corpus
 
 from clamp2_engine.serve.app import create_app
 from clamp2_engine.serve.render import Renderer, RenderError
@@ -143,7 +142,7 @@ def hold(store: Path, name: str) -> subprocess.Popen:
 def test_a_collection_busy_at_start_is_served_once_free(corpus, tmp_path):
     _root, store = corpus
     copy = tmp_path / "edge"
-    shutil.copytree(store, copy)
+    copy_store(store, copy)
     holder = hold(copy, "music")
     srv = Server(
         create_app(ServeConfig(StoreSpec(path=copy), "music", cache_dir=tmp_path / "c")), ready=False
@@ -179,8 +178,8 @@ def wait_past_starting(srv: Server) -> httpx.Response:
 def test_a_sibling_collection_is_let_go_after_each_request(corpus, tmp_path):
     _root, store = corpus
     copy = tmp_path / "edge"
-    shutil.copytree(store, copy)
-    shutil.copytree(copy / "music", copy / "other")
+    copy_store(store, copy)
+    copy_store(copy / "music", copy / "other")
     srv, _svc = serve(copy, tmp_path / "cache")
     try:
         res = httpx.post(f"{srv.url}/search", json={"query": "x", "collection": "other"}, timeout=60)
@@ -222,7 +221,7 @@ def test_check_range_answers_in_json_words():
 def test_a_damaged_collection_is_a_sentence_not_a_500(corpus, tmp_path):
     _root, store = corpus
     copy = tmp_path / "edge"
-    shutil.copytree(store, copy)
+    copy_store(store, copy)
     with open_store(StoreSpec(path=copy)) as s:
         n = s.collection("music").count()
     record = copy / "music" / "collection.json"

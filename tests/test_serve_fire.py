@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from helpers import Server, dense_midi, ingest_serve_corpus, raw
+from helpers import Server, copy_store, dense_midi, ingest_serve_corpus, raw
 from index_helpers import model_args
 
 from clamp2_engine.serve.app import create_app
@@ -218,7 +217,7 @@ def test_an_answer_not_started_in_time_is_a_503_and_is_counted(corpus, tmp_path,
     id, counted in /metrics under its route; the server answers the next one."""
     _root, store = corpus
     copy = tmp_path / "edge"
-    shutil.copytree(store, copy)  # the module's server holds the original
+    copy_store(store, copy)  # the module's server holds the original
     release = threading.Event()
 
     def stuck(self, name):
@@ -262,7 +261,7 @@ def test_a_killed_servers_temporary_files_are_removed_at_the_next_start(tmp_path
 def test_sigterm_lets_requests_in_flight_finish(corpus, parity_dir, tmp_path):
     root, store = corpus
     copy = tmp_path / "edge"
-    shutil.copytree(store, copy)  # one process per embedded shard
+    copy_store(store, copy)  # one process per embedded shard
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
