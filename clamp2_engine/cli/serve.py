@@ -75,8 +75,8 @@ def _corpus_roots(values: tuple[str, ...]) -> dict[str, str]:
     type=click.IntRange(0, 256),
     default=1,
     show_default=True,
-    help="Threads one search of an embedded collection uses; searches of concurrent requests run side by "
-    "side (0: Qdrant Edge's default, from the CPU count).",
+    help="Threads one search of an embedded collection uses (0: Qdrant Edge's default, from the CPU count); "
+    "concurrent requests share the cores, up to one search per 8 cores at once.",
 )
 @click.option(
     "--public-url",

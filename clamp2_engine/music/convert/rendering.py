@@ -85,8 +85,9 @@ def mei_to_midis(
     data: bytes, path: str | os.PathLike, renderer: str = "verovio", mtf: bool = False
 ) -> list[Piece]:
     """The MIDI (or MTF) of an MEI file: Verovio's rendering in music21's conventions (it reads MEI 3 to 5;
-    music21's reader failed on 19 of 30 chorales Verovio wrote as MEI 5, and where it read them the notes
-    were the same, `bench_engraver.py`), music21's where Verovio fails or is asked not to render."""
+    music21's reader failed on 339 of the 410 chorales Verovio wrote as MEI 5, and Verovio's notes equal
+    music21's rendering of their MusicXML on 402, `bench_engraver.py`), music21's where Verovio fails,
+    the file is no MEI document, or ``renderer="music21"``."""
     by_music21 = [("", lambda: m21.stream_to_midis(m21.parse_path(path)))]
     head = data[:4096].decode("utf-8", "replace")
     return _rendered(data, by_music21, renderer, mtf, bool(_MEI_ROOT.search(head)) or "not an MEI document")
