@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import operator
 import os
 import re
 import socket
@@ -216,10 +217,6 @@ def run_server(store: Path, wait_ms: float, workers: int | None, home: Path) -> 
     raise SystemExit("the server did not start")
 
 
-def rate_of(run: tuple[float, list[float]]) -> float:
-    return run[0]
-
-
 def spread(runs: list[tuple[float, list[float]]], ideal: float) -> str:
     """The median window's efficiency, and the range of all windows' when there are several."""
     median = f"{runs[len(runs) // 2][0] / ideal:.3f}"
@@ -276,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
                     # the busiest load of each server with every core: the median of several windows
                     windows = args.windows if last and workers is None else 1
                     runs = sorted(
-                        (asyncio.run(load(url, clients, total)) for _ in range(windows)), key=rate_of
+                        (asyncio.run(load(url, clients, total)) for _ in range(windows)),
+                        key=operator.itemgetter(0),
                     )
                     rate, lat = runs[len(runs) // 2]
                     row = [label, tower, clients, f"{rate:.1f}"]
